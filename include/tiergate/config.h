@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * config.h - the daemon's configuration: one JSON file (DESIGN §1) loaded
+ * into an immutable, reference-counted snapshot. SIGHUP builds a new
+ * snapshot and publishes it; requests keep the one they started with.
+ * Secrets never live in the file: a model names the environment variable
+ * holding its key, read when the snapshot is built.
+ */
+#ifndef TIERGATE_CONFIG_H
+#define TIERGATE_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "tiergate/breaker.h"
+#include "tiergate/common.h"
+#include "tiergate/router.h"
+#include "tiergate/validate.h"
+
+struct tg_header_kv {
+    char *name;
+    char *value;
+};
+
+struct tg_model {
+    char *id;
+    char *base_url;       /* without trailing slash */
+    char *url;            /* base_url + "/chat/completions" */
+    char *upstream_model; /* the name the provider knows it by */
+    char *api_key_env;
+    char *api_key;        /* from the environment at load; NULL when unset */
+    double input_per_mtok, output_per_mtok;
+    unsigned connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
+    struct tg_header_kv *headers;
+    size_t n_headers;
+    int tier;             /* lowest tier listing it, -1 when none */
+    size_t index;         /* position in cfg->models */
+    unsigned metrics_idx; /* stable across reloads (tg_metrics_model_index) */
+    struct tg_breaker *breaker; /* borrowed from the process-wide registry */
+};
+
+struct tg_gateway_key {
+    char *name;
+    unsigned char sha256[32];
+    unsigned rpm;            /* requests per minute, 0 = unlimited */
+    double usd_per_day;      /* spend limit, 0 = unlimited */
+};
+
+struct tg_config {
+    int refs; /* atomic */
+    char *path;
+
+    char *listen; /* as written: "127.0.0.1:8080" */
+    char *listen_host;
+    unsigned listen_port;
+    unsigned shards;
+    unsigned drain_timeout_s;
+
+    int log_level;
+    char *decision_log; /* "stderr", "off" or a file path */
+    int log_prompts;
+    unsigned prompt_chars;
+
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    unsigned max_connections;
+    unsigned connection_timeout_s;
+    size_t conn_memory_bytes;
+    size_t max_upstream_response_bytes;
+    int max_json_depth;
+    unsigned max_messages;
+
+    char *redis_url;
+    char *redis_host; /* or a unix socket path when redis_unix */
+    int redis_unix;
+    unsigned redis_port, redis_db;
+    char *redis_password;
+    unsigned redis_lookup_timeout_ms, redis_store_timeout_ms, redis_connect_timeout_ms;
+    unsigned redis_reconnect_min_ms, redis_reconnect_max_ms;
+
+    int cache_enabled;
+    unsigned cache_ttl_s, cache_max_ttl_s;
+    double cache_max_temperature;
+    size_t cache_max_entry_bytes;
+    int cache_shared;
+    int cache_single_flight;
+    unsigned cache_single_flight_wait_ms;
+
+    struct tg_model *models;
+    size_t n_models;
+    struct {
+        size_t *idx; /* into models */
+        size_t n;
+    } tiers[TG_TIER__COUNT];
+
+    struct tg_header_kv *aliases; /* name -> "auto", a tier or a model id */
+    size_t n_aliases;
+
+    unsigned max_escalations;
+    int retry_with_context;
+    struct tg_model *baseline; /* counterfactual model for savings */
+
+    struct tg_router_config router;
+    struct tg_validate_config validate;
+    struct tg_breaker_config breaker;
+
+    struct tg_gateway_key *keys;
+    size_t n_keys;
+    char *admin_key_env;
+    unsigned char admin_sha256[32];
+    int admin_set;
+};
+
+/* Loads and validates the file. On failure returns NULL and writes
+ * "file:line: message" into err. Reads model keys from the environment.
+ * Environment overrides: TIERGATE_LISTEN, TIERGATE_REDIS_URL,
+ * TIERGATE_SHARDS, TIERGATE_LOG_LEVEL. */
+struct tg_config *tg_config_load(const char *path, char *err, size_t errlen);
+/* The same from a string (tests); `name` stands in for the file name. */
+struct tg_config *tg_config_load_string(const char *text, size_t len, const char *name, char *err,
+                                        size_t errlen);
+
+struct tg_config *tg_config_ref(struct tg_config *cfg);
+void tg_config_unref(struct tg_config *cfg);
+
+/* The published snapshot (a new reference). Any thread. */
+struct tg_config *tg_config_current(void);
+/* Publishes cfg (steals the caller's reference). Any thread. */
+void tg_config_publish(struct tg_config *cfg);
+/* Bumped on every publish; shards compare it to notice a reload. */
+unsigned tg_config_generation(void);
+
+/* Model by configured id, or NULL. */
+struct tg_model *tg_config_model(const struct tg_config *cfg, const char *id);
+
+/* What an alias stands for ("auto", a tier name or a model id), or NULL. */
+const char *tg_config_alias(const struct tg_config *cfg, const char *name);
+
+/* Matches a presented gateway key (constant time); NULL when unknown. */
+const struct tg_gateway_key *tg_config_key_match(const struct tg_config *cfg, const char *key,
+                                                 size_t len);
+int tg_config_admin_match(const struct tg_config *cfg, const char *key, size_t len);
+
+#endif

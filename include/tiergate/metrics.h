@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * metrics.h - Prometheus metrics (text exposition format 0.0.4). Each shard
+ * writes only its own counters (no locks, no shared cache lines on the hot
+ * path); a scrape sums the shards. Label sets are small and fixed (tiers,
+ * cache results, outcomes, reasons), models are interned to stable indexes.
+ */
+#ifndef TIERGATE_METRICS_H
+#define TIERGATE_METRICS_H
+
+#include <stdint.h>
+
+#include "tiergate/buf.h"
+#include "tiergate/common.h"
+
+#define TG_METRICS_MAX_MODELS 256
+
+struct tg_config;
+struct tg_metrics_shard;
+
+/* x-tiergate-cache values, in metric label order. */
+enum tg_cache_status {
+    TG_CS_HIT = 0,
+    TG_CS_MISS,
+    TG_CS_BYPASS,
+    TG_CS_OFF,
+    TG_CS_ERROR,
+    TG_CS__COUNT
+};
+const char *tg_cache_status_name(enum tg_cache_status s);
+
+/* Outcome of one upstream attempt (metric label and decision log). */
+enum tg_outcome {
+    TG_OUT_OK = 0,       /* 2xx and valid */
+    TG_OUT_INVALID,      /* 2xx that failed validation */
+    TG_OUT_HTTP_4XX,     /* client error, passed back */
+    TG_OUT_HTTP_429,
+    TG_OUT_HTTP_5XX,
+    TG_OUT_TIMEOUT,
+    TG_OUT_TRANSPORT,    /* refused, reset, TLS, DNS, truncated */
+    TG_OUT_CONTEXT,      /* context length exceeded */
+    TG_OUT_BREAKER_OPEN, /* skipped: breaker open */
+    TG_OUT_NO_KEY,       /* skipped: key variable unset */
+    TG_OUT_CANCELLED,    /* client went away */
+    TG_OUT__COUNT
+};
+const char *tg_outcome_name(enum tg_outcome o);
+
+/* Why the ladder moved on (escalation / fallback reasons). */
+enum tg_reason {
+    TG_RSN_MALFORMED = 0,
+    TG_RSN_EMPTY,
+    TG_RSN_JSON_OBJECT,
+    TG_RSN_JSON_SCHEMA,
+    TG_RSN_TOOL_ARGS,
+    TG_RSN_HEDGING,
+    TG_RSN_LOW_CONFIDENCE,
+    TG_RSN_HTTP_429,
+    TG_RSN_HTTP_5XX,
+    TG_RSN_TIMEOUT,
+    TG_RSN_TRANSPORT,
+    TG_RSN_CONTEXT,
+    TG_RSN_BREAKER_OPEN,
+    TG_RSN_NO_KEY,
+    TG_RSN__COUNT
+};
+const char *tg_reason_name(enum tg_reason r);
+/* Maps a validator reason string ("hedging", ...) to the enum. */
+enum tg_reason tg_reason_from_verdict(const char *reason);
+
+/* Stable index for a model id (interned once, process-wide); returns
+ * TG_METRICS_MAX_MODELS - 1 ("other") when the table is full. Any thread. */
+unsigned tg_metrics_model_index(const char *model_id);
+
+struct tg_metrics_shard *tg_metrics_shard_new(unsigned shard_index);
+/* The shard stopped; its counters keep counting in totals. */
+void tg_metrics_shard_detach(struct tg_metrics_shard *m);
+
+/* Recorders: shard loop thread only. tier: 0..2 or -1 (none). */
+void tg_metrics_request(struct tg_metrics_shard *m, unsigned status, int tier,
+                        enum tg_cache_status cache, double seconds);
+void tg_metrics_cache_lookup(struct tg_metrics_shard *m, enum tg_cache_status result);
+void tg_metrics_cache_store(struct tg_metrics_shard *m, int ok);
+void tg_metrics_route(struct tg_metrics_shard *m, int tier);
+void tg_metrics_escalation(struct tg_metrics_shard *m, int from, int to, enum tg_reason reason);
+void tg_metrics_fallback(struct tg_metrics_shard *m, int tier, enum tg_reason reason);
+void tg_metrics_upstream(struct tg_metrics_shard *m, unsigned model, enum tg_outcome outcome,
+                         double seconds);
+void tg_metrics_tokens(struct tg_metrics_shard *m, unsigned model, uint64_t prompt,
+                       uint64_t completion);
+void tg_metrics_cost(struct tg_metrics_shard *m, unsigned model, double usd);
+void tg_metrics_baseline(struct tg_metrics_shard *m, double usd);
+void tg_metrics_inflight(struct tg_metrics_shard *m, long delta);
+
+/* Renders every metric, summed over shards, with the breaker gauges of
+ * cfg's models. Any thread. */
+tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *out);
+
+#endif

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what tiergate needs to build, test and benchmark on Debian 12,
+# only what is missing. Runs as root or through sudo; never asks questions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev \
+         libjansson-dev libssl-dev redis-server curl python3 nodejs npm; do
+    have_pkg "$p" || need_pkgs+=("$p")
+done
+# Benchmarks and compose validation: only when asked (make bench / make test).
+if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
+    for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done
+fi
+if [ "${TG_DEPS_TEST:-1}" = 1 ]; then
+    have_pkg docker-compose || need_pkgs+=(docker-compose)
+fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "deps: installing ${need_pkgs[*]}"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "deps: need root or sudo to install ${need_pkgs[*]}" >&2; exit 1; }
+        SUDO="sudo -n"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # Package scripts must not start services on the host (redis, nginx): tests start their own.
+    if [ ! -e /usr/sbin/policy-rc.d ] && [ -z "$SUDO" ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# The end-to-end test drives the gateway with the official openai npm client.
+if [ "${TG_DEPS_NODE:-1}" = 1 ] && [ ! -d tests/e2e/node_modules/openai ]; then
+    echo "deps: npm ci in tests/e2e"
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi

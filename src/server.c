@@ -1,0 +1,854 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * server.c - the HTTP side of a shard: libmicrohttpd in external-epoll mode
+ * (its epoll fd sits in the shard's loop), one listening socket per shard
+ * on the same port (SO_REUSEPORT), suspend/resume around asynchronous
+ * work, our own EPOLLRDHUP watch on suspended clients (MHD cannot see a
+ * suspended client hang up), SSE responses through a content reader that
+ * suspends when it has nothing to send, and the ordered drain on SIGTERM.
+ */
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tiergate/admin.h"
+#include "tiergate/cache.h"
+#include "tiergate/chat.h"
+#include "tiergate/config.h"
+#include "tiergate/error.h"
+#include "tiergate/log.h"
+#include "tiergate/metrics.h"
+#include "tiergate/req.h"
+#include "tiergate/upstream.h"
+
+struct server {
+    struct tg_shard *shards;
+    pthread_t *threads;
+    unsigned n;
+    unsigned port;
+};
+
+static struct server srv;
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls);
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe);
+static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud);
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
+static void resume(struct tg_req *req);
+static void dispatch(struct tg_req *req);
+
+/* --- helpers ------------------------------------------------------------ */
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+void tg_shard_random_hex(struct tg_shard *sh, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = xorshift(&sh->rng);
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[v & 15];
+        v >>= 4;
+    }
+    out[16] = '\0';
+}
+
+const char *tg_req_header(struct tg_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void tg_req_ref(struct tg_req *req)
+{
+    req->refs++;
+}
+
+static void req_free(void *p)
+{
+    struct tg_req *req = p;
+    if (req->on_free)
+        req->on_free(req);
+    if (req->response)
+        MHD_destroy_response(req->response);
+    tg_buf_free(&req->body);
+    tg_buf_free(&req->out);
+    tg_config_unref(req->cfg);
+    free(req);
+}
+
+void tg_req_unref(struct tg_req *req)
+{
+    if (--req->refs == 0)
+        tg_loop_defer_free(req->shard->loop, req_free, req);
+}
+
+/* A request id we echo must be safe in a header and a log line. */
+static int id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* --- suspend / resume --------------------------------------------------- */
+
+static void watch_client(struct tg_req *req)
+{
+    if (req->client_io.registered || req->client_fd < 0)
+        return;
+    if (tg_loop_io_set(req->shard->loop, &req->client_io, req->client_fd, EPOLLRDHUP, on_client_hup,
+                       req) != TG_OK)
+        tg_log_req(TG_LOG_DEBUG, req->id, "cannot watch client fd");
+}
+
+static void unwatch_client(struct tg_req *req)
+{
+    tg_loop_io_del(req->shard->loop, &req->client_io);
+}
+
+void tg_req_suspend(struct tg_req *req)
+{
+    if (req->suspended || req->closed)
+        return;
+    MHD_suspend_connection(req->conn);
+    req->suspended = 1;
+    struct tg_shard *sh = req->shard;
+    req->susp_prev = NULL;
+    req->susp_next = sh->suspended;
+    if (sh->suspended)
+        sh->suspended->susp_prev = req;
+    sh->suspended = req;
+    watch_client(req);
+}
+
+static void resume(struct tg_req *req)
+{
+    if (!req->suspended)
+        return;
+    struct tg_shard *sh = req->shard;
+    if (req->susp_prev)
+        req->susp_prev->susp_next = req->susp_next;
+    else
+        sh->suspended = req->susp_next;
+    if (req->susp_next)
+        req->susp_next->susp_prev = req->susp_prev;
+    req->susp_prev = req->susp_next = NULL;
+    req->suspended = 0;
+    /* Cheap: MHD only flags the connection; the walk over suspended
+     * connections happens once, in the MHD_run at the end of the iteration. */
+    MHD_resume_connection(req->conn);
+    sh->mhd_dirty = 1;
+}
+
+/* The client hung up while we were waiting on upstream or Redis. */
+static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud)
+{
+    struct tg_req *req = ud;
+    unwatch_client(req);
+    tg_log_req(TG_LOG_DEBUG, req->id, "client went away");
+    if (req->on_cancel) {
+        void (*cb)(struct tg_req *) = req->on_cancel;
+        req->on_cancel = NULL;
+        cb(req);
+    }
+    req->stream_broken = 1;
+    req->stream_done = 1;
+    if (req->state == TG_REQ_WORKING)
+        req->state = TG_REQ_READY; /* the handler sees no response and closes */
+    resume(req);
+}
+
+/* --- responses ---------------------------------------------------------- */
+
+static void add_std_headers(struct tg_req *req, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "x-request-id", req->id);
+    if (req->shard->draining)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+tg_rc tg_req_add_header(struct tg_req *req, const char *name, const char *value)
+{
+    if (!req->response)
+        return TG_ERR_INTERNAL;
+    return MHD_add_response_header(req->response, name, value) == MHD_YES ? TG_OK : TG_ERR_NOMEM;
+}
+
+tg_rc tg_req_respond(struct tg_req *req, unsigned status, const char *content_type,
+                     const char *body, size_t len)
+{
+    if (req->response || req->closed)
+        return TG_ERR_INTERNAL;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return TG_ERR_NOMEM;
+    if (content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    add_std_headers(req, r);
+    req->response = r;
+    req->status = status;
+    req->state = TG_REQ_READY;
+    resume(req);
+    return TG_OK;
+}
+
+tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, const char *param,
+                           const char *code)
+{
+    struct tg_buf b;
+    tg_buf_init(&b, 0);
+    tg_rc r = tg_error_body(&b, rc, message, param, code);
+    if (r == TG_OK)
+        r = tg_req_respond(req, tg_error_status(rc), "application/json", b.data, b.len);
+    tg_buf_free(&b);
+    if (r == TG_OK && rc == TG_ERR_METHOD)
+        tg_req_add_header(req, "allow", req->ep == TG_EP_CHAT || req->ep == TG_EP_ROUTE ? "POST"
+                                        : req->ep == TG_EP_ADMIN_CACHE ? "DELETE" : "GET, HEAD");
+    if (r == TG_OK && rc == TG_ERR_UNAUTHORIZED)
+        tg_req_add_header(req, "www-authenticate", "Bearer");
+    return r;
+}
+
+tg_rc tg_req_stream_start(struct tg_req *req)
+{
+    if (req->response || req->closed)
+        return TG_ERR_INTERNAL;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, req, NULL);
+    if (!r)
+        return TG_ERR_NOMEM;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "x-accel-buffering", "no");
+    add_std_headers(req, r);
+    req->response = r;
+    req->status = 200;
+    req->state = TG_REQ_STREAMING;
+    /* MHD sends the status line only with the first body byte: give it a
+     * comment line at once so the client sees headers before the model's
+     * first token (SSE comments are ignored by every client). */
+    tg_rc rc = tg_buf_puts(&req->out, ": ok\n\n");
+    resume(req);
+    return rc;
+}
+
+tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n)
+{
+    if (req->closed || req->stream_done)
+        return TG_ERR_IO;
+    tg_rc rc = tg_buf_append(&req->out, p, n);
+    if (rc == TG_OK && req->state == TG_REQ_QUEUED)
+        resume(req);
+    return rc;
+}
+
+void tg_req_stream_end(struct tg_req *req, int broken)
+{
+    req->stream_done = 1;
+    if (broken)
+        req->stream_broken = 1;
+    if (req->state == TG_REQ_QUEUED || req->state == TG_REQ_STREAMING)
+        resume(req);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct tg_req *req = cls;
+    size_t n = tg_buf_unread(&req->out);
+    if (n) {
+        if (n > max)
+            n = max;
+        memcpy(buf, tg_buf_head(&req->out), n);
+        tg_buf_consume(&req->out, n);
+        if (req->on_drain && tg_buf_unread(&req->out) < TG_STREAM_LOW_WATER)
+            req->on_drain(req);
+        return (ssize_t)n;
+    }
+    if (req->stream_broken)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (req->stream_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (req->on_drain)
+        req->on_drain(req);
+    /* Nothing to send yet: park the connection until the upstream writes. */
+    tg_req_suspend(req);
+    return 0;
+}
+
+/* --- MHD callbacks ------------------------------------------------------ */
+
+static enum tg_endpoint classify(const char *url, const char *method, int *method_ok)
+{
+    static const struct {
+        const char *path;
+        const char *method;
+        enum tg_endpoint ep;
+    } routes[] = {
+        {"/v1/chat/completions", "POST", TG_EP_CHAT},
+        {"/chat/completions", "POST", TG_EP_CHAT},
+        {"/v1/models", "GET", TG_EP_MODELS},
+        {"/v1/route", "POST", TG_EP_ROUTE},
+        {"/healthz", "GET", TG_EP_HEALTHZ},
+        {"/readyz", "GET", TG_EP_READYZ},
+        {"/metrics", "GET", TG_EP_METRICS},
+        {"/admin/cache", "DELETE", TG_EP_ADMIN_CACHE},
+        {"/admin/breakers", "GET", TG_EP_ADMIN_BREAKERS},
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(routes); i++) {
+        int exact = strcmp(url, routes[i].path) == 0;
+        /* GET /v1/models/{id} */
+        int sub = routes[i].ep == TG_EP_MODELS && strncmp(url, "/v1/models/", 11) == 0 && url[11];
+        if (!exact && !sub)
+            continue;
+        *method_ok = strcmp(method, routes[i].method) == 0 ||
+                     (strcmp(routes[i].method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+        return routes[i].ep;
+    }
+    *method_ok = 0;
+    return TG_EP_NONE;
+}
+
+static struct tg_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn, const char *method,
+                              const char *url)
+{
+    struct tg_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->shard = sh;
+    req->conn = conn;
+    req->refs = 1;
+    req->start_us = tg_now_us();
+    req->cfg = tg_config_ref(sh->cfg);
+    req->client_fd = -1;
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    snprintf(req->path, sizeof(req->path), "%s", url);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        req->client_fd = ci->connect_fd;
+    tg_buf_init(&req->body, req->cfg->max_body_bytes);
+    tg_buf_init(&req->out, 0);
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
+    if (rid && id_ok(rid)) {
+        snprintf(req->id, sizeof(req->id), "%s", rid);
+    } else {
+        char hex[17];
+        tg_shard_random_hex(sh, hex);
+        snprintf(req->id, sizeof(req->id), "req_%s", hex);
+    }
+    sh->inflight++;
+    tg_metrics_inflight(sh->metrics, 1);
+    return req;
+}
+
+/* Bearer token from Authorization, or NULL. */
+static const char *bearer(struct tg_req *req, size_t *len)
+{
+    const char *h = tg_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    *len = strlen(h);
+    return *len ? h : NULL;
+}
+
+/* Returns 0 when the request may proceed; otherwise an error is queued. */
+static int authorize(struct tg_req *req)
+{
+    size_t len = 0;
+    const char *tok = bearer(req, &len);
+    const struct tg_config *cfg = req->cfg;
+    tg_cache_namespace(cfg, tok, len, req->bearer_hash);
+    switch (req->ep) {
+    case TG_EP_HEALTHZ:
+    case TG_EP_READYZ:
+    case TG_EP_METRICS:
+        return 0;
+    case TG_EP_ADMIN_CACHE:
+    case TG_EP_ADMIN_BREAKERS:
+        if (!cfg->admin_set) {
+            tg_req_respond_error(req, TG_ERR_FORBIDDEN,
+                                 "admin endpoints are disabled: set the admin key variable",
+                                 NULL, "admin_disabled");
+            return -1;
+        }
+        if (!tok || !tg_config_admin_match(cfg, tok, len)) {
+            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "admin key required", NULL, NULL);
+            return -1;
+        }
+        return 0;
+    default:
+        if (!cfg->n_keys)
+            return 0;
+        if (!tok) {
+            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED,
+                                 "missing API key: send Authorization: Bearer <key>", NULL, NULL);
+            return -1;
+        }
+        req->key = tg_config_key_match(cfg, tok, len);
+        if (!req->key) {
+            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
+            return -1;
+        }
+        return 0;
+    }
+}
+
+static void dispatch(struct tg_req *req)
+{
+    if (req->too_large) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
+        tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, NULL, NULL);
+        return;
+    }
+    req->state = TG_REQ_WORKING;
+    switch (req->ep) {
+    case TG_EP_CHAT:
+        tg_chat_handle(req);
+        break;
+    case TG_EP_ROUTE:
+        tg_chat_route(req);
+        break;
+    default:
+        tg_admin_handle(req);
+        break;
+    }
+}
+
+static enum MHD_Result queue(struct tg_req *req)
+{
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->response);
+    req->state = TG_REQ_QUEUED;
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct tg_shard *sh = cls;
+    struct tg_req *req = *con_cls;
+    if (!req) {
+        req = req_new(sh, conn, method, url);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        int method_ok;
+        req->ep = classify(url, method, &method_ok);
+        if (req->ep == TG_EP_NONE) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, url);
+            tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
+        } else if (!method_ok) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, url);
+            tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
+        } else if (authorize(req) == 0) {
+            const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
+                req->too_large = 1;
+                dispatch(req); /* answers 413 before reading a byte of the body */
+            }
+        }
+        if (req->state == TG_REQ_READY)
+            return queue(req);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!req->too_large && tg_buf_append(&req->body, upload, *upload_size) != TG_OK) {
+            req->too_large = 1;
+            tg_buf_free(&req->body);
+        }
+        if (req->too_large) {
+            /* Chunked bodies have no length up front: drain what is sent up
+             * to a bound, then give up on the connection. */
+            req->discarded += *upload_size;
+            if (req->discarded > req->cfg->max_body_bytes)
+                return MHD_NO;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    switch (req->state) {
+    case TG_REQ_RECEIVING:
+        dispatch(req);
+        break;
+    case TG_REQ_WORKING:
+        return MHD_YES; /* spurious call while work is under way */
+    case TG_REQ_READY:
+    case TG_REQ_STREAMING:
+        break;
+    case TG_REQ_QUEUED:
+        return MHD_YES;
+    }
+    if (req->state == TG_REQ_READY || req->state == TG_REQ_STREAMING) {
+        if (!req->response)
+            return MHD_NO; /* the client went away: close */
+        return queue(req);
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct tg_req *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    unwatch_client(req);
+    if (req->suspended)
+        resume(req); /* cannot happen per MHD's contract; keep the list sane */
+    req->closed = 1;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        tg_log_req(TG_LOG_DEBUG, req->id, "connection ended early (%d)", (int)toe);
+    if (req->on_cancel) {
+        void (*cb)(struct tg_req *) = req->on_cancel;
+        req->on_cancel = NULL;
+        cb(req);
+    }
+    req->shard->inflight--;
+    tg_metrics_inflight(req->shard->metrics, -1);
+    tg_req_unref(req);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    if (tg_log_level > TG_LOG_DEBUG)
+        return;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        line[--n] = '\0';
+    tg_log(TG_LOG_DEBUG, "mhd: %s", line);
+}
+
+/* --- shard loop glue ---------------------------------------------------- */
+
+static void on_mhd_ready(struct tg_loop *loop, int fd, uint32_t events, void *ud)
+{
+    struct tg_shard *sh = ud;
+    sh->mhd_dirty = 1;
+}
+
+static void run_mhd(struct tg_loop *loop, void *ud)
+{
+    struct tg_shard *sh = ud;
+    uint64_t now = tg_now_us();
+    if (!sh->mhd || (!sh->mhd_dirty && now < sh->mhd_due_us))
+        return;
+    sh->mhd_dirty = 0;
+    MHD_run(sh->mhd);
+    MHD_UNSIGNED_LONG_LONG ms;
+    sh->mhd_due_us = MHD_get_timeout(sh->mhd, &ms) == MHD_YES ? tg_now_us() + ms * 1000u
+                                                              : UINT64_MAX;
+}
+
+static int64_t mhd_timeout(struct tg_loop *loop, void *ud)
+{
+    struct tg_shard *sh = ud;
+    if (sh->mhd_dirty)
+        return 0;
+    if (sh->mhd_due_us == UINT64_MAX)
+        return -1;
+    uint64_t now = tg_now_us();
+    return sh->mhd_due_us <= now ? 0 : (int64_t)((sh->mhd_due_us - now + 999) / 1000);
+}
+
+static int open_listener(const struct tg_config *cfg, unsigned port, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ports[8];
+    snprintf(ports, sizeof(ports), "%u", port);
+    int gai = getaddrinfo(cfg->listen_host, ports, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "listen %s: %s", cfg->listen, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "listen %s: %s", cfg->listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *cfg, char *err,
+                        size_t errlen)
+{
+    memset(sh, 0, sizeof(*sh));
+    sh->index = index;
+    sh->listen_fd = -1;
+    sh->cfg = tg_config_ref(cfg);
+    sh->cfg_gen = tg_config_generation();
+    sh->mhd_due_us = UINT64_MAX;
+    if (getrandom(&sh->rng, sizeof(sh->rng), 0) != sizeof(sh->rng) || sh->rng == 0)
+        sh->rng = tg_now_us() ^ ((uint64_t)index << 32) ^ 0x9e3779b97f4a7c15ull;
+    sh->loop = tg_loop_new();
+    if (!sh->loop) {
+        snprintf(err, errlen, "cannot create event loop");
+        return TG_ERR_NOMEM;
+    }
+    sh->listen_fd = open_listener(cfg, index == 0 ? cfg->listen_port : srv.port, err, errlen);
+    if (sh->listen_fd < 0)
+        return TG_ERR_IO;
+    if (index == 0)
+        srv.port = bound_port(sh->listen_fd);
+    unsigned per_shard = cfg->max_connections / (cfg->shards ? cfg->shards : 1);
+    sh->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_request, sh, MHD_OPTION_LISTEN_SOCKET, sh->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+        per_shard ? per_shard : 1, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->conn_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, sh, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_END);
+    if (!sh->mhd) {
+        snprintf(err, errlen, "cannot start HTTP server on %s", cfg->listen);
+        return TG_ERR_IO;
+    }
+    sh->listen_fd = -1; /* MHD owns and closes it from here (or hands it back on quiesce) */
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(sh->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di || tg_loop_io_set(sh->loop, &sh->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_ready, sh) != TG_OK) {
+        snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
+        return TG_ERR_IO;
+    }
+    tg_loop_set_tail_hook(sh->loop, run_mhd, sh);
+    tg_loop_set_timeout_fn(sh->loop, mhd_timeout, sh);
+    sh->mhd_dirty = 1;
+    sh->up = tg_upstream_new(sh->loop);
+    sh->metrics = tg_metrics_shard_new(index);
+    if (!sh->up || !sh->metrics) {
+        snprintf(err, errlen, "out of memory");
+        return TG_ERR_NOMEM;
+    }
+    sh->cache = tg_cache_new(sh);
+    if (!sh->cache) {
+        snprintf(err, errlen, "cannot set up the cache client");
+        return TG_ERR_NOMEM;
+    }
+    return TG_OK;
+}
+
+static void shard_free(struct tg_shard *sh)
+{
+    tg_cache_free(sh->cache);
+    tg_upstream_free(sh->up);
+    if (sh->mhd) {
+        tg_loop_io_del(sh->loop, &sh->mhd_io);
+        MHD_stop_daemon(sh->mhd);
+    }
+    if (sh->listen_fd >= 0)
+        close(sh->listen_fd);
+    tg_metrics_shard_detach(sh->metrics);
+    tg_loop_free(sh->loop);
+    tg_config_unref(sh->cfg);
+}
+
+static void *shard_main(void *arg)
+{
+    struct tg_shard *sh = arg;
+    tg_loop_run(sh->loop);
+    return NULL;
+}
+
+/* Raise RLIMIT_NOFILE to the hard limit: each client and upstream
+ * connection is an fd, and 1024 is far too few for a gateway. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+tg_rc tg_server_start(struct tg_config *cfg)
+{
+    char err[256] = "";
+    raise_nofile();
+    srv.n = cfg->shards;
+    srv.port = 0;
+    srv.shards = calloc(srv.n, sizeof(*srv.shards));
+    srv.threads = calloc(srv.n, sizeof(*srv.threads));
+    if (!srv.shards || !srv.threads) {
+        tg_log(TG_LOG_ERROR, "out of memory");
+        return TG_ERR_NOMEM;
+    }
+    for (unsigned i = 0; i < srv.n; i++) {
+        tg_rc rc = shard_init(&srv.shards[i], i, cfg, err, sizeof(err));
+        if (rc != TG_OK) {
+            tg_log(TG_LOG_ERROR, "%s", err);
+            for (unsigned j = 0; j <= i; j++)
+                shard_free(&srv.shards[j]);
+            free(srv.shards);
+            free(srv.threads);
+            srv.shards = NULL;
+            return rc;
+        }
+    }
+    for (unsigned i = 0; i < srv.n; i++) {
+        if (pthread_create(&srv.threads[i], NULL, shard_main, &srv.shards[i]) != 0) {
+            tg_log(TG_LOG_ERROR, "cannot start shard thread %u", i);
+            return TG_ERR_IO;
+        }
+    }
+    return TG_OK;
+}
+
+unsigned tg_server_port(void)
+{
+    return srv.port;
+}
+
+/* --- reload and stop ---------------------------------------------------- */
+
+static void on_reload(struct tg_loop *loop, void *arg)
+{
+    struct tg_shard *sh = arg;
+    struct tg_config *cfg = tg_config_current();
+    if (!cfg)
+        return;
+    struct tg_config *old = sh->cfg;
+    sh->cfg = cfg;
+    sh->cfg_gen = tg_config_generation();
+    tg_cache_reconfigure(sh->cache, old, cfg);
+    tg_config_unref(old);
+}
+
+void tg_server_reload(void)
+{
+    for (unsigned i = 0; i < srv.n; i++)
+        tg_loop_post(srv.shards[i].loop, on_reload, &srv.shards[i]);
+}
+
+static void on_drain(struct tg_loop *loop, void *arg)
+{
+    struct tg_shard *sh = arg;
+    sh->draining = 1;
+    if (sh->mhd) {
+        MHD_socket fd = MHD_quiesce_daemon(sh->mhd);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd); /* ours again after quiesce; connections in its backlog get RST */
+        sh->mhd_dirty = 1;
+    }
+}
+
+/* Deadline passed or nothing left: fail what is left and stop the loop. */
+static void on_stop(struct tg_loop *loop, void *arg)
+{
+    struct tg_shard *sh = arg;
+    while (sh->suspended) {
+        struct tg_req *req = sh->suspended;
+        if (req->on_cancel) {
+            void (*cb)(struct tg_req *) = req->on_cancel;
+            req->on_cancel = NULL;
+            cb(req);
+        }
+        req->stream_broken = 1;
+        req->stream_done = 1;
+        if (req->state == TG_REQ_WORKING)
+            req->state = TG_REQ_READY;
+        unwatch_client(req);
+        resume(req);
+    }
+    if (sh->mhd)
+        MHD_run(sh->mhd);
+    tg_loop_stop(loop);
+}
+
+static size_t inflight_total(void)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < srv.n; i++)
+        n += __atomic_load_n(&srv.shards[i].inflight, __ATOMIC_RELAXED);
+    return n;
+}
+
+void tg_server_stop(unsigned drain_timeout_s)
+{
+    if (!srv.shards)
+        return;
+    for (unsigned i = 0; i < srv.n; i++)
+        tg_loop_post(srv.shards[i].loop, on_drain, &srv.shards[i]);
+    uint64_t deadline = tg_now_ms() + (uint64_t)drain_timeout_s * 1000u;
+    size_t left;
+    while ((left = inflight_total()) > 0 && tg_now_ms() < deadline)
+        usleep(20000);
+    if (left)
+        tg_log(TG_LOG_WARN, "drain deadline reached with %zu requests in flight: closing them", left);
+    for (unsigned i = 0; i < srv.n; i++)
+        tg_loop_post(srv.shards[i].loop, on_stop, &srv.shards[i]);
+    for (unsigned i = 0; i < srv.n; i++)
+        pthread_join(srv.threads[i], NULL);
+    for (unsigned i = 0; i < srv.n; i++)
+        shard_free(&srv.shards[i]);
+    free(srv.shards);
+    free(srv.threads);
+    srv.shards = NULL;
+    srv.n = 0;
+}
+
+/* Exposed for admin/metrics: every shard, read-only snapshots only. */
+unsigned tg_server_shard_count(void)
+{
+    return srv.n;
+}
+
+struct tg_shard *tg_server_shard(unsigned i)
+{
+    return i < srv.n ? &srv.shards[i] : NULL;
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * stats.c - the terminal dashboard. Fetches /metrics with a plain blocking
+ * curl call (this is a CLI, not the daemon), parses the exposition format
+ * line by line and prints ratios: hit rate over lookups, tier mix over
+ * upstream-answered requests, escalations over upstream-answered requests,
+ * saving = baseline - cost.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tiergate/stats.h"
+
+/* Value of label `name` in a "{a=\"x\",b=\"y\"}" block, copied to out. */
+static int label(const char *labels, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    const char *p = labels, *end = labels + len;
+    while (p < end) {
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq || eq + 1 >= end || eq[1] != '"')
+            return -1;
+        const char *v = eq + 2, *q = v;
+        while (q < end && *q != '"') {
+            if (*q == '\\' && q + 1 < end)
+                q++;
+            q++;
+        }
+        if ((size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
+            size_t n = (size_t)(q - v) < outlen - 1 ? (size_t)(q - v) : outlen - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return 0;
+        }
+        p = q + 1;
+        if (p < end && *p == ',')
+            p++;
+    }
+    return -1;
+}
+
+static int tier_index(const char *t)
+{
+    return strcmp(t, "cheap") == 0 ? 0 : strcmp(t, "medium") == 0 ? 1 : strcmp(t, "expensive") == 0 ? 2 : -1;
+}
+
+int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    struct {
+        char name[32];
+        double v;
+    } reasons[16];
+    size_t n_reasons = 0;
+    int seen = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *line = p;
+        p = nl ? nl + 1 : end;
+        if (line == le || *line == '#')
+            continue;
+        const char *brace = memchr(line, '{', (size_t)(le - line));
+        const char *sp = memchr(line, ' ', (size_t)(le - line));
+        if (!sp)
+            continue;
+        const char *name_end = brace && brace < sp ? brace : sp;
+        char name[96];
+        size_t nlen = (size_t)(name_end - line);
+        if (nlen >= sizeof(name) || strncmp(line, "tiergate_", 9) != 0)
+            continue;
+        memcpy(name, line, nlen);
+        name[nlen] = '\0';
+        const char *labels = "";
+        size_t llen = 0;
+        if (brace && brace < sp) {
+            const char *close = memchr(brace, '}', (size_t)(le - brace));
+            if (!close)
+                continue;
+            labels = brace + 1;
+            llen = (size_t)(close - labels);
+            sp = memchr(close, ' ', (size_t)(le - close));
+            if (!sp)
+                continue;
+        }
+        char num[64];
+        size_t vl = (size_t)(le - sp - 1) < sizeof(num) - 1 ? (size_t)(le - sp - 1) : sizeof(num) - 1;
+        memcpy(num, sp + 1, vl);
+        num[vl] = '\0';
+        double v = strtod(num, NULL);
+        char a[64], b[64], c[64];
+        seen = 1;
+        if (strcmp(name, "tiergate_requests_total") == 0) {
+            s->requests += v;
+            if (label(labels, llen, "status", a, sizeof(a)) == 0) {
+                if (a[0] == '2')
+                    s->req_2xx += v;
+                else if (a[0] == '4')
+                    s->req_4xx += v;
+                else if (a[0] == '5')
+                    s->req_5xx += v;
+                int t = label(labels, llen, "tier", b, sizeof(b)) == 0 ? tier_index(b) : -1;
+                if (a[0] == '2' && t >= 0 && label(labels, llen, "cache", c, sizeof(c)) == 0 &&
+                    strcmp(c, "hit") != 0)
+                    s->answered_tier[t] += v;
+            }
+        } else if (strcmp(name, "tiergate_cache_lookups_total") == 0 &&
+                   label(labels, llen, "result", a, sizeof(a)) == 0) {
+            if (strcmp(a, "hit") == 0)
+                s->hits += v;
+            else if (strcmp(a, "miss") == 0)
+                s->misses += v;
+            else
+                s->lookup_errors += v;
+        } else if (strcmp(name, "tiergate_route_decisions_total") == 0 &&
+                   label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0) {
+            s->routes[tier_index(a)] += v;
+        } else if ((strcmp(name, "tiergate_escalations_total") == 0 ||
+                    strcmp(name, "tiergate_fallbacks_total") == 0) &&
+                   label(labels, llen, "reason", a, sizeof(a)) == 0) {
+            if (name[9] == 'e')
+                s->escalations += v;
+            else
+                s->fallbacks += v;
+            size_t i;
+            for (i = 0; i < n_reasons && strcmp(reasons[i].name, a) != 0; i++)
+                ;
+            if (i == n_reasons && n_reasons < 16) {
+                snprintf(reasons[i].name, sizeof(reasons[i].name), "%.31s", a);
+                reasons[i].v = 0;
+                n_reasons++;
+            }
+            if (i < n_reasons)
+                reasons[i].v += v;
+        } else if (strcmp(name, "tiergate_upstream_requests_total") == 0 &&
+                   label(labels, llen, "outcome", a, sizeof(a)) == 0 &&
+                   strcmp(a, "breaker_open") != 0 && strcmp(a, "no_api_key") != 0) {
+            s->upstream_attempts += v;
+        } else if (strcmp(name, "tiergate_cost_usd_total") == 0) {
+            s->cost_usd += v;
+        } else if (strcmp(name, "tiergate_baseline_cost_usd_total") == 0) {
+            s->baseline_usd += v;
+        } else if (strcmp(name, "tiergate_breaker_state") == 0 &&
+                   label(labels, llen, "model", a, sizeof(a)) == 0) {
+            size_t used = strlen(s->breakers);
+            snprintf(s->breakers + used, sizeof(s->breakers) - used, "%s%s=%s", used ? " " : "", a,
+                     v >= 2 ? "open" : v >= 1 ? "half-open" : "closed");
+        }
+    }
+    for (size_t i = 0; i < n_reasons; i++)
+        if (reasons[i].v > s->top_reason_count) {
+            s->top_reason_count = reasons[i].v;
+            snprintf(s->top_reason, sizeof(s->top_reason), "%.31s", reasons[i].name);
+        }
+    return seen ? 0 : -1;
+}
+
+static double pct(double a, double b)
+{
+    return b > 0 ? 100.0 * a / b : 0.0;
+}
+
+void tg_stats_print(const struct tg_stats *s, const char *source, FILE *o)
+{
+    double answered = s->answered_tier[0] + s->answered_tier[1] + s->answered_tier[2];
+    double lookups = s->hits + s->misses + s->lookup_errors;
+    double saved = s->baseline_usd - s->cost_usd;
+    fprintf(o, "tiergate stats - %s\n", source);
+    fprintf(o, "  requests        %10.0f   2xx %.0f  4xx %.0f  5xx %.0f\n", s->requests, s->req_2xx,
+            s->req_4xx, s->req_5xx);
+    fprintf(o, "  cache hit rate  %9.1f%%   %.0f hits of %.0f lookups, %.0f errors\n", pct(s->hits, lookups),
+            s->hits, lookups, s->lookup_errors);
+    fprintf(o, "  tier mix        cheap %.1f%%  medium %.1f%%  expensive %.1f%%  (of %.0f upstream answers)\n",
+            pct(s->answered_tier[0], answered), pct(s->answered_tier[1], answered),
+            pct(s->answered_tier[2], answered), answered);
+    fprintf(o, "  router          cheap %.0f  medium %.0f  expensive %.0f\n", s->routes[0], s->routes[1],
+            s->routes[2]);
+    fprintf(o, "  escalations     %9.1f%%   %.0f of %.0f upstream answers", pct(s->escalations, answered),
+            s->escalations, answered);
+    if (s->top_reason[0])
+        fprintf(o, "; top reason %s (%.0f)", s->top_reason, s->top_reason_count);
+    fputc('\n', o);
+    fprintf(o, "  fallbacks       %9.1f%%   %.0f same-tier moves\n", pct(s->fallbacks, answered), s->fallbacks);
+    fprintf(o, "  cost            $%.6f   baseline $%.6f   saved $%.6f (%.1f%%)\n", s->cost_usd,
+            s->baseline_usd, saved, pct(saved, s->baseline_usd));
+    fprintf(o, "  breakers        %s\n", s->breakers[0] ? s->breakers : "(none)");
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    return tg_buf_append(ud, p, size * n) == TG_OK ? size * n : 0;
+}
+
+int tg_stats_main(int argc, char **argv)
+{
+    const char *base = argc > 1 ? argv[1] : "http://127.0.0.1:8080";
+    if (strcmp(base, "-h") == 0 || strcmp(base, "--help") == 0) {
+        printf("usage: tiergate stats [URL]   (default http://127.0.0.1:8080; /metrics is appended "
+               "unless the URL ends in it)\n");
+        return 0;
+    }
+    char url[1024];
+    size_t bl = strlen(base);
+    int has = bl >= 8 && strcmp(base + bl - 8, "/metrics") == 0;
+    snprintf(url, sizeof(url), "%s%s%s", base, has ? "" : (bl && base[bl - 1] == '/') ? "" : "/",
+             has ? "" : "metrics");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURL *e = curl_easy_init();
+    struct tg_buf b;
+    tg_buf_init(&b, 64u << 20);
+    long status = 0;
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (e) {
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        cc = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(e);
+    }
+    curl_global_cleanup();
+    int rc = 1;
+    struct tg_stats s;
+    if (cc != CURLE_OK)
+        fprintf(stderr, "tiergate stats: %s: %s\n", url, curl_easy_strerror(cc));
+    else if (status != 200)
+        fprintf(stderr, "tiergate stats: %s: HTTP %ld\n", url, status);
+    else if (tg_stats_parse(b.data ? b.data : "", b.len, &s) != 0)
+        fprintf(stderr, "tiergate stats: %s: no tiergate metrics there\n", url);
+    else {
+        tg_stats_print(&s, url, stdout);
+        rc = 0;
+    }
+    tg_buf_free(&b);
+    return rc;
+}

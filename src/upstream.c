@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * upstream.c - curl multi-socket integration (libcurl "multi_socket" docs,
+ * hiperfifo.c pattern) on a tg_loop. curl tells us which sockets to watch
+ * and when to wake; we tell curl what fired. Our own timer enforces the
+ * first-byte and idle deadlines curl has no option for; connect and total
+ * deadlines are curl's. Easy handles are pooled per shard.
+ */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "tiergate/config.h"
+#include "tiergate/log.h"
+#include "tiergate/loop.h"
+#include "tiergate/upstream.h"
+
+#define EASY_POOL_MAX 256
+
+struct sock {
+    struct tg_io io;
+    struct tg_upstream *up;
+};
+
+struct tg_upstream {
+    struct tg_loop *loop;
+    CURLM *multi;
+    struct tg_timer timer;
+    size_t active;
+    struct tg_call *calls; /* doubly linked, for free */
+    CURL *pool[EASY_POOL_MAX];
+    size_t pool_len;
+};
+
+struct tg_call {
+    struct tg_upstream *up;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    const struct tg_call_ops *ops;
+    void *ud;
+    struct tg_call *prev, *next;
+
+    struct tg_timer deadline; /* first byte, then idle */
+    unsigned first_byte_ms, idle_ms;
+    uint64_t start_us, first_byte_us, last_data_us;
+    int paused;
+    int headers_done;
+    tg_rc abort_rc; /* set when a callback asked to abort */
+
+    long status;
+    char content_type[96];
+    uint64_t retry_after_ms;
+    struct tg_buf body;
+    size_t max_response;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp);
+static int on_timer_set(CURLM *multi, long timeout_ms, void *userp);
+static void on_timer_fire(struct tg_loop *loop, void *ud);
+static void on_sock_event(struct tg_loop *loop, int fd, uint32_t events, void *ud);
+static size_t on_header(char *p, size_t size, size_t n, void *ud);
+static size_t on_write(char *p, size_t size, size_t n, void *ud);
+static void on_deadline(struct tg_loop *loop, void *ud);
+static void check_done(struct tg_upstream *up);
+static void finish(struct tg_call *call, tg_rc rc);
+static void release(struct tg_call *call);
+
+struct tg_upstream *tg_upstream_new(struct tg_loop *loop)
+{
+    struct tg_upstream *up = calloc(1, sizeof(*up));
+    if (!up)
+        return NULL;
+    up->loop = loop;
+    up->multi = curl_multi_init();
+    if (!up->multi) {
+        free(up);
+        return NULL;
+    }
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    /* Keep plenty of idle keep-alive connections per shard: a proxy under
+     * load reopening upstream connections pays a handshake per request. */
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    return up;
+}
+
+void tg_upstream_free(struct tg_upstream *up)
+{
+    if (!up)
+        return;
+    while (up->calls)
+        tg_call_cancel(up->calls);
+    tg_timer_stop(up->loop, &up->timer);
+    for (size_t i = 0; i < up->pool_len; i++)
+        curl_easy_cleanup(up->pool[i]);
+    curl_multi_cleanup(up->multi);
+    free(up);
+}
+
+size_t tg_upstream_active(const struct tg_upstream *up)
+{
+    return up->active;
+}
+
+/* --- curl -> loop ------------------------------------------------------- */
+
+static void free_sock(void *p)
+{
+    free(p);
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct tg_upstream *up = userp;
+    struct sock *sk = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (sk) {
+            tg_loop_io_del(up->loop, &sk->io);
+            curl_multi_assign(up->multi, s, NULL);
+            tg_loop_defer_free(up->loop, free_sock, sk);
+        }
+        return 0;
+    }
+    if (!sk) {
+        sk = calloc(1, sizeof(*sk));
+        if (!sk)
+            return -1;
+        sk->up = up;
+        curl_multi_assign(up->multi, s, sk);
+    }
+    uint32_t ev = 0;
+    if (what & CURL_POLL_IN)
+        ev |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev |= EPOLLOUT;
+    if (tg_loop_io_set(up->loop, &sk->io, s, ev, on_sock_event, sk) != TG_OK) {
+        tg_log(TG_LOG_ERROR, "upstream: cannot watch socket %d", (int)s);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_timer_set(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct tg_upstream *up = userp;
+    if (timeout_ms < 0)
+        tg_timer_stop(up->loop, &up->timer);
+    else if (tg_timer_start(up->loop, &up->timer, (uint64_t)timeout_ms, on_timer_fire, up) != TG_OK)
+        return -1;
+    return 0;
+}
+
+static void on_timer_fire(struct tg_loop *loop, void *ud)
+{
+    struct tg_upstream *up = ud;
+    int running;
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(up);
+}
+
+static void on_sock_event(struct tg_loop *loop, int fd, uint32_t events, void *ud)
+{
+    struct sock *sk = ud;
+    struct tg_upstream *up = sk->up;
+    int mask = 0, running;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
+        mask |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (events & EPOLLERR)
+        mask |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(up->multi, fd, mask, &running);
+    check_done(up);
+}
+
+static tg_rc map_curl(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OK:
+        return TG_OK;
+    case CURLE_OPERATION_TIMEDOUT:
+        return TG_ERR_TIMEOUT;
+    case CURLE_OUT_OF_MEMORY:
+        return TG_ERR_NOMEM;
+    default:
+        return TG_ERR_UPSTREAM;
+    }
+}
+
+static void check_done(struct tg_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(up->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct tg_call *call = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        if (!call)
+            continue;
+        tg_rc rc = call->abort_rc != TG_OK ? call->abort_rc : map_curl(msg->data.result);
+        if (rc == TG_OK && !call->headers_done)
+            rc = TG_ERR_UPSTREAM;
+        finish(call, rc);
+    }
+}
+
+/* --- one call ----------------------------------------------------------- */
+
+static int add_header(struct tg_call *call, const char *h)
+{
+    struct curl_slist *l = curl_slist_append(call->hdrs, h);
+    if (!l)
+        return -1;
+    call->hdrs = l;
+    return 0;
+}
+
+tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
+                    const struct tg_call_ops *ops, void *ud, struct tg_call **out)
+{
+    const struct tg_model *m = opts->model;
+    struct tg_call *call = calloc(1, sizeof(*call));
+    if (!call)
+        return TG_ERR_NOMEM;
+    call->up = up;
+    call->ops = ops;
+    call->ud = ud;
+    call->first_byte_ms = m->first_byte_timeout_ms;
+    call->idle_ms = m->idle_timeout_ms;
+    call->max_response = opts->max_response;
+    tg_buf_init(&call->body, opts->max_response);
+    call->easy = up->pool_len ? up->pool[--up->pool_len] : curl_easy_init();
+    if (!call->easy) {
+        free(call);
+        return TG_ERR_NOMEM;
+    }
+    char line[4096];
+    int bad = add_header(call, "Content-Type: application/json") ||
+              add_header(call, opts->stream ? "Accept: text/event-stream" : "Accept: application/json") ||
+              add_header(call, "Expect:") || add_header(call, "User-Agent: tiergate/" TG_VERSION);
+    if (!bad && m->api_key) {
+        if ((size_t)snprintf(line, sizeof(line), "Authorization: Bearer %s", m->api_key) >= sizeof(line))
+            bad = 1;
+        else
+            bad = add_header(call, line);
+        /* The key stays in curl's slist only for this call's lifetime. */
+        memset(line, 0, sizeof(line));
+    }
+    if (!bad && opts->request_id) {
+        snprintf(line, sizeof(line), "X-Request-Id: %s", opts->request_id);
+        bad = add_header(call, line);
+    }
+    for (size_t i = 0; !bad && i < m->n_headers; i++) {
+        if ((size_t)snprintf(line, sizeof(line), "%s: %s", m->headers[i].name, m->headers[i].value) >= sizeof(line))
+            bad = 1;
+        else
+            bad = add_header(call, line);
+    }
+    memset(line, 0, sizeof(line));
+    if (bad) {
+        curl_slist_free_all(call->hdrs);
+        curl_easy_cleanup(call->easy);
+        free(call);
+        return TG_ERR_NOMEM;
+    }
+    CURL *e = call->easy;
+    curl_easy_setopt(e, CURLOPT_URL, m->url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)m->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)m->total_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
+    call->start_us = tg_now_us();
+    if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) != TG_OK ||
+        curl_multi_add_handle(up->multi, e) != CURLM_OK) {
+        tg_timer_stop(up->loop, &call->deadline);
+        curl_slist_free_all(call->hdrs);
+        curl_easy_cleanup(e);
+        free(call);
+        return TG_ERR_NOMEM;
+    }
+    call->next = up->calls;
+    if (up->calls)
+        up->calls->prev = call;
+    up->calls = call;
+    up->active++;
+    *out = call;
+    return TG_OK;
+}
+
+/* Detaches the call from curl and the shard and frees it. */
+static void release(struct tg_call *call)
+{
+    struct tg_upstream *up = call->up;
+    tg_timer_stop(up->loop, &call->deadline);
+    curl_multi_remove_handle(up->multi, call->easy);
+    if (up->pool_len < EASY_POOL_MAX) {
+        curl_easy_reset(call->easy);
+        up->pool[up->pool_len++] = call->easy;
+    } else {
+        curl_easy_cleanup(call->easy);
+    }
+    curl_slist_free_all(call->hdrs);
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        up->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    up->active--;
+    tg_buf_free(&call->body);
+    free(call);
+}
+
+static void finish(struct tg_call *call, tg_rc rc)
+{
+    tg_timer_stop(call->up->loop, &call->deadline);
+    call->last_data_us = tg_now_us();
+    if (call->ops->on_done)
+        call->ops->on_done(call, rc, call->ud);
+    release(call);
+}
+
+void tg_call_cancel(struct tg_call *call)
+{
+    if (call) {
+        if (call->abort_rc == TG_OK)
+            call->abort_rc = TG_ERR_UPSTREAM; /* never pool a handle cut mid-transfer */
+        release(call);
+    }
+}
+
+void tg_call_fail(struct tg_call *call, tg_rc rc)
+{
+    call->abort_rc = rc;
+    finish(call, rc);
+}
+
+void tg_call_unpause(struct tg_call *call)
+{
+    if (call->paused) {
+        call->paused = 0;
+        call->last_data_us = tg_now_us();
+        /* May deliver buffered data synchronously through on_write. */
+        curl_easy_pause(call->easy, CURLPAUSE_CONT);
+    }
+}
+
+static void on_deadline(struct tg_loop *loop, void *ud)
+{
+    struct tg_call *call = ud;
+    uint64_t now = tg_now_us();
+    if (!call->first_byte_us) {
+        snprintf(call->errbuf, sizeof(call->errbuf), "no response within %u ms", call->first_byte_ms);
+        tg_call_fail(call, TG_ERR_TIMEOUT);
+        return;
+    }
+    uint64_t idle_us = (uint64_t)call->idle_ms * 1000u;
+    if (call->paused || now - call->last_data_us < idle_us) {
+        uint64_t wait = call->paused ? idle_us : idle_us - (now - call->last_data_us);
+        if (tg_timer_start_us(loop, &call->deadline, wait, on_deadline, call) != TG_OK)
+            tg_call_fail(call, TG_ERR_NOMEM);
+        return;
+    }
+    snprintf(call->errbuf, sizeof(call->errbuf), "no data for %u ms", call->idle_ms);
+    tg_call_fail(call, TG_ERR_TIMEOUT);
+}
+
+static void mark_activity(struct tg_call *call)
+{
+    uint64_t now = tg_now_us();
+    if (!call->first_byte_us) {
+        call->first_byte_us = now;
+        /* From now on the deadline is the idle one. */
+        if (tg_timer_start(call->up->loop, &call->deadline, call->idle_ms, on_deadline, call) != TG_OK)
+            call->abort_rc = TG_ERR_NOMEM;
+    }
+    call->last_data_us = now;
+}
+
+/* RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
+static uint64_t parse_retry_after(const char *v, size_t n)
+{
+    char tmp[64];
+    if (n >= sizeof(tmp))
+        return 0;
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    char *end;
+    double secs = strtod(tmp, &end);
+    if (end != tmp && *end == '\0' && secs >= 0)
+        return secs > 86400 ? 86400000u : (uint64_t)(secs * 1000.0);
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+        time_t t = timegm(&tm), now = time(NULL);
+        return t > now ? (uint64_t)(t - now) * 1000u : 0;
+    }
+    return 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct tg_call *call = ud;
+    size_t len = size * n;
+    mark_activity(call);
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* A new status line: an interim 1xx may precede the final one. */
+        const char *sp = memchr(p, ' ', len);
+        call->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        call->content_type[0] = '\0';
+        call->retry_after_ms = 0;
+        return len;
+    }
+    size_t l = len;
+    while (l && (p[l - 1] == '\n' || p[l - 1] == '\r'))
+        l--;
+    if (l == 0) {
+        if (call->status >= 200 && !call->headers_done) {
+            call->headers_done = 1;
+            if (call->ops->on_headers && call->ops->on_headers(call, call->ud) != 0) {
+                if (call->abort_rc == TG_OK)
+                    call->abort_rc = TG_ERR_UPSTREAM;
+                return 0;
+            }
+        }
+        return len;
+    }
+    const char *colon = memchr(p, ':', l);
+    if (!colon)
+        return len;
+    size_t nl = (size_t)(colon - p);
+    const char *v = colon + 1;
+    while (v < p + l && (*v == ' ' || *v == '\t'))
+        v++;
+    size_t vl = (size_t)(p + l - v);
+    if (nl == 12 && strncasecmp(p, "content-type", 12) == 0) {
+        size_t c = TG_MIN(vl, sizeof(call->content_type) - 1);
+        memcpy(call->content_type, v, c);
+        call->content_type[c] = '\0';
+    } else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) {
+        call->retry_after_ms = parse_retry_after(v, vl);
+    } else if (nl == 14 && strncasecmp(p, "retry-after-ms", 14) == 0) {
+        /* OpenAI's millisecond variant wins when both are present. */
+        char tmp[32];
+        size_t c = TG_MIN(vl, sizeof(tmp) - 1);
+        memcpy(tmp, v, c);
+        tmp[c] = '\0';
+        double ms = strtod(tmp, NULL);
+        if (ms > 0)
+            call->retry_after_ms = ms > 86400000.0 ? 86400000u : (uint64_t)ms;
+    }
+    return len;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct tg_call *call = ud;
+    size_t len = size * n;
+    mark_activity(call);
+    if (call->abort_rc != TG_OK)
+        return 0;
+    if (!call->ops->on_data) {
+        tg_rc rc = tg_buf_append(&call->body, p, len);
+        if (rc != TG_OK) {
+            call->abort_rc = rc;
+            snprintf(call->errbuf, sizeof(call->errbuf), "response larger than %zu bytes",
+                     call->max_response);
+            return 0;
+        }
+        return len;
+    }
+    int r = call->ops->on_data(call, p, len, call->ud);
+    if (r == TG_CALL_PAUSE) {
+        call->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (r != TG_CALL_OK) {
+        if (call->abort_rc == TG_OK)
+            call->abort_rc = TG_ERR_UPSTREAM;
+        return 0;
+    }
+    return len;
+}
+
+long tg_call_status(const struct tg_call *call)
+{
+    return call->status;
+}
+
+const char *tg_call_content_type(const struct tg_call *call)
+{
+    return call->content_type;
+}
+
+uint64_t tg_call_retry_after_ms(const struct tg_call *call)
+{
+    return call->retry_after_ms;
+}
+
+struct tg_buf *tg_call_body(struct tg_call *call)
+{
+    return &call->body;
+}
+
+const char *tg_call_error(const struct tg_call *call)
+{
+    return call->errbuf[0] ? call->errbuf : "";
+}
+
+uint64_t tg_call_ttfb_us(const struct tg_call *call)
+{
+    return call->first_byte_us ? call->first_byte_us - call->start_us : 0;
+}
+
+uint64_t tg_call_elapsed_us(const struct tg_call *call)
+{
+    uint64_t end = call->last_data_us ? call->last_data_us : tg_now_us();
+    return end > call->start_us ? end - call->start_us : 0;
+}
