@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * router.c - the hot path of the tier router: one linear pass over each
+ * message's text (lower-casing word by word on the stack, looking each word
+ * up in the compiled phrase index), then a weighted sum and a logistic. No
+ * heap allocation, no regex, no locale: a 32 KB prompt costs 32x a 1 KB one.
+ * Config parsing lives in router_config.c, the CLI streams in router_cli.c.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "tiergate/router.h"
+
+struct scan;
+
+/* Table of contents, in the order a request meets them. */
+static void scan_message(struct scan *s, const json_t *msg, double role, int final,
+                         size_t *bytes);
+static void scan_text(struct scan *s, const unsigned char *t, size_t n, double role, int final);
+static void on_word(struct scan *s, uint64_t h, const uint64_t *pre, size_t len, double role);
+static void lookup(struct scan *s, uint64_t key, double role);
+static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg_route *out);
+static double score_of(const struct tg_router_config *cfg, const struct tg_route_features *f);
+
+/* Per-call state; lives on the caller's stack (under 1 KB). */
+struct scan {
+    const struct tg_router_config *cfg;
+    double cat[TG_CUE__COUNT];                /* summed weights of distinct cues */
+    uint8_t hit[TG_ROUTER_MAX_CUES / 8];      /* cues already counted */
+    uint64_t ring[TG_ROUTER_CUE_MAX_WORDS];   /* hashes of the last words */
+    unsigned nring, pos;
+    size_t budget;                            /* bytes left to scan */
+    /* message-level code and math marks, folded into cat[] per message */
+    int fences, codelines, calls, mathops;
+    /* final user message only */
+    int numbers, questions, subparts, words, longwords;
+    /* request-level counts */
+    size_t bytes_total, bytes_final, bytes_system;
+    int turns, tools, structured;
+    double max_tokens;
+};
+
+static const uint64_t num_hash = (TG_ROUTER_FNV_OFFSET ^ '#') * TG_ROUTER_FNV_PRIME;
+static const uint64_t dollar_hash = (TG_ROUTER_FNV_OFFSET ^ '$') * TG_ROUTER_FNV_PRIME;
+static const uint64_t percent_hash = (TG_ROUTER_FNV_OFFSET ^ '%') * TG_ROUTER_FNV_PRIME;
+
+/* 1: word byte (letter, '_', UTF-8), 2: digit. */
+static const unsigned char cls[256] = {
+    ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2, ['7'] = 2,
+    ['8'] = 2, ['9'] = 2, ['_'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+#define HI8(b) [b] = 1, [b + 1] = 1, [b + 2] = 1, [b + 3] = 1, [b + 4] = 1, [b + 5] = 1, \
+                       [b + 6] = 1, [b + 7] = 1
+    HI8(0x80), HI8(0x88), HI8(0x90), HI8(0x98), HI8(0xa0), HI8(0xa8), HI8(0xb0), HI8(0xb8),
+    HI8(0xc0), HI8(0xc8), HI8(0xd0), HI8(0xd8), HI8(0xe0), HI8(0xe8), HI8(0xf0), HI8(0xf8),
+#undef HI8
+};
+
+static inline unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
+
+static inline double sat(double x)
+{
+    return x <= 0 ? 0 : 1.0 - exp(-x);
+}
+
+static inline double clamp(double x, double lo, double hi)
+{
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* ---- scanning -------------------------------------------------------------- */
+
+static void lookup(struct scan *s, uint64_t key, double role)
+{
+    const struct tg_router_config *cfg = s->cfg;
+    unsigned bit = tg_router_filter_bit(key);
+    if (!(cfg->filter[bit >> 6] & (1ULL << (bit & 63))))
+        return;
+    size_t mask = cfg->nslots - 1;
+    size_t i = tg_router_slot_of(key, mask);
+    while (cfg->slots[i].head != UINT32_MAX && cfg->slots[i].key != key)
+        i = (i + 1) & mask;
+    for (uint32_t ci = cfg->slots[i].head; ci != UINT32_MAX; ci = cfg->cues[ci].next) {
+        const struct tg_router_cue *c = &cfg->cues[ci];
+        if (s->hit[ci >> 3] & (1u << (ci & 7)) || c->nwords > s->nring)
+            continue;
+        /* the phrase's earlier words must be the words just before this one */
+        unsigned ok = 1;
+        for (unsigned w = 0; w + 1 < c->nwords && ok; w++) {
+            unsigned back = c->nwords - w; /* 1 = the current word */
+            unsigned slot = (s->pos + TG_ROUTER_CUE_MAX_WORDS - back) % TG_ROUTER_CUE_MAX_WORDS;
+            ok = s->ring[slot] == c->words[w];
+        }
+        if (!ok)
+            continue;
+        s->hit[ci >> 3] |= (uint8_t)(1u << (ci & 7));
+        s->cat[c->cat] += c->weight * role;
+    }
+}
+
+static void on_word(struct scan *s, uint64_t h, const uint64_t *pre, size_t len, double role)
+{
+    s->ring[s->pos] = h;
+    s->pos = (s->pos + 1) % TG_ROUTER_CUE_MAX_WORDS;
+    if (s->nring < TG_ROUTER_CUE_MAX_WORDS)
+        s->nring++;
+    lookup(s, h, role);
+    if (!pre)
+        return;
+    const struct tg_router_config *cfg = s->cfg;
+    for (size_t k = 0; k < cfg->nstem_lens; k++) {
+        size_t l = cfg->stem_lens[k];
+        if (l > len || l > TG_ROUTER_WORD_MAX)
+            break;
+        lookup(s, pre[l] ^ TG_ROUTER_PREFIX_SALT, role);
+    }
+}
+
+static inline int is_op(unsigned char c)
+{
+    return c == '+' || c == '-' || c == '*' || c == '/' || c == '^' || c == '=';
+}
+
+static void scan_text(struct scan *s, const unsigned char *t, size_t n, double role, int final)
+{
+    size_t lim = n < s->budget ? n : s->budget;
+    s->budget -= lim;
+    int line_start = 1, pending_op = 0, ticks = 0;
+    unsigned char last_ns = 0; /* last non-space byte of the current line */
+    unsigned char prev = 0;    /* previous significant token: 'a' word, '0' number, or punct */
+    s->nring = 0;
+    size_t i = 0;
+    while (i < lim) {
+        unsigned char c = t[i];
+        unsigned char k = cls[c];
+        if (k == 1) {
+            uint64_t h = TG_ROUTER_FNV_OFFSET;
+            uint64_t pre[TG_ROUTER_WORD_MAX + 1];
+            size_t len = 0, j = i;
+            int underscore = 0;
+            for (;;) {
+                if (j < lim && cls[t[j]]) {
+                    underscore |= t[j] == '_';
+                } else if (!(j + 1 < lim && t[j] == '\'' && cls[t[j + 1]] == 1 && len > 0)) {
+                    break;
+                }
+                h = (h ^ lower(t[j])) * TG_ROUTER_FNV_PRIME;
+                if (++len <= TG_ROUTER_WORD_MAX)
+                    pre[len] = h;
+                j++;
+            }
+            if (j + 1 < lim && t[j] == '+' && t[j + 1] == '+') { /* "c++" */
+                h = (h ^ '+') * TG_ROUTER_FNV_PRIME;
+                h = (h ^ '+') * TG_ROUTER_FNV_PRIME;
+                len += 2;
+                j += 2;
+            }
+            if (final) {
+                s->words++;
+                s->longwords += len >= 9 && len <= 30;
+                /* "a) ..." at the start of a line: a lettered sub-part */
+                if (line_start && len == 1 && j < lim && t[j] == ')' && c >= 'a' && c <= 'z')
+                    s->subparts++;
+            }
+            if ((j < lim && t[j] == '(' && len >= 3) || underscore)
+                s->calls++;
+            /* "2x" or "x^2": a variable next to an operator still counts */
+            if (pending_op && len == 1)
+                s->mathops++;
+            pending_op = 0;
+            on_word(s, h, pre, len, role);
+            last_ns = t[j - 1];
+            line_start = 0;
+            prev = 'a';
+            i = j;
+            continue;
+        }
+        if (k == 2) {
+            size_t j = i;
+            while (j < lim && (cls[t[j]] == 2 ||
+                               ((t[j] == '.' || t[j] == ',') && j + 1 < lim && cls[t[j + 1]] == 2)))
+                j++;
+            int enumerator = line_start && j + 1 < lim && (t[j] == '.' || t[j] == ')') &&
+                             (t[j + 1] == ' ' || t[j + 1] == '\t');
+            if (final) {
+                if (enumerator)
+                    s->subparts++;
+                else
+                    s->numbers++;
+            }
+            if (pending_op)
+                s->mathops++;
+            pending_op = 0;
+            on_word(s, num_hash, NULL, 0, role);
+            last_ns = t[j - 1];
+            line_start = 0;
+            prev = '0';
+            i = j;
+            continue;
+        }
+        switch (c) {
+        case '\n':
+            if (last_ns == ';' || last_ns == '{' || last_ns == '}')
+                s->codelines++;
+            line_start = 1;
+            last_ns = 0;
+            s->nring = 0;
+            pending_op = 0;
+            ticks = 0;
+            i++;
+            continue;
+        case ' ':
+        case '\t':
+        case '\r':
+            i++;
+            continue;
+        case '?':
+            if (final)
+                s->questions++;
+            s->nring = 0;
+            break;
+        case '.':
+        case '!':
+        case ';':
+        case ':':
+            s->nring = 0;
+            break;
+        case '$':
+            on_word(s, dollar_hash, NULL, 0, role);
+            break;
+        case '%':
+            on_word(s, percent_hash, NULL, 0, role);
+            break;
+        case '`':
+            if (++ticks == 3)
+                s->fences++;
+            break;
+        case '(':
+            /* "(a) ..." / "(1) ..." at the start of a line */
+            if (final && line_start && i + 2 < lim && cls[t[i + 1]] && t[i + 2] == ')')
+                s->subparts++;
+            break;
+        case '-':
+        case '*':
+            if (final && line_start && i + 1 < lim && t[i + 1] == ' ') {
+                s->subparts++;
+                break;
+            }
+            /* fall through */
+        default:
+            if (is_op(c) && (prev == '0' || prev == ')'))
+                pending_op = 1;
+            else if (c == 0xc3 && i + 1 < lim && (t[i + 1] == 0x97 || t[i + 1] == 0xb7))
+                pending_op = prev == '0'; /* U+00D7 times, U+00F7 divide */
+            break;
+        }
+        if (c != '`')
+            ticks = 0;
+        if (!is_op(c) && c != 0xc3)
+            pending_op = 0;
+        prev = c == ')' ? ')' : c;
+        last_ns = c;
+        line_start = 0;
+        i++;
+    }
+    if (last_ns == ';' || last_ns == '{' || last_ns == '}')
+        s->codelines++;
+    /* Code and arithmetic marks become cue strength, like words do. */
+    s->cat[TG_CUE_CODE] +=
+        role * (0.9 * ((s->fences + 1) / 2) + 0.08 * TG_MIN(s->codelines, 20) +
+                0.1 * TG_MIN(s->calls, 10));
+    s->cat[TG_CUE_MATH] += role * 0.15 * TG_MIN(s->mathops, 6);
+    s->fences = s->codelines = s->calls = s->mathops = 0;
+}
+
+/* Text of a message: "content" as a string or as an array of parts with
+ * "text" (OpenAI content parts); other parts (images, audio) carry no text. */
+static void scan_message(struct scan *s, const json_t *msg, double role, int final,
+                         size_t *bytes)
+{
+    const json_t *content = json_object_get(msg, "content");
+    if (json_is_string(content)) {
+        size_t n = json_string_length(content);
+        *bytes += n;
+        scan_text(s, (const unsigned char *)json_string_value(content), n, role, final);
+        return;
+    }
+    if (!json_is_array(content))
+        return;
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part) {
+        const json_t *text = json_is_string(part) ? part : json_object_get(part, "text");
+        if (!json_is_string(text))
+            continue;
+        size_t n = json_string_length(text);
+        *bytes += n;
+        scan_text(s, (const unsigned char *)json_string_value(text), n, role, final);
+    }
+}
+
+enum msg_kind { K_FINAL, K_SYSTEM, K_HISTORY, K_OTHER };
+
+static enum msg_kind kind_of(const json_t *msg, size_t i, size_t final)
+{
+    if (i == final)
+        return K_FINAL;
+    const char *role = json_string_value(json_object_get(msg, "role"));
+    if (!role || strcmp(role, "user") == 0)
+        return K_HISTORY;
+    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0)
+        return K_SYSTEM;
+    return K_OTHER;
+}
+
+static void scan_init(struct scan *s, const struct tg_router_config *cfg)
+{
+    memset(s, 0, offsetof(struct scan, hit));
+    s->cfg = cfg;
+    memset(s->hit, 0, (cfg->ncues + 7) / 8);
+    memset(&s->ring, 0, sizeof *s - offsetof(struct scan, ring));
+    s->budget = cfg->max_scan_bytes;
+}
+
+tg_rc tg_router_classify(const struct tg_router_config *cfg, const json_t *request,
+                         struct tg_route *out)
+{
+    if (!json_is_object(request))
+        return TG_ERR_BAD_REQUEST;
+    const json_t *msgs = json_object_get(request, "messages");
+    if (!json_is_array(msgs))
+        return TG_ERR_BAD_REQUEST;
+    struct scan s;
+    scan_init(&s, cfg);
+    size_t n = json_array_size(msgs), final = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *m = json_array_get(msgs, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role && strcmp(role, "user") == 0)
+            final = i;
+        if (role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0))
+            s.turns++;
+    }
+    if (final == SIZE_MAX && n > 0)
+        final = n - 1;
+    /* Strongest voice first: a cue counts once, at the weight of the first
+     * message it is seen in. */
+    static const enum msg_kind order[] = {K_FINAL, K_SYSTEM, K_HISTORY, K_OTHER};
+    const double role_w[] = {1.0, cfg->role_weight_system, cfg->role_weight_history,
+                             cfg->role_weight_assistant};
+    for (size_t pass = 0; pass < TG_ARRAY_LEN(order); pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const json_t *m = json_array_get(msgs, i);
+            if (!json_is_object(m) || kind_of(m, i, final) != order[pass])
+                continue;
+            size_t bytes = 0;
+            scan_message(&s, m, role_w[pass], order[pass] == K_FINAL, &bytes);
+            s.bytes_total += bytes;
+            if (order[pass] == K_FINAL)
+                s.bytes_final += bytes;
+            else if (order[pass] == K_SYSTEM)
+                s.bytes_system += bytes;
+        }
+    }
+    const json_t *mt = json_object_get(request, "max_completion_tokens");
+    if (!json_is_number(mt))
+        mt = json_object_get(request, "max_tokens");
+    if (json_is_number(mt) && json_number_value(mt) > 0)
+        s.max_tokens = json_number_value(mt);
+    const json_t *tools = json_object_get(request, "tools");
+    if (!json_is_array(tools))
+        tools = json_object_get(request, "functions");
+    s.tools = json_is_array(tools) ? (int)TG_MIN(json_array_size(tools), 1000) : 0;
+    const char *rf = json_string_value(json_object_get(json_object_get(request,
+                                                                         "response_format"),
+                                                       "type"));
+    s.structured = !rf ? 0 : strcmp(rf, "json_schema") == 0 ? 2 : strcmp(rf, "json_object") == 0;
+    finish(cfg, &s, out);
+    return TG_OK;
+}
+
+tg_rc tg_router_classify_text(const struct tg_router_config *cfg, const char *text, size_t len,
+                              struct tg_route *out)
+{
+    if (!text)
+        return TG_ERR_BAD_REQUEST;
+    struct scan s;
+    scan_init(&s, cfg);
+    scan_text(&s, (const unsigned char *)text, len, 1.0, 1);
+    s.bytes_total = s.bytes_final = len;
+    s.turns = 1;
+    finish(cfg, &s, out);
+    return TG_OK;
+}
+
+/* ---- features and score ---------------------------------------------------- */
+
+static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg_route *out)
+{
+    struct tg_route_features f;
+    memset(&f, 0, sizeof f);
+    f.tokens_in = (double)((s->bytes_total + 3) / 4);
+    f.tokens_final = (double)((s->bytes_final + 3) / 4);
+    f.tokens_system = (double)((s->bytes_system + 3) / 4);
+    f.max_tokens = s->max_tokens;
+    double out_size = s->max_tokens > 0 ? clamp(log2(s->max_tokens / 512.0) / 3.0, -1, 1) : 0;
+    f.output = clamp(0.5 * out_size + sat(s->cat[TG_CUE_OUTPUT]), -1, 1);
+    f.code = sat(s->cat[TG_CUE_CODE]);
+    f.math = sat(s->cat[TG_CUE_MATH]);
+    f.analysis = sat(s->cat[TG_CUE_ANALYSIS]);
+    f.simple = sat(s->cat[TG_CUE_SIMPLE]);
+    f.domain = sat(s->cat[TG_CUE_DOMAIN]);
+    f.reasoning = sat(s->cat[TG_CUE_REASONING]);
+    f.scenario = sat(s->cat[TG_CUE_SCENARIO]);
+    f.jargon = s->words >= 5 ? (double)s->longwords / s->words : 0;
+    f.numbers = s->numbers;
+    f.questions = s->questions;
+    f.subparts = s->subparts;
+    f.tools = s->tools;
+    f.structured = s->structured;
+    f.turns = s->turns;
+    double score = score_of(cfg, &f);
+    out->f = f;
+    out->score = score;
+    out->tier = tg_router_tier_for(cfg, score);
+}
+
+/* log-scaled size in [0, 1]: 0 tokens -> 0, 256 -> 0.5, 4096 and up -> 1 */
+static double size_term(double tokens)
+{
+    return clamp(log2(1.0 + tokens / 16.0) / 8.0, 0, 1);
+}
+
+static double score_of(const struct tg_router_config *cfg, const struct tg_route_features *f)
+{
+    const double *w = cfg->weights;
+    double context = f->tokens_in - f->tokens_final - f->tokens_system;
+    /* A simple ask at the end of a long paste is not hard by length alone. */
+    double z = cfg->bias + w[TG_W_LENGTH] * size_term(f->tokens_final) * (1.0 - 0.6 * f->simple) +
+               w[TG_W_CONTEXT] * size_term(context) + w[TG_W_SYSTEM] * size_term(f->tokens_system) +
+               w[TG_W_OUTPUT] * f->output + w[TG_W_CODE] * f->code + w[TG_W_MATH] * f->math +
+               w[TG_W_NUMBERS] * sat(f->numbers / 4.0) + w[TG_W_ANALYSIS] * f->analysis +
+               w[TG_W_SIMPLE] * f->simple + w[TG_W_DOMAIN] * f->domain +
+               w[TG_W_REASONING] * f->reasoning + w[TG_W_SCENARIO] * f->scenario +
+               w[TG_W_QUESTIONS] * TG_MIN(TG_MAX(f->questions - 1, 0), 4) / 4.0 +
+               w[TG_W_SUBPARTS] * sat(f->subparts / 4.0) +
+               w[TG_W_TOOLS] * (f->tools ? TG_MIN(1.0, 0.7 + 0.05 * f->tools) : 0) +
+               w[TG_W_STRUCTURED] * (f->structured == 2 ? 1.0 : f->structured ? 0.6 : 0) +
+               w[TG_W_TURNS] * sat((f->turns - 1) / 6.0) + w[TG_W_JARGON] * f->jargon;
+    return 1.0 / (1.0 + exp(-z));
+}
+
+enum tg_tier tg_router_tier_for(const struct tg_router_config *cfg, double score)
+{
+    /* Low confidence rounds up: a score just under a threshold takes the
+     * dearer tier (escalation cannot undo a wrong answer the user saw). */
+    if (score >= cfg->thresholds[1] - cfg->margin)
+        return TG_TIER_EXPENSIVE;
+    if (score >= cfg->thresholds[0] - cfg->margin)
+        return TG_TIER_MEDIUM;
+    return TG_TIER_CHEAP;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+tg_rc tg_router_route_json(const struct tg_route *r, struct tg_buf *out)
+{
+    const struct tg_route_features *f = &r->f;
+    return tg_buf_printf(
+        out,
+        "{\"tier\":\"%s\",\"score\":%.6f,\"features\":{\"tokens_in\":%.0f,\"tokens_final\":%.0f,"
+        "\"tokens_system\":%.0f,\"max_tokens\":%.0f,\"output\":%.3f,\"code\":%.3f,\"math\":%.3f,"
+        "\"analysis\":%.3f,\"simple\":%.3f,\"domain\":%.3f,\"reasoning\":%.3f,\"scenario\":%.3f,"
+        "\"jargon\":%.3f,"
+        "\"numbers\":%d,\"questions\":%d,\"subparts\":%d,\"tools\":%d,\"structured\":%d,"
+        "\"turns\":%d}}",
+        tg_tier_name(r->tier), r->score, f->tokens_in, f->tokens_final, f->tokens_system,
+        f->max_tokens, f->output, f->code, f->math, f->analysis, f->simple, f->domain, f->reasoning,
+        f->scenario, f->jargon, f->numbers, f->questions, f->subparts, f->tools, f->structured, f->turns);
+}
+
+void tg_router_header(const struct tg_route *r, char *out, size_t outlen)
+{
+    if (!out || outlen == 0)
+        return;
+    snprintf(out, outlen, "%s;score=%.2f", tg_tier_name(r->tier), r->score);
+}
