@@ -7,9 +7,17 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev \
-         libjansson-dev libssl-dev redis-server curl python3 nodejs npm; do
+         libjansson-dev libssl-dev redis-server; do
     have_pkg "$p" || need_pkgs+=("$p")
 done
+# Commands that may come from elsewhere than Debian (e.g. NodeSource's nodejs
+# bundles npm and conflicts with Debian's npm package): check the command.
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ "${TG_DEPS_NODE:-1}" = 1 ]; then
+    command -v node >/dev/null || need_pkgs+=(nodejs)
+    command -v npm >/dev/null || need_pkgs+=(npm)
+fi
 # Benchmarks and compose validation: only when asked (make bench / make test).
 if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
     for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done

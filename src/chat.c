@@ -937,7 +937,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
             char um[160];
             upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), um, sizeof(um));
             if (um[0])
-                snprintf(a->detail, sizeof(a->detail), "HTTP %ld: %s", st, um);
+                snprintf(a->detail, sizeof(a->detail), "HTTP %ld: %.100s", st, um);
         }
         move_on(ch, a, st == 429 ? TG_RSN_HTTP_429 : TG_RSN_HTTP_5XX, 0);
         return;

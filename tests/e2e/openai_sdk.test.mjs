@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+// End-to-end: the official `openai` npm client pointed at a running tiergate
+// (started by tests/integration/test_e2e_openai.py, which passes TG_URL and
+// MOCK_URL). Prints "N passed, N failed" and exits non-zero on any failure.
+import OpenAI, { APIError } from 'openai';
+import assert from 'node:assert/strict';
+
+const TG = process.env.TG_URL;
+const MOCK = process.env.MOCK_URL;
+if (!TG || !MOCK) {
+  console.error('TG_URL and MOCK_URL must be set (run through tests/integration/run.py e2e)');
+  process.exit(2);
+}
+
+const client = new OpenAI({ baseURL: `${TG}/v1`, apiKey: 'sk-e2e-client', maxRetries: 0, timeout: 20000 });
+
+async function mock(method, path, body) {
+  const r = await fetch(`${MOCK}${path}`, {
+    method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined,
+  });
+  assert.equal(r.status, 200, `mock ${method} ${path}`);
+  return r.json();
+}
+const script = (model, action, times = 1) => mock('POST', '/_mock/script', { model, action, times });
+const reset = () => mock('POST', '/_mock/reset');
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+test('non-stream completion', async () => {
+  const r = await client.chat.completions.create({
+    model: 'expensive', messages: [{ role: 'user', content: 'hi there' }], temperature: 0.3,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.content, 'Hello from gpt-large');
+  assert.ok(r.usage.total_tokens > 0);
+});
+
+test('stream with usage, headers readable', async () => {
+  await script('gpt-large', { content: 'streamed through tiergate', chunk_chars: 5 });
+  const { data: stream, response } = await client.chat.completions
+    .create({ model: 'expensive', stream: true, stream_options: { include_usage: true },
+              messages: [{ role: 'user', content: 'stream please' }] })
+    .withResponse();
+  assert.equal(response.headers.get('x-tiergate-model'), 'large');
+  let text = '', usage = null, chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    if (chunk.choices[0]?.delta?.content) text += chunk.choices[0].delta.content;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.equal(text, 'streamed through tiergate');
+  assert.ok(chunks > 3, 'several chunks');
+  assert.ok(usage && usage.completion_tokens > 0, 'usage chunk');
+});
+
+test('stream without usage: none leaks through', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'expensive', stream: true, messages: [{ role: 'user', content: 'no usage please' }] });
+  for await (const chunk of stream) assert.equal(chunk.usage ?? null, null);
+});
+
+test('upstream 4xx surfaces as BadRequestError with its status and message', async () => {
+  await script('gpt-large', { status: 400, error: { message: 'bad value for top_p', type: 'invalid_request_error', code: 'invalid_value' } });
+  await assert.rejects(
+    client.chat.completions.create({ model: 'expensive', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && /top_p/.test(e.message));
+});
+
+test('upstream 5xx surfaces as an APIError with status 502', async () => {
+  await script('gpt-large', { status: 500, error: { message: 'kaboom', type: 'server_error' } });
+  await assert.rejects(
+    client.chat.completions.create({ model: 'expensive', messages: [{ role: 'user', content: 'y' }] }),
+    (e) => e instanceof APIError && e.status === 502 && e.error?.type === 'upstream_error');
+});
+
+test('unknown model is a NotFoundError with code model_not_found', async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: 'gpt-nope', messages: [{ role: 'user', content: 'z' }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found');
+});
+
+test('models.list', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  for (const want of ['auto', 'cheap', 'medium', 'expensive', 'mini', 'mid', 'large']) assert.ok(ids.includes(want), want);
+});
+
+test('cached stream replays through the SDK like a live one', async () => {
+  const body = { model: 'expensive', stream: true, stream_options: { include_usage: true }, temperature: 0,
+                 messages: [{ role: 'user', content: 'cache me as a stream' }] };
+  await script('gpt-large', { content: 'an answer worth caching, twice over', chunk_chars: 6 });
+  const collect = async () => {
+    const { data, response } = await client.chat.completions.create(body).withResponse();
+    let text = '', usage = null, finish = null;
+    for await (const c of data) {
+      if (c.choices[0]?.delta?.content) text += c.choices[0].delta.content;
+      if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      if (c.usage) usage = c.usage;
+    }
+    return { text, usage, finish, cache: response.headers.get('x-tiergate-cache') };
+  };
+  const first = await collect();
+  await new Promise((r) => setTimeout(r, 100));
+  const second = await collect();
+  assert.equal(first.cache, 'miss');
+  assert.equal(second.cache, 'hit');
+  assert.equal(second.text, first.text);
+  assert.equal(second.finish, 'stop');
+  assert.deepEqual(second.usage, first.usage);
+});
+
+test('cached tool-call answer replays as a stream the SDK reassembles', async () => {
+  const body = { model: 'expensive', temperature: 0, messages: [{ role: 'user', content: 'weather in Paris?' }],
+                 tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }] };
+  await script('gpt-large', { tool_calls: [{ name: 'get_weather', arguments: '{"city":"Paris"}' }] });
+  const live = await client.chat.completions.create(body);
+  assert.equal(live.choices[0].message.tool_calls[0].function.name, 'get_weather');
+  await new Promise((r) => setTimeout(r, 100));
+  const runner = client.chat.completions.stream({ ...body });
+  const final = await runner.finalChatCompletion();
+  const call = final.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, 'get_weather');
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+  assert.equal(final.choices[0].finish_reason, 'tool_calls');
+});
+
+test('mid-stream upstream failure is thrown by the SDK as an APIError', async () => {
+  await script('gpt-large', { content: 'x'.repeat(120), chunk_chars: 10, reset: 'mid_stream', after_chunks: 3 });
+  const stream = await client.chat.completions.create({
+    model: 'expensive', stream: true, messages: [{ role: 'user', content: 'fail midway' }] });
+  let got = '';
+  await assert.rejects(async () => {
+    for await (const c of stream) got += c.choices[0]?.delta?.content ?? '';
+  }, (e) => e instanceof APIError && /upstream/i.test(e.message));
+  assert.ok(got.length > 0, 'some content arrived before the failure');
+});
+
+let passed = 0, failed = 0;
+for (const t of tests) {
+  try {
+    await reset();
+    await t.fn();
+    passed++;
+    console.log(`  ok   ${t.name}`);
+  } catch (e) {
+    failed++;
+    console.log(`  FAIL ${t.name}\n${e?.stack ?? e}`);
+  }
+}
+console.log(`openai_sdk.test.mjs: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
