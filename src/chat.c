@@ -77,6 +77,7 @@ struct tg_chat {
     int routed;
     struct tg_route route;
     int start_tier, max_tier;
+    struct tg_model *pinned;
     struct tg_model *ladder[MAX_LADDER];
     size_t n_ladder, pos;
     int skip_through_tier; /* after a bad answer: skip candidates at or below */
@@ -185,7 +186,7 @@ static void add_answer_headers(struct tg_chat *ch)
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
     }
     add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
-    if (ch->routed) {
+    if (ch->routed && ch->n_ladder) {
         char h[64];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
@@ -350,7 +351,8 @@ static int parse_body(struct tg_chat *ch, int for_route)
 }
 
 /* model -> starting point (DESIGN §1): "auto" routes, a tier name starts
- * at that tier, a model id at that model, anything else is 404. */
+ * at that tier, a model id at that model, anything else is 404. Routing
+ * itself waits for a cache miss (build_ladder): a hit needs no route. */
 static int resolve(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
@@ -365,23 +367,14 @@ static int resolve(struct tg_chat *ch)
         if (ch->max_tier < 0)
             return bad(ch, NULL, "x-tiergate-max-tier must be cheap, medium or expensive");
     }
-    struct tg_model *pinned = NULL;
-    int tier = tg_tier_parse(name);
     if (strcmp(name, "auto") == 0) {
-        if (tg_router_classify(&cfg->router, ch->json, &ch->route) != TG_OK) {
-            ch->status = 500;
-            tg_req_respond_error(req, TG_ERR_NOMEM, "router failed", NULL, NULL);
-            finish(ch);
-            return -1;
-        }
         ch->routed = 1;
-        tier = ch->route.tier;
-        tg_metrics_route(req->shard->metrics, tier);
-        if (tier > ch->max_tier)
-            tier = ch->max_tier; /* the caller's cost cap beats the router */
-    } else if (tier < 0) {
-        pinned = tg_config_model(cfg, name);
-        if (!pinned) {
+        return 0;
+    }
+    int tier = tg_tier_parse(name);
+    if (tier < 0) {
+        ch->pinned = tg_config_model(cfg, name);
+        if (!ch->pinned) {
             char msg[200];
             snprintf(msg, sizeof(msg), "The model `%.100s` does not exist or you do not have access to it.", name);
             ch->status = 404;
@@ -389,17 +382,31 @@ static int resolve(struct tg_chat *ch)
             finish(ch);
             return -1;
         }
-        tier = pinned->tier;
+        tier = ch->pinned->tier;
     }
     if (tier > ch->max_tier)
         return bad(ch, "model", "model `%.100s` is above x-tiergate-max-tier %s", name, cap);
     ch->start_tier = tier;
+    return 0;
+}
 
-    /* The ladder: the start model, the rest of its tier, then the tiers
-     * above, up to max_escalations tier changes and the caller's cap. */
+/* The ladder: the start model, the rest of its tier, then the tiers above,
+ * up to max_escalations tier changes and the caller's cap. */
+static int build_ladder(struct tg_chat *ch)
+{
+    struct tg_req *req = ch->req;
+    const struct tg_config *cfg = req->cfg;
+    if (ch->routed) {
+        if (tg_router_classify(&cfg->router, ch->json, &ch->route) != TG_OK)
+            return -1;
+        tg_metrics_route(req->shard->metrics, ch->route.tier);
+        /* The caller's cost cap beats the router. */
+        ch->start_tier = (int)ch->route.tier > ch->max_tier ? ch->max_tier : (int)ch->route.tier;
+    }
+    int tier = ch->start_tier;
     size_t n = 0;
-    if (pinned)
-        ch->ladder[n++] = pinned;
+    if (ch->pinned)
+        ch->ladder[n++] = ch->pinned;
     if (tier >= 0) {
         int top = tier + (int)cfg->max_escalations;
         if (top > ch->max_tier)
@@ -407,7 +414,7 @@ static int resolve(struct tg_chat *ch)
         for (int t = tier; t <= top; t++)
             for (size_t i = 0; i < cfg->tiers[t].n && n < MAX_LADDER; i++) {
                 struct tg_model *m = &cfg->models[cfg->tiers[t].idx[i]];
-                if (m != pinned)
+                if (m != ch->pinned)
                     ch->ladder[n++] = m;
             }
     }
@@ -542,6 +549,10 @@ static void proceed(struct tg_chat *ch)
 {
     if (ch->finished)
         return;
+    if (build_ladder(ch) != 0) {
+        fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL);
+        return;
+    }
     next_attempt(ch);
 }
 
@@ -1229,7 +1240,7 @@ static void decision_line(struct tg_chat *ch, double total_ms)
         tg_buf_puts(&b, "null");
     tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", ch->stream ? "true" : "false",
                   ch->status, tg_cache_status_name(ch->cache));
-    if (ch->routed) {
+    if (ch->routed && ch->n_ladder) {
         tg_buf_puts(&b, ",\"route\":");
         tg_router_route_json(&ch->route, &b);
     } else {
