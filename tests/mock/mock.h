@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * mock.h - internal interfaces of the mock OpenAI upstream (tests/mock/):
+ * the HTTP/1.1 request parser (http.c), the shared script/record/stats state
+ * and control API (script.c), and the reply builder that turns an action into
+ * a timed send plan (reply.c). Not part of libtiergate; never installed.
+ */
+#ifndef TIERGATE_MOCK_H
+#define TIERGATE_MOCK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tiergate/buf.h"
+
+#define MOCK_HEAD_CAP (64u * 1024u)          /* request line + headers */
+#define MOCK_BODY_CAP (64u * 1024u * 1024u)  /* decoded request body */
+#define MOCK_MAX_HEADERS 256
+#define MOCK_RECORD_CAP 10000                /* recorded chat requests kept (ring) */
+#define MOCK_MAX_CHOICES 128                 /* cap on the request's "n" */
+
+/* ---- http.c: request parsing ------------------------------------------ */
+
+/* A byte range inside the connection's input buffer. */
+struct mock_span {
+    size_t off, len;
+};
+
+struct mock_header {
+    struct mock_span name, value;
+};
+
+/* The parsed request line and header fields (RFC 9112 sections 3 and 5). */
+struct mock_http_head {
+    struct mock_span method, target;
+    int minor; /* HTTP/1.<minor> */
+    size_t nhdrs;
+    struct mock_header hdrs[MOCK_MAX_HEADERS];
+    bool chunked, has_length, expect_continue, keep_alive;
+    uint64_t content_length;
+};
+
+enum mock_http_state {
+    MOCK_HTTP_HEAD = 0,
+    MOCK_HTTP_BODY,       /* Content-Length body */
+    MOCK_HTTP_CHUNK_SIZE, /* chunked: chunk-size line */
+    MOCK_HTTP_CHUNK_DATA,
+    MOCK_HTTP_CHUNK_END,  /* CRLF after chunk data */
+    MOCK_HTTP_TRAILER,
+    MOCK_HTTP_DONE
+};
+
+/* Per-connection parser state; zero it (mock_http_in_reset) between requests. */
+struct mock_http_in {
+    enum mock_http_state state;
+    size_t scan;       /* head: where the search for the blank line resumes */
+    size_t head_len;   /* bytes of request line + headers + blank line */
+    size_t body_len;   /* decoded body bytes, stored at buf + head_len */
+    size_t raw;        /* bytes of the input buffer this request used so far */
+    uint64_t chunk_left;
+    size_t trailer_len;
+    uint64_t content_length;
+    bool chunked, expect_continue, keep_alive;
+};
+
+/* mock_http_feed results; anything else is the HTTP status to fail with. */
+#define MOCK_HTTP_AGAIN 0
+#define MOCK_HTTP_COMPLETE 1
+
+void mock_http_in_reset(struct mock_http_in *in);
+
+/* Advances the parser over buf[0..len), the bytes of the current request
+ * and possibly of requests pipelined after it. Chunked bodies are decoded in
+ * place, so buf is modified. `scratch` is caller memory used while the head
+ * is parsed. Returns MOCK_HTTP_AGAIN (need more bytes), MOCK_HTTP_COMPLETE
+ * (body at buf + in->head_len, in->body_len bytes; in->raw bytes consumed),
+ * or an HTTP error status (400, 413, 431, 501): answer it and close. */
+int mock_http_feed(struct mock_http_in *in, char *buf, size_t len,
+                   struct mock_http_head *scratch);
+
+/* Parses a complete head buf[0..len) (ending in the blank line) into h.
+ * Returns 0 or an HTTP error status. */
+int mock_http_parse_head(const char *buf, size_t len, struct mock_http_head *h);
+
+/* Appends s[0..n) as a JSON string; invalid UTF-8 becomes U+FFFD, so the
+ * output is valid JSON whatever bytes a client sent. */
+tg_rc mock_json_str_bytes(struct tg_buf *b, const char *s, size_t n);
+
+/* Appends a complete response (status line, Content-Type, Content-Length,
+ * Connection: close when `close`) with body[0..len). */
+tg_rc mock_http_respond(struct tg_buf *out, int status, const char *content_type,
+                        const char *body, size_t len, bool close);
+
+const char *mock_http_reason(int status);
+
+/* ---- script.c: rules, actions, records, stats ------------------------- */
+
+enum mock_point { MOCK_AT_NONE = 0, MOCK_AT_BEFORE_HEADERS, MOCK_AT_MID_BODY, MOCK_AT_MID_STREAM };
+
+struct mock_tool_call {
+    char *id;   /* NULL: "call_<index>" */
+    char *name;
+    char *arguments;
+};
+
+/* One parsed "action" object. Immutable once built; shared by reference
+ * count between the rule that owns it and requests being answered with it. */
+struct mock_action {
+    atomic_int refs;
+    bool is_static; /* the default action: never freed */
+    int status;     /* 0: 200, or 500 when `error` is set */
+    char *headers;  /* rendered "name: value\r\n" lines, or NULL */
+    bool headers_have_ctype;
+    char *content_type;
+    long delay_ms;
+
+    char *content; /* NULL: content null (tool calls, refusal) or the default */
+    size_t content_len;
+    bool content_set;
+    char *refusal;
+    size_t refusal_len;
+    struct mock_tool_call *tool_calls;
+    size_t ntool_calls;
+    char *finish_reason;
+
+    bool has_prompt_tokens, has_completion_tokens;
+    long long prompt_tokens, completion_tokens;
+    double *logprobs;
+    size_t nlogprobs;
+    bool has_logprobs;
+
+    char *error_body; /* rendered {"error":{...}} */
+    size_t error_len;
+    char *body;
+    size_t body_len;
+    bool has_body;
+    long long body_size;
+
+    enum mock_point reset_at, stall_at;
+    long after_chunks;
+    bool close_after;
+    long chunk_chars;
+    long drip_ms, hold_ms;
+    long error_after; /* -1: none */
+};
+
+/* What the reply builder needs from a chat request. */
+struct mock_chat_info {
+    char *model; /* owned, or NULL when the request has no string "model" */
+    bool json_ok;
+    bool stream;
+    bool include_usage;
+    int n;
+    size_t body_len;
+    uint64_t seq;
+};
+
+void mock_state_init(bool record);
+void mock_state_free(void);
+
+/* Parses the request body fields the mock cares about. ci->json_ok is false
+ * when the body is not a JSON object. ci->model must be freed by the caller. */
+void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t len);
+
+/* Renders the record of one chat request (everything but "seq") into out. */
+tg_rc mock_record_render(struct tg_buf *out, const struct mock_http_head *h, const char *buf,
+                         const char *body, size_t body_len, const struct mock_chat_info *ci);
+
+/* Counts a chat request, assigns ci->seq, stores the record (borrowed bytes,
+ * copied; NULL when recording is off) and picks the action: the first rule
+ * whose filters match, or the default. Returns a reference: release it with
+ * mock_action_put. Thread-safe. */
+struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path, size_t path_len,
+                                    const char *record, size_t record_len);
+/* A chat request ended; `aborted`: the client went away before the mock was done. */
+void mock_chat_end(bool aborted);
+void mock_action_put(struct mock_action *a);
+
+void mock_stats_connection(int delta);
+
+/* Serves /_mock/... ; writes a JSON body into `body` and returns the status. */
+int mock_control(const char *method, size_t method_len, const char *path, size_t path_len,
+                 const char *req_body, size_t req_len, struct tg_buf *body);
+
+/* ---- reply.c: from an action to bytes on a timeline ------------------- */
+
+enum mock_end { MOCK_END_DONE = 0, MOCK_END_RESET, MOCK_END_STALL };
+
+struct mock_seg {
+    size_t end;      /* plan bytes [previous end, end) */
+    uint32_t delay_ms; /* wait before releasing this segment */
+};
+
+/* The response to one chat request: bytes, the points at which they are
+ * released, and what happens after the last one. */
+struct mock_plan {
+    struct tg_buf buf;
+    struct mock_seg *segs;
+    size_t nsegs, segs_cap;
+    size_t next_seg; /* first segment not yet released */
+    size_t released; /* bytes released for writing */
+    size_t written;
+    enum mock_end end;
+    bool close; /* Connection: close after a completed response */
+};
+
+/* Builds the plan for answering `ci` with `a` (both borrowed). `close`:
+ * the client asked for Connection: close. Returns NULL when out of memory. */
+struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock_chat_info *ci,
+                                  bool close);
+void mock_plan_free(struct mock_plan *p);
+
+#endif

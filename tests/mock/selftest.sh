@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# selftest.sh - quick check of the mock upstream itself: starts it on a free
+# port, drives the chat endpoint and the /_mock control API with curl, checks
+# JSON with python3, stops it on every exit path, prints "N passed, N failed".
+# Usage: tests/mock/selftest.sh [path/to/mock_upstream]   (or MOCK=... env)
+set -u
+
+MOCK=${1:-${MOCK:-build/release/mock_upstream}}
+if [[ ! -x $MOCK ]]; then
+    echo "selftest: mock binary not found: $MOCK" >&2
+    exit 2
+fi
+
+TMP=$(mktemp -d)
+PID=
+cleanup() {
+    if [[ -n $PID ]]; then
+        kill -TERM "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$MOCK" --port 0 >"$TMP/out" 2>"$TMP/err" &
+PID=$!
+PORT=
+for _ in $(seq 1 100); do
+    PORT=$(sed -n 's/^mock_upstream listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$TMP/out")
+    [[ -n $PORT ]] && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+done
+if [[ -z $PORT ]]; then
+    echo "selftest: mock did not print its ready line" >&2
+    cat "$TMP/err" >&2
+    exit 1
+fi
+BASE=http://127.0.0.1:$PORT
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $1${2:+: $2}"; }
+
+# jcheck NAME PYTHON-EXPR FILE: evaluates the expression with j = parsed JSON of FILE.
+jcheck() {
+    if python3 - "$2" "$3" <<'EOF' 2>"$TMP/pyerr"; then ok "$1"; else bad "$1" "$(tail -c 400 "$3")"; fi
+import json, sys
+j = json.load(open(sys.argv[2], encoding="utf-8"))
+sys.exit(0 if eval(sys.argv[1]) else 1)
+EOF
+}
+
+# sse FILE: prints a JSON summary of an SSE body: events, content, tool calls, usage, done.
+sse() {
+    python3 - "$1" <<'EOF'
+import json, sys
+events, content, tools, usage, done, finish = [], "", {}, None, False, None
+for line in open(sys.argv[1], encoding="utf-8").read().split("\n"):
+    if not line.startswith("data: "):
+        continue
+    data = line[6:]
+    if data == "[DONE]":
+        done = True
+        continue
+    ev = json.loads(data)
+    events.append(ev)
+    if ev.get("usage"):
+        usage = ev["usage"]
+    for ch in ev.get("choices", []):
+        d = ch.get("delta", {})
+        content += d.get("content") or ""
+        for tc in d.get("tool_calls") or []:
+            t = tools.setdefault(tc["index"], {"id": None, "name": "", "arguments": ""})
+            t["id"] = tc.get("id", t["id"])
+            fn = tc.get("function", {})
+            t["name"] += fn.get("name", "")
+            t["arguments"] += fn.get("arguments", "")
+        finish = ch.get("finish_reason") or finish
+print(json.dumps({"n": len(events), "content": content, "tools": [tools[k] for k in sorted(tools)],
+                  "usage": usage, "done": done, "finish": finish,
+                  "last_choices": events[-1]["choices"] if events else None,
+                  "all_usage_key": all("usage" in e for e in events)}))
+EOF
+}
+
+chat() { # chat PATH MODEL [extra JSON fields] -> response body on stdout
+    curl -sS -H 'Content-Type: application/json' -H 'Authorization: Bearer sk-selftest' \
+        -d "{\"model\":\"$2\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]${3:-}}" "$BASE$1"
+}
+script() { curl -sS -d "$1" "$BASE/_mock/script" >"$TMP/script.json" && grep -q '"ok":true' "$TMP/script.json"; }
+content_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"])'; }
+
+# 1. default completion
+chat /v1/chat/completions gpt-4o-mini >"$TMP/c1.json"
+jcheck "default completion" 'j["object"] == "chat.completion" and j["choices"][0]["message"]["content"] == "Hello from gpt-4o-mini" and j["choices"][0]["finish_reason"] == "stop" and j["usage"]["total_tokens"] == j["usage"]["prompt_tokens"] + j["usage"]["completion_tokens"]' "$TMP/c1.json"
+
+# 2. scripted rule by model and times
+if script '{"model":"m-a","times":2,"action":{"content":"scripted"}}'; then ok "script accepted"; else bad "script accepted" "$(cat "$TMP/script.json")"; fi
+# (one command substitution per assignment: bash 5.2 mis-runs a signal trap that
+# fires inside "$(a)|$(b)", and the INT/TERM traps must work)
+got=
+for model in m-b m-a m-a m-a; do
+    c=$(chat /v1/chat/completions $model | content_of)
+    got+="$c|"
+done
+[[ $got == "Hello from m-b|scripted|scripted|Hello from m-a|" ]] && ok "rule by model, times 2" || bad "rule by model, times 2" "$got"
+
+# 3. path_prefix
+script '{"path_prefix":"/p2","times":-1,"action":{"content":"from p2"}}'
+got=
+for path in /v1 /p2/v1 /p2/v1; do
+    c=$(chat $path/chat/completions m | content_of)
+    got+="$c|"
+done
+[[ $got == "Hello from m|from p2|from p2|" ]] && ok "rule by path_prefix" || bad "rule by path_prefix" "$got"
+curl -sS -X DELETE "$BASE/_mock/script" >/dev/null
+
+# 4. 429 with retry-after
+script '{"action":{"status":429,"headers":{"retry-after":"2"}}}'
+code=$(curl -sS -o "$TMP/c4.json" -D "$TMP/h4" -w '%{http_code}' -d '{"model":"m","messages":[]}' "$BASE/v1/chat/completions")
+if [[ $code == 429 ]] && grep -qi '^retry-after: 2' "$TMP/h4"; then ok "429 with retry-after"; else bad "429 with retry-after" "$code"; fi
+jcheck "429 error shape" 'set(j["error"]) == {"message", "type", "param", "code"}' "$TMP/c4.json"
+
+# 5. invalid body
+script '{"action":{"body":"{\"choices\": [oops"}}'
+chat /v1/chat/completions m >"$TMP/c5.txt"
+[[ $(cat "$TMP/c5.txt") == '{"choices": [oops' ]] && ok "invalid JSON body verbatim" || bad "invalid JSON body verbatim" "$(cat "$TMP/c5.txt")"
+
+# 6. stream with usage
+script '{"action":{"content":"The quick brown fox jumps over the lazy dog","chunk_chars":5}}'
+chat /v1/chat/completions m ',"stream":true,"stream_options":{"include_usage":true}' >"$TMP/s6.txt"
+sse "$TMP/s6.txt" >"$TMP/s6.json"
+jcheck "stream content + [DONE]" 'j["content"] == "The quick brown fox jumps over the lazy dog" and j["done"] and j["finish"] == "stop" and j["n"] == 1 + 9 + 1 + 1' "$TMP/s6.json"
+jcheck "stream usage chunk" 'j["last_choices"] == [] and j["usage"]["completion_tokens"] == 11 and j["all_usage_key"]' "$TMP/s6.json"
+
+# 7. tool_calls stream
+script '{"action":{"tool_calls":[{"id":"call_w","name":"get_weather","arguments":"{\"city\":\"Paris\",\"unit\":\"c\"}"}]}}'
+chat /v1/chat/completions m ',"stream":true' >"$TMP/s7.txt"
+sse "$TMP/s7.txt" >"$TMP/s7.json"
+jcheck "tool_calls stream" 'j["tools"] == [{"id": "call_w", "name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"c\"}"}] and j["finish"] == "tool_calls" and j["done"]' "$TMP/s7.json"
+
+# 8. reset before headers: curl must report a transport error
+script '{"action":{"reset":"before_headers"}}'
+curl -sS -o /dev/null -d '{"model":"m","messages":[]}' "$BASE/v1/chat/completions" 2>"$TMP/c8.err"
+rc=$?
+[[ $rc -ne 0 ]] && ok "reset before headers (curl exit $rc)" || bad "reset before headers" "curl exit 0"
+
+# 9. records: what the client actually sent
+curl -sS -X DELETE "$BASE/_mock/requests" >/dev/null
+chat /v1/chat/completions rec-model ',"temperature":0.7' >/dev/null
+curl -sS "$BASE/_mock/requests" >"$TMP/r9.json"
+jcheck "record: authorization header" 'len(j) == 1 and j[0]["headers"]["authorization"] == "Bearer sk-selftest" and j[0]["method"] == "POST" and j[0]["path"] == "/v1/chat/completions"' "$TMP/r9.json"
+jcheck "record: raw body" 'j[0]["body"] == "{\"model\":\"rec-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":0.7}" and j[0]["model"] == "rec-model" and j[0]["stream"] is False' "$TMP/r9.json"
+
+# 10. stats
+curl -sS "$BASE/_mock/stats" >"$TMP/st.json"
+jcheck "stats" 'j["requests"] == 14 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
+curl -sS -X POST "$BASE/_mock/reset" >/dev/null
+curl -sS "$BASE/_mock/requests" >"$TMP/r10.json"
+jcheck "reset clears records" 'j == []' "$TMP/r10.json"
+
+# 11. SIGTERM exits 0
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+PID=
+[[ $rc -eq 0 ]] && ok "SIGTERM exits 0" || bad "SIGTERM exits 0" "exit $rc"
+
+echo "$PASS passed, $FAIL failed"
+[[ $FAIL -eq 0 ]]
