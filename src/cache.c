@@ -358,13 +358,12 @@ void tg_cache_namespace(const struct tg_config *cfg, const char *token, size_t l
      * (which config files hold as the key's identity). */
     struct tg_buf b;
     tg_buf_init(&b, 0);
-    if (tg_buf_puts(&b, "tiergate-ns:") == TG_OK && tg_buf_append(&b, token, len) == TG_OK) {
-        tg_sha256_hex(b.data, b.len, hex);
+    out[0] = '\0'; /* empty: no namespace, so the caller must not use the cache */
+    if (tg_buf_puts(&b, "tiergate-ns:") == TG_OK && tg_buf_append(&b, token, len) == TG_OK &&
+        tg_sha256_hex(b.data, b.len, hex) == TG_OK)
         snprintf(out, 24, "%.16s", hex);
-    } else {
-        snprintf(out, 24, "anon");
-    }
-    memset(b.data, 0, b.len);
+    if (b.data)
+        memset(b.data, 0, b.len);
     tg_buf_free(&b);
 }
 

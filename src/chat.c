@@ -29,6 +29,7 @@
 #include "tiergate/error.h"
 #include "tiergate/flight.h"
 #include "tiergate/jsonscan.h"
+#include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
@@ -85,6 +86,7 @@ struct tg_chat {
     size_t n_att;
     uint64_t retry_after_ms; /* smallest breaker wait seen */
     char retry_note[400];
+    char upstream_msg[160]; /* last provider error message, for the client only */
 
     /* the attempt in flight */
     struct tg_call *call;
@@ -442,7 +444,9 @@ static void start_lookup(struct tg_chat *ch)
         }
         ch->ttl_s = v > cfg->cache_max_ttl_s ? cfg->cache_max_ttl_s : (unsigned)v;
     }
-    if (!cfg->cache_enabled) {
+    if (!cfg->cache_enabled || !req->bearer_hash[0]) {
+        /* (An empty namespace means hashing the caller's key failed: never
+         * risk another tenant's entries.) */
         ch->cache = TG_CS_OFF;
         ch->no_store = 1;
         proceed(ch);
@@ -737,8 +741,9 @@ static void next_attempt(struct tg_chat *ch)
         snprintf(msg, sizeof(msg), "upstream %s timed out: %s", last->model->id, last->detail);
         fail_request(ch, TG_ERR_TIMEOUT, msg, NULL);
     } else if (last) {
-        snprintf(msg, sizeof(msg), "upstream %s failed (%s%s%s)", last->model->id,
-                 tg_outcome_name(last->outcome), last->detail[0] ? ": " : "", last->detail);
+        snprintf(msg, sizeof(msg), "upstream %s failed (%s%s%.100s)%s%.120s", last->model->id,
+                 tg_outcome_name(last->outcome), last->detail[0] ? ": " : "", last->detail,
+                 ch->upstream_msg[0] ? ": " : "", ch->upstream_msg);
         fail_request(ch, breaker ? TG_ERR_UNAVAILABLE : TG_ERR_UPSTREAM, msg, NULL);
     } else {
         fail_request(ch, TG_ERR_UPSTREAM, "no model available for this request", NULL);
@@ -891,6 +896,9 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     uint64_t retry_after = tg_call_retry_after_ms(call);
     struct tg_metrics_shard *mx = req->shard->metrics;
     double secs = (double)a->latency_us / 1e6;
+    /* End of input: an event ended by a lone CR is only dispatched now. */
+    if (ch->sse_body)
+        tg_sse_stream_finish(ch->sse, on_event, ch);
 
     if (rc != TG_OK || (ch->sse_body && !tg_sse_stream_done(ch->sse))) {
         /* Transport failure, timeout, or a stream that never reached [DONE]. */
@@ -944,12 +952,11 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
             finish(ch);
             return;
         }
-        if (st >= 500) {
-            char um[160];
-            upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), um, sizeof(um));
-            if (um[0])
-                snprintf(a->detail, sizeof(a->detail), "HTTP %ld: %.100s", st, um);
-        }
+        /* The provider's own words go to the client's error only, never to
+         * the decision line: providers echo request text in error messages. */
+        if (st >= 500)
+            upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), ch->upstream_msg,
+                             sizeof(ch->upstream_msg));
         move_on(ch, a, st == 429 ? TG_RSN_HTTP_429 : TG_RSN_HTTP_5XX, 0);
         return;
     }
@@ -980,7 +987,6 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     /* 2xx: rebuild the answer, judge it, accept or escalate. */
     json_t *completion;
     if (ch->sse_body) {
-        tg_sse_stream_finish(ch->sse, NULL, NULL);
         completion = tg_sse_completion(ch->sse);
     } else {
         completion = json_loadb(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), 0, NULL);
@@ -1310,5 +1316,6 @@ static void finish(struct tg_chat *ch)
     tg_metrics_request(req->shard->metrics, ch->status, tier, ch->cache, total_ms / 1000.0);
     if (ch->status / 100 == 2)
         tg_metrics_baseline(req->shard->metrics, ch->baseline_usd);
+    tg_limits_spend(req->key, ch->cost_usd, tg_wall_time());
     decision_line(ch, total_ms);
 }

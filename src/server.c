@@ -28,6 +28,7 @@
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
 #include "tiergate/error.h"
+#include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
@@ -418,6 +419,24 @@ static int authorize(struct tg_req *req)
         if (!req->key) {
             tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
             return -1;
+        }
+        if (req->ep == TG_EP_CHAT) {
+            uint64_t wait_ms = 0;
+            enum tg_limit lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
+            if (lim != TG_LIMIT_NONE) {
+                char msg[160], ra[24];
+                if (lim == TG_LIMIT_RATE)
+                    snprintf(msg, sizeof(msg), "rate limit of %u requests per minute reached for key %.40s",
+                             req->key->rpm, req->key->name);
+                else
+                    snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
+                             req->key->usd_per_day, req->key->name);
+                tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
+                                     lim == TG_LIMIT_RATE ? "rate_limit_exceeded" : "spend_limit_exceeded");
+                snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+                tg_req_add_header(req, "retry-after", ra);
+                return -1;
+            }
         }
         return 0;
     }
