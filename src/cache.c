@@ -5,7 +5,9 @@
  * no timeouts of its own, so every lookup carries our deadline, connecting
  * is bounded by a timer, and after a few lookups in a row time out (Redis
  * frozen, e.g. SIGSTOP) the context is dropped and rebuilt with exponential
- * backoff. A context is usable only after it answered PING. hiredis frees
+ * backoff; stores and flush steps, which nobody waits on, are bounded the
+ * same way by the store deadline. A context is usable only after it
+ * answered PING. hiredis frees
  * the context after a failed connect or a disconnect: both callbacks clear
  * our pointer. Nothing here blocks, except getaddrinfo for a Redis host
  * name at reconnect (use an IP or a unix socket to avoid even that).
@@ -40,6 +42,11 @@ struct tg_cache {
     enum state state;
     struct tg_timer retry_timer;   /* reconnect backoff */
     struct tg_timer connect_timer; /* bound on connect + PING */
+    struct tg_timer store_timer;   /* bound on replies to stores and flush steps */
+    /* Stores and flush steps on this context, in reply order (Redis answers
+     * in command order): `watch` = how many had been sent when store_timer
+     * was armed; all of those must be answered before it fires. */
+    unsigned long long sent, answered, watch;
     unsigned backoff_ms;
     unsigned timeouts_in_row;
     size_t pending;
@@ -48,7 +55,7 @@ struct tg_cache {
     char *host, *password;
     int unix_sock;
     unsigned port, db;
-    unsigned lookup_ms, connect_ms, backoff_min_ms, backoff_max_ms;
+    unsigned lookup_ms, store_ms, connect_ms, backoff_min_ms, backoff_max_ms;
 };
 
 struct tg_cache_op {
@@ -136,6 +143,8 @@ static void schedule_reconnect(struct tg_cache *c)
 {
     c->state = ST_DOWN;
     tg_timer_stop(c->loop, &c->connect_timer);
+    tg_timer_stop(c->loop, &c->store_timer);
+    c->sent = c->answered = c->watch = 0;
     if (tg_timer_armed(&c->retry_timer))
         return;
     unsigned wait = c->backoff_ms ? c->backoff_ms : c->backoff_min_ms;
@@ -270,6 +279,7 @@ static void take_config(struct tg_cache *c, const struct tg_config *cfg)
     c->port = cfg->redis_port;
     c->db = cfg->redis_db;
     c->lookup_ms = cfg->redis_lookup_timeout_ms;
+    c->store_ms = cfg->redis_store_timeout_ms;
     c->connect_ms = cfg->redis_connect_timeout_ms;
     c->backoff_min_ms = cfg->redis_reconnect_min_ms;
     c->backoff_max_ms = cfg->redis_reconnect_max_ms;
@@ -293,6 +303,7 @@ void tg_cache_free(struct tg_cache *c)
         return;
     tg_timer_stop(c->loop, &c->retry_timer);
     tg_timer_stop(c->loop, &c->connect_timer);
+    tg_timer_stop(c->loop, &c->store_timer);
     redisAsyncContext *ac = c->ac;
     c->ac = NULL;
     if (ac) {
@@ -327,6 +338,9 @@ void tg_cache_reconfigure(struct tg_cache *c, const struct tg_config *old, const
             redisAsyncFree(ac);
         }
         tg_timer_stop(c->loop, &c->retry_timer);
+        tg_timer_stop(c->loop, &c->store_timer);
+        c->sent = c->answered = c->watch = 0;
+        c->pending = 0; /* their replies ran above, uncounted (data NULL) */
         c->backoff_ms = 0;
         c->state = ST_DOWN;
         connect_now(c);
@@ -457,29 +471,68 @@ void tg_cache_cancel(struct tg_cache_op *op)
     op_maybe_free(op);
 }
 
-static void on_set_reply(redisAsyncContext *ac, void *r, void *priv)
+/* --- stores ----------------------------------------------------------------- */
+
+/* Nobody waits on a store or a flush step, so without this a frozen Redis
+ * would hold them, and hiredis's output buffer, forever (lookups notice a
+ * freeze only when there are lookups). A tracked command sent before the
+ * timer was armed and still unanswered store_ms later: drop the context. */
+static void on_store_deadline(struct tg_loop *loop, void *ud)
+{
+    struct tg_cache *c = ud;
+    if (c->answered < c->watch) {
+        drop(c, "stores are timing out");
+        return;
+    }
+    c->watch = c->sent; /* newer commands are outstanding: watch them */
+    tg_timer_start(c->loop, &c->store_timer, c->store_ms, on_store_deadline, c);
+}
+
+static void tracked_sent(struct tg_cache *c)
+{
+    c->sent++;
+    if (!tg_timer_armed(&c->store_timer)) {
+        c->watch = c->sent;
+        tg_timer_start(c->loop, &c->store_timer, c->store_ms, on_store_deadline, c);
+    }
+}
+
+/* A tracked reply on ac; nothing to count once ac was dropped. */
+static void tracked_answered(const redisAsyncContext *ac)
 {
     struct tg_cache *c = ac->data;
+    if (!c || c->ac != ac)
+        return;
+    c->answered++;
+    if (c->answered >= c->sent)
+        tg_timer_stop(c->loop, &c->store_timer);
+}
+
+/* priv is the cache itself (it outlives its contexts), so a store that
+ * dies with a dropped context is still counted as failed. */
+static void on_set_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct tg_cache *c = priv;
     redisReply *reply = r;
     int ok = reply && reply->type == REDIS_REPLY_STATUS;
-    if (c) {
-        if (c->pending)
-            c->pending--;
-        tg_metrics_cache_store(c->sh->metrics, ok);
-        if (reply && reply->type == REDIS_REPLY_ERROR)
-            tg_log(TG_LOG_WARN, "redis (shard %u): store refused: %.200s", c->sh->index, reply->str);
-    }
+    if (ac->data == c && c->pending)
+        c->pending--;
+    tracked_answered(ac);
+    tg_metrics_cache_store(c->sh->metrics, ok);
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        tg_log(TG_LOG_WARN, "redis (shard %u): store refused: %.200s", c->sh->index, reply->str);
 }
 
 void tg_cache_set(struct tg_cache *c, const char *key, const char *value, size_t len, unsigned ttl_s)
 {
     if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING ||
-        redisAsyncCommand(c->ac, on_set_reply, NULL, "SET %s %b EX %u", key, value, len, ttl_s) != REDIS_OK) {
+        redisAsyncCommand(c->ac, on_set_reply, c, "SET %s %b EX %u", key, value, len, ttl_s) != REDIS_OK) {
         if (c)
             tg_metrics_cache_store(c->sh->metrics, 0);
         return;
     }
     c->pending++;
+    tracked_sent(c);
 }
 
 /* --- scoped flush: SCAN MATCH prefix, UNLINK each page -------------------- */
@@ -494,6 +547,7 @@ static void flush_done(struct flush_op *f, tg_rc rc)
 
 static void on_flush_end(redisAsyncContext *ac, void *r, void *priv)
 {
+    tracked_answered(ac);
     flush_done(priv, r ? TG_OK : TG_ERR_UNAVAILABLE);
 }
 
@@ -501,6 +555,7 @@ static void on_unlink(redisAsyncContext *ac, void *r, void *priv)
 {
     struct flush_op *f = priv;
     redisReply *reply = r;
+    tracked_answered(ac);
     if (reply && reply->type == REDIS_REPLY_INTEGER)
         f->deleted += (unsigned long long)reply->integer;
 }
@@ -509,6 +564,7 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
 {
     struct flush_op *f = priv;
     redisReply *reply = r;
+    tracked_answered(ac);
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY) {
         flush_done(f, TG_ERR_UNAVAILABLE);
@@ -532,7 +588,8 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
             argv[i + 1] = keys->element[i]->str;
             lens[i + 1] = (size_t)keys->element[i]->len;
         }
-        redisAsyncCommandArgv(ac, on_unlink, f, (int)n, argv, lens);
+        if (redisAsyncCommandArgv(ac, on_unlink, f, (int)n, argv, lens) == REDIS_OK)
+            tracked_sent(f->c);
         free(argv);
         free(lens);
     }
@@ -541,10 +598,14 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
         /* Replies come in order: PING answers after the last UNLINK did. */
         if (redisAsyncCommand(ac, on_flush_end, f, "PING") != REDIS_OK)
             flush_done(f, TG_ERR_UNAVAILABLE);
+        else
+            tracked_sent(f->c);
         return;
     }
     if (redisAsyncCommand(ac, on_scan, f, "SCAN %s MATCH %s COUNT 1000", cursor, f->pattern) != REDIS_OK)
         flush_done(f, TG_ERR_UNAVAILABLE);
+    else
+        tracked_sent(f->c);
 }
 
 tg_rc tg_cache_flush(struct tg_cache *c, const char *ns, tg_cache_flush_cb cb, void *ud)
@@ -569,5 +630,6 @@ tg_rc tg_cache_flush(struct tg_cache *c, const char *ns, tg_cache_flush_cb cb, v
         free(f);
         return TG_ERR_UNAVAILABLE;
     }
+    tracked_sent(c);
     return TG_OK;
 }

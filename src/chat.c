@@ -193,7 +193,9 @@ static void add_answer_headers(struct tg_chat *ch)
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
-    if (!ch->stream || !ch->committed) {
+    /* Known unless a live stream is starting: a replayed stream (a cache
+     * hit, or a validated buffered answer) has its whole cost already. */
+    if (!ch->live || !ch->committed) {
         add_headerf(req, "x-tiergate-cost-usd", "%.8f", ch->cost_usd);
         add_headerf(req, "x-tiergate-overhead-ms", "%.3f", overhead_ms(ch));
     }
@@ -436,9 +438,11 @@ static void start_lookup(struct tg_chat *ch)
     ch->ttl_s = cfg->cache_ttl_s;
     const char *ttl = tg_req_header(req, "x-tiergate-cache-ttl");
     if (ttl) {
+        /* delta-seconds, digits only (RFC 9111 1.2.2): strtoul alone would
+         * take "-5" as a huge value and " +5" as 5. Too large caps below. */
         char *end;
         unsigned long v = strtoul(ttl, &end, 10);
-        if (*end || end == ttl || v == 0) {
+        if (ttl[0] < '0' || ttl[0] > '9' || *end || v == 0) {
             bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
             return;
         }
@@ -478,12 +482,15 @@ static void on_cache_reply(void *ud, enum tg_cache_result r, const char *value, 
     struct tg_chat *ch = ud;
     struct tg_req *req = ch->req;
     ch->cache_op = NULL;
+    struct tg_metrics_shard *mx = req->shard->metrics; /* the shard outlives req */
     ch->cache = r == TG_CACHE_HIT ? TG_CS_HIT : r == TG_CACHE_MISS ? TG_CS_MISS : TG_CS_ERROR;
-    tg_metrics_cache_lookup(req->shard->metrics, ch->cache);
-    if (r == TG_CACHE_HIT && serve_cached(ch, value, len) == 0)
+    if (r == TG_CACHE_HIT && serve_cached(ch, value, len) == 0) {
+        tg_metrics_cache_lookup(mx, TG_CS_HIT);
         return;
+    }
     if (r == TG_CACHE_HIT)
         ch->cache = TG_CS_MISS; /* an entry we cannot read is a miss; it will be overwritten */
+    tg_metrics_cache_lookup(mx, ch->cache);
     if (req->cfg->cache_single_flight) {
         int lead = tg_flight_join(ch->key.data, req->shard->loop, on_flight, ch, &ch->wait);
         if (lead == 0) {
@@ -580,6 +587,27 @@ static int is_final(const struct tg_chat *ch, size_t pos, int tier)
         if (ch->ladder[i]->tier > tier)
             return 0;
     return 1;
+}
+
+/* Counts a move off tier `from` for `reason` where the next candidate on
+ * the ladder sits: same tier, a fallback; higher, an escalation; none left,
+ * nothing. Skipped candidates (open breaker, no key) count too, so the
+ * metrics add up to x-tiergate-escalations. */
+static void count_move(struct tg_chat *ch, int from, enum tg_reason reason)
+{
+    int to = -1;
+    for (size_t i = ch->pos; i < ch->n_ladder; i++) {
+        struct tg_model *m = ch->ladder[i];
+        if (ch->skip_through_tier >= 0 && m->tier <= ch->skip_through_tier)
+            continue;
+        to = m->tier;
+        break;
+    }
+    struct tg_metrics_shard *mx = ch->req->shard->metrics;
+    if (to >= 0 && to == from)
+        tg_metrics_fallback(mx, from, reason);
+    else if (to > from)
+        tg_metrics_escalation(mx, from, to, reason);
 }
 
 static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
@@ -697,6 +725,7 @@ static void next_attempt(struct tg_chat *ch)
             a->outcome = TG_OUT_NO_KEY;
             a->reason = TG_RSN_NO_KEY;
             snprintf(a->detail, sizeof(a->detail), "environment variable %s is not set", m->api_key_env);
+            count_move(ch, m->tier, TG_RSN_NO_KEY);
             continue;
         }
         uint64_t wait_ms = 0;
@@ -707,6 +736,7 @@ static void next_attempt(struct tg_chat *ch)
             if (!ch->retry_after_ms || wait_ms < ch->retry_after_ms)
                 ch->retry_after_ms = wait_ms ? wait_ms : 1000;
             tg_metrics_upstream(req->shard->metrics, m->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
+            count_move(ch, m->tier, TG_RSN_BREAKER_OPEN);
             continue;
         }
         ch->probe = probe;
@@ -864,20 +894,7 @@ static void move_on(struct tg_chat *ch, struct attempt *a, enum tg_reason reason
     a->reason = (int)reason;
     if (skip_tier)
         ch->skip_through_tier = a->tier;
-    /* Metric: where does the next candidate sit? */
-    int to = -1;
-    for (size_t i = ch->pos; i < ch->n_ladder; i++) {
-        struct tg_model *m = ch->ladder[i];
-        if (ch->skip_through_tier >= 0 && m->tier <= ch->skip_through_tier)
-            continue;
-        to = m->tier;
-        break;
-    }
-    struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    if (to >= 0 && to == a->tier)
-        tg_metrics_fallback(mx, a->tier, reason);
-    else if (to > a->tier)
-        tg_metrics_escalation(mx, a->tier, to, reason);
+    count_move(ch, a->tier, reason);
     next_attempt(ch);
 }
 
@@ -937,7 +954,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     if (st == 429 || st >= 500 || (st / 100 != 2 && st / 100 != 4)) {
         a->outcome = st == 429 ? TG_OUT_HTTP_429 : TG_OUT_HTTP_5XX;
         snprintf(a->detail, sizeof(a->detail), "HTTP %ld", st);
-        tg_breaker_record(m->breaker, now_ms, 0, ch->probe, st == 429 ? retry_after : 0);
+        /* Retry-After on a 429 or a 503 (RFC 9110 10.2.3) sets the least open time. */
+        tg_breaker_record(m->breaker, now_ms, 0, ch->probe, retry_after);
         tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
         if (is_final(ch, ch->pos - 1, a->tier) && ch->pos >= ch->n_ladder && st == 429) {
             /* Last candidate rate-limited: hand the 429 back as it came, so
@@ -1031,10 +1049,13 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     ch->answered = m;
     ch->status = 200;
     int cacheable = v.ok && !ch->no_store && tg_buf_unread(&ch->key) > 0;
-    json_t *choice0 = json_array_get(json_object_get(completion, "choices"), 0);
-    const char *fr = json_string_value(json_object_get(choice0, "finish_reason"));
-    if (fr && strcmp(fr, "length") == 0)
-        cacheable = 0; /* a truncated answer is not worth serving twice */
+    size_t ci;
+    json_t *choice;
+    json_array_foreach(json_object_get(completion, "choices"), ci, choice) {
+        const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
+        if (fr && strcmp(fr, "length") == 0)
+            cacheable = 0; /* a truncated answer (any of n) is not worth serving twice */
+    }
     if (ch->want_logprobs)
         tg_validate_strip_logprobs(completion);
     long pt = a->prompt_tokens, ct = a->completion_tokens;
