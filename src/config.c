@@ -24,6 +24,7 @@
 #include "tiergate/jsonscan.h"
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
+#include "tiergate/upstream.h"
 
 struct ctx {
     const char *name;
@@ -364,6 +365,9 @@ static int parse_redis(struct ctx *c, struct tg_config *cfg, const json_t *root)
     const char *env = getenv("TIERGATE_REDIS_URL");
     if (env && *env && set_str(c, &cfg->redis_url, env) != 0)
         return -1;
+    /* README: redis.url defaults to the local server (the section is optional). */
+    if (!cfg->redis_url && set_str(c, &cfg->redis_url, "redis://127.0.0.1:6379/0") != 0)
+        return -1;
     return parse_redis_url(c, cfg, "redis.url");
 }
 
@@ -413,6 +417,8 @@ static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const 
     snprintf(path, sizeof(path), "models.%s", id);
     if (!json_is_object(o))
         return fail(c, path, "must be an object");
+    if (!*id)
+        return fail(c, path, "model id must not be empty");
     for (const char *q = id; *q; q++)
         if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
               *q == '-' || *q == '_' || *q == '.' || *q == ':' || *q == '/'))
@@ -814,7 +820,7 @@ static void defaults(struct tg_config *cfg)
     cfg->max_header_bytes = 32u << 10;
     cfg->max_connections = 10000;
     cfg->connection_timeout_s = 30;
-    cfg->conn_memory_bytes = 32u << 10;
+    cfg->conn_memory_bytes = 16u << 10;
     cfg->max_upstream_response_bytes = 32u << 20;
     cfg->max_json_depth = 64;
     cfg->max_messages = 4096;
@@ -898,7 +904,7 @@ static int build(struct ctx *c, struct tg_config *cfg, json_t *root)
     for (size_t i = 0; i < cfg->n_models; i++) {
         cfg->models[i].metrics_idx = tg_metrics_model_index(cfg->models[i].id);
         cfg->models[i].breaker = breaker_for(cfg->models[i].id);
-        if (!cfg->models[i].breaker)
+        if (!cfg->models[i].breaker || tg_upstream_model_prepare(&cfg->models[i]) != TG_OK)
             return fail(c, "models", "out of memory");
     }
     return 0;
@@ -925,6 +931,7 @@ static void free_config(struct tg_config *cfg)
         if (m->api_key)
             OPENSSL_cleanse(m->api_key, strlen(m->api_key));
         free(m->api_key);
+        tg_upstream_model_release_list(m->upstream_headers);
         for (size_t j = 0; j < m->n_headers; j++) {
             free(m->headers[j].name);
             free(m->headers[j].value);

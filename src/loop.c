@@ -357,8 +357,13 @@ void tg_loop_run(struct tg_loop *loop)
                 io->cb(loop, io->fd, evs[i].events, io->ud);
         }
         run_timers(loop);
-        if (loop->tail_hook)
+        if (loop->tail_hook) {
             loop->tail_hook(loop, loop->tail_ud);
+            /* Work the hook started (an upstream call queued from inside an
+             * HTTP handler arms a 0 ms curl timer) runs now, not after
+             * another trip through epoll_wait. */
+            run_timers(loop);
+        }
         run_frees(loop);
     }
 }

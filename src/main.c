@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tiergate/alloc.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
 #include "tiergate/req.h"
@@ -152,6 +153,7 @@ static void reload(const char *path)
 
 int main(int argc, char **argv)
 {
+    tg_alloc_install(); /* before any JSON exists: jansson frees with the allocator that made it */
     if (argc > 1 && strcmp(argv[1], "classify") == 0)
         return router_tool(argc - 1, argv + 1, 0);
     if (argc > 1 && strcmp(argv[1], "calibrate") == 0)

@@ -49,6 +49,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe);
 static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud);
+static void on_hup_post(struct tg_loop *loop, void *arg);
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
 static void resume(struct tg_req *req);
 static void dispatch(struct tg_req *req);
@@ -119,20 +120,6 @@ static int id_ok(const char *s)
 
 /* --- suspend / resume --------------------------------------------------- */
 
-static void watch_client(struct tg_req *req)
-{
-    if (req->client_io.registered || req->client_fd < 0)
-        return;
-    if (tg_loop_io_set(req->shard->loop, &req->client_io, req->client_fd, EPOLLRDHUP, on_client_hup,
-                       req) != TG_OK)
-        tg_log_req(TG_LOG_DEBUG, req->id, "cannot watch client fd");
-}
-
-static void unwatch_client(struct tg_req *req)
-{
-    tg_loop_io_del(req->shard->loop, &req->client_io);
-}
-
 void tg_req_suspend(struct tg_req *req)
 {
     if (req->suspended || req->closed)
@@ -145,7 +132,9 @@ void tg_req_suspend(struct tg_req *req)
     if (sh->suspended)
         sh->suspended->susp_prev = req;
     sh->suspended = req;
-    watch_client(req);
+    /* Hung up before we suspended: the edge has passed, act on it now. */
+    if (req->conn_state && req->conn_state->hup)
+        tg_loop_post(sh->loop, on_hup_post, req->conn_state);
 }
 
 static void resume(struct tg_req *req)
@@ -167,11 +156,14 @@ static void resume(struct tg_req *req)
     sh->mhd_dirty = 1;
 }
 
-/* The client hung up while we were waiting on upstream or Redis. */
-static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud)
+/* The client hung up. MHD notices by itself unless the request is
+ * suspended (waiting on upstream or Redis): then we cancel and resume. */
+static void client_gone(struct tg_conn *c)
 {
-    struct tg_req *req = ud;
-    unwatch_client(req);
+    struct tg_req *req = c->req;
+    c->hup = 1;
+    if (!req || !req->suspended)
+        return;
     tg_log_req(TG_LOG_DEBUG, req->id, "client went away");
     if (req->on_cancel) {
         void (*cb)(struct tg_req *) = req->on_cancel;
@@ -183,6 +175,47 @@ static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *u
     if (req->state == TG_REQ_WORKING)
         req->state = TG_REQ_READY; /* the handler sees no response and closes */
     resume(req);
+}
+
+static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud)
+{
+    client_gone(ud);
+}
+
+static void on_hup_post(struct tg_loop *loop, void *arg)
+{
+    struct tg_conn *c = arg;
+    /* The connection may have completed meanwhile: c lives until MHD closes
+     * it, and closing goes through tg_loop_defer_free, after this post ran. */
+    if (c->req)
+        client_gone(c);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct tg_shard *sh = cls;
+    struct tg_conn *c = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (!c || !ci)
+            return; /* no hang-up watch: MHD still sees errors when it writes */
+        c->shard = sh;
+        if (tg_loop_io_set(sh->loop, &c->io, ci->connect_fd, EPOLLRDHUP | EPOLLET, on_client_hup, c) !=
+            TG_OK) {
+            free(c);
+            return;
+        }
+        *socket_context = c;
+    } else if (c) {
+        *socket_context = NULL;
+        tg_loop_io_del(sh->loop, &c->io);
+        if (c->req)
+            c->req->conn_state = NULL;
+        tg_loop_defer_free(sh->loop, free, c);
+    }
 }
 
 /* --- responses ---------------------------------------------------------- */
@@ -347,13 +380,14 @@ static struct tg_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn, 
     req->refs = 1;
     req->start_us = tg_now_us();
     req->cfg = tg_config_ref(sh->cfg);
-    req->client_fd = -1;
     snprintf(req->method, sizeof(req->method), "%s", method);
     snprintf(req->path, sizeof(req->path), "%s", url);
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        req->client_fd = ci->connect_fd;
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context) {
+        req->conn_state = ci->socket_context;
+        req->conn_state->req = req;
+    }
     tg_buf_init(&req->body, req->cfg->max_body_bytes);
     tg_buf_init(&req->out, 0);
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
@@ -545,7 +579,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
-    unwatch_client(req);
+    if (req->conn_state) {
+        req->conn_state->req = NULL;
+        req->conn_state = NULL;
+    }
     if (req->suspended)
         resume(req); /* cannot happen per MHD's contract; keep the list sane */
     req->closed = 1;
@@ -674,7 +711,8 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         on_request, sh, MHD_OPTION_LISTEN_SOCKET, sh->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
         per_shard ? per_shard : 1, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->conn_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, sh, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_END);
+        on_completed, sh, MHD_OPTION_NOTIFY_CONNECTION, on_connection, sh,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_END);
     if (!sh->mhd) {
         snprintf(err, errlen, "cannot start HTTP server on %s", cfg->listen);
         return TG_ERR_IO;
@@ -821,7 +859,6 @@ static void on_stop(struct tg_loop *loop, void *arg)
         req->stream_done = 1;
         if (req->state == TG_REQ_WORKING)
             req->state = TG_REQ_READY;
-        unwatch_client(req);
         resume(req);
     }
     if (sh->mhd)

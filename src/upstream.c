@@ -7,6 +7,7 @@
  * deadlines are curl's. Easy handles are pooled per shard.
  */
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,7 +39,9 @@ struct tg_upstream {
 struct tg_call {
     struct tg_upstream *up;
     CURL *easy;
-    struct curl_slist *hdrs;
+    struct curl_slist *hdrs;     /* borrowed from the model, or our rid_node */
+    struct curl_slist rid_node;
+    char rid_line[96];
     const struct tg_call_ops *ops;
     void *ud;
     struct tg_call *prev, *next;
@@ -213,19 +216,51 @@ static void check_done(struct tg_upstream *up)
 
 /* --- one call ----------------------------------------------------------- */
 
-static int add_header(struct tg_call *call, const char *h)
+tg_rc tg_upstream_model_prepare(struct tg_model *m)
 {
-    struct curl_slist *l = curl_slist_append(call->hdrs, h);
-    if (!l)
-        return -1;
-    call->hdrs = l;
-    return 0;
+    char line[4096];
+    struct curl_slist *l = NULL, *n;
+    int bad = !(n = curl_slist_append(l, "Content-Type: application/json")) || !(l = n) ||
+              !(n = curl_slist_append(l, "Expect:")) || !(l = n) ||
+              !(n = curl_slist_append(l, "User-Agent: tiergate/" TG_VERSION)) || !(l = n);
+    if (!bad && m->api_key) {
+        if ((size_t)snprintf(line, sizeof(line), "Authorization: Bearer %s", m->api_key) >= sizeof(line))
+            bad = 1;
+        else if (!(n = curl_slist_append(l, line)))
+            bad = 1;
+        else
+            l = n;
+    }
+    for (size_t i = 0; !bad && i < m->n_headers; i++) {
+        if ((size_t)snprintf(line, sizeof(line), "%s: %s", m->headers[i].name, m->headers[i].value) >= sizeof(line) ||
+            !(n = curl_slist_append(l, line)))
+            bad = 1;
+        else
+            l = n;
+    }
+    OPENSSL_cleanse(line, sizeof(line));
+    if (bad) {
+        tg_upstream_model_release_list(l);
+        return TG_ERR_NOMEM;
+    }
+    m->upstream_headers = l;
+    return TG_OK;
+}
+
+void tg_upstream_model_release_list(void *list)
+{
+    /* The Authorization line holds the key: wipe before freeing. */
+    for (struct curl_slist *x = list; x; x = x->next)
+        OPENSSL_cleanse(x->data, strlen(x->data));
+    curl_slist_free_all(list);
 }
 
 tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
                     const struct tg_call_ops *ops, void *ud, struct tg_call **out)
 {
     const struct tg_model *m = opts->model;
+    if (!m->upstream_headers)
+        return TG_ERR_NOMEM;
     struct tg_call *call = calloc(1, sizeof(*call));
     if (!call)
         return TG_ERR_NOMEM;
@@ -241,34 +276,16 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
         free(call);
         return TG_ERR_NOMEM;
     }
-    char line[4096];
-    int bad = add_header(call, "Content-Type: application/json") ||
-              add_header(call, opts->stream ? "Accept: text/event-stream" : "Accept: application/json") ||
-              add_header(call, "Expect:") || add_header(call, "User-Agent: tiergate/" TG_VERSION);
-    if (!bad && m->api_key) {
-        if ((size_t)snprintf(line, sizeof(line), "Authorization: Bearer %s", m->api_key) >= sizeof(line))
-            bad = 1;
-        else
-            bad = add_header(call, line);
-        /* The key stays in curl's slist only for this call's lifetime. */
-        memset(line, 0, sizeof(line));
-    }
-    if (!bad && opts->request_id) {
-        snprintf(line, sizeof(line), "X-Request-Id: %s", opts->request_id);
-        bad = add_header(call, line);
-    }
-    for (size_t i = 0; !bad && i < m->n_headers; i++) {
-        if ((size_t)snprintf(line, sizeof(line), "%s: %s", m->headers[i].name, m->headers[i].value) >= sizeof(line))
-            bad = 1;
-        else
-            bad = add_header(call, line);
-    }
-    memset(line, 0, sizeof(line));
-    if (bad) {
-        curl_slist_free_all(call->hdrs);
-        curl_easy_cleanup(call->easy);
-        free(call);
-        return TG_ERR_NOMEM;
+    /* The model's header list is built once per config; only the request
+     * id differs per call, in a node of ours linked in front of it (curl
+     * reads the list during the transfer and never modifies it). */
+    call->rid_node.next = (struct curl_slist *)m->upstream_headers;
+    if (opts->request_id) {
+        snprintf(call->rid_line, sizeof(call->rid_line), "X-Request-Id: %s", opts->request_id);
+        call->rid_node.data = call->rid_line;
+        call->hdrs = &call->rid_node;
+    } else {
+        call->hdrs = call->rid_node.next;
     }
     CURL *e = call->easy;
     curl_easy_setopt(e, CURLOPT_URL, m->url);
@@ -294,7 +311,6 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) != TG_OK ||
         curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         tg_timer_stop(up->loop, &call->deadline);
-        curl_slist_free_all(call->hdrs);
         curl_easy_cleanup(e);
         free(call);
         return TG_ERR_NOMEM;
@@ -314,13 +330,11 @@ static void release(struct tg_call *call)
     struct tg_upstream *up = call->up;
     tg_timer_stop(up->loop, &call->deadline);
     curl_multi_remove_handle(up->multi, call->easy);
-    if (up->pool_len < EASY_POOL_MAX) {
-        curl_easy_reset(call->easy);
+    /* Pooled without curl_easy_reset: every call sets the same options. */
+    if (up->pool_len < EASY_POOL_MAX)
         up->pool[up->pool_len++] = call->easy;
-    } else {
+    else
         curl_easy_cleanup(call->easy);
-    }
-    curl_slist_free_all(call->hdrs);
     if (call->prev)
         call->prev->next = call->next;
     else

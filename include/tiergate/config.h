@@ -37,6 +37,7 @@ struct tg_model {
     size_t index;         /* position in cfg->models */
     unsigned metrics_idx; /* stable across reloads (tg_metrics_model_index) */
     struct tg_breaker *breaker; /* borrowed from the process-wide registry */
+    void *upstream_headers;     /* curl_slist built by tg_upstream_model_prepare */
 };
 
 struct tg_gateway_key {

@@ -27,6 +27,17 @@ struct tg_cache;
 struct tg_chat;
 struct tg_metrics_shard;
 
+/* One client connection: its fd is watched for EPOLLRDHUP (edge-triggered)
+ * from accept to close, because MHD cannot see a suspended client hang up.
+ * Registered once per connection, not per request: keep-alive requests pay
+ * no epoll_ctl for it. */
+struct tg_conn {
+    struct tg_io io;
+    struct tg_shard *shard;
+    struct tg_req *req; /* the request in progress, or NULL */
+    int hup;            /* the peer shut its side down */
+};
+
 enum tg_endpoint {
     TG_EP_NONE = 0,
     TG_EP_CHAT,
@@ -81,8 +92,7 @@ struct tg_req {
     int suspended;
     int resuming;
     struct tg_req *susp_prev, *susp_next;
-    struct tg_io client_io; /* EPOLLRDHUP watch while suspended */
-    int client_fd;
+    struct tg_conn *conn_state; /* the connection's hang-up watch */
 
     /* Request body. */
     struct tg_buf body;

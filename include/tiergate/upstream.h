@@ -49,6 +49,12 @@ struct tg_call_opts {
     const char *request_id;       /* sent as x-request-id; borrowed */
 };
 
+/* Builds the model's constant request headers (content type, key, extra
+ * headers) once, when its config is loaded; released with the config.
+ * Any thread. */
+tg_rc tg_upstream_model_prepare(struct tg_model *m);
+void tg_upstream_model_release_list(void *list);
+
 struct tg_upstream *tg_upstream_new(struct tg_loop *loop);
 /* Cancels every call still running (without callbacks). */
 void tg_upstream_free(struct tg_upstream *up);

@@ -373,6 +373,9 @@ class World:
 
     def reset(self):
         self.mock.reset()
+        # Cache stores are fire-and-forget: one from the previous test's last
+        # answer can still be on its way. Let it land, then flush.
+        time.sleep(0.03)
         self.redis.cmd("FLUSHALL")
 
     def close(self):

@@ -64,7 +64,7 @@ def exact_metrics_after_a_scripted_sequence(w):
     w.mock.script({"usage": USAGE}, model="gpt-cheap")
     body = chat_body("metrics sequence", model="cheap", temperature=0)
     eq(w.gw.chat(body).header("x-tiergate-cache"), "miss")                       # 1: miss
-    wait_for(lambda: w.redis.cmd("DBSIZE") == 1, msg="stored")
+    wait_for(lambda: w.redis.cmd("DBSIZE") == 1, msg="stored (keys: %r)" % (w.redis.cmd("KEYS", "*"),))
     eq(w.gw.chat(body).header("x-tiergate-cache"), "hit")                        # 2: hit
     w.mock.script({"hedge": True, "usage": USAGE}, model="gpt-cheap")
     w.mock.script({"usage": USAGE}, model="gpt-mid")

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# bench/cost_per_request.sh BUILD [N] - what tiergate itself spends per
+# pass-through request (1 shard, one keep-alive client, N sequential
+# requests): CPU time (user+system, from /proc, summed over the run) and
+# syscalls (strace -c on a second run). With CALLGRIND=1, instructions per
+# request and the top functions instead (callgrind counts each iteration of a
+# rep-prefixed instruction, so memset/memcpy look bigger there than on a CPU).
+# These are costs, not latencies: steadier than wrk on a busy machine, and
+# what comparing two builds of the hot path needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/release}
+N=${2:-20000}
+MODEL=${MODEL:-large}
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$tmp"; }
+trap cleanup EXIT
+"$BUILD/mock_upstream" --port 0 --no-record >"$tmp/mock.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do grep -q listening "$tmp/mock.log" && break; sleep 0.05; done
+mport=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$tmp/mock.log")
+cat >"$tmp/tg.json" <<JSON
+{"listen":"127.0.0.1:0","shards":1,"log":{"decisions":"off"},"cache":{"enabled":false},
+ "redis":{"url":"redis://127.0.0.1:1/0"},
+ "models":{"mini":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-cheap","api_key_env":"K"},
+           "large":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-large","api_key_env":"K"}},
+ "tiers":{"cheap":["mini"],"medium":["large"],"expensive":["large"]}}
+JSON
+wrap=()
+[ -n "${CALLGRIND:-}" ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" --instr-atstart=no)
+K=x "${wrap[@]}" "$BUILD/tiergate" -c "$tmp/tg.json" >"$tmp/tg.log" 2>&1 & tg=$!; pids+=($tg)
+for _ in $(seq 200); do grep -q listening "$tmp/tg.log" && break; sleep 0.05; done
+port=$(grep -o 'listening on [^ ]*' "$tmp/tg.log" | sed 's/.*://')
+client() {
+python3 - "$port" "$1" "$MODEL" <<'PY'
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+body = json.dumps({"model": sys.argv[3], "temperature": 0.2, "messages": [
+    {"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]})
+for _ in range(int(sys.argv[2])):
+    c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+client 200 # warm up: connections, pools, caches
+if [ -n "${CALLGRIND:-}" ]; then
+    callgrind_control -i on "$tg" >/dev/null 2>&1
+    client "$N"
+    callgrind_control -i off "$tg" >/dev/null 2>&1
+    callgrind_control -d "$tg" >/dev/null 2>&1; sleep 0.5
+    ir=$(callgrind_annotate "$tmp/cg.out.1" 2>&1 | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}' || true)
+    echo "per request: $(python3 -c "print(round($ir/$N))") instructions (callgrind, user space)"
+    callgrind_annotate ${INCLUSIVE:+--inclusive=yes} "$tmp/cg.out.1" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | head -${TOP:-25}
+    exit 0
+fi
+t0=$(cpu_ticks "$tg"); s0=$(date +%s.%N)
+client "$N"
+t1=$(cpu_ticks "$tg"); s1=$(date +%s.%N)
+strace -f -c -p "$tg" -o "$tmp/strace.txt" 2>/dev/null & spid=$!
+sleep 0.5
+client 1000
+kill -INT $spid; wait $spid 2>/dev/null || true
+calls=$(awk '$NF=="total" {print $(NF-2)}' "$tmp/strace.txt")
+python3 - "$t0" "$t1" "$N" "$calls" "$s0" "$s1" <<'PY'
+import os, sys
+t0, t1, n, calls, s0, s1 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+hz = os.sysconf("SC_CLK_TCK")
+print("per request: %.1f us of tiergate CPU, %.1f syscalls; %.0f us wall per round trip (client included)" % (
+    (t1 - t0) / hz / n * 1e6, calls / 1000, (s1 - s0) / n * 1e6))
+PY
