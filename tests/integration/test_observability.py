@@ -200,3 +200,24 @@ def decision_log_to_a_file(w):
     w.gw.chat(chat_body("after rotate"), headers={"x-request-id": "file-2"})
     wait_for(lambda: os.path.exists(path) and "file-2" in open(path).read(), msg="line in new file")
     w.start()
+
+
+@test
+def grafana_dashboard_queries_real_metrics(w):
+    import os
+    import re
+    from harness import ROOT
+    dash = json.load(open(os.path.join(ROOT, "config", "grafana-tiergate.json")))
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    check(len(exprs) >= 15, "dashboard has its panels")
+    text = w.gw.req("GET", "/metrics").body.decode()
+    declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    used = set()
+    for e in exprs:
+        for name in re.findall(r"\btiergate_[a-z_]+", e):
+            used.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    missing = sorted(used - declared)
+    eq(missing, [], "dashboard metrics missing from /metrics")
+    for needed in ("tiergate_cost_usd_total", "tiergate_baseline_cost_usd_total", "tiergate_breaker_state",
+                   "tiergate_escalations_total", "tiergate_cache_lookups_total", "tiergate_request_duration_seconds"):
+        check(needed in used, needed + " charted")
