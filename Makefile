@@ -37,7 +37,8 @@ TIERGATE  := $(BUILD)/tiergate
 MOCK      := $(BUILD)/mock_upstream
 LIB       := $(BUILD)/libtiergate.a
 
-.PHONY: all deps test unit integration e2e run demo bench eval fuzz fuzz-replay lint fmt clean compose-check
+.PHONY: all deps test unit integration e2e run demo bench eval fuzz fuzz-bins fuzz-replay lint fmt \
+        clean compose-check
 
 all: $(TIERGATE) $(MOCK)
 
@@ -112,17 +113,61 @@ eval: deps
 	@$(MAKE) --no-print-directory all
 	@eval/run.sh build/release
 
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), always built with clang whatever CC is.
+# The library sources are compiled once into build/fuzz/ with coverage
+# instrumentation and linked into each harness; a harness that #includes a
+# source file to reach its statics names it in FUZZ_EXCLUDE_<harness>.
+#   make fuzz [FUZZ_SECONDS=60]   runs each harness for FUZZ_SECONDS on a copy of its
+#                                 seed corpus (build/fuzz/corpus-<name>, kept between runs)
+#   make fuzz-replay              runs each harness once over tests/fuzz/corpus/<name>/
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := $(CSTD) -g -O1 -fno-omit-frame-pointer $(WARN) -Iinclude $(PKG_CFLAGS)
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/%.c=%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_DIR)/%.o)
+FUZZ_EXCLUDE_fuzz_request := src/chat.c
+
+$(FUZZ_DIR)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ-CC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	@$(if $(Q),echo "  FUZZ-LD $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -MMD -MP -MF $@.d -o $@ $< \
+	    $(filter-out $(FUZZ_EXCLUDE_$*:%.c=$(FUZZ_DIR)/%.o),$(FUZZ_OBJS)) $(PKG_LIBS) -lpthread -lm
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: fuzz-bins
+	@for f in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_DIR)/corpus-$$f && cp tests/fuzz/corpus/$$f/* $(FUZZ_DIR)/corpus-$$f/ || exit 1; \
+	    dict=tests/fuzz/json.dict; [ $$f = fuzz_sse ] && dict=tests/fuzz/sse.dict; \
+	    echo "== $$f: $(FUZZ_SECONDS) s on $(FUZZ_DIR)/corpus-$$f"; \
+	    $(FUZZ_DIR)/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=25 -rss_limit_mb=2048 \
+	        -dict=$$dict -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$f- \
+	        $(FUZZ_DIR)/corpus-$$f || exit 1; \
+	done
+
+fuzz-replay: fuzz-bins
+	@scripts/test.sh build/asan fuzz
+
 compose-check:
 	@docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
 # Banned calls (curl checksrc): strcpy, strcat, sprintf, atoi, strtok, gets.
 lint:
 	@if grep -nE '\b(strcpy|strcat|sprintf|vsprintf|atoi|atol|strtok|gets)[[:space:]]*\(' \
-	    src/*.c include/tiergate/*.h tests/mock/*.c; then \
+	    src/*.c include/tiergate/*.h tests/mock/*.c tests/unit/*.c tests/fuzz/*.c; then \
 	    echo "lint: banned function above"; exit 1; else echo "lint: ok"; fi
 
 fmt:
-	clang-format -i src/*.c include/tiergate/*.h tests/unit/*.c tests/mock/*.c
+	clang-format -i src/*.c include/tiergate/*.h tests/unit/*.c tests/mock/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf build

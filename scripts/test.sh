@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs tiergate's tests against a build directory (default build/asan):
-#   scripts/test.sh BUILD [unit|integration|e2e|all]
+#   scripts/test.sh BUILD [unit|integration|e2e|fuzz|all]
 # Unit programs and the integration runner each print "N passed, N failed";
-# this script adds them up, prints the total, and exits non-zero on any failure.
+# the fuzz section counts one pass per libFuzzer harness that replays its
+# seed corpus cleanly. This script adds them up, prints the total, and exits
+# non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/asan}
@@ -50,6 +52,38 @@ if [ "$WHAT" = all ] || [ "$WHAT" = integration ] || [ "$WHAT" = e2e ]; then
     [ "$WHAT" = e2e ] && pattern=e2e
     python3 tests/integration/run.py $pattern 2>&1 | tee "$log"
     add_counts "$log"
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = fuzz ]; then
+    # Each harness runs once over its seed corpus (-runs=0 replays and exits):
+    # every crash ever found stays a regression test.
+    echo "== fuzz corpus replay (tests/fuzz/corpus/, clang libFuzzer + ASan + UBSan)"
+    if ! command -v "${FUZZ_CC:-clang}" >/dev/null; then
+        echo "  ${FUZZ_CC:-clang} not found: cannot build the fuzz harnesses (make deps installs clang and libclang-rt-14-dev)"
+        failed=$((failed + 1))
+    elif ! make --no-print-directory fuzz-bins >"$log" 2>&1; then
+        tail -n 30 "$log" | sed 's/^/  /'
+        echo "  building the fuzz harnesses failed"
+        failed=$((failed + 1))
+    else
+        for src in tests/fuzz/fuzz_*.c; do
+            name=$(basename "$src" .c)
+            corpus=tests/fuzz/corpus/$name
+            n=$(find "$corpus" -type f 2>/dev/null | wc -l)
+            if [ "$n" -eq 0 ]; then
+                echo "  $name: no seed corpus in $corpus: FAILED"
+                failed=$((failed + 1))
+            elif "build/fuzz/$name" -runs=0 -artifact_prefix="build/fuzz/replay-$name-" "$corpus" \
+                >"$log" 2>&1; then
+                echo "  $name: $n inputs replayed, passed"
+                passed=$((passed + 1))
+            else
+                tail -n 30 "$log" | sed 's/^/    /'
+                echo "  $name: replay FAILED"
+                failed=$((failed + 1))
+            fi
+        done
+    fi
 fi
 
 if [ "$WHAT" = all ]; then

@@ -32,7 +32,8 @@ void tg_buf_reset(struct tg_buf *b)
 
 tg_rc tg_buf_reserve(struct tg_buf *b, size_t extra)
 {
-    if (extra > b->max - b->len)
+    /* The second test keeps len + extra + 1 from wrapping when max is SIZE_MAX. */
+    if (extra > b->max - b->len || extra > SIZE_MAX - 1 - b->len)
         return TG_ERR_TOO_LARGE;
     size_t need = b->len + extra + 1;
     if (need <= b->cap)

@@ -96,15 +96,20 @@ static int skip_container(struct scan *s, char open)
             if (skip_string(s) != 0)
                 return -1;
             size_t klen = (size_t)(s->p - 1 - k);
-            if (want) {
-                size_t sl = seg_len(want);
+            /* A key may itself hold dots (model ids like "gpt-4.1"): try each
+             * prefix of the path that ends at a dot or at the end, shortest first. */
+            for (size_t sl = want ? seg_len(want) : 0; want; sl += 1 + seg_len(want + sl + 1)) {
                 char seg[256];
-                if (sl < sizeof(seg)) {
-                    memcpy(seg, want, sl);
-                    seg[sl] = '\0';
-                    if (tg_json_key_eq(k, klen, seg))
-                        child_want = want + sl;
+                if (sl >= sizeof(seg))
+                    break;
+                memcpy(seg, want, sl);
+                seg[sl] = '\0';
+                if (tg_json_key_eq(k, klen, seg)) {
+                    child_want = want + sl;
+                    break;
                 }
+                if (want[sl] == '\0')
+                    break;
             }
             skip_ws(s);
             if (s->p >= s->end || *s->p != ':')
@@ -298,11 +303,13 @@ int tg_json_path_line(const char *text, size_t n, const char *path)
     struct scan s;
     scan_init(&s, text, n, 512);
     skip_ws(&s);
-    s.found_line = s.line;
+    int root_line = s.line;
     s.want = path && *path ? path : NULL;
-    if (skip_value(&s) != 0 && !s.found_line)
-        return 0;
-    return s.found_line;
+    int ok = skip_value(&s) == 0;
+    /* found_line is set only when a path segment matched: the deepest one. */
+    if (s.found_line)
+        return s.found_line;
+    return ok ? root_line : 0;
 }
 
 int tg_json_depth(const char *text, size_t n, int max_depth)

@@ -21,7 +21,14 @@
 #define V_FAIL 0
 #define V_BAD (-1)
 
-#define RX_CACHE 16
+/* Distinct patterns compiled per call, and their summed regcomp costs (see
+ * RX_MAX_EXPANDED): past any of these, further patterns are skipped, so a
+ * hostile schema buys at most about 100 ms of regcomp per validation. Each
+ * pattern is compiled once per call: recompiling uncached ones for every
+ * array item made one validation (40 patterns, 2,000 items) take 36 s. */
+#define RX_CACHE 256
+#define RX_MAX_CALL_EXPANDED ((size_t)256 * 1024)
+#define RX_MAX_CALL_QUADRATIC ((size_t)16 * 1000 * 1000)
 #define RX_MAX_PATTERN 1024
 #define RX_MAX_SUBJECT (64 * 1024)
 #define EQ_MAX_DEPTH 2048
@@ -43,6 +50,7 @@ struct ctx {
     int quiet;   /* inside anyOf/oneOf/not branches: failures are expected */
     struct rx_entry rx[RX_CACHE];
     size_t nrx;
+    size_t rx_expanded, rx_quadratic; /* summed over the patterns compiled so far */
 };
 
 /* The walk, in the order a value meets it. */
@@ -56,7 +64,7 @@ static int check_array(struct ctx *c, const json_t *s, const json_t *v, int dept
 static int check_object(struct ctx *c, const json_t *s, const json_t *v, int depth);
 static int check_combinators(struct ctx *c, const json_t *s, const json_t *v, int depth, int hops);
 static int pattern_match(struct ctx *c, const json_t *pattern, const char *str, size_t len);
-static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise);
+static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise, size_t cost[2]);
 
 /* ---- error reporting ------------------------------------------------- */
 
@@ -1020,17 +1028,80 @@ static int translate_class(const char **pp, struct out *o, int bytewise)
     return 0;
 }
 
-/* Returns 0 and the ERE in dst, or -1 when the pattern can't be expressed. */
-static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise)
+/* glibc's regcomp spells out a quantified operand once per copy it needs
+ * (x+ is x x*, x{2,5} is x x x x? x?), so nested quantifiers multiply, and
+ * the optional copies of x{n,m} nest m-n deep, which costs memory and time
+ * quadratic in m-n: "^[a-z]{0,16000}$" alone takes 8 GB and 20 s, and a
+ * client's schema reaches this code on a shard's thread. ecma_to_ere keeps
+ * two accounts per open group, the expanded size (ERE bytes) and the
+ * quadratic term (optional copies squared times operand size), and gives up
+ * past these bounds (about 10 MB and 10 ms of regcomp): the pattern is then
+ * skipped like any other it cannot express. Copies of an operand that can
+ * match the empty string are worse still (glibc's epsilon closures go
+ * exponential: "((((()+)+)+)+)+" takes 12 s), so x+ is written x* for such
+ * an x (the same language) and x{n,m} with copies of it is skipped. */
+#define RX_MAX_NEST 32
+#define RX_MAX_EXPANDED ((size_t)64 * 1024)
+#define RX_MAX_QUADRATIC ((size_t)1000 * 1000)
+
+/* For the (well-formed) quantifier at q ('*', '+', '?', "{n}", "{n,}",
+ * "{n,m}"): how many copies of its operand glibc makes, and how many of
+ * them are nested optionals. Both saturate above RX_MAX_EXPANDED. */
+static void quant_shape(const char *q, size_t *copies, size_t *optional)
+{
+    *optional = 0;
+    if (*q != '{') {
+        *copies = *q == '+' ? 2 : 1;
+        return;
+    }
+    size_t n = 0, m = 0;
+    int comma = 0, has_m = 0;
+    for (q++; *q != '}'; q++) {
+        if (*q == ',') {
+            comma = 1;
+            continue;
+        }
+        size_t *v = comma ? &m : &n;
+        has_m |= comma;
+        if (*v <= RX_MAX_EXPANDED)
+            *v = *v * 10 + (size_t)(*q - '0');
+    }
+    if (!comma)
+        *copies = n;
+    else if (!has_m)
+        *copies = n + 1;
+    else {
+        *copies = n > m ? n : m;
+        *optional = m > n ? m - n : 0;
+    }
+    if (!*copies)
+        *copies = 1;
+}
+
+/* Returns 0 and the ERE in dst (cost: its expanded size and quadratic term),
+ * or -1 when the pattern can't be expressed. */
+static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise, size_t cost[2])
 {
     struct out o = {dst, 0, dstlen, 0};
     const char *p = src;
-    int after_quant = 0;
+    int after_quant = 0, prev_quant = 0;
+    /* Per open group: expanded size and quadratic term; the same for the
+     * last atom (size 0: no atom to quantify). See RX_MAX_EXPANDED. */
+    size_t grp[RX_MAX_NEST + 1] = {0}, grp_q[RX_MAX_NEST + 1] = {0};
+    size_t atom = 0, atom_q = 0;
+    /* Can it match the empty string: the current alternative of each open
+     * group so far, any finished alternative, the last atom, and the current
+     * alternative as it was before that atom. */
+    char alt_null[RX_MAX_NEST + 1] = {1}, any_null[RX_MAX_NEST + 1] = {0};
+    int atom_null = 0, alt_before = 1;
+    int depth = 0;
     dst[0] = '\0';
 
     while (*p) {
         unsigned char ch = (unsigned char)*p;
         int quant = 0;
+        const char *tok = p;
+        size_t before = o.len;
         if (after_quant && ch == '?') {
             p++; /* lazy quantifier: same verdict for a yes/no match */
             after_quant = 0;
@@ -1165,19 +1236,82 @@ static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise)
             emit(&o, p++, 1); /* ^ $ | ) and ordinary characters */
         }
         after_quant = quant;
+        /* The regcomp cost accounts (see RX_MAX_EXPANDED). */
+        if (quant) {
+            /* ECMA-262 refuses a quantifier on nothing or on a quantifier. */
+            size_t copies, optional;
+            quant_shape(tok, &copies, &optional);
+            if (!atom || prev_quant)
+                return -1;
+            if (atom_null && *tok == '+') {
+                o.p[o.len - 1] = '*'; /* the '+' just written */
+                copies = 1;
+            }
+            if ((atom_null && copies > 1) || copies > RX_MAX_EXPANDED / atom ||
+                optional > RX_MAX_EXPANDED || atom_q > RX_MAX_QUADRATIC)
+                return -1;
+            if (*tok == '*' || *tok == '?' || (*tok == '{' && strtoul(tok + 1, NULL, 10) == 0))
+                atom_null = 1;
+            alt_null[depth] = (char)(alt_before && atom_null);
+            size_t nested = optional * optional * atom;
+            grp[depth] += atom * (copies - 1);
+            grp_q[depth] += atom_q * (copies - 1) + nested;
+            atom *= copies;
+            atom_q = atom_q * copies + nested;
+        } else if (ch == '(') {
+            if (++depth > RX_MAX_NEST)
+                return -1;
+            grp[depth] = grp_q[depth] = 0;
+            alt_null[depth] = 1;
+            any_null[depth] = 0;
+            atom = atom_q = 0;
+        } else if (ch == ')') {
+            if (depth == 0)
+                return -1;
+            atom = grp[depth] + 2;
+            atom_q = grp_q[depth];
+            atom_null = alt_null[depth] || any_null[depth];
+            depth--;
+            grp[depth] += atom;
+            grp_q[depth] += atom_q;
+            alt_before = alt_null[depth];
+            alt_null[depth] = (char)(alt_before && atom_null);
+        } else if (ch == '|' || ch == '^' || ch == '$') {
+            grp[depth] += 1;
+            atom = atom_q = 0;
+            if (ch == '|') {
+                any_null[depth] = (char)(any_null[depth] || alt_null[depth]);
+                alt_null[depth] = 1;
+            }
+        } else {
+            atom = o.len - before;
+            atom_q = 0;
+            grp[depth] += atom;
+            /* \b and \B are zero-width: they match "nothing" too. */
+            atom_null = tok[0] == '\\' && (tok[1] == 'b' || tok[1] == 'B');
+            alt_before = alt_null[depth];
+            alt_null[depth] = (char)(alt_before && atom_null);
+        }
+        prev_quant = quant;
+        if (grp[depth] > RX_MAX_EXPANDED || grp_q[depth] > RX_MAX_QUADRATIC)
+            return -1;
     }
+    cost[0] = grp[0];
+    cost[1] = grp_q[0];
     return o.overflow ? -1 : 0;
 }
 
 /* 1 match, 0 no match (or pattern skipped: 1), -1 out of memory. */
 static int pattern_match(struct ctx *c, const json_t *pattern, const char *str, size_t len)
 {
-    struct rx_entry tmp, *e = NULL;
+    struct rx_entry *e = NULL;
     for (size_t i = 0; i < c->nrx; i++)
         if (c->rx[i].pattern == pattern)
             e = &c->rx[i];
     if (!e) {
-        e = c->nrx < RX_CACHE ? &c->rx[c->nrx] : &tmp;
+        if (c->nrx == RX_CACHE)
+            return 1;
+        e = &c->rx[c->nrx];
         e->pattern = pattern;
         e->usable = 0;
         const char *src = json_string_value(pattern);
@@ -1187,19 +1321,22 @@ static int pattern_match(struct ctx *c, const json_t *pattern, const char *str, 
             char *ere = malloc(cap);
             if (!ere)
                 return -1;
-            if (ecma_to_ere(src, ere, cap, MB_CUR_MAX == 1) == 0 &&
-                regcomp(&e->re, ere, REG_EXTENDED | REG_NOSUB) == 0)
+            size_t cost[2] = {0, 0};
+            if (ecma_to_ere(src, ere, cap, MB_CUR_MAX == 1, cost) == 0 &&
+                cost[0] <= RX_MAX_CALL_EXPANDED - c->rx_expanded &&
+                cost[1] <= RX_MAX_CALL_QUADRATIC - c->rx_quadratic &&
+                regcomp(&e->re, ere, REG_EXTENDED | REG_NOSUB) == 0) {
                 e->usable = 1;
+                c->rx_expanded += cost[0];
+                c->rx_quadratic += cost[1];
+            }
             free(ere);
         }
-        if (e != &tmp)
-            c->nrx++;
+        c->nrx++;
     }
     int r = 1;
     if (e->usable && len <= RX_MAX_SUBJECT && strlen(str) == len)
         r = regexec(&e->re, str, 0, NULL, 0) == 0;
-    if (e == &tmp && tmp.usable)
-        regfree(&tmp.re);
     return r;
 }
 
