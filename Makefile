@@ -97,19 +97,23 @@ e2e: deps
 	@$(MAKE) --no-print-directory SAN=1 all
 	@scripts/test.sh build/asan e2e
 
-run: deps
+run:
+	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@scripts/run.sh build/release
 
-demo: deps
+demo:
+	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh build/release
 
-bench: deps
-	@$(MAKE) --no-print-directory all
+bench:
+	@TG_DEPS_BENCH=1 TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
+	@$(MAKE) --no-print-directory all build/release/bench/router_bench
 	@bench/run.sh build/release
 
-eval: deps
+eval:
+	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@eval/run.sh build/release
 

@@ -6,9 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-# clang + libclang-rt-14-dev: the libFuzzer harnesses (make fuzz; make test replays their corpus).
 for p in build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev \
-         libjansson-dev libssl-dev redis-server clang libclang-rt-14-dev; do
+         libjansson-dev libssl-dev redis-server; do
     have_pkg "$p" || need_pkgs+=("$p")
 done
 # Commands that may come from elsewhere than Debian (e.g. NodeSource's nodejs
@@ -23,8 +22,10 @@ fi
 if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
     for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done
 fi
+# Tests: compose validation, and clang + libclang-rt-14-dev for the libFuzzer
+# harnesses (make fuzz; make test replays their corpus).
 if [ "${TG_DEPS_TEST:-1}" = 1 ]; then
-    have_pkg docker-compose || need_pkgs+=(docker-compose)
+    for p in docker-compose clang libclang-rt-14-dev; do have_pkg "$p" || need_pkgs+=("$p"); done
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
