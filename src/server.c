@@ -50,6 +50,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe);
 static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud);
 static void on_hup_post(struct tg_loop *loop, void *arg);
+static void on_recv_deadline(struct tg_loop *loop, void *ud);
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
 static void resume(struct tg_req *req);
 static void dispatch(struct tg_req *req);
@@ -156,6 +157,24 @@ static void resume(struct tg_req *req)
     sh->mhd_dirty = 1;
 }
 
+/* Runs the request's cancel hook once (stopping its upstream call, Redis
+ * wait or single-flight wait), marks any stream as broken and resumes the
+ * connection: with no response queued, the handler returns MHD_NO and MHD
+ * closes it. */
+static void abort_request(struct tg_req *req)
+{
+    if (req->on_cancel) {
+        void (*cb)(struct tg_req *) = req->on_cancel;
+        req->on_cancel = NULL;
+        cb(req);
+    }
+    req->stream_broken = 1;
+    req->stream_done = 1;
+    if (req->state == TG_REQ_WORKING)
+        req->state = TG_REQ_READY;
+    resume(req);
+}
+
 /* The client hung up. MHD notices by itself unless the request is
  * suspended (waiting on upstream or Redis): then we cancel and resume. */
 static void client_gone(struct tg_conn *c)
@@ -165,16 +184,7 @@ static void client_gone(struct tg_conn *c)
     if (!req || !req->suspended)
         return;
     tg_log_req(TG_LOG_DEBUG, req->id, "client went away");
-    if (req->on_cancel) {
-        void (*cb)(struct tg_req *) = req->on_cancel;
-        req->on_cancel = NULL;
-        cb(req);
-    }
-    req->stream_broken = 1;
-    req->stream_done = 1;
-    if (req->state == TG_REQ_WORKING)
-        req->state = TG_REQ_READY; /* the handler sees no response and closes */
-    resume(req);
+    abort_request(req);
 }
 
 static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud)
@@ -189,6 +199,30 @@ static void on_hup_post(struct tg_loop *loop, void *arg)
      * it, and closing goes through tg_loop_defer_free, after this post ran. */
     if (c->req)
         client_gone(c);
+}
+
+/* A client must deliver a whole request (head and body) within
+ * limits.connection_timeout_s of connecting, or of the previous response on
+ * a keep-alive connection. MHD's timeout only catches a silent client; a
+ * slowloris trickling a byte at a time is cut here. shutdown() (not close:
+ * MHD owns the fd) makes MHD see end of input and close the connection. */
+static void recv_deadline_arm(struct tg_conn *c)
+{
+    struct tg_shard *sh = c->shard;
+    if (tg_timer_start(sh->loop, &c->recv_timer, (uint64_t)sh->cfg->connection_timeout_s * 1000u,
+                       on_recv_deadline, c) != TG_OK)
+        tg_log(TG_LOG_WARN, "cannot arm a receive deadline: out of memory");
+}
+
+static void on_recv_deadline(struct tg_loop *loop, void *ud)
+{
+    struct tg_conn *c = ud;
+    if (c->req && c->req->state != TG_REQ_RECEIVING)
+        return; /* answered or being answered: upstream deadlines apply */
+    tg_log_req(TG_LOG_DEBUG, c->req ? c->req->id : "-", "request not received within %u s: closing",
+               c->shard->cfg->connection_timeout_s);
+    shutdown(c->io.fd, SHUT_RDWR);
+    c->shard->mhd_dirty = 1;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -208,10 +242,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             free(c);
             return;
         }
+        recv_deadline_arm(c);
         *socket_context = c;
     } else if (c) {
         *socket_context = NULL;
+        tg_timer_stop(sh->loop, &c->recv_timer);
         tg_loop_io_del(sh->loop, &c->io);
+        /* MHD drops its listening socket from its epoll set while the shard
+         * is at limits.max_connections and puts it back only inside a later
+         * MHD_run. Nothing else would wake us for that run (the listener is
+         * not in the set, an idle daemon has no timeout): without this, a
+         * shard that once reached its limit would never accept again. */
+        sh->mhd_dirty = 1;
         if (c->req)
             c->req->conn_state = NULL;
         tg_loop_defer_free(sh->loop, free, c);
@@ -498,6 +540,99 @@ static void dispatch(struct tg_req *req)
     }
 }
 
+/* --- request framing (RFC 9112 §6.1, §6.3; RFC 9110 §5.5, §5.6.2) ------- */
+
+/* libmicrohttpd 0.9.75 accepts several shapes a front proxy may read
+ * differently (request smuggling): Content-Length together with
+ * Transfer-Encoding (it uses chunked), two Content-Lengths that disagree
+ * (it uses one), a Transfer-Encoding other than exactly "chunked" (it then
+ * waits for the connection to close), and it glues an obs-fold
+ * continuation line onto the previous header's *name*. We refuse those on
+ * the first handler call, before a byte of the body is read, with a 400
+ * and Connection: close, so the bytes after the head are never parsed as
+ * another request. Shapes MHD refuses itself (bad chunk sizes, a
+ * non-numeric Content-Length, a junk request line) never reach us. */
+struct framing {
+    const char *why; /* first problem found, NULL when none */
+    const char *cl;  /* first Content-Length value */
+    unsigned n_cl, n_te, n_host;
+    size_t head_bytes;
+};
+
+/* RFC 9110 §5.6.2 tchar. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result on_head_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+    struct framing *f = cls;
+    f->head_bytes += key_size + value_size + 4; /* ": " and CRLF */
+    if (f->why)
+        return MHD_YES;
+    size_t i = 0;
+    while (i < key_size && is_tchar((unsigned char)key[i]))
+        i++;
+    if (key_size == 0 || i < key_size) {
+        f->why = "invalid header field name (whitespace, obs-fold or a control character)";
+    } else if (value && (memchr(value, '\r', value_size) || memchr(value, '\n', value_size))) {
+        f->why = "bare CR or LF in a header field value";
+    } else if (strcasecmp(key, "content-length") == 0) {
+        if (f->n_cl++ && strcmp(f->cl, value ? value : "") != 0)
+            f->why = "conflicting Content-Length headers";
+        else if (!f->cl)
+            f->cl = value ? value : "";
+    } else if (strcasecmp(key, "transfer-encoding") == 0) {
+        if (f->n_te++)
+            f->why = "repeated Transfer-Encoding header";
+        else if (!value || strcasecmp(value, "chunked") != 0)
+            f->why = "unsupported Transfer-Encoding: only chunked is accepted";
+    } else if (strncasecmp(key, "content-length", 14) == 0 ||
+               strncasecmp(key, "transfer-encoding", 17) == 0) {
+        /* MHD turns "Transfer-Encoding:\r\n chunked" into a field named
+         * "Transfer-Encodingchunked": a folded framing header. */
+        f->why = "malformed framing header (obs-fold is not accepted)";
+    } else if (strcasecmp(key, "host") == 0) {
+        f->n_host++;
+    }
+    return MHD_YES;
+}
+
+/* Returns 0 when the head is acceptable; otherwise an error is queued. */
+static int check_head(struct tg_req *req, const char *method, const char *url, const char *version)
+{
+    struct framing f;
+    memset(&f, 0, sizeof(f));
+    f.head_bytes = strlen(method) + strlen(url) + strlen(version) + 4;
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, on_head_field, &f);
+    if (!f.why && f.n_cl && f.n_te)
+        f.why = "both Content-Length and Transfer-Encoding: refused (RFC 9112 6.1)";
+    if (!f.why && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && f.n_host != 1)
+        f.why = "an HTTP/1.1 request needs exactly one Host header";
+    if (f.why) {
+        tg_req_respond_error(req, TG_ERR_BAD_REQUEST, f.why, NULL, "invalid_http_framing");
+        tg_req_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        return -1;
+    }
+    if (f.head_bytes > req->cfg->max_header_bytes) {
+        /* MHD's connection pool (limits.conn_memory_kb) bounds the head too
+         * and answers 431 itself when the head does not fit in it. */
+        struct tg_buf b;
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request headers exceed %zu bytes", req->cfg->max_header_bytes);
+        tg_buf_init(&b, 0);
+        if (tg_error_body(&b, TG_ERR_TOO_LARGE, msg, NULL, "headers_too_large") == TG_OK &&
+            tg_req_respond(req, 431, "application/json", b.data, b.len) == TG_OK)
+            tg_req_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        tg_buf_free(&b);
+        return -1;
+    }
+    return 0;
+}
+
 static enum MHD_Result queue(struct tg_req *req)
 {
     enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->response);
@@ -518,7 +653,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = req;
         int method_ok;
         req->ep = classify(url, method, &method_ok);
-        if (req->ep == TG_EP_NONE) {
+        if (check_head(req, method, url, version) != 0) {
+            /* refused: the response is ready */
+        } else if (req->ep == TG_EP_NONE) {
             char msg[160];
             snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, url);
             tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
@@ -554,6 +691,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     switch (req->state) {
     case TG_REQ_RECEIVING:
+        if (req->conn_state)
+            tg_timer_stop(sh->loop, &req->conn_state->recv_timer);
         dispatch(req);
         break;
     case TG_REQ_WORKING:
@@ -580,6 +719,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     *con_cls = NULL;
     if (req->conn_state) {
+        recv_deadline_arm(req->conn_state); /* for the next request on this connection */
         req->conn_state->req = NULL;
         req->conn_state = NULL;
     }
@@ -849,17 +989,7 @@ static void on_stop(struct tg_loop *loop, void *arg)
 {
     struct tg_shard *sh = arg;
     while (sh->suspended) {
-        struct tg_req *req = sh->suspended;
-        if (req->on_cancel) {
-            void (*cb)(struct tg_req *) = req->on_cancel;
-            req->on_cancel = NULL;
-            cb(req);
-        }
-        req->stream_broken = 1;
-        req->stream_done = 1;
-        if (req->state == TG_REQ_WORKING)
-            req->state = TG_REQ_READY;
-        resume(req);
+        abort_request(sh->suspended);
     }
     if (sh->mhd)
         MHD_run(sh->mhd);
