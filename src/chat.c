@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tiergate/alloc.h"
 #include "tiergate/cache.h"
 #include "tiergate/cachekey.h"
 #include "tiergate/chat.h"
@@ -124,6 +125,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud);
 static void on_stream_drain(struct tg_req *req);
 static void answer_completion(struct tg_chat *ch, json_t *completion, const char *raw,
                               size_t raw_len);
+static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion);
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code);
 static void finish(struct tg_chat *ch);
 
@@ -531,25 +533,57 @@ static void on_wait_timeout(struct tg_loop *loop, void *ud)
 /* A stored entry: {"v":1,"model","tier","created","cost_usd","completion"}. */
 static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
 {
-    json_t *entry = json_loadb(value, len, 0, NULL);
-    json_t *completion = json_object_get(entry, "completion");
-    if (!json_is_object(completion)) {
-        json_decref(entry);
+    /* Scan the entry rather than parse it: a non-streaming hit sends the
+     * stored completion's bytes as they are (they were validated before
+     * they were stored), so a hit costs no JSON tree and no re-serialising. */
+    struct tg_json_member mem[16];
+    size_t n = 0;
+    if (tg_json_members(value, len, mem, TG_ARRAY_LEN(mem), &n, 128) != TG_OK)
         return -1;
+    const char *raw = NULL, *mid = NULL;
+    size_t raw_len = 0, mid_len = 0;
+    long pt = -1, ct = -1;
+    for (size_t i = 0; i < n && i < TG_ARRAY_LEN(mem); i++) {
+        const char *k = value + mem[i].key_off, *v = value + mem[i].val_off;
+        size_t kl = mem[i].key_len, vl = mem[i].val_len;
+        if (tg_json_key_eq(k, kl, "completion")) {
+            raw = v;
+            raw_len = vl;
+        } else if (tg_json_key_eq(k, kl, "model") && vl >= 2 && v[0] == '"') {
+            mid = v + 1; /* model ids are plain [A-Za-z0-9._:/-]: no escapes */
+            mid_len = vl - 2;
+        } else if (tg_json_key_eq(k, kl, "prompt_tokens")) {
+            pt = strtol(v, NULL, 10);
+        } else if (tg_json_key_eq(k, kl, "completion_tokens")) {
+            ct = strtol(v, NULL, 10);
+        }
     }
+    if (!raw || raw[0] != '{')
+        return -1;
     const struct tg_config *cfg = ch->req->cfg;
-    const char *mid = json_string_value(json_object_get(entry, "model"));
-    ch->answered = mid ? tg_config_model(cfg, mid) : NULL;
+    ch->answered = NULL;
+    for (size_t i = 0; mid && i < cfg->n_models; i++)
+        if (strlen(cfg->models[i].id) == mid_len && memcmp(cfg->models[i].id, mid, mid_len) == 0)
+            ch->answered = &cfg->models[i];
+    json_t *completion = NULL;
+    if (ch->stream || pt < 0 || ct < 0) {
+        completion = json_loadb(raw, raw_len, 0, NULL);
+        if (!json_is_object(completion)) {
+            json_decref(completion);
+            return -1;
+        }
+        if (pt < 0 || ct < 0)
+            usage_of(completion, &pt, &ct);
+    }
     ch->cache = TG_CS_HIT;
     ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
-    long pt, ct;
-    usage_of(completion, &pt, &ct);
     ch->baseline_usd = usd(cfg->baseline, pt, ct);
     ch->status = 200;
-    json_incref(completion);
-    json_decref(entry);
-    answer_completion(ch, completion, NULL, 0);
+    if (completion)
+        answer_completion(ch, completion, NULL, 0);
+    else
+        answer_completion(ch, NULL, raw, raw_len);
     json_decref(completion);
     return 0;
 }
@@ -664,7 +698,7 @@ static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
             s = json_dumps(so, JSON_COMPACT);
         json_decref(so);
         rc = s ? tg_buf_printf(b, "%s\"stream_options\":%s", first ? "" : ",", s) : TG_ERR_NOMEM;
-        free(s);
+        tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
         first = 0;
     }
     if (rc == TG_OK && ch->want_logprobs) {
@@ -837,9 +871,13 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
     if (ch->live && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
         return TG_CALL_PAUSE; /* the client reads slower than the model writes */
     tg_rc rc = tg_sse_stream_feed(ch->sse, p, n, on_event, ch);
-    if (rc == TG_AGAIN)
-        return TG_CALL_ABORT; /* on_event refused: out of memory or buffer cap */
-    if (rc != TG_OK && !ch->live)
+    /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
+     * error (an event over 1 MB, the answer over
+     * limits.max_upstream_response_bytes, no memory) is sticky and the
+     * parser dispatches no further event, so a live stream could forward
+     * nothing more either: end the call now rather than read the rest of
+     * the answer into the void and fail at its end. */
+    if (rc != TG_OK)
         return TG_CALL_ABORT;
     return TG_CALL_OK;
 }
@@ -1060,21 +1098,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         tg_validate_strip_logprobs(completion);
     long pt = a->prompt_tokens, ct = a->completion_tokens;
     ch->baseline_usd = usd(cfg->baseline, pt, ct);
-    if (cacheable) {
-        json_t *entry = json_pack("{s:i,s:s,s:s,s:f,s:f,s:O}", "v", 1, "model", m->id, "tier",
-                                  tg_tier_name(m->tier), "created", tg_wall_time(), "cost_usd",
-                                  ch->cost_usd, "completion", completion);
-        char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-        json_decref(entry);
-        if (s && strlen(s) <= cfg->cache_max_entry_bytes) {
-            tg_cache_set(req->shard->cache, ch->key.data, s, strlen(s), ch->ttl_s);
-            if (ch->leader) {
-                tg_flight_finish(ch->key.data, s, strlen(s));
-                ch->leader = 0;
-            }
-        }
-        free(s);
-    }
+    if (cacheable)
+        store_answer(ch, m, completion);
     if (ch->live && ch->committed) {
         tg_req_stream_end(req, 0);
         json_decref(completion);
@@ -1095,6 +1120,45 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         answer_completion(ch, completion, NULL, 0);
     }
     json_decref(completion);
+}
+
+/* Stores the accepted answer and hands it to single-flight waiters. The
+ * entry is {"v":1,"model","tier","created","cost_usd","prompt_tokens",
+ * "completion_tokens","completion"}: metadata first and the completion last,
+ * as the provider's own bytes when we did not change them, so that a hit can
+ * send it without parsing (serve_cached). */
+static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion)
+{
+    struct tg_req *req = ch->req;
+    const struct tg_config *cfg = req->cfg;
+    const struct attempt *a = ch->cur;
+    struct tg_buf e;
+    tg_buf_init(&e, cfg->cache_max_entry_bytes);
+    tg_rc rc = tg_buf_puts(&e, "{\"v\":1,\"model\":");
+    if (rc == TG_OK)
+        rc = tg_buf_json_str(&e, m->id, strlen(m->id));
+    if (rc == TG_OK)
+        rc = tg_buf_printf(&e, ",\"tier\":\"%s\",\"created\":%.3f,\"cost_usd\":%.8f,\"prompt_tokens\":%ld,"
+                               "\"completion_tokens\":%ld,\"completion\":",
+                           tg_tier_name(m->tier), tg_wall_time(), ch->cost_usd, a->prompt_tokens,
+                           a->completion_tokens);
+    if (rc == TG_OK && !ch->want_logprobs && !ch->sse_body) {
+        rc = tg_buf_append(&e, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+    } else if (rc == TG_OK) {
+        char *s = json_dumps(completion, JSON_COMPACT);
+        rc = s ? tg_buf_puts(&e, s) : TG_ERR_NOMEM;
+        tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
+    }
+    if (rc == TG_OK)
+        rc = tg_buf_putc(&e, '}');
+    if (rc == TG_OK) { /* TG_ERR_TOO_LARGE: above cache.max_entry_bytes, not stored */
+        tg_cache_set(req->shard->cache, ch->key.data, e.data, e.len, ch->ttl_s);
+        if (ch->leader) {
+            tg_flight_finish(ch->key.data, e.data, e.len);
+            ch->leader = 0;
+        }
+    }
+    tg_buf_free(&e);
 }
 
 /* Sends a whole completion: as JSON, or as a synthesized SSE stream when
@@ -1134,7 +1198,7 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
     }
     tg_req_respond(req, 200, "application/json", raw, raw_len);
     add_answer_headers(ch);
-    free(s);
+    tg_json_free(s);
     finish(ch);
 }
 
