@@ -113,6 +113,17 @@ void tg_small_free(void *p)
 #endif
 #endif
 
+void tg_json_free(void *p)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    if (f)
+        f(p);
+    else
+        free(p);
+}
+
 void tg_alloc_install(void)
 {
 #ifndef TG_NO_CACHE

@@ -19,4 +19,8 @@ void tg_alloc_install(void);
 void *tg_small_alloc(size_t n);
 void tg_small_free(void *p);
 
+/* Frees memory jansson allocated for the caller (json_dumps): with the
+ * cache installed it is not malloc's to free. */
+void tg_json_free(void *p);
+
 #endif

@@ -30,12 +30,15 @@ struct tg_metrics_shard;
 /* One client connection: its fd is watched for EPOLLRDHUP (edge-triggered)
  * from accept to close, because MHD cannot see a suspended client hang up.
  * Registered once per connection, not per request: keep-alive requests pay
- * no epoll_ctl for it. */
+ * no epoll_ctl for it. The receive deadline bounds how long a client may
+ * take to deliver a whole request (MHD's own timeout is an idle timeout,
+ * which a client trickling one byte at a time never trips). */
 struct tg_conn {
     struct tg_io io;
     struct tg_shard *shard;
-    struct tg_req *req; /* the request in progress, or NULL */
-    int hup;            /* the peer shut its side down */
+    struct tg_req *req;          /* the request in progress, or NULL */
+    int hup;                     /* the peer shut its side down */
+    struct tg_timer recv_timer;  /* armed while a request is being received */
 };
 
 enum tg_endpoint {
