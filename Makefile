@@ -37,7 +37,7 @@ TIERGATE  := $(BUILD)/tiergate
 MOCK      := $(BUILD)/mock_upstream
 LIB       := $(BUILD)/libtiergate.a
 
-.PHONY: all deps test unit integration e2e run demo bench eval fuzz fuzz-bins fuzz-replay lint fmt \
+.PHONY: all deps test unit integration e2e run demo bench eval soak fuzz fuzz-bins fuzz-replay lint fmt \
         clean compose-check
 
 all: $(TIERGATE) $(MOCK)
@@ -116,6 +116,13 @@ eval:
 	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@eval/run.sh build/release
+
+# Not in CI: SOAK_SECONDS (600) of mixed load with faults and a Redis restart;
+# appends RSS/fd samples and outcomes to bench/RESULTS.md (docs/hardening.md).
+soak:
+	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@scripts/soak.sh build/release
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), always built with clang whatever CC is.
 # The library sources are compiled once into build/fuzz/ with coverage
