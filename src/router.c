@@ -35,6 +35,9 @@ struct scan {
     int fences, codelines, calls, mathops;
     /* final user message only */
     int numbers, questions, subparts, words, longwords;
+    int choices;         /* answer-choice lines */
+    int choice_numbers;  /* numbers on those lines: answers, not data */
+    size_t choice_bytes; /* bytes of those lines: not part of the question */
     /* request-level counts */
     size_t bytes_total, bytes_final, bytes_system;
     int turns, tools, structured;
@@ -132,11 +135,44 @@ static inline int is_op(unsigned char c)
     return c == '+' || c == '-' || c == '*' || c == '/' || c == '^' || c == '=';
 }
 
+/* An answer-choice line: "A. ...", "B) ...", "(C) ..." at the start of a
+ * line, capital A-H then a space. Lower-case "a)" stays a sub-part. */
+static inline int is_choice_mark(const unsigned char *t, size_t i, size_t lim)
+{
+    return i + 2 < lim && t[i] >= 'A' && t[i] <= 'H' && (t[i + 1] == '.' || t[i + 1] == ')') &&
+           (t[i + 2] == ' ' || t[i + 2] == '\t');
+}
+
+/* Per-line state of an answer choice being read. */
+struct choice {
+    int open;    /* the current line is a choice */
+    size_t from; /* its first byte */
+    int nums;    /* numbers on it */
+};
+
+static void choice_begin(struct choice *ch, size_t at)
+{
+    ch->open = 1;
+    ch->from = at;
+    ch->nums = 0;
+}
+
+static void choice_end(struct scan *s, struct choice *ch, size_t end)
+{
+    if (!ch->open)
+        return;
+    s->choices++;
+    s->choice_bytes += end - ch->from;
+    s->choice_numbers += ch->nums;
+    ch->open = 0;
+}
+
 static void scan_text(struct scan *s, const unsigned char *t, size_t n, double role, int final)
 {
     size_t lim = n < s->budget ? n : s->budget;
     s->budget -= lim;
     int line_start = 1, pending_op = 0, ticks = 0;
+    struct choice ch = {0, 0, 0};
     unsigned char last_ns = 0; /* last non-space byte of the current line */
     unsigned char prev = 0;    /* previous significant token: 'a' word, '0' number, or punct */
     s->nring = 0;
@@ -161,9 +197,12 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
                 j++;
             }
             if (j + 1 < lim && t[j] == '+' && t[j + 1] == '+') { /* "c++" */
-                h = (h ^ '+') * TG_ROUTER_FNV_PRIME;
-                h = (h ^ '+') * TG_ROUTER_FNV_PRIME;
-                len += 2;
+                /* pre[] must cover the longer word too: on_word reads it up to len. */
+                for (int q = 0; q < 2; q++) {
+                    h = (h ^ '+') * TG_ROUTER_FNV_PRIME;
+                    if (++len <= TG_ROUTER_WORD_MAX)
+                        pre[len] = h;
+                }
                 j += 2;
             }
             if (final) {
@@ -172,6 +211,8 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
                 /* "a) ..." at the start of a line: a lettered sub-part */
                 if (line_start && len == 1 && j < lim && t[j] == ')' && c >= 'a' && c <= 'z')
                     s->subparts++;
+                if (line_start && len == 1 && is_choice_mark(t, i, lim))
+                    choice_begin(&ch, i);
             }
             if ((j < lim && t[j] == '(' && len >= 3) || underscore)
                 s->calls++;
@@ -196,6 +237,8 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
             if (final) {
                 if (enumerator)
                     s->subparts++;
+                else if (ch.open)
+                    ch.nums++;
                 else
                     s->numbers++;
             }
@@ -213,6 +256,7 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
         case '\n':
             if (last_ns == ';' || last_ns == '{' || last_ns == '}')
                 s->codelines++;
+            choice_end(s, &ch, i + 1);
             line_start = 1;
             last_ns = 0;
             s->nring = 0;
@@ -247,9 +291,13 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
                 s->fences++;
             break;
         case '(':
-            /* "(a) ..." / "(1) ..." at the start of a line */
-            if (final && line_start && i + 2 < lim && cls[t[i + 1]] && t[i + 2] == ')')
+            /* "(a) ..." / "(1) ..." at the start of a line; "(A) ..." is a choice */
+            if (final && line_start && i + 3 < lim && t[i + 1] >= 'A' && t[i + 1] <= 'H' &&
+                t[i + 2] == ')' && (t[i + 3] == ' ' || t[i + 3] == '\t')) {
+                choice_begin(&ch, i);
+            } else if (final && line_start && i + 2 < lim && cls[t[i + 1]] && t[i + 2] == ')') {
                 s->subparts++;
+            }
             break;
         case '-':
         case '*':
@@ -276,6 +324,7 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
     }
     if (last_ns == ';' || last_ns == '{' || last_ns == '}')
         s->codelines++;
+    choice_end(s, &ch, lim);
     /* Code and arithmetic marks become cue strength, like words do. */
     s->cat[TG_CUE_CODE] +=
         role * (0.9 * ((s->fences + 1) / 2) + 0.08 * TG_MIN(s->codelines, 20) +
@@ -413,6 +462,12 @@ static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg
     f.tokens_in = (double)((s->bytes_total + 3) / 4);
     f.tokens_final = (double)((s->bytes_final + 3) / 4);
     f.tokens_system = (double)((s->bytes_system + 3) / 4);
+    /* The question is the final message less its answer choices (from two
+     * up: one "A. " line may just be a sentence). */
+    size_t question = s->bytes_final;
+    if (s->choices >= 2 && s->choice_bytes < question)
+        question -= s->choice_bytes;
+    f.tokens_question = (double)((question + 3) / 4);
     f.max_tokens = s->max_tokens;
     double out_size = s->max_tokens > 0 ? clamp(log2(s->max_tokens / 512.0) / 3.0, -1, 1) : 0;
     f.output = clamp(0.5 * out_size + sat(s->cat[TG_CUE_OUTPUT]), -1, 1);
@@ -423,10 +478,14 @@ static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg
     f.domain = sat(s->cat[TG_CUE_DOMAIN]);
     f.reasoning = sat(s->cat[TG_CUE_REASONING]);
     f.scenario = sat(s->cat[TG_CUE_SCENARIO]);
+    f.recall = sat(s->cat[TG_CUE_RECALL]);
     f.jargon = s->words >= 5 ? (double)s->longwords / s->words : 0;
-    f.numbers = s->numbers;
+    /* A quantity in an answer choice is an answer, not data of the problem;
+     * a lone "A. " line is just a sentence, so its numbers count. */
+    f.numbers = s->numbers + (s->choices >= 2 ? 0 : s->choice_numbers);
     f.questions = s->questions;
     f.subparts = s->subparts;
+    f.choices = s->choices;
     f.tools = s->tools;
     f.structured = s->structured;
     f.turns = s->turns;
@@ -446,8 +505,11 @@ static double score_of(const struct tg_router_config *cfg, const struct tg_route
 {
     const double *w = cfg->weights;
     double context = f->tokens_in - f->tokens_final - f->tokens_system;
-    /* A simple ask at the end of a long paste is not hard by length alone. */
-    double z = cfg->bias + w[TG_W_LENGTH] * size_term(f->tokens_final) * (1.0 - 0.6 * f->simple) +
+    /* A simple ask at the end of a long paste is not hard by length alone.
+     * Recalling a fact is a small task, but not a fact of a specialist field
+     * (a drug's antidote, a legal doctrine): domain evidence cancels it. */
+    double z = cfg->bias +
+               w[TG_W_LENGTH] * size_term(f->tokens_question) * (1.0 - 0.6 * f->simple) +
                w[TG_W_CONTEXT] * size_term(context) + w[TG_W_SYSTEM] * size_term(f->tokens_system) +
                w[TG_W_OUTPUT] * f->output + w[TG_W_CODE] * f->code + w[TG_W_MATH] * f->math +
                w[TG_W_NUMBERS] * sat(f->numbers / 4.0) + w[TG_W_ANALYSIS] * f->analysis +
@@ -457,7 +519,8 @@ static double score_of(const struct tg_router_config *cfg, const struct tg_route
                w[TG_W_SUBPARTS] * sat(f->subparts / 4.0) +
                w[TG_W_TOOLS] * (f->tools ? TG_MIN(1.0, 0.7 + 0.05 * f->tools) : 0) +
                w[TG_W_STRUCTURED] * (f->structured == 2 ? 1.0 : f->structured ? 0.6 : 0) +
-               w[TG_W_TURNS] * sat((f->turns - 1) / 6.0) + w[TG_W_JARGON] * f->jargon;
+               w[TG_W_TURNS] * sat((f->turns - 1) / 6.0) + w[TG_W_JARGON] * f->jargon +
+               w[TG_W_RECALL] * f->recall * (1.0 - f->domain);
     return 1.0 / (1.0 + exp(-z));
 }
 
@@ -480,14 +543,15 @@ tg_rc tg_router_route_json(const struct tg_route *r, struct tg_buf *out)
     return tg_buf_printf(
         out,
         "{\"tier\":\"%s\",\"score\":%.6f,\"features\":{\"tokens_in\":%.0f,\"tokens_final\":%.0f,"
-        "\"tokens_system\":%.0f,\"max_tokens\":%.0f,\"output\":%.3f,\"code\":%.3f,\"math\":%.3f,"
-        "\"analysis\":%.3f,\"simple\":%.3f,\"domain\":%.3f,\"reasoning\":%.3f,\"scenario\":%.3f,"
-        "\"jargon\":%.3f,"
-        "\"numbers\":%d,\"questions\":%d,\"subparts\":%d,\"tools\":%d,\"structured\":%d,"
-        "\"turns\":%d}}",
+        "\"tokens_system\":%.0f,\"tokens_question\":%.0f,\"max_tokens\":%.0f,\"output\":%.3f,"
+        "\"code\":%.3f,\"math\":%.3f,\"analysis\":%.3f,\"simple\":%.3f,\"domain\":%.3f,"
+        "\"reasoning\":%.3f,\"scenario\":%.3f,\"recall\":%.3f,\"jargon\":%.3f,"
+        "\"numbers\":%d,\"questions\":%d,\"subparts\":%d,\"choices\":%d,\"tools\":%d,"
+        "\"structured\":%d,\"turns\":%d}}",
         tg_tier_name(r->tier), r->score, f->tokens_in, f->tokens_final, f->tokens_system,
-        f->max_tokens, f->output, f->code, f->math, f->analysis, f->simple, f->domain, f->reasoning,
-        f->scenario, f->jargon, f->numbers, f->questions, f->subparts, f->tools, f->structured, f->turns);
+        f->tokens_question, f->max_tokens, f->output, f->code, f->math, f->analysis, f->simple,
+        f->domain, f->reasoning, f->scenario, f->recall, f->jargon, f->numbers, f->questions,
+        f->subparts, f->choices, f->tools, f->structured, f->turns);
 }
 
 void tg_router_header(const struct tg_route *r, char *out, size_t outlen)

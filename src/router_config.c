@@ -26,19 +26,21 @@ static tg_rc build_index(struct tg_router_config *c, const struct cue_list *l);
 
 /* ---- defaults ------------------------------------------------------------
  * The weights of features that show in question-answer traffic (math,
- * numbers, reasoning, scenario, jargon) were chosen with a bounded search on
- * one half of a public routing set, checked on the other half and rounded
- * (eval/RESULTS.md); the rest (simple, analysis, code, tools, structured
- * output, turns...) are set by hand so the examples in the seeds land where
- * they should. The intercept puts a short question with no evidence either
- * way in the medium tier: escalation is the safety net, not the cheap model. */
+ * numbers, reasoning, scenario, jargon, recall) were chosen with a bounded
+ * search on one half of a public routing set and checked on the other half
+ * (eval/fit.py reruns it; eval/RESULTS.md); the rest (simple, analysis,
+ * domain, code, tools, structured output, turns...) are set by hand so the
+ * examples in the seeds land where they should. The intercept puts a short
+ * question with no evidence either way in the medium tier: escalation is
+ * the safety net, not the cheap model. */
 static const double default_weights[TG_W__COUNT] = {
     [TG_W_LENGTH] = 1.0,     [TG_W_CONTEXT] = 0.4,   [TG_W_OUTPUT] = 1.2,
     [TG_W_CODE] = 1.2,       [TG_W_MATH] = 3.0,      [TG_W_NUMBERS] = 1.2,
     [TG_W_ANALYSIS] = 2.0,   [TG_W_SIMPLE] = -2.4,   [TG_W_DOMAIN] = 2.0,
     [TG_W_REASONING] = 2.4,  [TG_W_QUESTIONS] = 0.3, [TG_W_SUBPARTS] = 0.8,
     [TG_W_TOOLS] = 0.8,      [TG_W_STRUCTURED] = 0.3, [TG_W_TURNS] = 0.5,
-    [TG_W_SYSTEM] = 0.3,     [TG_W_JARGON] = -1.5,   [TG_W_SCENARIO] = 2.4,
+    [TG_W_SYSTEM] = 0.3,     [TG_W_JARGON] = -2.0,   [TG_W_SCENARIO] = 2.9,
+    [TG_W_RECALL] = -2.35,
 };
 #define DEFAULT_BIAS -0.5
 #define DEFAULT_T_MEDIUM 0.30
@@ -49,10 +51,11 @@ static const char *const weight_names[TG_W__COUNT] = {
     "length", "context",   "output",    "code",  "math",       "numbers",
     "analysis", "simple",  "domain",    "reasoning", "questions", "subparts",
     "tools",  "structured", "turns",    "system", "jargon",    "scenario",
+    "recall",
 };
 
 static const char *const cue_cat_names[TG_CUE__COUNT] = {
-    "analysis", "simple", "math", "code", "domain", "reasoning", "output", "scenario",
+    "analysis", "simple", "math", "code", "domain", "reasoning", "output", "scenario", "recall",
 };
 
 const char *tg_router_weight_name(int w)
@@ -84,23 +87,29 @@ struct default_cue {
 #define R TG_CUE_REASONING
 #define O TG_CUE_OUTPUT
 #define E TG_CUE_SCENARIO
+#define K TG_CUE_RECALL
 static const struct default_cue default_cues[] = {
     /* analysis and design: the request asks for judgement or many steps */
     {A, "design", 0.6}, {A, "architect*", 0.7}, {A, "trade off*", 0.9}, {A, "tradeoff*", 0.9},
-    {A, "analy*", 0.6}, {A, "evaluat*", 0.5}, {A, "compare and contrast", 0.8}, {A, "compare", 0.4},
+    {A, "analy*", 0.6}, {A, "compare and contrast", 0.8}, {A, "compare", 0.4},
     {A, "critique", 0.6}, {A, "explain why", 0.6}, {A, "root cause", 0.8}, {A, "debug*", 0.8},
     {A, "optimi*", 0.6}, {A, "refactor*", 0.7}, {A, "code review", 0.9}, {A, "review", 0.3},
     {A, "step by step", 0.5}, {A, "prove", 1.5}, {A, "proof", 1.2}, {A, "derive", 0.7},
-    {A, "derivation", 0.7}, {A, "theorem", 0.6}, {A, "pros and cons", 0.6}, {A, "strateg*", 0.5},
+    {A, "derivation", 0.7}, {A, "theorem", 0.6}, {A, "pros and cons", 0.6},
     {A, "best way", 0.4}, {A, "best approach", 0.5}, {A, "in depth", 0.5}, {A, "scalab*", 0.6},
     {A, "distributed", 0.5}, {A, "microservice*", 0.6}, {A, "concurren*", 0.6},
     {A, "race condition", 0.8}, {A, "deadlock*", 0.7}, {A, "vulnerab*", 0.6},
-    {A, "threat model*", 0.7}, {A, "implement*", 0.4}, {A, "multi step", 0.6},
-    {A, "reason about", 0.5}, {A, "think through", 0.5}, {A, "assess*", 0.4},
-    {A, "implications", 0.5}, {A, "justify", 0.5}, {A, "investigat*", 0.4},
-    {A, "edge case*", 0.5}, {A, "failure mode*", 0.6}, {A, "migrat*", 0.4},
+    {A, "threat model*", 0.7}, {A, "multi step", 0.6},
+    {A, "reason about", 0.5}, {A, "think through", 0.5},
+    {A, "implications", 0.5}, {A, "justify", 0.5},
+    {A, "edge case*", 0.5}, {A, "failure mode*", 0.6},
+    /* the verb is a request; the noun ("the evaluation", "a strategy") is
+     * often only the topic of a question */
+    {A, "evaluate", 0.5}, {A, "assess", 0.4}, {A, "investigate", 0.4}, {A, "implement", 0.4},
+    {A, "implementing", 0.4}, {A, "migrate", 0.4}, {A, "migration plan", 0.5},
+    {A, "strategy for", 0.5}, {A, "strategies for", 0.5},
     {A, "system design", 0.8}, {A, "algorithm*", 0.5}, {A, "how would you", 0.5},
-    {A, "recommend*", 0.3}, {A, "plan", 0.2}, {A, "critically", 0.5}, {A, "nuanced", 0.5},
+    {A, "recommend", 0.3}, {A, "plan", 0.2}, {A, "critically", 0.5}, {A, "nuanced", 0.5},
     {A, "troubleshoot*", 0.6}, {A, "performance", 0.3}, {A, "bottleneck*", 0.6},
     {A, "robust", 0.3}, {A, "consistency", 0.3}, {A, "fault toleran*", 0.7},
 
@@ -187,6 +196,8 @@ static const struct default_cue default_cues[] = {
     {D, "cardiac", 0.5}, {D, "hepatic", 0.6}, {D, "blood pressure", 0.4}, {D, "mutation*", 0.4},
     {D, "enzyme*", 0.5}, {D, "receptor*", 0.5}, {D, "antibod*", 0.5}, {D, "vaccin*", 0.4},
     {D, "pregnan*", 0.4}, {D, "pediatric*", 0.5}, {D, "side effect*", 0.4}, {D, "epidemiolog*", 0.6},
+    {D, "drug*", 0.4}, {D, "medication*", 0.5}, {D, "overdose*", 0.6}, {D, "antidote*", 0.7},
+    {D, "toxicity", 0.5}, {D, "dosing", 0.5},
     /* chemistry and physics */
     {D, "molecul*", 0.5}, {D, "molar*", 0.6}, {D, "mol", 0.5}, {D, "stoichiometr*", 0.8},
     {D, "oxidation", 0.6}, {D, "redox", 0.7}, {D, "enthalpy", 0.8}, {D, "entropy", 0.6},
@@ -197,7 +208,8 @@ static const struct default_cue default_cues[] = {
     {D, "quantum", 0.6}, {D, "thermodynamic*", 0.7}, {D, "electromagnet*", 0.6},
     {D, "voltage", 0.4}, {D, "capacitor*", 0.6}, {D, "inductor*", 0.6}, {D, "circuit*", 0.4},
     {D, "wavelength", 0.5}, {D, "gravitational", 0.5}, {D, "joule*", 0.4}, {D, "photon*", 0.6},
-    {D, "oscillat*", 0.5},
+    {D, "oscillat*", 0.5}, {D, "acid*", 0.4}, {D, "alkal*", 0.5}, {D, "aqueous", 0.6},
+    {D, "reactant*", 0.6}, {D, "precipitat*", 0.5}, {D, "electroly*", 0.6}, {D, "ions", 0.4},
     /* finance, accounting, economics */
     {D, "tax*", 0.4}, {D, "depreciat*", 0.7}, {D, "amortiz*", 0.7}, {D, "accounting", 0.5},
     {D, "audit*", 0.5}, {D, "balance sheet", 0.6}, {D, "cash flow*", 0.6}, {D, "equity", 0.4},
@@ -212,6 +224,12 @@ static const struct default_cue default_cues[] = {
     {D, "vector space*", 0.7}, {D, "subgroup*", 0.7}, {D, "combinator*", 0.6}, {D, "modulo", 0.5},
     {D, "premise*", 0.5}, {D, "syllogism*", 0.6}, {D, "tautolog*", 0.6}, {D, "p value", 0.6},
     {D, "confidence interval", 0.6}, {D, "integer*", 0.4},
+    {D, "truth table*", 0.8}, {D, "predicate logic", 0.8}, {D, "propositional", 0.7},
+    {D, "symboliz*", 0.6}, {D, "counterexample*", 0.6}, {D, "antecedent", 0.5},
+    {D, "consequent", 0.5}, {D, "logically equivalent", 0.7}, {D, "valid argument", 0.6},
+    {D, "argument is valid", 0.6}, {D, "contradictory", 0.4},
+    {D, "\xe2\x8a\x83*", 0.6}, {D, "\xe2\x89\xa1*", 0.6}, {D, "\xe2\x88\x80*", 0.6},
+    {D, "\xe2\x88\x83*", 0.6}, /* logic notation: horseshoe, triple bar, for all, exists */
 
     /* conditions and consequences to weigh */
     {R, "if", 0.25}, {R, "would", 0.25}, {R, "suppose", 0.5}, {R, "assum*", 0.4},
@@ -225,15 +243,15 @@ static const struct default_cue default_cues[] = {
     {R, "explain", 0.3}, {R, "what happens", 0.3}, {R, "then", 0.1}, {R, "after", 0.1},
     {R, "before", 0.1}, {R, "until", 0.2}, {R, "instead", 0.2}, {R, "while", 0.1},
 
-    /* long answers asked for */
+    /* long answers asked for ("a report", not "the report" a question mentions) */
     {O, "write a detailed", 0.9}, {O, "detailed", 0.4}, {O, "comprehensive", 0.7},
-    {O, "in detail", 0.6}, {O, "essay", 0.7}, {O, "full report", 0.8}, {O, "report", 0.3},
-    {O, "write a", 0.3}, {O, "write an", 0.3}, {O, "article", 0.4}, {O, "blog post", 0.5},
+    {O, "in detail", 0.6}, {O, "essay", 0.7}, {O, "full report", 0.8}, {O, "a report", 0.3},
+    {O, "write a", 0.3}, {O, "write an", 0.3}, {O, "an article", 0.4}, {O, "blog post", 0.5},
     {O, "thorough*", 0.5}, {O, "complete implementation", 0.8}, {O, "full implementation", 0.8},
-    {O, "tutorial", 0.5}, {O, "chapter", 0.5}, {O, "story", 0.4}, {O, "outline", 0.3},
+    {O, "tutorial", 0.5}, {O, "a chapter", 0.5}, {O, "a story", 0.4}, {O, "outline", 0.3},
     {O, "at least # words", 0.8}, {O, "# words", 0.5}, {O, "# pages", 0.7},
     {O, "# paragraphs", 0.5}, {O, "exhaustive", 0.7}, {O, "elaborate", 0.5}, {O, "expand on", 0.5},
-    {O, "guide", 0.3}, {O, "whitepaper", 0.8}, {O, "documentation", 0.4},
+    {O, "a guide", 0.3}, {O, "whitepaper", 0.8}, {O, "write documentation", 0.5},
 
     /* a situation described as events: who did what, when, and what followed */
     {E, "said", 0.2}, {E, "told", 0.2}, {E, "asked", 0.15}, {E, "went", 0.2}, {E, "took", 0.2},
@@ -249,6 +267,17 @@ static const struct default_cue default_cues[] = {
     {E, "hired", 0.25}, {E, "signed", 0.25}, {E, "promised", 0.25}, {E, "claimed", 0.2},
     {E, "discovered", 0.2}, {E, "noticed", 0.2}, {E, "realized", 0.2}, {E, "learned", 0.15},
     {E, "his", 0.1}, {E, "her", 0.1}, {E, "their", 0.05}, {E, "them", 0.1}, {E, "who", 0.05},
+
+    /* recall: the answer is a name, a term, a date or a fact to remember */
+    {K, "refers to", 0.5}, {K, "is known as", 0.5}, {K, "known as", 0.3}, {K, "is called", 0.5},
+    {K, "are called", 0.5}, {K, "also called", 0.4}, {K, "is associated with", 0.4},
+    {K, "are associated with", 0.4}, {K, "most closely associated", 0.5},
+    {K, "best describes", 0.5}, {K, "describes", 0.2}, {K, "term for", 0.5}, {K, "the term", 0.3},
+    {K, "term used", 0.5}, {K, "is an example of", 0.5}, {K, "characterized by", 0.4},
+    {K, "according to", 0.3}, {K, "stands for", 0.5}, {K, "name of", 0.4},
+    {K, "is the study of", 0.6}, {K, "who wrote", 0.6}, {K, "who discovered", 0.6},
+    {K, "who invented", 0.6}, {K, "stand for", 0.5}, {K, "in what year", 0.5}, {K, "which year", 0.4},
+    {K, "what year", 0.4}, {K, "is located", 0.3}, {K, "is found in", 0.3},
 };
 #undef A
 #undef S
@@ -258,6 +287,7 @@ static const struct default_cue default_cues[] = {
 #undef R
 #undef O
 #undef E
+#undef K
 
 /* ---- phrase compilation -------------------------------------------------- */
 

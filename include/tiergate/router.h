@@ -26,6 +26,7 @@ enum tg_router_cue_cat {
     TG_CUE_REASONING,    /* if, would, suppose, because: conditions to weigh */
     TG_CUE_OUTPUT,       /* "write a detailed", essay, full report: long answer */
     TG_CUE_SCENARIO,     /* said, paid, later, refused: events of a situation to work through */
+    TG_CUE_RECALL,       /* "refers to", "is known as", "is called": a term to recall */
     TG_CUE__COUNT
 };
 
@@ -49,6 +50,7 @@ enum tg_router_weight {
     TG_W_SYSTEM,     /* log size of the system prompt */
     TG_W_JARGON,     /* share of long words: terse look-ups are recall */
     TG_W_SCENARIO,   /* a described situation: parties, events, time */
+    TG_W_RECALL,     /* negative: a term or fact to recall, not to work out */
     TG_W__COUNT
 };
 
@@ -114,6 +116,7 @@ struct tg_route_features {
     double tokens_in;     /* estimated input tokens, all messages (bytes / 4) */
     double tokens_final;  /* ... in the final user message */
     double tokens_system; /* ... in system / developer messages */
+    double tokens_question; /* ... in the final message less its answer-choice lines */
     double max_tokens;    /* max_tokens or max_completion_tokens; 0 if absent */
     double output;        /* expected output size signal, [-1, 1] */
     double code;          /* cue strengths, each saturated into [0, 1) */
@@ -123,10 +126,12 @@ struct tg_route_features {
     double domain;
     double reasoning;
     double scenario;
+    double recall;
     double jargon;        /* share of words of 9+ letters in the final message */
-    int numbers;          /* numeric quantities in the final user message */
+    int numbers;          /* numeric quantities in the final user message (not in choices) */
     int questions;        /* question marks in the final user message */
     int subparts;         /* numbered / bulleted lines in the final user message */
+    int choices;          /* answer-choice lines ("A. ..", "(B) ..") in the final message */
     int tools;            /* entries in "tools" (or legacy "functions") */
     int structured;       /* 0 none, 1 json_object, 2 json_schema */
     int turns;            /* user + assistant messages */

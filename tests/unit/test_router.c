@@ -108,10 +108,11 @@ TG_TEST(config_overrides)
     struct tg_router_config c;
     struct tg_cfg_error err;
     tg_rc rc = parse_cfg("{\"thresholds\":[0.2,0.9],\"margin\":0,\"bias\":0.5,"
-                         "\"weights\":{\"code\":2.5,\"simple\":-1},"
+                         "\"weights\":{\"code\":2.5,\"simple\":-1,\"recall\":-1},"
                          "\"role_weights\":{\"system\":1,\"history\":0.1,\"assistant\":0},"
                          "\"max_scan_bytes\":4096,"
-                         "\"cues\":{\"domain\":{\"flux capacitor\":2},\"simple\":{\"classify\":0}}}",
+                         "\"cues\":{\"domain\":{\"flux capacitor\":2},\"simple\":{\"classify\":0},"
+                         "\"recall\":{\"what was the name\":1}}}",
                          &c, &err);
     TG_CHECK_MSG(rc == TG_OK, "%s: %s", err.path, err.msg);
     if (rc != TG_OK)
@@ -121,6 +122,7 @@ TG_TEST(config_overrides)
     TG_CHECK_NEAR(c.weights[TG_W_CODE], 2.5, 1e-9);
     TG_CHECK_NEAR(c.weights[TG_W_SIMPLE], -1, 1e-9);
     TG_CHECK_NEAR(c.weights[TG_W_MATH], cfg.weights[TG_W_MATH], 1e-9);
+    TG_CHECK_NEAR(c.weights[TG_W_RECALL], -1, 1e-9);
     TG_CHECK_INT(c.max_scan_bytes, 4096);
     struct tg_route r;
     const char *t = "Check the FLUX capacitor, then classify it.";
@@ -128,6 +130,9 @@ TG_TEST(config_overrides)
     TG_CHECK(r.f.domain > 0.8);                   /* the added cue */
     TG_CHECK_NEAR(r.f.simple, 0, 1e-9);           /* "classify" removed */
     TG_CHECK(route_text(t).f.simple > 0.5);       /* still there in the defaults */
+    t = "What was the name of her first dog?";
+    TG_CHECK_INT(tg_router_classify_text(&c, t, strlen(t), &r), TG_OK);
+    TG_CHECK(r.f.recall > 0.6);                   /* a phrase added to a new category */
     tg_router_config_free(&c);
     tg_router_config_free(&c); /* idempotent */
 }
@@ -233,6 +238,52 @@ TG_TEST(feature_questions_subparts_tools_structured)
     r = route_json("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                    "\"response_format\":{\"type\":\"json_object\"}}");
     TG_CHECK_INT(r.f.structured, 1);
+}
+
+TG_TEST(feature_answer_choices)
+{
+    /* "A. .." lines are the answers to pick from: not part of the question's
+     * length, and their numbers are not quantities of the problem */
+    const char *stem = "Which gas makes up most of the air we breathe?\n";
+    char q[256];
+    snprintf(q, sizeof q, "%sA. Oxygen\nB. Nitrogen\nC. Argon\nD. Carbon dioxide\nAnswer:", stem);
+    struct tg_route r = route_text(q);
+    TG_CHECK_INT(r.f.choices, 4);
+    TG_CHECK_INT((int)r.f.tokens_question, (int)((strlen(stem) + strlen("Answer:") + 3) / 4));
+    TG_CHECK(r.f.tokens_question < r.f.tokens_final);
+    /* plain listed answers (no cue words in them) leave the score as it was */
+    struct tg_route bare = route_text("Which gas makes up most of the air we breathe?\nAnswer:");
+    TG_CHECK_NEAR(r.score, bare.score, 1e-9);
+    /* "(A) .." and "B) .." too */
+    r = route_text("A train leaves at 3 pm going 60 mph. When does it reach a town 150 miles "
+                   "away?\n(A) 5:00 pm\n(B) 5:30 pm\nC) 6:00 pm\nD) 6:30 pm");
+    TG_CHECK_INT(r.f.choices, 4);
+    TG_CHECK_INT(r.f.numbers, 3); /* 3, 60 and 150; the times are answers */
+    /* one "A. " line is a sentence, not a list: it all counts */
+    r = route_text("A. Lincoln signed it in 1863.\nWho drafted it?");
+    TG_CHECK_INT(r.f.choices, 1);
+    TG_CHECK_INT((int)r.f.tokens_question, (int)r.f.tokens_final);
+    TG_CHECK_INT(r.f.numbers, 1);
+    /* lower-case letters stay sub-parts; mid-line letters are nothing */
+    r = route_text("Answer both:\na) why\nb) how. Plan A. Then B. ok");
+    TG_CHECK_INT(r.f.subparts, 2);
+    TG_CHECK_INT(r.f.choices, 0);
+    /* only the final user message has choices */
+    r = route_json("{\"messages\":[{\"role\":\"system\",\"content\":\"A. one\\nB. two\"},"
+                   "{\"role\":\"user\",\"content\":\"go\"}]}");
+    TG_CHECK_INT(r.f.choices, 0);
+}
+
+TG_TEST(feature_recall)
+{
+    TG_CHECK(route_text("What is the term for a word that reads the same backwards?").f.recall >
+             0.3);
+    TG_CHECK(route_text("Which organelle is known as the powerhouse of the cell?").f.recall > 0.3);
+    TG_CHECK(route_text("What does HTTP stand for?").f.recall > 0.3);
+    TG_CHECK_NEAR(route_text("Design a cache for a read-heavy API").f.recall, 0, 1e-12);
+    /* "associated with" alone is not recall: "the risks associated with X" */
+    TG_CHECK_NEAR(route_text("What are the risks associated with this migration?").f.recall, 0,
+                  1e-12);
 }
 
 TG_TEST(cues_weighted_not_counted)
@@ -365,6 +416,57 @@ TG_TEST(seed_mixed_signals)
     TG_CHECK_MSG(r.tier != TG_TIER_EXPENSIVE, "%s %.3f", tg_tier_name(r.tier), r.score);
 }
 
+TG_TEST(quiz_and_recall_questions)
+{
+    /* a fact to recall is a small task */
+    static const char *const cheap[] = {
+        "Who wrote Pride and Prejudice?",
+        "In what year did the Berlin Wall fall?",
+        "What is the term for a word that reads the same backwards?",
+        "What is the capital of France?\nA. Paris\nB. Lyon\nC. Nice\nD. Lille",
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(cheap); i++) {
+        struct tg_route r = route_text(cheap[i]);
+        TG_CHECK_MSG(r.tier == TG_TIER_CHEAP, "\"%.50s\" -> %s %.3f", cheap[i],
+                     tg_tier_name(r.tier), r.score);
+    }
+    /* listed answers do not make a specialist question cheap */
+    static const char *const not_cheap[] = {
+        "Which of the following is the most appropriate first-line treatment for uncomplicated "
+        "hypertension in a 50-year-old patient?\nA. ACE inhibitor\nB. Beta blocker\n"
+        "C. Loop diuretic\nD. Nitrates",
+        "Which element has the highest electronegativity?\nA. Oxygen\nB. Fluorine\n"
+        "C. Chlorine\nD. Nitrogen",
+        "Which drug is known as the antidote for acetaminophen overdose?\nA. Naloxone\n"
+        "B. N-acetylcysteine\nC. Flumazenil\nD. Atropine",
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(not_cheap); i++) {
+        struct tg_route r = route_text(not_cheap[i]);
+        TG_CHECK_MSG(r.tier != TG_TIER_CHEAP, "\"%.50s\" -> %s %.3f", not_cheap[i],
+                     tg_tier_name(r.tier), r.score);
+    }
+    /* worked problems: a legal scenario with choices, word problems */
+    static const char *const hard[] = {
+        "A buyer signed a contract to purchase land, paid a deposit, and later discovered an "
+        "unrecorded easement. The seller refused to return the deposit. Is the buyer entitled to "
+        "rescind?\nA. Yes, because the easement is an encumbrance\nB. No, because the buyer had "
+        "constructive notice\nC. No, because the contract was signed\nD. Yes, because the seller "
+        "breached the warranty",
+        "Sam bought 3 boxes of pencils with 12 pencils each. He gave 7 to his sister and sold the "
+        "rest at $0.25 each. How much money did he make?",
+        "A train leaves at 3 pm going 60 mph. When does it reach a town 150 miles away?\n"
+        "(A) 5:00 pm\n(B) 5:30 pm\n(C) 6:00 pm\n(D) 6:30 pm",
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(hard); i++) {
+        struct tg_route r = route_text(hard[i]);
+        TG_CHECK_MSG(r.tier == TG_TIER_EXPENSIVE, "\"%.50s\" -> %s %.3f", hard[i],
+                     tg_tier_name(r.tier), r.score);
+    }
+    /* recall phrasing pulls down */
+    TG_CHECK(route_text("Which organelle is known as the powerhouse of the cell?").score <
+             route_text("Which organelle makes most of the cell's energy?").score);
+}
+
 TG_TEST(long_context_simple_question)
 {
     /* 20 KB of retrieved documents, then a simple question: not expensive */
@@ -434,10 +536,11 @@ TG_TEST(header_and_json)
     TG_CHECK_STR(json_string_value(json_object_get(j, "tier")), "medium");
     TG_CHECK_NEAR(json_real_value(json_object_get(j, "score")), r.score, 1e-6);
     json_t *f = json_object_get(j, "features");
-    static const char *const keys[] = {"tokens_in", "tokens_final", "tokens_system", "max_tokens",
-                                       "output", "code", "math", "analysis", "simple", "domain",
-                                       "reasoning", "scenario", "jargon", "numbers", "questions",
-                                       "subparts", "tools", "structured", "turns"};
+    static const char *const keys[] = {"tokens_in", "tokens_final", "tokens_system",
+                                       "tokens_question", "max_tokens", "output", "code", "math",
+                                       "analysis", "simple", "domain", "reasoning", "scenario",
+                                       "recall", "jargon", "numbers", "questions", "subparts",
+                                       "choices", "tools", "structured", "turns"};
     for (size_t i = 0; i < TG_ARRAY_LEN(keys); i++)
         TG_CHECK_MSG(json_is_number(json_object_get(f, keys[i])), "missing %s", keys[i]);
     TG_CHECK(json_object_get(j, "id") == NULL);
@@ -639,6 +742,8 @@ int main(void)
     TG_RUN(feature_math_and_numbers);
     TG_RUN(feature_analysis_simple_domain_reasoning);
     TG_RUN(feature_questions_subparts_tools_structured);
+    TG_RUN(feature_answer_choices);
+    TG_RUN(feature_recall);
     TG_RUN(cues_weighted_not_counted);
     TG_RUN(role_weights_and_final_message);
     TG_RUN(bad_requests);
@@ -646,6 +751,7 @@ int main(void)
     TG_RUN(seed_examples_expensive);
     TG_RUN(seed_long_code_review_expensive);
     TG_RUN(seed_mixed_signals);
+    TG_RUN(quiz_and_recall_questions);
     TG_RUN(long_context_simple_question);
     TG_RUN(thresholds_and_margin_round_up);
     TG_RUN(header_and_json);
