@@ -40,8 +40,7 @@
 #include "tiergate/validate.h"
 
 #define MAX_LADDER 32
-#define MAX_ATTEMPTS 32
-#define MAX_MEMBERS_STACK 32
+#define MAX_MEMBERS_STACK 16
 
 struct attempt {
     struct tg_model *model;
@@ -83,8 +82,8 @@ struct tg_chat {
     struct tg_model *ladder[MAX_LADDER];
     size_t n_ladder, pos;
     int skip_through_tier; /* after a bad answer: skip candidates at or below */
-    struct attempt att[MAX_ATTEMPTS];
-    size_t n_att;
+    struct attempt *att; /* one per ladder candidate at most (build_ladder) */
+    size_t n_att, att_cap;
     uint64_t retry_after_ms; /* smallest breaker wait seen */
     char retry_note[400];
     char upstream_msg[160]; /* last provider error message, for the client only */
@@ -425,6 +424,11 @@ static int build_ladder(struct tg_chat *ch)
             }
     }
     ch->n_ladder = n;
+    /* Every candidate is tried at most once: that bounds the attempts. */
+    ch->att = calloc(n ? n : 1, sizeof(*ch->att));
+    if (!ch->att)
+        return -1;
+    ch->att_cap = n;
     return 0;
 }
 
@@ -603,7 +607,7 @@ static void proceed(struct tg_chat *ch)
 
 static struct attempt *new_attempt(struct tg_chat *ch, struct tg_model *m)
 {
-    if (ch->n_att >= MAX_ATTEMPTS)
+    if (ch->n_att >= ch->att_cap)
         return NULL;
     struct attempt *a = &ch->att[ch->n_att++];
     memset(a, 0, sizeof(*a));
@@ -1278,6 +1282,7 @@ static void chat_free(struct tg_req *req)
         return;
     release_flight(ch);
     json_decref(ch->json);
+    free(ch->att);
     if (ch->mem != ch->mem_stack)
         free(ch->mem);
     tg_buf_free(&ch->key);

@@ -317,7 +317,7 @@ tg_rc tg_req_stream_start(struct tg_req *req)
     if (req->response || req->closed)
         return TG_ERR_INTERNAL;
     struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, req, NULL);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, TG_STREAM_BLOCK, stream_reader, req, NULL);
     if (!r)
         return TG_ERR_NOMEM;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");

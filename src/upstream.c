@@ -304,9 +304,12 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)m->total_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* Streams are many, long-lived and arrive in small events: a small
+     * receive buffer each. Whole answers read in fewer, larger pieces. Set
+     * every time: a pooled handle keeps the previous call's value. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, opts->stream ? 4096L : 16384L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
     call->start_us = tg_now_us();
     if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) != TG_OK ||
         curl_multi_add_handle(up->multi, e) != CURLM_OK) {

@@ -118,6 +118,10 @@ struct tg_req {
     struct tg_chat *chat;  /* the chat pipeline's state, when ep == TG_EP_CHAT */
 };
 
+/* MHD's buffer per streaming response: SSE events are small, and thousands
+ * of streams may be open at once, so it is kept small on purpose. */
+#define TG_STREAM_BLOCK 4096
+
 /* Stream buffering: pause the upstream above HIGH, resume below LOW. */
 #define TG_STREAM_HIGH_WATER (256u * 1024u)
 #define TG_STREAM_LOW_WATER (64u * 1024u)
