@@ -56,6 +56,7 @@ struct tg_call {
     long status;
     char content_type[96];
     uint64_t retry_after_ms;
+    int retry_after_ms_seen; /* a Retry-After-Ms header set retry_after_ms */
     struct tg_buf body;
     size_t max_response;
     char errbuf[CURL_ERROR_SIZE];
@@ -447,6 +448,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         call->status = sp ? strtol(sp + 1, NULL, 10) : 0;
         call->content_type[0] = '\0';
         call->retry_after_ms = 0;
+        call->retry_after_ms_seen = 0;
         return len;
     }
     size_t l = len;
@@ -476,9 +478,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         memcpy(call->content_type, v, c);
         call->content_type[c] = '\0';
     } else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) {
-        call->retry_after_ms = parse_retry_after(v, vl);
+        if (!call->retry_after_ms_seen)
+            call->retry_after_ms = parse_retry_after(v, vl);
     } else if (nl == 14 && strncasecmp(p, "retry-after-ms", 14) == 0) {
-        /* OpenAI's millisecond variant wins when both are present. */
+        /* OpenAI's millisecond variant wins when both are present, in
+         * either order. */
+        call->retry_after_ms_seen = 1;
         char tmp[32];
         size_t c = TG_MIN(vl, sizeof(tmp) - 1);
         memcpy(tmp, v, c);

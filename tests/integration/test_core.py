@@ -326,3 +326,15 @@ def sigterm_drains_in_flight(w):
     eq(out["r"].status, 200, "in-flight request finished during drain")
     w.gw.stop_clean()
     w.start()
+
+
+@test
+def retry_after_ms_wins_in_either_order(w):
+    # OpenAI sends both; the millisecond form is the precise one, whatever the header order.
+    for headers in ({"retry-after-ms": "3000", "retry-after": "0"}, {"retry-after": "0", "retry-after-ms": "3000"}):
+        w.mock.script({"status": 429, "headers": headers,
+                       "error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+                      model="gpt-large")
+        r = w.gw.chat(chat_body("rate %s" % list(headers)[0], model=PINNED))
+        eq(r.status, 429)
+        eq(r.header("retry-after"), "3", "order %r" % list(headers))
