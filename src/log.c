@@ -32,11 +32,6 @@ int tg_log_level_parse(const char *s)
     return -1;
 }
 
-void tg_log_set_fd(int fd)
-{
-    log_fd = fd;
-}
-
 void tg_log_write(int level, const char *reqid, const char *fmt, ...)
 {
     char line[2048];

@@ -1027,14 +1027,3 @@ void tg_server_stop(unsigned drain_timeout_s)
     srv.shards = NULL;
     srv.n = 0;
 }
-
-/* Exposed for admin/metrics: every shard, read-only snapshots only. */
-unsigned tg_server_shard_count(void)
-{
-    return srv.n;
-}
-
-struct tg_shard *tg_server_shard(unsigned i)
-{
-    return i < srv.n ? &srv.shards[i] : NULL;
-}

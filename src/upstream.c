@@ -30,7 +30,6 @@ struct tg_upstream {
     struct tg_loop *loop;
     CURLM *multi;
     struct tg_timer timer;
-    size_t active;
     struct tg_call *calls; /* doubly linked, for free */
     CURL *pool[EASY_POOL_MAX];
     size_t pool_len;
@@ -105,11 +104,6 @@ void tg_upstream_free(struct tg_upstream *up)
         curl_easy_cleanup(up->pool[i]);
     curl_multi_cleanup(up->multi);
     free(up);
-}
-
-size_t tg_upstream_active(const struct tg_upstream *up)
-{
-    return up->active;
 }
 
 /* --- curl -> loop ------------------------------------------------------- */
@@ -323,7 +317,6 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     if (up->calls)
         up->calls->prev = call;
     up->calls = call;
-    up->active++;
     *out = call;
     return TG_OK;
 }
@@ -345,7 +338,6 @@ static void release(struct tg_call *call)
         up->calls = call->next;
     if (call->next)
         call->next->prev = call->prev;
-    up->active--;
     tg_buf_free(&call->body);
     free(call);
 }

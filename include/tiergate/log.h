@@ -16,8 +16,6 @@ extern int tg_log_level;
 
 /* Parses "debug" | "info" | "warn" | "error" | "off"; returns -1 if unknown. */
 int tg_log_level_parse(const char *s);
-/* Sends diagnostic lines to fd (default 2). */
-void tg_log_set_fd(int fd);
 
 void tg_log_write(int level, const char *reqid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

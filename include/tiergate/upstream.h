@@ -82,7 +82,4 @@ const char *tg_call_error(const struct tg_call *call);
 uint64_t tg_call_ttfb_us(const struct tg_call *call);
 uint64_t tg_call_elapsed_us(const struct tg_call *call);
 
-/* Calls running on this shard (for drain and metrics). */
-size_t tg_upstream_active(const struct tg_upstream *up);
-
 #endif
