@@ -27,12 +27,17 @@ if [ -n "$hostport" ]; then
     if ! redis-cli -h "$1" -p "$2" ping >/dev/null 2>&1; then
         case "$1" in
         127.0.0.1|localhost|::1)
-            mkdir -p build/run
+            # Absolute paths: redis-server changes into --dir before opening --logfile.
+            rundir="$PWD/build/run"
+            mkdir -p "$rundir"
             echo "run: no Redis at $1:$2; starting a private redis-server there (stopped on exit)"
-            redis-server --bind 127.0.0.1 --port "$2" --save '' --appendonly no --dir build/run \
-                --logfile build/run/redis.log &
+            redis-server --bind 127.0.0.1 --port "$2" --save '' --appendonly no --dir "$rundir" \
+                --logfile "$rundir/redis.log" &
             redis_pid=$!
             for _ in $(seq 50); do redis-cli -p "$2" ping >/dev/null 2>&1 && break; sleep 0.1; done
+            if ! redis-cli -p "$2" ping >/dev/null 2>&1; then
+                echo "run: redis-server did not start (see $rundir/redis.log); serving without cache" >&2
+            fi
             ;;
         *) echo "run: Redis at $1:$2 does not answer; tiergate serves without cache until it does" ;;
         esac

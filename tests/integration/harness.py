@@ -319,6 +319,19 @@ class Gateway(Proc):
                 out.append(json.loads(line))
         return out
 
+    def decision(self, r, timeout=3):
+        """The decision line of response r, waiting for it: the log reaches
+        us through a pipe reader thread, maybe after the response."""
+        rid = r.header("x-request-id")
+        check(rid, "response carries x-request-id")
+
+        def find():
+            for d in self.decisions():
+                if d["request_id"] == rid:
+                    return d
+            return None
+        return wait_for(find, timeout, msg="decision line for %s" % rid)
+
     def metrics(self):
         r = self.req("GET", "/metrics")
         check(r.status == 200, "metrics: %r" % r)

@@ -73,15 +73,7 @@ def sent_bodies(w):
 
 
 def decision(w, r):
-    rid = r.header("x-request-id")
-    check(rid, "response carries x-request-id")
-
-    def find():
-        for d in w.gw.decisions():
-            if d["request_id"] == rid:
-                return d
-        return None
-    return wait_for(find, 3, msg="decision line for " + rid)
+    return w.gw.decision(r)
 
 
 def attempts(d):

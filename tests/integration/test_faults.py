@@ -55,14 +55,7 @@ def model_cfg(w, name, **over):
 
 
 def decision(w, r):
-    rid = r.header("x-request-id")
-
-    def find():
-        for d in w.gw.decisions():
-            if d["request_id"] == rid:
-                return d
-        return None
-    return wait_for(find, 3, msg="decision line for %s" % rid)
+    return w.gw.decision(r)
 
 
 def attempts(d):

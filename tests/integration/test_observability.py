@@ -37,21 +37,22 @@ def close(a, b, eps=1e-9):
 @test
 def cost_and_baseline_arithmetic(w):
     w.mock.script({"usage": USAGE}, model="gpt-cheap")
-    r = w.gw.chat(chat_body("price check", model="cheap", temperature=0))
+    r = w.gw.chat(chat_body("price check", model="cheap", temperature=0), headers={"x-request-id": "price-1"})
     eq(r.status, 200)
     check(close(float(r.header("x-tiergate-cost-usd")), MINI_COST), r.header("x-tiergate-cost-usd"))
-    d = wait_for(lambda: w.gw.decisions(), msg="decision line")[-1]
+    d = wait_for(lambda: [x for x in w.gw.decisions() if x["request_id"] == "price-1"], msg="decision line")[0]
     check(close(d["cost_usd"], MINI_COST), "cost %r" % d["cost_usd"])
     check(close(d["baseline_usd"], LARGE_COST), "baseline %r" % d["baseline_usd"])
     check(close(d["saved_usd"], LARGE_COST - MINI_COST), "saved")
     # An escalation: the failed cheap attempt is paid for too.
     w.mock.script({"hedge": True, "usage": USAGE}, model="gpt-cheap")
     w.mock.script({"usage": {"prompt_tokens": 1000, "completion_tokens": 200}}, model="gpt-mid")
-    r = w.gw.chat(chat_body("escalate me", model="cheap", temperature=0))
+    r = w.gw.chat(chat_body("escalate me", model="cheap", temperature=0), headers={"x-request-id": "esc-1"})
     eq(r.header("x-tiergate-model"), "mid")
     mid_cost = 1000 * 0.40 / 1e6 + 200 * 1.60 / 1e6
     check(close(float(r.header("x-tiergate-cost-usd")), MINI_COST + mid_cost), r.header("x-tiergate-cost-usd"))
-    d = w.gw.decisions()[-1]
+    # The line reaches us through a pipe reader thread: wait for this request's own line.
+    d = wait_for(lambda: [x for x in w.gw.decisions() if x["request_id"] == "esc-1"], msg="decision line")[0]
     check(close(d["baseline_usd"], 1000 * 2.50 / 1e6 + 200 * 10.00 / 1e6), "baseline prices the answer's tokens")
     eq([a["outcome"] for a in d["attempts"]], ["invalid", "ok"])
     eq(d["attempts"][0]["reason"], "hedging")
