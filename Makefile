@@ -80,6 +80,7 @@ deps:
 # `make test` always runs the sanitizer build: ASan+UBSan, LeakSanitizer on.
 test: deps
 	@$(MAKE) --no-print-directory SAN=1 all unit-bins
+	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory lint
 	@scripts/test.sh build/asan
 

@@ -381,8 +381,27 @@ class World:
         if self.gw:
             self.gw.stop_clean()
         self.env = env or {}
-        self.gw = Gateway(self.config(**over), env=self.env)
+        cfg = self.config(**over)
+        self.gw = Gateway(cfg, env=self.env)
+        self.wait_redis_clients(cfg)
         return self.gw
+
+    def wait_redis_clients(self, cfg):
+        """"listening" is logged before each shard's Redis connection has
+        answered its first PING; a request in that window is (rightly) a
+        cache error. Tests that expect hits wait for every shard's client."""
+        if cfg.get("cache", {}).get("enabled") is False or \
+                cfg.get("redis", {}).get("url") != "redis://127.0.0.1:%d/0" % self.redis.port:
+            return
+
+        def shards_connected():
+            try:
+                clients = self.redis.cmd("CLIENT", "LIST")
+            except OSError:
+                return True  # Redis is down on purpose in this test
+            lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l]
+            return len(lines) >= cfg.get("shards", 1)
+        wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
     def reset(self):
         self.mock.reset()
