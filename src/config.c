@@ -624,20 +624,10 @@ static int hex_to_bin(const char *hex, unsigned char *out, size_t n)
     if (strlen(hex) != n * 2)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        unsigned v = 0;
-        for (int j = 0; j < 2; j++) {
-            char ch = hex[i * 2 + (size_t)j];
-            v <<= 4;
-            if (ch >= '0' && ch <= '9')
-                v |= (unsigned)(ch - '0');
-            else if (ch >= 'a' && ch <= 'f')
-                v |= (unsigned)(ch - 'a' + 10);
-            else if (ch >= 'A' && ch <= 'F')
-                v |= (unsigned)(ch - 'A' + 10);
-            else
-                return -1;
-        }
-        out[i] = (unsigned char)v;
+        int hi = tg_hex_digit(hex[i * 2]), lo = tg_hex_digit(hex[i * 2 + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
     return 0;
 }

@@ -234,17 +234,6 @@ tail:
     return TG_OK;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int tg_json_key_eq(const char *raw, size_t len, const char *s)
 {
     size_t i = 0;
@@ -275,7 +264,7 @@ int tg_json_key_eq(const char *raw, size_t len, const char *s)
                 return 0;
             int v = 0;
             for (int j = 2; j < 6; j++) {
-                int h = hexval(raw[i + (size_t)j]);
+                int h = tg_hex_digit(raw[i + (size_t)j]);
                 if (h < 0)
                     return 0;
                 v = v * 16 + h;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/common.h"
 #include "tiergate/schema.h"
 
 /* Internal verdicts: the public ones. */
@@ -858,11 +859,7 @@ static int hexval(const char *p, int n)
 {
     int v = 0;
     for (int i = 0; i < n; i++) {
-        char ch = p[i];
-        int d = ch >= '0' && ch <= '9'   ? ch - '0'
-                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                         : -1;
+        int d = tg_hex_digit(p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

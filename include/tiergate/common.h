@@ -77,6 +77,18 @@ static inline const char *tg_tier_name(int t)
 /* Returns the tier for "cheap" | "medium" | "expensive", or -1. */
 int tg_tier_parse(const char *s);
 
+/* Value of one hex digit, or -1. */
+static inline int tg_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #define TG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define TG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TG_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -209,16 +209,6 @@ static int find_head_end(struct mock_http_in *in, const char *buf, size_t len, s
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* RFC 9112 7.1: chunk-size [chunk-ext] CRLF. Returns the line length used. */
 static int chunk_size_line(struct mock_http_in *in, const char *buf, size_t len)
@@ -232,7 +222,7 @@ static int chunk_size_line(struct mock_http_in *in, const char *buf, size_t len)
     uint64_t n = 0;
     size_t i = 0;
     int d;
-    while (i < ll && (d = hexval(p[i])) >= 0) {
+    while (i < ll && (d = tg_hex_digit(p[i])) >= 0) {
         if (n > (UINT64_MAX >> 4))
             return 413;
         n = (n << 4) | (uint64_t)d;
