@@ -921,7 +921,7 @@ static void free_config(struct tg_config *cfg)
         if (m->api_key)
             OPENSSL_cleanse(m->api_key, strlen(m->api_key));
         free(m->api_key);
-        tg_upstream_model_release_list(m->upstream_headers);
+        tg_upstream_model_release(m);
         for (size_t j = 0; j < m->n_headers; j++) {
             free(m->headers[j].name);
             free(m->headers[j].value);

@@ -38,6 +38,7 @@ struct tg_model {
     unsigned metrics_idx; /* stable across reloads (tg_metrics_model_index) */
     struct tg_breaker *breaker; /* borrowed from the process-wide registry */
     void *upstream_headers;     /* curl_slist built by tg_upstream_model_prepare */
+    void *upstream_url;         /* CURLU parsed from url by tg_upstream_model_prepare */
 };
 
 struct tg_gateway_key {

@@ -50,10 +50,10 @@ struct tg_call_opts {
 };
 
 /* Builds the model's constant request headers (content type, key, extra
- * headers) once, when its config is loaded; released with the config.
- * Any thread. */
+ * headers) and parses its URL once, when its config is loaded; released
+ * with the config. Any thread. */
 tg_rc tg_upstream_model_prepare(struct tg_model *m);
-void tg_upstream_model_release_list(void *list);
+void tg_upstream_model_release(struct tg_model *m);
 
 struct tg_upstream *tg_upstream_new(struct tg_loop *loop);
 /* Cancels every call still running (without callbacks). */

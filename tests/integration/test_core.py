@@ -338,3 +338,21 @@ def retry_after_ms_wins_in_either_order(w):
         r = w.gw.chat(chat_body("rate %s" % list(headers)[0], model=PINNED))
         eq(r.status, 429)
         eq(r.header("retry-after"), "3", "order %r" % list(headers))
+
+
+@test
+def proxy_environment_is_honoured(w):
+    """curl's proxy variables, read once at start (upstream.c) and handed to
+    curl: a proxy that refuses fails the call; no_proxy naming the upstream's
+    host goes direct."""
+    try:
+        w.start(env={"http_proxy": "http://127.0.0.1:1", "no_proxy": "", "NO_PROXY": ""})
+        r = w.gw.chat(model=PINNED)
+        eq(r.status, 502, "through a proxy that refuses")
+        eq(len(w.mock.requests()), 0, "nothing reached the upstream around the proxy")
+        w.start(env={"all_proxy": "http://127.0.0.1:1", "no_proxy": "", "NO_PROXY": "127.0.0.1"})
+        r = w.gw.chat(model=PINNED)
+        eq(r.status, 200, "NO_PROXY names the upstream: direct")
+        eq(len(w.mock.requests()), 1, "upstream calls")
+    finally:
+        w.start()
