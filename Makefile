@@ -22,6 +22,17 @@ else
   OPT    := -O2 -g
   LDSAN  :=
 endif
+# The release daemon links jemalloc, as redis does: curl, jansson and
+# libmicrohttpd make some 300 small allocations per proxied request, and
+# jemalloc's thread caches take ~4% off its instructions (bench/RESULTS.md).
+# Sanitizer builds keep libc's malloc (ASan replaces it). MALLOC=libc opts out.
+ifneq ($(SAN),1)
+  MALLOC ?= $(if $(wildcard /usr/lib/*/libjemalloc.so /usr/lib/libjemalloc.so),jemalloc,libc)
+endif
+ifeq ($(MALLOC),jemalloc)
+  MALLOC_LIBS := -ljemalloc
+  MALLOC_DEF  := -DTG_MALLOC_NAME='"jemalloc"'
+endif
 CFLAGS   += $(CSTD) $(OPT) $(WARN) -MMD -MP -Iinclude $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -lm
 LDFLAGS  += $(LDSAN)
@@ -59,7 +70,13 @@ $(LIB): $(LIB_OBJS)
 
 $(TIERGATE): $(BUILD)/src/main.o $(LIB)
 	@$(if $(Q),echo "  LINK $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(MALLOC_LIBS)
+
+# main.c names the allocator in --version: rebuild it when MALLOC changes.
+$(BUILD)/src/main.o: CFLAGS += $(MALLOC_DEF)
+$(BUILD)/src/main.o: $(BUILD)/.malloc-$(or $(MALLOC),libc)
+$(BUILD)/.malloc-%:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.malloc-* && touch $@
 
 $(MOCK): $(MOCK_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LINK $@")

@@ -29,7 +29,7 @@ cat >"$tmp/tg.json" <<JSON
 JSON
 wrap=()
 [ -n "${CALLGRIND:-}" ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" --instr-atstart=no)
-K=x "${wrap[@]}" "$BUILD/tiergate" -c "$tmp/tg.json" >"$tmp/tg.log" 2>&1 & tg=$!; pids+=($tg)
+K=x LD_PRELOAD=${PRELOAD:-} "${wrap[@]}" "$BUILD/tiergate" -c "$tmp/tg.json" >"$tmp/tg.log" 2>&1 & tg=$!; pids+=($tg)
 for _ in $(seq 200); do grep -q listening "$tmp/tg.log" && break; sleep 0.05; done
 port=$(grep -o 'listening on [^ ]*' "$tmp/tg.log" | sed 's/.*://')
 client() {

