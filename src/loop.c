@@ -50,7 +50,7 @@ struct tg_loop {
 
 static void on_wake(struct tg_loop *loop, int fd, uint32_t events, void *ud);
 static void run_posts(struct tg_loop *loop);
-static void run_timers(struct tg_loop *loop);
+static int run_timers(struct tg_loop *loop);
 static void run_frees(struct tg_loop *loop);
 
 struct tg_loop *tg_loop_new(void)
@@ -210,14 +210,18 @@ tg_rc tg_timer_start(struct tg_loop *loop, struct tg_timer *t, uint64_t ms, tg_t
     return tg_timer_start_us(loop, t, ms * 1000u, cb, ud);
 }
 
-static void run_timers(struct tg_loop *loop)
+/* Runs the timers that are due; returns how many ran. */
+static int run_timers(struct tg_loop *loop)
 {
     uint64_t now = tg_now_us();
+    int ran = 0;
     while (loop->heap_len && loop->heap[0]->due_us <= now) {
         struct tg_timer *t = loop->heap[0];
         tg_timer_stop(loop, t);
         t->cb(loop, t->ud);
+        ran++;
     }
+    return ran;
 }
 
 /* --- posts and deferred frees ------------------------------------------ */
@@ -361,8 +365,11 @@ void tg_loop_run(struct tg_loop *loop)
             loop->tail_hook(loop, loop->tail_ud);
             /* Work the hook started (an upstream call queued from inside an
              * HTTP handler arms a 0 ms curl timer) runs now, not after
-             * another trip through epoll_wait. */
-            run_timers(loop);
+             * another trip through epoll_wait; and what that work finished
+             * (an answer from a fast upstream, to be sent) goes to the hook
+             * again at once. The hook returns early when it has nothing. */
+            if (run_timers(loop))
+                loop->tail_hook(loop, loop->tail_ud);
         }
         run_frees(loop);
     }
