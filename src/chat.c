@@ -163,11 +163,33 @@ static void add_headerf(struct tg_req *req, const char *name, const char *fmt, .
     tg_req_add_header(req, name, v);
 }
 
-static double overhead_ms(const struct tg_chat *ch)
+static uint64_t overhead_us(const struct tg_chat *ch)
 {
     uint64_t total = tg_now_us() - ch->req->start_us;
     uint64_t waited = ch->upstream_us + ch->wait_us;
-    return total > waited ? (double)(total - waited) / 1000.0 : 0.0;
+    return total > waited ? total - waited : 0;
+}
+
+static double overhead_ms(const struct tg_chat *ch)
+{
+    return (double)overhead_us(ch) / 1000.0;
+}
+
+/* The header value units / 10^decimals printed with `decimals` digits, as
+ * "%.Nf" would: printf's floating-point path is ~1.5k instructions a call,
+ * a measurable share of a pass-through request. */
+static void add_header_fixed(struct tg_req *req, const char *name, uint64_t units, unsigned decimals)
+{
+    char v[48];
+    char *p = v + sizeof(v);
+    *--p = '\0';
+    for (unsigned i = 0; i < decimals; i++, units /= 10)
+        *--p = (char)('0' + units % 10);
+    *--p = '.';
+    do
+        *--p = (char)('0' + units % 10);
+    while (units /= 10);
+    tg_req_add_header(req, name, p);
 }
 
 /* Tier changes between where the ladder started and what answered. */
@@ -197,8 +219,9 @@ static void add_answer_headers(struct tg_chat *ch)
     /* Known unless a live stream is starting: a replayed stream (a cache
      * hit, or a validated buffered answer) has its whole cost already. */
     if (!ch->live || !ch->committed) {
-        add_headerf(req, "x-tiergate-cost-usd", "%.8f", ch->cost_usd);
-        add_headerf(req, "x-tiergate-overhead-ms", "%.3f", overhead_ms(ch));
+        double nusd = ch->cost_usd * 1e8; /* in 10^-8 USD, the header's precision */
+        add_header_fixed(req, "x-tiergate-cost-usd", nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
+        add_header_fixed(req, "x-tiergate-overhead-ms", overhead_us(ch), 3);
     }
 }
 
