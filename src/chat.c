@@ -29,6 +29,7 @@
 #include "tiergate/config.h"
 #include "tiergate/error.h"
 #include "tiergate/flight.h"
+#include "tiergate/jsonparse.h"
 #include "tiergate/jsonscan.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
@@ -315,7 +316,7 @@ static int parse_body(struct tg_chat *ch, int for_route)
     if (tg_json_depth(text, len, cfg->max_json_depth) < 0)
         return bad(ch, NULL, "JSON nesting deeper than %d levels or unbalanced", cfg->max_json_depth);
     json_error_t je;
-    ch->json = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    ch->json = tg_json_parse(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!ch->json)
         return bad(ch, NULL, "invalid JSON body: %s (line %d, column %d)", je.text, je.line,
                    je.column);
@@ -594,7 +595,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
             ch->answered = &cfg->models[i];
     json_t *completion = NULL;
     if (ch->stream || pt < 0 || ct < 0) {
-        completion = json_loadb(raw, raw_len, 0, NULL);
+        completion = tg_json_parse(raw, raw_len, 0, NULL);
         if (!json_is_object(completion)) {
             json_decref(completion);
             return -1;
@@ -919,7 +920,7 @@ static void on_stream_drain(struct tg_req *req)
 /* Is a 400 a context-length error (OpenAI code context_length_exceeded)? */
 static int is_context_error(const char *body, size_t len)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = tg_json_parse(body, len, 0, NULL);
     json_t *err = json_object_get(j, "error");
     const char *code = json_string_value(json_object_get(err, "code"));
     const char *msg = json_string_value(json_object_get(err, "message"));
@@ -933,7 +934,7 @@ static int is_context_error(const char *body, size_t len)
 static void upstream_message(const char *body, size_t len, char *out, size_t outlen)
 {
     out[0] = '\0';
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = tg_json_parse(body, len, 0, NULL);
     const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
     if (msg)
         snprintf(out, outlen, "%s", msg);
@@ -1072,7 +1073,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     if (ch->sse_body) {
         completion = tg_sse_completion(ch->sse);
     } else {
-        completion = json_loadb(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), 0, NULL);
+        completion = tg_json_parse(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), 0, NULL);
     }
     record_usage(ch, a, completion);
     struct tg_verdict v;
@@ -1198,7 +1199,7 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
     if (ch->stream) {
         struct tg_buf b;
         tg_buf_init(&b, 0);
-        json_t *parsed = completion ? json_incref(completion) : json_loadb(raw, raw_len, 0, NULL);
+        json_t *parsed = completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
         tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->client_usage, 24, &b) : TG_ERR_INVALID;
         json_decref(parsed);
         if (rc == TG_OK && start_client_stream(ch) == 0) {

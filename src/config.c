@@ -21,6 +21,7 @@
 
 #include "tiergate/buf.h"
 #include "tiergate/config.h"
+#include "tiergate/jsonparse.h"
 #include "tiergate/jsonscan.h"
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
@@ -950,7 +951,7 @@ struct tg_config *tg_config_load_string(const char *text, size_t len, const char
 {
     struct ctx c = {.name = name, .text = text, .len = len, .err = err, .errlen = errlen};
     json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = tg_json_parse(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         snprintf(err, errlen, "%s:%d: %s", name, je.line > 0 ? je.line : 1, je.text);
         return NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/jsonparse.h"
 #include "tiergate/router.h"
 
 /* Table of contents. */
@@ -44,7 +45,7 @@ static int route_line(const struct tg_router_config *cfg, const char *line, size
                       long lineno, struct tg_buf *id, struct tg_route *r, const char **why)
 {
     json_error_t je;
-    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = tg_json_parse(line, len, JSON_REJECT_DUPLICATES, &je);
     int res = 0;
     if (id) {
         tg_rc rc = put_id(j, lineno, id);

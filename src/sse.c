@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/jsonparse.h"
 #include "tiergate/sse.h"
 
 /* One tool call of one choice, keyed by its tool-call index. */
@@ -340,7 +341,7 @@ static tg_rc on_event(struct tg_sse_stream *s, tg_sse_event_cb cb, void *ud, int
         if (dl == 6 && memcmp(d, "[DONE]", 6) == 0) {
             ev.kind = TG_SSE_DONE;
             s->st.done_seen = 1;
-        } else if (!(j = json_loadb(d, dl, JSON_ALLOW_NUL, NULL)) || !json_is_object(j)) {
+        } else if (!(j = tg_json_parse(d, dl, JSON_ALLOW_NUL, NULL)) || !json_is_object(j)) {
             s->st.malformed++;
         } else {
             json_t *err = json_object_get(j, "error");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/jsonparse.h"
 #include "tiergate/schema.h"
 #include "tiergate/validate.h"
 
@@ -484,7 +485,7 @@ static int parse_json_text(const char *s, size_t n, json_t **out, char *detail, 
         return 0;
     }
     json_error_t e;
-    json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    json_t *j = tg_json_parse(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     if (j) {
         *out = j;
         return 1;

@@ -166,11 +166,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > MAX_BODY)
         return 0;
     const char *text = (const char *)data;
-    /* parse_body: cheap depth check first, then jansson. */
+    /* parse_body: cheap depth check first, then the parser. */
     if (tg_json_depth(text, size, cfg->max_json_depth) < 0)
         return 0;
     json_error_t je;
-    json_t *j = json_loadb(text, size, JSON_REJECT_DUPLICATES, &je);
+    json_t *j = tg_json_parse(text, size, JSON_REJECT_DUPLICATES, &je);
     if (!j)
         return 0;
     if (!json_is_object(j)) {
