@@ -405,9 +405,13 @@ class World:
 
     def reset(self):
         self.mock.reset()
-        # Cache stores are fire-and-forget: one from the previous test's last
-        # answer can still be on its way. Let it land, then flush.
-        time.sleep(0.03)
+        self.flush_cache()
+
+    def flush_cache(self):
+        """Cache stores are fire-and-forget, written after the answer went
+        out: one from the last answer can still be on its way. Let it land,
+        then flush."""
+        time.sleep(0.05)
         self.redis.cmd("FLUSHALL")
 
     def close(self):

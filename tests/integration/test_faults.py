@@ -283,7 +283,7 @@ def oversized_upstream_answer(w):
         eq(r.header("x-tiergate-model"), "mid")
         # A live stream on the last tier: cut where the answer crosses the cap,
         # with an error event, and never cached.
-        w.redis.cmd("FLUSHALL")
+        w.flush_cache()
         w.mock.script({"body_size": 4 * cap, "chunk_chars": 4096, "drip_ms": 50}, model="gpt-large")
         t0 = time.time()
         r = ask(w, stream=True)
@@ -359,7 +359,7 @@ def slow_drip_within_and_beyond_the_idle_timeout(w):
         eq(stream_text(ev), "d" * 32)
         check(time.time() - t0 > 1.5, "it really dripped")
         # A drip slower than the idle timeout: cut with the gateway's error event.
-        w.redis.cmd("FLUSHALL")
+        w.flush_cache()
         w.mock.script({"content": "e" * 16, "chunk_chars": 4, "drip_ms": 2500}, model="gpt-large")
         t0 = time.time()
         r = ask(w, stream=True)
