@@ -5,7 +5,8 @@
  * mallocs for a small chat request and its answer). Blocks up to 256 bytes
  * are recycled from per-thread free lists of fixed size classes; larger ones
  * go straight to malloc. Not used in sanitizer builds, so ASan still sees
- * every allocation.
+ * every allocation, nor when the daemon is linked with jemalloc, whose
+ * thread caches do the same job.
  */
 #ifndef TIERGATE_ALLOC_H
 #define TIERGATE_ALLOC_H
