@@ -9,13 +9,17 @@
 #   4. 5,000 concurrent streams the mock holds 2 s each: errors, peak RSS, threads
 #   5. the router alone on 1 KB and 32 KB prompts
 # Results: bench/out/results.json and a Markdown table on stdout (paste into
-# bench/RESULTS.md). Knobs: BENCH_SECONDS (10), BENCH_STREAMS (5000), BENCH_SHARDS (2).
+# bench/RESULTS.md). Knobs: BENCH_SECONDS (10), BENCH_STREAMS (5000), BENCH_SHARDS (2),
+# BENCH_ROUNDS (3): section 1 runs the three side by side that many times,
+# interleaved, and the summary takes the median of each figure (one run on a
+# shared 2-core machine swings by 10-20%).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
 SECS=${BENCH_SECONDS:-10}
 STREAMS=${BENCH_STREAMS:-5000}
 SHARDS=${BENCH_SHARDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 out=bench/out
 mkdir -p "$out"
 tmp=$(mktemp -d)
@@ -130,11 +134,13 @@ echo "== warm-up"
 wrk_run warmup-tiergate "$tg_url" 16 1 2 "$pass" >/dev/null
 wrk_run warmup-nginx "$nginx_url" 16 1 2 "$upbody" >/dev/null
 : >"$results"
-echo "== 1. pass-through (${SECS}s each, the three side by side)"
-for c in 1 64; do
-    wrk_run "direct" "$direct" "$c" 1 "$SECS" "$upbody"
-    wrk_run "nginx" "$nginx_url" "$c" 1 "$SECS" "$upbody"
-    wrk_run "tiergate" "$tg_url" "$c" 1 "$SECS" "$pass"
+echo "== 1. pass-through (${SECS}s each, the three side by side, $ROUNDS rounds)"
+for round in $(seq "$ROUNDS"); do
+    for c in 1 64; do
+        wrk_run "direct" "$direct" "$c" 1 "$SECS" "$upbody"
+        wrk_run "nginx" "$nginx_url" "$c" 1 "$SECS" "$upbody"
+        wrk_run "tiergate" "$tg_url" "$c" 1 "$SECS" "$pass"
+    done
 done
 pass_rss=$(rss_kb "$tg_pid")
 
@@ -145,7 +151,7 @@ sleep 0.3
 curl -s -D - -o /dev/null "$tgc_url" -H 'content-type: application/json' -H 'authorization: Bearer sk-bench-client' -d "$hitbody" | grep -qi 'x-tiergate-cache: hit' \
     || { echo "bench: the cache-hit body did not hit"; exit 1; }
 for c in 1 64; do
-    wrk_run "nginx" "$nginx_url" "$c" 1 "$SECS" "$upbody"
+    wrk_run "nginx-for-hits" "$nginx_url" "$c" 1 "$SECS" "$upbody"
     wrk_run "tiergate-cache-hit" "$tgc_url" "$c" 1 "$SECS" "$hitbody"
 done
 
@@ -193,18 +199,35 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 esc = json.load(open(sys.argv[2]))
 pass_rss, hwm, thr, secs, streams, shards = (int(x) for x in sys.argv[3:9])
-def get(name, c, nth=0):
-    m = [r for r in rows if r["name"] == name and r["conns"] == c]
-    return m[min(nth, len(m) - 1)]["wrk"]
+def get(name, c):
+    """The run's figures; over several rounds, the median of each one."""
+    m = [r["wrk"] for r in rows if r["name"] == name and r["conns"] == c]
+    if len(m) == 1:
+        return m[0]
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    out = {k: med([w[k] for w in m]) for k in m[0] if k != "duration_us"}
+    out["duration_us"] = 1e6  # requests now holds the median rate (req/s)
+    out["requests"] = med([w["requests"] / (w["duration_us"] / 1e6) for w in m])
+    return out
 rps = lambda w: w["requests"] / (w["duration_us"] / 1e6)
 errs = lambda w: w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
 d1, n1, t1 = get("direct", 1), get("nginx", 1), get("tiergate", 1)
 d64, n64, t64 = get("direct", 64), get("nginx", 64), get("tiergate", 64)
-nh1, h1 = get("nginx", 1, 1), get("tiergate-cache-hit", 1)
-nh64, h64 = get("nginx", 64, 1), get("tiergate-cache-hit", 64)
+nh1, h1 = get("nginx-for-hits", 1), get("tiergate-cache-hit", 1)
+nh64, h64 = get("nginx-for-hits", 64), get("tiergate-cache-hit", 64)
 st, ns = get("tiergate-streams", streams), get("nginx-streams", streams)
+def rounds(name, c):
+    return [r["wrk"] for r in rows if r["name"] == name and r["conns"] == c]
+# Paired per round (the three ran back to back), then the median round.
+med = lambda xs: sorted(xs)[len(xs) // 2]
+rps_ratios = [rps(t) / rps(n) for t, n in zip(rounds("tiergate", 64), rounds("nginx", 64))]
+lat_ratios = [(t["p50"] - d["p50"]) / max(n["p50"] - d["p50"], 1)
+              for d, n, t in zip(rounds("direct", 1), rounds("nginx", 1), rounds("tiergate", 1))]
 out = {
-    "passthrough_rps_ratio_vs_nginx": rps(t64) / rps(n64),
+    "rounds": len(rps_ratios),
+    "passthrough_rps_ratio_rounds": rps_ratios,
+    "added_p50_ratio_c1_rounds": lat_ratios,
+    "passthrough_rps_ratio_vs_nginx": med(rps_ratios),
     "added_p50_ms_c1": {"tiergate": (t1["p50"] - d1["p50"]) / 1000, "nginx": (n1["p50"] - d1["p50"]) / 1000},
     "added_p99_ms_c1": {"tiergate": (t1["p99"] - d1["p99"]) / 1000, "nginx": (n1["p99"] - d1["p99"]) / 1000},
     "added_p50_ms_c64": {"tiergate": (t64["p50"] - d64["p50"]) / 1000, "nginx": (n64["p50"] - d64["p50"]) / 1000},
@@ -219,8 +242,10 @@ out = {
 json.dump(out, open("bench/out/summary.json", "w"), indent=1)
 a = out
 print("\n| figure | tiergate | nginx | target |\n|---|---|---|---|")
-print("| pass-through req/s at 64 conns | %.0f | %.0f | ratio %.2f (≥ 0.8) |" % (rps(t64), rps(n64), a["passthrough_rps_ratio_vs_nginx"]))
-print("| p50 added over direct, 1 conn | %.3f ms | %.3f ms | ratio %.2f (≤ 1.5) |" % (a["added_p50_ms_c1"]["tiergate"], a["added_p50_ms_c1"]["nginx"], a["added_p50_ms_c1"]["tiergate"] / max(a["added_p50_ms_c1"]["nginx"], 1e-9)))
+print("| pass-through req/s at 64 conns (median of %d rounds) | %.0f | %.0f | ratio %.2f (≥ 0.8); per round %s |" % (
+    a["rounds"], rps(t64), rps(n64), a["passthrough_rps_ratio_vs_nginx"], " ".join("%.2f" % x for x in rps_ratios)))
+print("| p50 added over direct, 1 conn | %.3f ms | %.3f ms | ratio %.2f (≤ 1.5); per round %s |" % (
+    a["added_p50_ms_c1"]["tiergate"], a["added_p50_ms_c1"]["nginx"], med(lat_ratios), " ".join("%.2f" % x for x in lat_ratios)))
 print("| p99 added over direct, 1 conn | %.3f ms | %.3f ms | |" % (a["added_p99_ms_c1"]["tiergate"], a["added_p99_ms_c1"]["nginx"]))
 print("| p50 added over direct, 64 conns | %.3f ms | %.3f ms | |" % (a["added_p50_ms_c64"]["tiergate"], a["added_p50_ms_c64"]["nginx"]))
 print("| p99 added over direct, 64 conns | %.3f ms | %.3f ms | |" % (a["added_p99_ms_c64"]["tiergate"], a["added_p99_ms_c64"]["nginx"]))
