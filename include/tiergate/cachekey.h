@@ -22,13 +22,15 @@
  * the answer:
  *   stream, stream_options  how the answer is delivered; a cached answer is
  *                           replayed as SSE when the client asks for a stream
- *   user                    end-user id for the provider's abuse tracking
+ *   user, safety_identifier end-user ids for the provider's abuse tracking
+ *   prompt_cache_key        a hint for the provider's own prompt cache
  *   metadata, store         stored-completions bookkeeping
  * Every other field, known or not, is part of the key, at every depth
  * (model as requested, alias included; messages; temperature; top_p;
  * max_tokens; tools; tool_choice; response_format; seed; stop; n; logprobs...).
  * The list is matched at the top level only: a "user" inside messages counts. */
-#define TG_CACHEKEY_EXCLUDED_FIELDS "stream", "stream_options", "user", "metadata", "store"
+#define TG_CACHEKEY_EXCLUDED_FIELDS                                                                 \
+    "stream", "stream_options", "user", "safety_identifier", "prompt_cache_key", "metadata", "store"
 
 /* Canonical form, so equal requests hash equal however the client wrote them:
  *   - object keys sorted bytewise at every depth, compact separators;

@@ -30,7 +30,7 @@ def WORLD():
 
 
 KEY_RX = re.compile(r"^tiergate:v1:([a-z0-9]+):([0-9a-f]{64})$")
-EXCLUDED = ("stream", "stream_options", "user", "metadata", "store")
+EXCLUDED = ("stream", "stream_options", "user", "safety_identifier", "prompt_cache_key", "metadata", "store")
 
 
 # --- helpers ------------------------------------------------------------------
@@ -244,8 +244,9 @@ def stream_and_non_stream_share_one_entry(w):
     check(len(chunks) >= 4, "content arrives in several chunks: %d" % len(chunks))
     eq(chunks[0]["id"], r1.json()["id"], "chunks carry the cached completion's id")
     r3 = w.gw.chat(chat_body("Tell me about foxes.", stream=True, stream_options={"include_usage": True},
-                             user="someone-else"))
-    eq(r3.header("x-tiergate-cache"), "hit", "stream_options and user are not part of the key")
+                             user="someone-else", safety_identifier="u-42", prompt_cache_key="faq"))
+    eq(r3.header("x-tiergate-cache"), "hit",
+       "stream_options, user, safety_identifier and prompt_cache_key are not part of the key")
     sse_check(r3, text, usage=r1.json()["usage"])
     eq(calls(w), 1, "one upstream call for all three")
 

@@ -207,6 +207,8 @@ TG_TEST(ignores_delivery_and_bookkeeping_fields)
         {"stream", "false"},
         {"stream_options", "{\"include_usage\":true}"},
         {"user", "\"user-1234\""},
+        {"safety_identifier", "\"u-5678\""},
+        {"prompt_cache_key", "\"faq-v2\""},
         {"metadata", "{\"team\":\"search\"}"},
         {"store", "true"},
     };
