@@ -23,6 +23,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "tiergate/common.h"
 #include "tiergate/jsonparse.h"
 
 /* jansson counts every value, scalars included, against this limit: a
@@ -225,15 +226,10 @@ static int hex4(const char *p, const char *end, unsigned *out)
         return -1;
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        unsigned char c = (unsigned char)p[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (c | 0x20) - 'a' + 10;
-        else
+        int d = tg_hex_digit(p[i]);
+        if (d < 0)
             return -1;
-        v = v << 4 | d;
+        v = v << 4 | (unsigned)d;
     }
     *out = v;
     return 0;
