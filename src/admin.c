@@ -39,7 +39,8 @@ static void model_entry(struct tg_buf *b, const char *id, const char *owner, int
 {
     tg_buf_printf(b, "%s{\"id\":", first ? "" : ",");
     tg_buf_json_str(b, id, strlen(id));
-    tg_buf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"%s\"}", started_at(), owner);
+    tg_buf_printf(b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"%s\"}", started_at(),
+                  owner);
 }
 
 /* GET /v1/models and /v1/models/{id} (OpenAI "List models" / "Retrieve"). */
@@ -50,7 +51,8 @@ static void models(struct tg_req *req)
     tg_buf_init(&b, 0);
     const char *want = req->path[10] == '/' ? req->path + 11 : NULL;
     if (want) {
-        int known = strcmp(want, "auto") == 0 || tg_tier_parse(want) >= 0 || tg_config_model(cfg, want);
+        int known =
+            strcmp(want, "auto") == 0 || tg_tier_parse(want) >= 0 || tg_config_model(cfg, want);
         if (!known) {
             char msg[200];
             snprintf(msg, sizeof(msg), "The model `%.100s` does not exist", want);
@@ -80,13 +82,15 @@ static void breaker_json(struct tg_buf *b, const struct tg_model *m, uint64_t no
     tg_breaker_snapshot(m->breaker, now, &s);
     tg_buf_puts(b, "{\"model\":");
     tg_buf_json_str(b, m->id, strlen(m->id));
-    tg_buf_printf(b, ",\"tier\":\"%s\",\"state\":\"%s\",\"consecutive_failures\":%u,"
-                     "\"window_requests\":%u,\"window_failures\":%u,\"trips\":%u,\"retry_in_ms\":%llu,"
-                     "\"api_key\":%s}",
+    tg_buf_printf(b,
+                  ",\"tier\":\"%s\",\"state\":\"%s\",\"consecutive_failures\":%u,"
+                  "\"window_requests\":%u,\"window_failures\":%u,\"trips\":%u,\"retry_in_ms\":%llu,"
+                  "\"api_key\":%s}",
                   tg_tier_name(m->tier), tg_breaker_state_name(s.state), s.consecutive_failures,
                   s.window_requests, s.window_failures, s.trips,
                   (unsigned long long)(s.state == TG_BREAKER_OPEN && s.open_until_ms > now
-                                           ? s.open_until_ms - now : 0),
+                                           ? s.open_until_ms - now
+                                           : 0),
                   m->api_key || !m->api_key_env ? "\"set\"" : "\"missing\"");
 }
 
@@ -151,8 +155,9 @@ static void on_flushed(void *ud, tg_rc rc, unsigned long long deleted)
             int n = snprintf(body, sizeof(body), "{\"deleted\":%llu}", deleted);
             tg_req_respond(req, 200, "application/json", body, (size_t)n);
         } else {
-            tg_req_respond_error(req, TG_ERR_UNAVAILABLE, "Redis is unavailable: nothing was flushed",
-                                 NULL, "cache_unavailable");
+            tg_req_respond_error(req, TG_ERR_UNAVAILABLE,
+                                 "Redis is unavailable: nothing was flushed", NULL,
+                                 "cache_unavailable");
         }
     }
     tg_req_unref(req);

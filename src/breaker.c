@@ -91,8 +91,7 @@ tg_rc tg_breaker_config_parse(const json_t *obj, struct tg_breaker_config *out,
 
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)obj, key, val)
-    {
+    json_object_foreach((json_t *)obj, key, val) {
         int known = strcmp(key, "failure_ratio") == 0;
         for (size_t i = 0; i < TG_ARRAY_LEN(ints); i++)
             known |= strcmp(key, ints[i].key) == 0;

@@ -104,13 +104,27 @@ tg_rc tg_buf_json_str(struct tg_buf *b, const char *s, size_t n)
     for (size_t i = 0; rc == TG_OK && i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': rc = tg_buf_append(b, "\\\"", 2); break;
-        case '\\': rc = tg_buf_append(b, "\\\\", 2); break;
-        case '\n': rc = tg_buf_append(b, "\\n", 2); break;
-        case '\r': rc = tg_buf_append(b, "\\r", 2); break;
-        case '\t': rc = tg_buf_append(b, "\\t", 2); break;
-        case '\b': rc = tg_buf_append(b, "\\b", 2); break;
-        case '\f': rc = tg_buf_append(b, "\\f", 2); break;
+        case '"':
+            rc = tg_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            rc = tg_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            rc = tg_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            rc = tg_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            rc = tg_buf_append(b, "\\t", 2);
+            break;
+        case '\b':
+            rc = tg_buf_append(b, "\\b", 2);
+            break;
+        case '\f':
+            rc = tg_buf_append(b, "\\f", 2);
+            break;
         default:
             if (c < 0x20) {
                 char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};

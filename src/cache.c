@@ -173,12 +173,12 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct tg_cache *c = ac->data;
     if (!c || c->ac != ac)
-        return; /* we dropped it ourselves */
+        return;   /* we dropped it ourselves */
     c->ac = NULL; /* hiredis frees it after this returns */
     c->pending = 0;
     if (!c->warned)
-        tg_log(TG_LOG_WARN, "redis (shard %u): disconnected%s%s; serving without cache", c->sh->index,
-               ac->errstr[0] ? ": " : "", ac->errstr);
+        tg_log(TG_LOG_WARN, "redis (shard %u): disconnected%s%s; serving without cache",
+               c->sh->index, ac->errstr[0] ? ": " : "", ac->errstr);
     c->warned = 1;
     schedule_reconnect(c);
 }
@@ -234,8 +234,8 @@ static void connect_now(struct tg_cache *c)
 {
     if (c->ac || !c->host)
         return;
-    redisAsyncContext *ac = c->unix_sock ? redisAsyncConnectUnix(c->host)
-                                         : redisAsyncConnect(c->host, (int)c->port);
+    redisAsyncContext *ac =
+        c->unix_sock ? redisAsyncConnectUnix(c->host) : redisAsyncConnect(c->host, (int)c->port);
     if (!ac) {
         schedule_reconnect(c);
         return;
@@ -323,7 +323,8 @@ static int same(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-void tg_cache_reconfigure(struct tg_cache *c, const struct tg_config *old, const struct tg_config *cfg)
+void tg_cache_reconfigure(struct tg_cache *c, const struct tg_config *old,
+                          const struct tg_config *cfg)
 {
     int moved = !same(old->redis_host, cfg->redis_host) || old->redis_port != cfg->redis_port ||
                 old->redis_db != cfg->redis_db || old->redis_unix != cfg->redis_unix ||
@@ -523,10 +524,12 @@ static void on_set_reply(redisAsyncContext *ac, void *r, void *priv)
         tg_log(TG_LOG_WARN, "redis (shard %u): store refused: %.200s", c->sh->index, reply->str);
 }
 
-void tg_cache_set(struct tg_cache *c, const char *key, const char *value, size_t len, unsigned ttl_s)
+void tg_cache_set(struct tg_cache *c, const char *key, const char *value, size_t len,
+                  unsigned ttl_s)
 {
     if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING ||
-        redisAsyncCommand(c->ac, on_set_reply, c, "SET %s %b EX %u", key, value, len, ttl_s) != REDIS_OK) {
+        redisAsyncCommand(c->ac, on_set_reply, c, "SET %s %b EX %u", key, value, len, ttl_s) !=
+            REDIS_OK) {
         if (c)
             tg_metrics_cache_store(c->sh->metrics, 0);
         return;
@@ -566,7 +569,8 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     tracked_answered(ac);
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
         flush_done(f, TG_ERR_UNAVAILABLE);
         return;
     }
@@ -602,7 +606,8 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
             tracked_sent(f->c);
         return;
     }
-    if (redisAsyncCommand(ac, on_scan, f, "SCAN %s MATCH %s COUNT 1000", cursor, f->pattern) != REDIS_OK)
+    if (redisAsyncCommand(ac, on_scan, f, "SCAN %s MATCH %s COUNT 1000", cursor, f->pattern) !=
+        REDIS_OK)
         flush_done(f, TG_ERR_UNAVAILABLE);
     else
         tracked_sent(f->c);
@@ -625,7 +630,8 @@ tg_rc tg_cache_flush(struct tg_cache *c, const char *ns, tg_cache_flush_cb cb, v
         return TG_ERR_NOMEM;
     }
     snprintf(f->pattern, n, "%s%s%s*", KEY_PREFIX, ns ? ns : "", ns ? ":" : "");
-    if (redisAsyncCommand(c->ac, on_scan, f, "SCAN 0 MATCH %s COUNT 1000", f->pattern) != REDIS_OK) {
+    if (redisAsyncCommand(c->ac, on_scan, f, "SCAN 0 MATCH %s COUNT 1000", f->pattern) !=
+        REDIS_OK) {
         free(f->pattern);
         free(f);
         return TG_ERR_UNAVAILABLE;

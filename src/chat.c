@@ -83,7 +83,7 @@ struct tg_chat {
     struct tg_model *ladder[MAX_LADDER];
     size_t n_ladder, pos;
     int skip_through_tier; /* after a bad answer: skip candidates at or below */
-    struct attempt *att; /* one per ladder candidate at most (build_ladder) */
+    struct attempt *att;   /* one per ladder candidate at most (build_ladder) */
     size_t n_att, att_cap;
     uint64_t retry_after_ms; /* smallest breaker wait seen */
     char retry_note[400];
@@ -179,7 +179,8 @@ static double overhead_ms(const struct tg_chat *ch)
 /* The header value units / 10^decimals printed with `decimals` digits, as
  * "%.Nf" would: printf's floating-point path is ~1.5k instructions a call,
  * a measurable share of a pass-through request. */
-static void add_header_fixed(struct tg_req *req, const char *name, uint64_t units, unsigned decimals)
+static void add_header_fixed(struct tg_req *req, const char *name, uint64_t units,
+                             unsigned decimals)
 {
     char v[48];
     char *p = v + sizeof(v);
@@ -221,7 +222,8 @@ static void add_answer_headers(struct tg_chat *ch)
      * hit, or a validated buffered answer) has its whole cost already. */
     if (!ch->live || !ch->committed) {
         double nusd = ch->cost_usd * 1e8; /* in 10^-8 USD, the header's precision */
-        add_header_fixed(req, "x-tiergate-cost-usd", nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
+        add_header_fixed(req, "x-tiergate-cost-usd",
+                         nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
         add_header_fixed(req, "x-tiergate-overhead-ms", overhead_us(ch), 3);
     }
 }
@@ -314,7 +316,8 @@ static int parse_body(struct tg_chat *ch, int for_route)
     if (len == 0)
         return bad(ch, NULL, "request body is empty: expected a JSON object");
     if (tg_json_depth(text, len, cfg->max_json_depth) < 0)
-        return bad(ch, NULL, "JSON nesting deeper than %d levels or unbalanced", cfg->max_json_depth);
+        return bad(ch, NULL, "JSON nesting deeper than %d levels or unbalanced",
+                   cfg->max_json_depth);
     json_error_t je;
     ch->json = tg_json_parse(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!ch->json)
@@ -323,12 +326,14 @@ static int parse_body(struct tg_chat *ch, int for_route)
     if (!json_is_object(ch->json))
         return bad(ch, NULL, "request body must be a JSON object");
     size_t count = 0;
-    if (tg_json_members(text, len, ch->mem_stack, MAX_MEMBERS_STACK, &count, cfg->max_json_depth + 1) != TG_OK)
+    if (tg_json_members(text, len, ch->mem_stack, MAX_MEMBERS_STACK, &count,
+                        cfg->max_json_depth + 1) != TG_OK)
         return bad(ch, NULL, "request body must be a JSON object");
     ch->mem = ch->mem_stack;
     if (count > MAX_MEMBERS_STACK) {
         ch->mem = calloc(count, sizeof(*ch->mem));
-        if (!ch->mem || tg_json_members(text, len, ch->mem, count, &count, cfg->max_json_depth + 1) != TG_OK)
+        if (!ch->mem ||
+            tg_json_members(text, len, ch->mem, count, &count, cfg->max_json_depth + 1) != TG_OK)
             return bad(ch, NULL, "request body could not be scanned");
     }
     ch->n_mem = count;
@@ -374,7 +379,8 @@ static int parse_body(struct tg_chat *ch, int for_route)
         ch->temperature = json_number_value(t);
     }
     json_t *n = json_object_get(ch->json, "n");
-    if (n && !json_is_null(n) && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 128))
+    if (n && !json_is_null(n) &&
+        (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 128))
         return bad(ch, "n", "n must be an integer between 1 and 128");
     return 0;
 }
@@ -405,7 +411,8 @@ static int resolve(struct tg_chat *ch)
         ch->pinned = tg_config_model(cfg, name);
         if (!ch->pinned) {
             char msg[200];
-            snprintf(msg, sizeof(msg), "The model `%.100s` does not exist or you do not have access to it.", name);
+            snprintf(msg, sizeof(msg),
+                     "The model `%.100s` does not exist or you do not have access to it.", name);
             ch->status = 404;
             tg_req_respond_error(req, TG_ERR_MODEL_NOT_FOUND, msg, "model", "model_not_found");
             finish(ch);
@@ -525,8 +532,9 @@ static void on_cache_reply(void *ud, enum tg_cache_result r, const char *value, 
         int lead = tg_flight_join(ch->key.data, req->shard->loop, on_flight, ch, &ch->wait);
         if (lead == 0) {
             ch->wait_start_us = tg_now_us();
-            if (tg_timer_start(req->shard->loop, &ch->wait_timer, req->cfg->cache_single_flight_wait_ms,
-                               on_wait_timeout, ch) != TG_OK) {
+            if (tg_timer_start(req->shard->loop, &ch->wait_timer,
+                               req->cfg->cache_single_flight_wait_ms, on_wait_timeout,
+                               ch) != TG_OK) {
                 tg_flight_cancel(ch->wait);
                 ch->wait = NULL;
             } else {
@@ -751,7 +759,8 @@ static void start_call(struct tg_chat *ch, struct tg_model *m, struct attempt *a
     tg_sse_stream_free(ch->sse);
     ch->sse = NULL;
     tg_rc rc = build_upstream_body(ch, m);
-    if (rc == TG_OK && ch->stream && !(ch->sse = tg_sse_stream_new(0, req->cfg->max_upstream_response_bytes)))
+    if (rc == TG_OK && ch->stream &&
+        !(ch->sse = tg_sse_stream_new(0, req->cfg->max_upstream_response_bytes)))
         rc = TG_ERR_NOMEM;
     struct tg_call_opts opts = {
         .model = m,
@@ -786,7 +795,8 @@ static void next_attempt(struct tg_chat *ch)
         if (!m->api_key && m->api_key_env) {
             a->outcome = TG_OUT_NO_KEY;
             a->reason = TG_RSN_NO_KEY;
-            snprintf(a->detail, sizeof(a->detail), "environment variable %s is not set", m->api_key_env);
+            snprintf(a->detail, sizeof(a->detail), "environment variable %s is not set",
+                     m->api_key_env);
             count_move(ch, m->tier, TG_RSN_NO_KEY);
             continue;
         }
@@ -924,8 +934,9 @@ static int is_context_error(const char *body, size_t len)
     json_t *err = json_object_get(j, "error");
     const char *code = json_string_value(json_object_get(err, "code"));
     const char *msg = json_string_value(json_object_get(err, "message"));
-    int yes = (code && strcmp(code, "context_length_exceeded") == 0) ||
-              (msg && (strcasestr(msg, "maximum context length") || strcasestr(msg, "context window")));
+    int yes =
+        (code && strcmp(code, "context_length_exceeded") == 0) ||
+        (msg && (strcasestr(msg, "maximum context length") || strcasestr(msg, "context window")));
     json_decref(j);
     return yes;
 }
@@ -949,7 +960,8 @@ static void record_usage(struct tg_chat *ch, struct attempt *a, const json_t *co
     a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
     ch->cost_usd += a->cost_usd;
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    tg_metrics_tokens(mx, a->model->metrics_idx, (uint64_t)a->prompt_tokens, (uint64_t)a->completion_tokens);
+    tg_metrics_tokens(mx, a->model->metrics_idx, (uint64_t)a->prompt_tokens,
+                      (uint64_t)a->completion_tokens);
     tg_metrics_cost(mx, a->model->metrics_idx, a->cost_usd);
 }
 
@@ -986,7 +998,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     if (rc != TG_OK || (ch->sse_body && !tg_sse_stream_done(ch->sse))) {
         /* Transport failure, timeout, or a stream that never reached [DONE]. */
         a->outcome = rc == TG_ERR_TIMEOUT ? TG_OUT_TIMEOUT : TG_OUT_TRANSPORT;
-        snprintf(a->detail, sizeof(a->detail), "%s", rc != TG_OK ? tg_call_error(call) : "stream ended early");
+        snprintf(a->detail, sizeof(a->detail), "%s",
+                 rc != TG_OK ? tg_call_error(call) : "stream ended early");
         if (rc == TG_OK && ch->sse_body && tg_sse_stream_error(ch->sse)) {
             a->outcome = TG_OUT_HTTP_5XX;
             snprintf(a->detail, sizeof(a->detail), "error event in stream");
@@ -1030,7 +1043,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
             struct tg_buf *b = &ch->resp;
             tg_req_respond(req, 429, "application/json", tg_buf_head(b), tg_buf_unread(b));
             if (retry_after)
-                add_headerf(req, "retry-after", "%llu", (unsigned long long)((retry_after + 999) / 1000));
+                add_headerf(req, "retry-after", "%llu",
+                            (unsigned long long)((retry_after + 999) / 1000));
             ch->answered = m;
             add_answer_headers(ch);
             finish(ch);
@@ -1082,7 +1096,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         v.ok = 0;
         v.reason = "malformed";
         snprintf(v.detail, sizeof(v.detail), "the answer was not a JSON object");
-    } else if (tg_validate_completion(&cfg->validate, ch->json, completion, ch->final, &v) != TG_OK) {
+    } else if (tg_validate_completion(&cfg->validate, ch->json, completion, ch->final, &v) !=
+               TG_OK) {
         json_decref(completion);
         tg_breaker_record(m->breaker, now_ms, 1, ch->probe, 0);
         fail_request(ch, TG_ERR_NOMEM, "out of memory while validating", NULL);
@@ -1166,10 +1181,12 @@ static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *c
     if (rc == TG_OK)
         rc = tg_buf_json_str(&e, m->id, strlen(m->id));
     if (rc == TG_OK)
-        rc = tg_buf_printf(&e, ",\"tier\":\"%s\",\"created\":%.3f,\"cost_usd\":%.8f,\"prompt_tokens\":%ld,"
-                               "\"completion_tokens\":%ld,\"completion\":",
-                           tg_tier_name(m->tier), tg_wall_time(), ch->cost_usd, a->prompt_tokens,
-                           a->completion_tokens);
+        rc = tg_buf_printf(
+            &e,
+            ",\"tier\":\"%s\",\"created\":%.3f,\"cost_usd\":%.8f,\"prompt_tokens\":%ld,"
+            "\"completion_tokens\":%ld,\"completion\":",
+            tg_tier_name(m->tier), tg_wall_time(), ch->cost_usd, a->prompt_tokens,
+            a->completion_tokens);
     if (rc == TG_OK && !ch->want_logprobs && !ch->sse_body) {
         rc = tg_buf_append(&e, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     } else if (rc == TG_OK) {
@@ -1199,7 +1216,8 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
     if (ch->stream) {
         struct tg_buf b;
         tg_buf_init(&b, 0);
-        json_t *parsed = completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
+        json_t *parsed =
+            completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
         tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->client_usage, 24, &b) : TG_ERR_INVALID;
         json_decref(parsed);
         if (rc == TG_OK && start_client_stream(ch) == 0) {
@@ -1244,8 +1262,10 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
     } else {
         tg_req_respond_error(req, rc, msg, NULL, code);
         if (rc == TG_ERR_UNAVAILABLE)
-            add_headerf(req, "retry-after", "%llu",
-                        (unsigned long long)((ch->retry_after_ms ? ch->retry_after_ms : 1000) + 999) / 1000);
+            add_headerf(
+                req, "retry-after", "%llu",
+                (unsigned long long)((ch->retry_after_ms ? ch->retry_after_ms : 1000) + 999) /
+                    1000);
         add_answer_headers(ch);
     }
     finish(ch);
@@ -1358,8 +1378,8 @@ static void decision_line(struct tg_chat *ch, double total_ms)
         tg_buf_json_str(&b, requested, strlen(requested));
     else
         tg_buf_puts(&b, "null");
-    tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", ch->stream ? "true" : "false",
-                  ch->status, tg_cache_status_name(ch->cache));
+    tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"",
+                  ch->stream ? "true" : "false", ch->status, tg_cache_status_name(ch->cache));
     if (ch->routed && ch->n_ladder) {
         tg_buf_puts(&b, ",\"route\":");
         tg_router_route_json(&ch->route, &b);
@@ -1378,8 +1398,9 @@ static void decision_line(struct tg_chat *ch, double total_ms)
             tg_buf_printf(&b, "\"%s\"", tg_reason_name((enum tg_reason)a->reason));
         else
             tg_buf_puts(&b, "null");
-        tg_buf_printf(&b, ",\"status\":%ld,\"latency_ms\":%.3f,\"prompt_tokens\":%ld,"
-                          "\"completion_tokens\":%ld,\"cost_usd\":%.8f,\"detail\":",
+        tg_buf_printf(&b,
+                      ",\"status\":%ld,\"latency_ms\":%.3f,\"prompt_tokens\":%ld,"
+                      "\"completion_tokens\":%ld,\"cost_usd\":%.8f,\"detail\":",
                       a->status, (double)a->latency_us / 1000.0, a->prompt_tokens,
                       a->completion_tokens, a->cost_usd);
         tg_buf_json_str(&b, a->detail, strlen(a->detail));
@@ -1395,8 +1416,9 @@ static void decision_line(struct tg_chat *ch, double total_ms)
         tg_buf_printf(&b, "\"%s\"", tg_tier_name(ch->answered->tier));
     else
         tg_buf_puts(&b, "null");
-    tg_buf_printf(&b, ",\"escalations\":%u,\"cost_usd\":%.8f,\"baseline_usd\":%.8f,"
-                      "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
+    tg_buf_printf(&b,
+                  ",\"escalations\":%u,\"cost_usd\":%.8f,\"baseline_usd\":%.8f,"
+                  "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
                   ch->escalations, ch->cost_usd, ch->baseline_usd, ch->baseline_usd - ch->cost_usd,
                   total_ms, overhead_ms(ch));
     if (cfg->log_prompts && ch->json) {

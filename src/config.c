@@ -64,7 +64,8 @@ static int fail_module(struct ctx *c, const struct tg_cfg_error *e)
 
 /* --- typed getters ------------------------------------------------------ */
 
-static int check_keys(struct ctx *c, const json_t *obj, const char *path, const char *const *allowed)
+static int check_keys(struct ctx *c, const json_t *obj, const char *path,
+                      const char *const *allowed)
 {
     const char *k;
     json_t *v;
@@ -292,8 +293,9 @@ static int parse_redis_url(struct ctx *c, struct tg_config *cfg, const char *pat
 }
 
 static const char *const top_keys[] = {
-    "listen", "shards", "drain_timeout_s", "log", "limits", "redis", "cache", "models", "tiers",
-    "router", "validation", "cascade", "breaker", "auth", "metrics", "aliases", NULL};
+    "listen",  "shards", "drain_timeout_s", "log",     "limits",     "redis",
+    "cache",   "models", "tiers",           "router",  "validation", "cascade",
+    "breaker", "auth",   "metrics",         "aliases", NULL};
 
 static int parse_log(struct ctx *c, struct tg_config *cfg, const json_t *root)
 {
@@ -324,8 +326,9 @@ static int parse_limits(struct ctx *c, struct tg_config *cfg, const json_t *root
 {
     json_t *o;
     static const char *const keys[] = {
-        "max_body_bytes", "max_header_bytes", "max_connections", "connection_timeout_s",
-        "conn_memory_kb", "max_upstream_response_bytes", "max_json_depth", "max_messages", NULL};
+        "max_body_bytes",       "max_header_bytes", "max_connections",
+        "connection_timeout_s", "conn_memory_kb",   "max_upstream_response_bytes",
+        "max_json_depth",       "max_messages",     NULL};
     if (get_obj(c, root, "", "limits", &o) != 0 || !o)
         return c->failed ? -1 : 0;
     if (check_keys(c, o, "limits", keys) != 0)
@@ -347,13 +350,18 @@ static int parse_limits(struct ctx *c, struct tg_config *cfg, const json_t *root
 static int parse_redis(struct ctx *c, struct tg_config *cfg, const json_t *root)
 {
     json_t *o;
-    static const char *const keys[] = {"url", "lookup_timeout_ms", "store_timeout_ms",
-                                       "connect_timeout_ms", "reconnect_min_ms",
-                                       "reconnect_max_ms", NULL};
+    static const char *const keys[] = {"url",
+                                       "lookup_timeout_ms",
+                                       "store_timeout_ms",
+                                       "connect_timeout_ms",
+                                       "reconnect_min_ms",
+                                       "reconnect_max_ms",
+                                       NULL};
     if (get_obj(c, root, "", "redis", &o) != 0)
         return -1;
     if (o) {
-        if (check_keys(c, o, "redis", keys) != 0 || get_str(c, o, "redis", "url", 0, &cfg->redis_url) != 0)
+        if (check_keys(c, o, "redis", keys) != 0 ||
+            get_str(c, o, "redis", "url", 0, &cfg->redis_url) != 0)
             return -1;
         GET_U(c, o, "redis", "lookup_timeout_ms", 1, 60000, cfg->redis_lookup_timeout_ms);
         GET_U(c, o, "redis", "store_timeout_ms", 1, 60000, cfg->redis_store_timeout_ms);
@@ -375,12 +383,19 @@ static int parse_redis(struct ctx *c, struct tg_config *cfg, const json_t *root)
 static int parse_cache(struct ctx *c, struct tg_config *cfg, const json_t *root)
 {
     json_t *o;
-    static const char *const keys[] = {"enabled", "ttl_s", "max_ttl_s", "max_temperature",
-                                       "max_entry_bytes", "scope", "single_flight",
-                                       "single_flight_wait_ms", NULL};
+    static const char *const keys[] = {"enabled",
+                                       "ttl_s",
+                                       "max_ttl_s",
+                                       "max_temperature",
+                                       "max_entry_bytes",
+                                       "scope",
+                                       "single_flight",
+                                       "single_flight_wait_ms",
+                                       NULL};
     if (get_obj(c, root, "", "cache", &o) != 0 || !o)
         return c->failed ? -1 : 0;
-    if (check_keys(c, o, "cache", keys) != 0 || get_bool(c, o, "cache", "enabled", &cfg->cache_enabled) != 0 ||
+    if (check_keys(c, o, "cache", keys) != 0 ||
+        get_bool(c, o, "cache", "enabled", &cfg->cache_enabled) != 0 ||
         get_num(c, o, "cache", "max_temperature", 0, 2, &cfg->cache_max_temperature) != 0 ||
         get_bool(c, o, "cache", "single_flight", &cfg->cache_single_flight) != 0)
         return -1;
@@ -410,10 +425,17 @@ static int reserved_model_id(const char *id)
 
 static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const json_t *o)
 {
-    static const char *const keys[] = {
-        "base_url", "upstream_model", "api_key_env", "input_per_mtok", "output_per_mtok",
-        "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "total_timeout_ms",
-        "headers", NULL};
+    static const char *const keys[] = {"base_url",
+                                       "upstream_model",
+                                       "api_key_env",
+                                       "input_per_mtok",
+                                       "output_per_mtok",
+                                       "connect_timeout_ms",
+                                       "first_byte_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "total_timeout_ms",
+                                       "headers",
+                                       NULL};
     char path[256];
     snprintf(path, sizeof(path), "models.%s", id);
     if (!json_is_object(o))
@@ -542,9 +564,11 @@ static int parse_tiers(struct ctx *c, struct tg_config *cfg, const json_t *root)
         json_array_foreach(list, i, e) {
             char p2[96];
             snprintf(p2, sizeof(p2), "%s.%zu", path, i);
-            struct tg_model *m = json_is_string(e) ? tg_config_model(cfg, json_string_value(e)) : NULL;
+            struct tg_model *m =
+                json_is_string(e) ? tg_config_model(cfg, json_string_value(e)) : NULL;
             if (!m)
-                return fail(c, p2, "no model \"%s\" in models", json_is_string(e) ? json_string_value(e) : "?");
+                return fail(c, p2, "no model \"%s\" in models",
+                            json_is_string(e) ? json_string_value(e) : "?");
             for (size_t j = 0; j < cfg->tiers[t].n; j++)
                 if (cfg->tiers[t].idx[j] == m->index)
                     return fail(c, p2, "model \"%s\" listed twice", m->id);
@@ -608,7 +632,8 @@ static int parse_metrics(struct ctx *c, struct tg_config *cfg, const json_t *roo
     if (get_obj(c, root, "", "metrics", &o) != 0 || !o)
         return c->failed ? -1 : 0;
     char *id = NULL;
-    if (check_keys(c, o, "metrics", keys) != 0 || get_str(c, o, "metrics", "baseline_model", 0, &id) != 0)
+    if (check_keys(c, o, "metrics", keys) != 0 ||
+        get_str(c, o, "metrics", "baseline_model", 0, &id) != 0)
         return -1;
     if (id) {
         struct tg_model *m = tg_config_model(cfg, id);
@@ -664,15 +689,16 @@ static int add_key(struct ctx *c, struct tg_config *cfg, const char *path, const
 static int parse_auth(struct ctx *c, struct tg_config *cfg, const json_t *root)
 {
     json_t *o;
-    static const char *const keys[] = {"keys", "keys_env", "admin_key_env", "rpm", "usd_per_day",
-                                       NULL};
+    static const char *const keys[] = {"keys", "keys_env",    "admin_key_env",
+                                       "rpm",  "usd_per_day", NULL};
     unsigned long long def_rpm = 0;
     double def_usd = 0;
     char *keys_env = NULL;
     if (get_obj(c, root, "", "auth", &o) != 0)
         return -1;
     if (o) {
-        if (check_keys(c, o, "auth", keys) != 0 || get_str(c, o, "auth", "keys_env", 0, &keys_env) != 0 ||
+        if (check_keys(c, o, "auth", keys) != 0 ||
+            get_str(c, o, "auth", "keys_env", 0, &keys_env) != 0 ||
             get_str(c, o, "auth", "admin_key_env", 0, &cfg->admin_key_env) != 0 ||
             get_uint(c, o, "auth", "rpm", 0, 10000000, &def_rpm) != 0 ||
             get_num(c, o, "auth", "usd_per_day", 0, 1e9, &def_usd) != 0) {
@@ -696,7 +722,8 @@ static int parse_auth(struct ctx *c, struct tg_config *cfg, const json_t *root)
                 hex = json_string_value(e);
             } else if (json_is_object(e)) {
                 static const char *const kk[] = {"name", "sha256", "rpm", "usd_per_day", NULL};
-                if (check_keys(c, e, p, kk) != 0 || get_uint(c, e, p, "rpm", 0, 10000000, &rpm) != 0 ||
+                if (check_keys(c, e, p, kk) != 0 ||
+                    get_uint(c, e, p, "rpm", 0, 10000000, &rpm) != 0 ||
                     get_num(c, e, p, "usd_per_day", 0, 1e9, &usd) != 0) {
                     free(keys_env);
                     return -1;
@@ -709,7 +736,8 @@ static int parse_auth(struct ctx *c, struct tg_config *cfg, const json_t *root)
             unsigned char d[32];
             if (!hex || hex_to_bin(hex, d, 32) != 0) {
                 free(keys_env);
-                return fail(c, p, "expected \"sha256:<64 hex>\" (the SHA-256 of the key, never the key)");
+                return fail(c, p,
+                            "expected \"sha256:<64 hex>\" (the SHA-256 of the key, never the key)");
             }
             char defname[32];
             snprintf(defname, sizeof(defname), "key%zu", i);
@@ -868,7 +896,8 @@ static int build(struct ctx *c, struct tg_config *cfg, json_t *root)
     if (env && *env) {
         int l = tg_log_level_parse(env);
         if (l < 0)
-            return fail(c, "log.level", "TIERGATE_LOG_LEVEL must be debug, info, warn, error or off");
+            return fail(c, "log.level",
+                        "TIERGATE_LOG_LEVEL must be debug, info, warn, error or off");
         cfg->log_level = l;
     }
     if (!cfg->decision_log && set_str(c, &cfg->decision_log, "stderr") != 0)
@@ -876,8 +905,8 @@ static int build(struct ctx *c, struct tg_config *cfg, json_t *root)
     if (parse_limits(c, cfg, root) != 0 || parse_redis(c, cfg, root) != 0 ||
         parse_cache(c, cfg, root) != 0 || parse_models(c, cfg, root) != 0 ||
         parse_tiers(c, cfg, root) != 0 || parse_aliases(c, cfg, root) != 0 ||
-        parse_cascade(c, cfg, root) != 0 ||
-        parse_metrics(c, cfg, root) != 0 || parse_auth(c, cfg, root) != 0)
+        parse_cascade(c, cfg, root) != 0 || parse_metrics(c, cfg, root) != 0 ||
+        parse_auth(c, cfg, root) != 0)
         return -1;
     json_t *o;
     if (get_obj(c, root, "", "router", &o) != 0)

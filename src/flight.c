@@ -25,7 +25,7 @@ struct tg_flight_wait {
     struct tg_loop *loop;
     tg_flight_cb cb;
     void *ud;
-    struct flight *f;      /* NULL once the leader finished (delivery posted) */
+    struct flight *f; /* NULL once the leader finished (delivery posted) */
     struct tg_flight_wait *next;
     int cancelled;
     char *value;

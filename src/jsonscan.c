@@ -14,7 +14,7 @@ struct scan {
     int depth, max_depth;
     int line;
     /* path lookup */
-    const char *want;  /* remaining path to match, NULL when not looking */
+    const char *want; /* remaining path to match, NULL when not looking */
     int found_line;
 };
 
@@ -251,14 +251,30 @@ int tg_json_key_eq(const char *raw, size_t len, const char *s)
         char e = raw[i + 1];
         char dec;
         switch (e) {
-        case '"': dec = '"'; break;
-        case '\\': dec = '\\'; break;
-        case '/': dec = '/'; break;
-        case 'b': dec = '\b'; break;
-        case 'f': dec = '\f'; break;
-        case 'n': dec = '\n'; break;
-        case 'r': dec = '\r'; break;
-        case 't': dec = '\t'; break;
+        case '"':
+            dec = '"';
+            break;
+        case '\\':
+            dec = '\\';
+            break;
+        case '/':
+            dec = '/';
+            break;
+        case 'b':
+            dec = '\b';
+            break;
+        case 'f':
+            dec = '\f';
+            break;
+        case 'n':
+            dec = '\n';
+            break;
+        case 'r':
+            dec = '\r';
+            break;
+        case 't':
+            dec = '\t';
+            break;
         case 'u': {
             if (i + 6 > len)
                 return 0;

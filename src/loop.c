@@ -205,7 +205,8 @@ tg_rc tg_timer_start_us(struct tg_loop *loop, struct tg_timer *t, uint64_t us, t
     return TG_OK;
 }
 
-tg_rc tg_timer_start(struct tg_loop *loop, struct tg_timer *t, uint64_t ms, tg_timer_cb cb, void *ud)
+tg_rc tg_timer_start(struct tg_loop *loop, struct tg_timer *t, uint64_t ms, tg_timer_cb cb,
+                     void *ud)
 {
     return tg_timer_start_us(loop, t, ms * 1000u, cb, ud);
 }

@@ -112,8 +112,8 @@ static int id_ok(const char *s)
     size_t n = 0;
     for (; s[n]; n++) {
         char c = s[n];
-        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '-' || c == '_' || c == '.' || c == ':'))
+        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':'))
             return 0;
     }
     return n > 0;
@@ -237,8 +237,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (!c || !ci)
             return; /* no hang-up watch: MHD still sees errors when it writes */
         c->shard = sh;
-        if (tg_loop_io_set(sh->loop, &c->io, ci->connect_fd, EPOLLRDHUP | EPOLLET, on_client_hup, c) !=
-            TG_OK) {
+        if (tg_loop_io_set(sh->loop, &c->io, ci->connect_fd, EPOLLRDHUP | EPOLLET, on_client_hup,
+                           c) != TG_OK) {
             free(c);
             return;
         }
@@ -305,8 +305,10 @@ tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, co
         r = tg_req_respond(req, tg_error_status(rc), "application/json", b.data, b.len);
     tg_buf_free(&b);
     if (r == TG_OK && rc == TG_ERR_METHOD)
-        tg_req_add_header(req, "allow", req->ep == TG_EP_CHAT || req->ep == TG_EP_ROUTE ? "POST"
-                                        : req->ep == TG_EP_ADMIN_CACHE ? "DELETE" : "GET, HEAD");
+        tg_req_add_header(req, "allow",
+                          req->ep == TG_EP_CHAT || req->ep == TG_EP_ROUTE ? "POST"
+                          : req->ep == TG_EP_ADMIN_CACHE                  ? "DELETE"
+                                                                          : "GET, HEAD");
     if (r == TG_OK && rc == TG_ERR_UNAUTHORIZED)
         tg_req_add_header(req, "www-authenticate", "Bearer");
     return r;
@@ -316,8 +318,8 @@ tg_rc tg_req_stream_start(struct tg_req *req)
 {
     if (req->response || req->closed)
         return TG_ERR_INTERNAL;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, TG_STREAM_BLOCK, stream_reader, req, NULL);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, TG_STREAM_BLOCK,
+                                                               stream_reader, req, NULL);
     if (!r)
         return TG_ERR_NOMEM;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
@@ -474,8 +476,8 @@ static int authorize(struct tg_req *req)
     case TG_EP_ADMIN_BREAKERS:
         if (!cfg->admin_set) {
             tg_req_respond_error(req, TG_ERR_FORBIDDEN,
-                                 "admin endpoints are disabled: set the admin key variable",
-                                 NULL, "admin_disabled");
+                                 "admin endpoints are disabled: set the admin key variable", NULL,
+                                 "admin_disabled");
             return -1;
         }
         if (!tok || !tg_config_admin_match(cfg, tok, len)) {
@@ -502,13 +504,15 @@ static int authorize(struct tg_req *req)
             if (lim != TG_LIMIT_NONE) {
                 char msg[160], ra[24];
                 if (lim == TG_LIMIT_RATE)
-                    snprintf(msg, sizeof(msg), "rate limit of %u requests per minute reached for key %.40s",
+                    snprintf(msg, sizeof(msg),
+                             "rate limit of %u requests per minute reached for key %.40s",
                              req->key->rpm, req->key->name);
                 else
                     snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
                              req->key->usd_per_day, req->key->name);
                 tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
-                                     lim == TG_LIMIT_RATE ? "rate_limit_exceeded" : "spend_limit_exceeded");
+                                     lim == TG_LIMIT_RATE ? "rate_limit_exceeded"
+                                                          : "spend_limit_exceeded");
                 snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
                 tg_req_add_header(req, "retry-after", ra);
                 return -1;
@@ -868,7 +872,8 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
     }
     sh->listen_fd = -1; /* MHD owns and closes it from here (or hands it back on quiesce) */
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(sh->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!di || tg_loop_io_set(sh->loop, &sh->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_ready, sh) != TG_OK) {
+    if (!di ||
+        tg_loop_io_set(sh->loop, &sh->mhd_io, di->epoll_fd, EPOLLIN, on_mhd_ready, sh) != TG_OK) {
         snprintf(err, errlen, "cannot watch the HTTP server's epoll fd");
         return TG_ERR_IO;
     }
@@ -1024,7 +1029,8 @@ void tg_server_stop(unsigned drain_timeout_s)
     while ((left = inflight_total()) > 0 && tg_now_ms() < deadline)
         usleep(20000);
     if (left)
-        tg_log(TG_LOG_WARN, "drain deadline reached with %zu requests in flight: closing them", left);
+        tg_log(TG_LOG_WARN, "drain deadline reached with %zu requests in flight: closing them",
+               left);
     for (unsigned i = 0; i < srv.n; i++)
         tg_loop_post(srv.shards[i].loop, on_stop, &srv.shards[i]);
     for (unsigned i = 0; i < srv.n; i++)

@@ -13,11 +13,11 @@
 #include "tiergate/common.h"
 
 struct tg_buf {
-    char *data;   /* owned; NUL-terminated after any successful append */
-    size_t len;   /* bytes in use, excluding the terminator */
-    size_t cap;   /* bytes allocated */
-    size_t max;   /* hard cap on len; 0 means SIZE_MAX */
-    size_t off;   /* bytes already consumed from the front (queue use) */
+    char *data; /* owned; NUL-terminated after any successful append */
+    size_t len; /* bytes in use, excluding the terminator */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard cap on len; 0 means SIZE_MAX */
+    size_t off; /* bytes already consumed from the front (queue use) */
 };
 
 void tg_buf_init(struct tg_buf *b, size_t max);
@@ -29,8 +29,7 @@ tg_rc tg_buf_reserve(struct tg_buf *b, size_t extra);
 tg_rc tg_buf_append(struct tg_buf *b, const void *p, size_t n);
 tg_rc tg_buf_puts(struct tg_buf *b, const char *s);
 tg_rc tg_buf_putc(struct tg_buf *b, char c);
-tg_rc tg_buf_printf(struct tg_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+tg_rc tg_buf_printf(struct tg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 tg_rc tg_buf_vprintf(struct tg_buf *b, const char *fmt, va_list ap);
 /* Appends `s` (n bytes, UTF-8) as a quoted JSON string with RFC 8259 escapes. */
 tg_rc tg_buf_json_str(struct tg_buf *b, const char *s, size_t n);

@@ -29,7 +29,7 @@
  * (model as requested, alias included; messages; temperature; top_p;
  * max_tokens; tools; tool_choice; response_format; seed; stop; n; logprobs...).
  * The list is matched at the top level only: a "user" inside messages counts. */
-#define TG_CACHEKEY_EXCLUDED_FIELDS                                                                 \
+#define TG_CACHEKEY_EXCLUDED_FIELDS                                                                \
     "stream", "stream_options", "user", "safety_identifier", "prompt_cache_key", "metadata", "store"
 
 /* Canonical form, so equal requests hash equal however the client wrote them:

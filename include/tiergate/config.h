@@ -28,14 +28,14 @@ struct tg_model {
     char *url;            /* base_url + "/chat/completions" */
     char *upstream_model; /* the name the provider knows it by */
     char *api_key_env;
-    char *api_key;        /* from the environment at load; NULL when unset */
+    char *api_key; /* from the environment at load; NULL when unset */
     double input_per_mtok, output_per_mtok;
     unsigned connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
     struct tg_header_kv *headers;
     size_t n_headers;
-    int tier;             /* lowest tier listing it, -1 when none */
-    size_t index;         /* position in cfg->models */
-    unsigned metrics_idx; /* stable across reloads (tg_metrics_model_index) */
+    int tier;                   /* lowest tier listing it, -1 when none */
+    size_t index;               /* position in cfg->models */
+    unsigned metrics_idx;       /* stable across reloads (tg_metrics_model_index) */
     struct tg_breaker *breaker; /* borrowed from the process-wide registry */
     void *upstream_headers;     /* curl_slist built by tg_upstream_model_prepare */
     void *upstream_url;         /* CURLU parsed from url by tg_upstream_model_prepare */
@@ -44,8 +44,8 @@ struct tg_model {
 struct tg_gateway_key {
     char *name;
     unsigned char sha256[32];
-    unsigned rpm;            /* requests per minute, 0 = unlimited */
-    double usd_per_day;      /* spend limit, 0 = unlimited */
+    unsigned rpm;       /* requests per minute, 0 = unlimited */
+    double usd_per_day; /* spend limit, 0 = unlimited */
 };
 
 struct tg_config {

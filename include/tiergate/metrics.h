@@ -31,9 +31,9 @@ const char *tg_cache_status_name(enum tg_cache_status s);
 
 /* Outcome of one upstream attempt (metric label and decision log). */
 enum tg_outcome {
-    TG_OUT_OK = 0,       /* 2xx and valid */
-    TG_OUT_INVALID,      /* 2xx that failed validation */
-    TG_OUT_HTTP_4XX,     /* client error, passed back */
+    TG_OUT_OK = 0,   /* 2xx and valid */
+    TG_OUT_INVALID,  /* 2xx that failed validation */
+    TG_OUT_HTTP_4XX, /* client error, passed back */
     TG_OUT_HTTP_429,
     TG_OUT_HTTP_5XX,
     TG_OUT_TIMEOUT,

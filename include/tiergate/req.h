@@ -36,9 +36,9 @@ struct tg_metrics_shard;
 struct tg_conn {
     struct tg_io io;
     struct tg_shard *shard;
-    struct tg_req *req;          /* the request in progress, or NULL */
-    int hup;                     /* the peer shut its side down */
-    struct tg_timer recv_timer;  /* armed while a request is being received */
+    struct tg_req *req;         /* the request in progress, or NULL */
+    int hup;                    /* the peer shut its side down */
+    struct tg_timer recv_timer; /* armed while a request is being received */
 };
 
 enum tg_endpoint {
@@ -59,12 +59,12 @@ struct tg_shard {
     struct MHD_Daemon *mhd;
     int listen_fd;
     struct tg_io mhd_io;
-    int mhd_dirty;            /* MHD has work: run it at the end of the iteration */
-    uint64_t mhd_due_us;      /* MHD's own next timeout */
+    int mhd_dirty;       /* MHD has work: run it at the end of the iteration */
+    uint64_t mhd_due_us; /* MHD's own next timeout */
     struct tg_upstream *up;
     struct tg_cache *cache;
     struct tg_metrics_shard *metrics;
-    struct tg_config *cfg;    /* this shard's current snapshot */
+    struct tg_config *cfg; /* this shard's current snapshot */
     unsigned cfg_gen;
     size_t inflight;          /* requests between first byte and completion */
     struct tg_req *suspended; /* list of suspended requests (resume-all at stop) */
@@ -88,10 +88,10 @@ struct tg_req {
     enum tg_req_state state;
     char id[72];
     char method[12];
-    char path[128];       /* the URL path (truncated), for sub-resources */
+    char path[128]; /* the URL path (truncated), for sub-resources */
     uint64_t start_us;
     int refs;
-    int closed;           /* MHD reported completion: no more client I/O */
+    int closed; /* MHD reported completion: no more client I/O */
     int suspended;
     int resuming;
     struct tg_req *susp_prev, *susp_next;
@@ -109,13 +109,13 @@ struct tg_req {
     /* Response. */
     unsigned status;
     struct MHD_Response *response;
-    struct tg_buf out;     /* streaming: bytes waiting for MHD */
-    int stream_done;       /* no more bytes will be added */
-    int stream_broken;     /* end the response with an error (close) */
-    void (*on_drain)(struct tg_req *req); /* out fell below the low-water mark */
+    struct tg_buf out;                     /* streaming: bytes waiting for MHD */
+    int stream_done;                       /* no more bytes will be added */
+    int stream_broken;                     /* end the response with an error (close) */
+    void (*on_drain)(struct tg_req *req);  /* out fell below the low-water mark */
     void (*on_cancel)(struct tg_req *req); /* client went away / completion */
     void (*on_free)(struct tg_req *req);
-    struct tg_chat *chat;  /* the chat pipeline's state, when ep == TG_EP_CHAT */
+    struct tg_chat *chat; /* the chat pipeline's state, when ep == TG_EP_CHAT */
 };
 
 /* MHD's buffer per streaming response: SSE events are small, and thousands

@@ -44,9 +44,9 @@ struct tg_call_opts {
     const struct tg_model *model; /* borrowed: url, key, headers, timeouts */
     const char *body;             /* borrowed: must outlive the call */
     size_t body_len;
-    int stream;                   /* ask for text/event-stream */
-    size_t max_response;          /* cap on a buffered body */
-    const char *request_id;       /* sent as x-request-id; borrowed */
+    int stream;             /* ask for text/event-stream */
+    size_t max_response;    /* cap on a buffered body */
+    const char *request_id; /* sent as x-request-id; borrowed */
 };
 
 /* Builds the model's constant request headers (content type, key, extra

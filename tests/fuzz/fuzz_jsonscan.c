@@ -21,8 +21,7 @@ static int depth_of(const json_t *j)
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v)
-        {
+        json_object_foreach((json_t *)j, k, v) {
             int c = depth_of(v);
             d = c > d ? c : d;
         }
@@ -31,8 +30,7 @@ static int depth_of(const json_t *j)
     if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v)
-        {
+        json_array_foreach(j, i, v) {
             int c = depth_of(v);
             d = c > d ? c : d;
         }
@@ -108,8 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *k;
         json_t *v;
         size_t i = 0;
-        json_object_foreach(j, k, v)
-        {
+        json_object_foreach(j, k, v) {
             const struct tg_json_member *mm = &mem[i++];
             int ascii = 1;
             for (const char *q = k; *q; q++)

@@ -117,8 +117,7 @@ static void check_splice(struct tg_chat *ch, const struct tg_model *m, const jso
                 json_object_size(u), json_object_size(j), extra);
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)j, k, v)
-    {
+    json_object_foreach((json_t *)j, k, v) {
         json_t *w = json_object_get(u, k);
         FUZZ_ASSERT(w != NULL, "member \"%s\" lost", k);
         if (strcmp(k, "model") == 0) {
@@ -130,8 +129,10 @@ static void check_splice(struct tg_chat *ch, const struct tg_model *m, const jso
             if (json_is_object(v)) {
                 const char *k2;
                 json_t *v2;
-                json_object_foreach(v, k2, v2) if (strcmp(k2, "include_usage") != 0)
-                    FUZZ_ASSERT(json_equal(v2, json_object_get(w, k2)), "stream_options.%s", k2);
+                json_object_foreach(v, k2, v2)
+                    if (strcmp(k2, "include_usage") != 0)
+                        FUZZ_ASSERT(json_equal(v2, json_object_get(w, k2)), "stream_options.%s",
+                                    k2);
             }
         } else if (strcmp(k, "logprobs") == 0 && ch->want_logprobs) {
             FUZZ_ASSERT(json_is_true(w), "logprobs not forced");
@@ -198,8 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *k;
     json_t *v;
     size_t i = 0;
-    json_object_foreach(j, k, v)
-    {
+    json_object_foreach(j, k, v) {
         const struct tg_json_member *mm = &mem[i++];
         if (ascii_key(k))
             FUZZ_ASSERT(tg_json_key_eq(text + mm->key_off, mm->key_len, k), "key %zu \"%s\"", i - 1,

@@ -41,9 +41,8 @@ static const char *tg_t_cur;
     do {                                                                                           \
         const char *tg_a_ = (a), *tg_b_ = (b);                                                     \
         if (!tg_a_ || !tg_b_ || strcmp(tg_a_, tg_b_) != 0) {                                       \
-            fprintf(stderr, "  FAIL %s (%s:%d): %s == %s: \"%s\" vs \"%s\"\n", tg_t_cur,           \
-                    __FILE__, __LINE__, #a, #b, tg_a_ ? tg_a_ : "(null)",                          \
-                    tg_b_ ? tg_b_ : "(null)");                                                     \
+            fprintf(stderr, "  FAIL %s (%s:%d): %s == %s: \"%s\" vs \"%s\"\n", tg_t_cur, __FILE__, \
+                    __LINE__, #a, #b, tg_a_ ? tg_a_ : "(null)", tg_b_ ? tg_b_ : "(null)");         \
             tg_t_cur_failed = 1;                                                                   \
         }                                                                                          \
     } while (0)
@@ -80,7 +79,6 @@ static const char *tg_t_cur;
     } while (0)
 
 #define TG_SUMMARY()                                                                               \
-    (printf("%s: %d passed, %d failed\n", __FILE__, tg_t_passed, tg_t_failed),                     \
-     tg_t_failed ? 1 : 0)
+    (printf("%s: %d passed, %d failed\n", __FILE__, tg_t_passed, tg_t_failed), tg_t_failed ? 1 : 0)
 
 #endif
