@@ -25,6 +25,7 @@
 #include "tiergate/alloc.h"
 #include "tiergate/cache.h"
 #include "tiergate/cachekey.h"
+#include "tiergate/cascade.h"
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
 #include "tiergate/error.h"
@@ -40,20 +41,7 @@
 #include "tiergate/upstream.h"
 #include "tiergate/validate.h"
 
-#define MAX_LADDER 32
 #define MAX_MEMBERS_STACK 16
-
-struct attempt {
-    struct tg_model *model;
-    int tier;
-    enum tg_outcome outcome;
-    int reason; /* enum tg_reason, -1 none */
-    long status;
-    uint64_t latency_us;
-    long prompt_tokens, completion_tokens;
-    double cost_usd;
-    char detail[128];
-};
 
 struct tg_chat {
     struct tg_req *req;
@@ -78,21 +66,14 @@ struct tg_chat {
     /* routing and the ladder */
     int routed;
     struct tg_route route;
-    int start_tier, max_tier;
     struct tg_model *pinned;
-    struct tg_model *ladder[MAX_LADDER];
-    size_t n_ladder, pos;
-    int skip_through_tier; /* after a bad answer: skip candidates at or below */
-    struct attempt *att;   /* one per ladder candidate at most (build_ladder) */
-    size_t n_att, att_cap;
-    uint64_t retry_after_ms; /* smallest breaker wait seen */
+    struct tg_cascade cas;
     char retry_note[400];
     char upstream_msg[160]; /* last provider error message, for the client only */
 
     /* the attempt in flight */
     struct tg_call *call;
-    struct attempt *cur;
-    int final, probe, want_logprobs, added_usage;
+    int want_logprobs, added_usage;
     struct tg_buf up_body;
     struct tg_buf resp;
     struct tg_sse_stream *sse;
@@ -197,10 +178,10 @@ static void add_header_fixed(struct tg_req *req, const char *name, uint64_t unit
 /* Tier changes between where the ladder started and what answered. */
 static unsigned escalations(const struct tg_chat *ch)
 {
-    if (ch->cache == TG_CS_HIT || !ch->answered || ch->start_tier < 0 ||
-        ch->answered->tier <= ch->start_tier)
+    if (ch->cache == TG_CS_HIT || !ch->answered || ch->cas.start_tier < 0 ||
+        ch->answered->tier <= ch->cas.start_tier)
         return 0;
-    return (unsigned)(ch->answered->tier - ch->start_tier);
+    return (unsigned)(ch->answered->tier - ch->cas.start_tier);
 }
 
 static void add_answer_headers(struct tg_chat *ch)
@@ -213,7 +194,7 @@ static void add_answer_headers(struct tg_chat *ch)
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
     }
     add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
-    if (ch->routed && ch->n_ladder) {
+    if (ch->routed && ch->cas.n_ladder) {
         char h[64];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
@@ -237,9 +218,9 @@ static struct tg_chat *chat_new(struct tg_req *req)
         return NULL;
     ch->req = req;
     ch->cache = TG_CS_OFF;
-    ch->start_tier = -1;
-    ch->max_tier = TG_TIER_EXPENSIVE;
-    ch->skip_through_tier = -1;
+    ch->cas.start_tier = -1;
+    ch->cas.max_tier = TG_TIER_EXPENSIVE;
+    ch->cas.skip_through_tier = -1;
     ch->temperature = 1.0; /* OpenAI's default when absent */
     tg_buf_init(&ch->key, 256);
     tg_buf_init(&ch->up_body, 0);
@@ -398,8 +379,8 @@ static int resolve(struct tg_chat *ch)
         name = alias; /* the cache key keeps the name the client used */
     const char *cap = tg_req_header(req, "x-tiergate-max-tier");
     if (cap) {
-        ch->max_tier = tg_tier_parse(cap);
-        if (ch->max_tier < 0)
+        ch->cas.max_tier = tg_tier_parse(cap);
+        if (ch->cas.max_tier < 0)
             return bad(ch, NULL, "x-tiergate-max-tier must be cheap, medium or expensive");
     }
     if (strcmp(name, "auto") == 0) {
@@ -420,9 +401,9 @@ static int resolve(struct tg_chat *ch)
         }
         tier = ch->pinned->tier;
     }
-    if (tier > ch->max_tier)
+    if (tier > ch->cas.max_tier)
         return bad(ch, "model", "model `%.100s` is above x-tiergate-max-tier %s", name, cap);
-    ch->start_tier = tier;
+    ch->cas.start_tier = tier;
     return 0;
 }
 
@@ -437,29 +418,30 @@ static int build_ladder(struct tg_chat *ch)
             return -1;
         tg_metrics_route(req->shard->metrics, ch->route.tier);
         /* The caller's cost cap beats the router. */
-        ch->start_tier = (int)ch->route.tier > ch->max_tier ? ch->max_tier : (int)ch->route.tier;
+        ch->cas.start_tier =
+            (int)ch->route.tier > ch->cas.max_tier ? ch->cas.max_tier : (int)ch->route.tier;
     }
-    int tier = ch->start_tier;
+    int tier = ch->cas.start_tier;
     size_t n = 0;
     if (ch->pinned)
-        ch->ladder[n++] = ch->pinned;
+        ch->cas.ladder[n++] = ch->pinned;
     if (tier >= 0) {
         int top = tier + (int)cfg->max_escalations;
-        if (top > ch->max_tier)
-            top = ch->max_tier;
+        if (top > ch->cas.max_tier)
+            top = ch->cas.max_tier;
         for (int t = tier; t <= top; t++)
-            for (size_t i = 0; i < cfg->tiers[t].n && n < MAX_LADDER; i++) {
+            for (size_t i = 0; i < cfg->tiers[t].n && n < TG_CASCADE_MAX_LADDER; i++) {
                 struct tg_model *m = &cfg->models[cfg->tiers[t].idx[i]];
                 if (m != ch->pinned)
-                    ch->ladder[n++] = m;
+                    ch->cas.ladder[n++] = m;
             }
     }
-    ch->n_ladder = n;
+    ch->cas.n_ladder = n;
     /* Every candidate is tried at most once: that bounds the attempts. */
-    ch->att = calloc(n ? n : 1, sizeof(*ch->att));
-    if (!ch->att)
+    ch->cas.att = calloc(n ? n : 1, sizeof(*ch->cas.att));
+    if (!ch->cas.att)
         return -1;
-    ch->att_cap = n;
+    ch->cas.att_cap = n;
     return 0;
 }
 
@@ -637,11 +619,11 @@ static void proceed(struct tg_chat *ch)
     next_attempt(ch);
 }
 
-static struct attempt *new_attempt(struct tg_chat *ch, struct tg_model *m)
+static struct tg_attempt *new_attempt(struct tg_chat *ch, struct tg_model *m)
 {
-    if (ch->n_att >= ch->att_cap)
+    if (ch->cas.n_att >= ch->cas.att_cap)
         return NULL;
-    struct attempt *a = &ch->att[ch->n_att++];
+    struct tg_attempt *a = &ch->cas.att[ch->cas.n_att++];
     memset(a, 0, sizeof(*a));
     a->model = m;
     a->tier = m->tier;
@@ -653,8 +635,8 @@ static struct attempt *new_attempt(struct tg_chat *ch, struct tg_model *m)
  * a bad answer from here could not be escalated, so it is accepted. */
 static int is_final(const struct tg_chat *ch, size_t pos, int tier)
 {
-    for (size_t i = pos + 1; i < ch->n_ladder; i++)
-        if (ch->ladder[i]->tier > tier)
+    for (size_t i = pos + 1; i < ch->cas.n_ladder; i++)
+        if (ch->cas.ladder[i]->tier > tier)
             return 0;
     return 1;
 }
@@ -666,9 +648,9 @@ static int is_final(const struct tg_chat *ch, size_t pos, int tier)
 static void count_move(struct tg_chat *ch, int from, enum tg_reason reason)
 {
     int to = -1;
-    for (size_t i = ch->pos; i < ch->n_ladder; i++) {
-        struct tg_model *m = ch->ladder[i];
-        if (ch->skip_through_tier >= 0 && m->tier <= ch->skip_through_tier)
+    for (size_t i = ch->cas.pos; i < ch->cas.n_ladder; i++) {
+        struct tg_model *m = ch->cas.ladder[i];
+        if (ch->cas.skip_through_tier >= 0 && m->tier <= ch->cas.skip_through_tier)
             continue;
         to = m->tier;
         break;
@@ -746,15 +728,15 @@ static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
     return rc;
 }
 
-static void start_call(struct tg_chat *ch, struct tg_model *m, struct attempt *a)
+static void start_call(struct tg_chat *ch, struct tg_model *m, struct tg_attempt *a)
 {
     struct tg_req *req = ch->req;
-    ch->cur = a;
-    ch->final = is_final(ch, ch->pos - 1, m->tier);
-    ch->live = ch->stream && ch->final;
+    ch->cas.cur = a;
+    ch->cas.final = is_final(ch, ch->cas.pos - 1, m->tier);
+    ch->live = ch->stream && ch->cas.final;
     ch->sse_body = ch->committed = 0;
     ch->added_usage = ch->stream && !ch->client_usage;
-    ch->want_logprobs = tg_validate_wants_logprobs(&req->cfg->validate, ch->json, ch->final);
+    ch->want_logprobs = tg_validate_wants_logprobs(&req->cfg->validate, ch->json, ch->cas.final);
     tg_buf_reset(&ch->resp);
     tg_sse_stream_free(ch->sse);
     ch->sse = NULL;
@@ -773,7 +755,7 @@ static void start_call(struct tg_chat *ch, struct tg_model *m, struct attempt *a
     if (rc == TG_OK)
         rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
     if (rc != TG_OK) {
-        if (ch->probe)
+        if (ch->cas.probe)
             tg_breaker_release(m->breaker, 1);
         a->outcome = TG_OUT_TRANSPORT;
         snprintf(a->detail, sizeof(a->detail), "cannot start call: %s", tg_rc_name(rc));
@@ -785,11 +767,11 @@ static void start_call(struct tg_chat *ch, struct tg_model *m, struct attempt *a
 static void next_attempt(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
-    while (ch->pos < ch->n_ladder) {
-        struct tg_model *m = ch->ladder[ch->pos++];
-        if (ch->skip_through_tier >= 0 && m->tier <= ch->skip_through_tier)
+    while (ch->cas.pos < ch->cas.n_ladder) {
+        struct tg_model *m = ch->cas.ladder[ch->cas.pos++];
+        if (ch->cas.skip_through_tier >= 0 && m->tier <= ch->cas.skip_through_tier)
             continue;
-        struct attempt *a = new_attempt(ch, m);
+        struct tg_attempt *a = new_attempt(ch, m);
         if (!a)
             break;
         if (!m->api_key && m->api_key_env) {
@@ -805,21 +787,21 @@ static void next_attempt(struct tg_chat *ch)
         if (!tg_breaker_allow(m->breaker, tg_now_ms(), &probe, &wait_ms)) {
             a->outcome = TG_OUT_BREAKER_OPEN;
             a->reason = TG_RSN_BREAKER_OPEN;
-            if (!ch->retry_after_ms || wait_ms < ch->retry_after_ms)
-                ch->retry_after_ms = wait_ms ? wait_ms : 1000;
+            if (!ch->cas.retry_after_ms || wait_ms < ch->cas.retry_after_ms)
+                ch->cas.retry_after_ms = wait_ms ? wait_ms : 1000;
             tg_metrics_upstream(req->shard->metrics, m->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
             count_move(ch, m->tier, TG_RSN_BREAKER_OPEN);
             continue;
         }
-        ch->probe = probe;
+        ch->cas.probe = probe;
         start_call(ch, m, a);
         return;
     }
     /* Nothing left: say why, as precisely as the attempts allow. */
     size_t tried = 0, breaker = 0, timeouts = 0, nokey = 0;
-    struct attempt *last = NULL;
-    for (size_t i = 0; i < ch->n_att; i++) {
-        struct attempt *a = &ch->att[i];
+    struct tg_attempt *last = NULL;
+    for (size_t i = 0; i < ch->cas.n_att; i++) {
+        struct tg_attempt *a = &ch->cas.att[i];
         if (a->outcome == TG_OUT_BREAKER_OPEN)
             breaker++;
         else if (a->outcome == TG_OUT_NO_KEY)
@@ -833,7 +815,7 @@ static void next_attempt(struct tg_chat *ch)
     }
     char msg[300];
     if (!tried && nokey && !breaker) {
-        struct attempt *a = &ch->att[0];
+        struct tg_attempt *a = &ch->cas.att[0];
         snprintf(msg, sizeof(msg), "model %s has no API key: %s", a->model->id, a->detail);
         fail_request(ch, TG_ERR_INTERNAL, msg, "missing_api_key");
     } else if (breaker && !tried) {
@@ -869,7 +851,7 @@ static int start_client_stream(struct tg_chat *ch)
         return 0;
     ch->committed = 1;
     if (!ch->answered)
-        ch->answered = ch->cur->model;
+        ch->answered = ch->cas.cur->model;
     ch->status = 200;
     if (tg_req_stream_start(ch->req) != TG_OK)
         return -1;
@@ -952,7 +934,7 @@ static void upstream_message(const char *body, size_t len, char *out, size_t out
     json_decref(j);
 }
 
-static void record_usage(struct tg_chat *ch, struct attempt *a, const json_t *completion)
+static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion)
 {
     if (!completion)
         return;
@@ -967,11 +949,11 @@ static void record_usage(struct tg_chat *ch, struct attempt *a, const json_t *co
 
 /* Moves on after attempt `a` failed for `reason`; a bad answer skips the
  * rest of its tier (another model of the same tier is no better bet). */
-static void move_on(struct tg_chat *ch, struct attempt *a, enum tg_reason reason, int skip_tier)
+static void move_on(struct tg_chat *ch, struct tg_attempt *a, enum tg_reason reason, int skip_tier)
 {
     a->reason = (int)reason;
     if (skip_tier)
-        ch->skip_through_tier = a->tier;
+        ch->cas.skip_through_tier = a->tier;
     count_move(ch, a->tier, reason);
     next_attempt(ch);
 }
@@ -980,7 +962,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
 {
     struct tg_chat *ch = ud;
     struct tg_req *req = ch->req;
-    struct attempt *a = ch->cur;
+    struct tg_attempt *a = ch->cas.cur;
     struct tg_model *m = a->model;
     const struct tg_config *cfg = req->cfg;
     uint64_t now_ms = tg_now_ms();
@@ -1004,7 +986,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
             a->outcome = TG_OUT_HTTP_5XX;
             snprintf(a->detail, sizeof(a->detail), "error event in stream");
         }
-        tg_breaker_record(m->breaker, now_ms, 0, ch->probe, 0);
+        tg_breaker_record(m->breaker, now_ms, 0, ch->cas.probe, 0);
         tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
         if (ch->committed) {
             /* Bytes already reached the client: end the stream with an error
@@ -1034,9 +1016,10 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         a->outcome = st == 429 ? TG_OUT_HTTP_429 : TG_OUT_HTTP_5XX;
         snprintf(a->detail, sizeof(a->detail), "HTTP %ld", st);
         /* Retry-After on a 429 or a 503 (RFC 9110 10.2.3) sets the least open time. */
-        tg_breaker_record(m->breaker, now_ms, 0, ch->probe, retry_after);
+        tg_breaker_record(m->breaker, now_ms, 0, ch->cas.probe, retry_after);
         tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-        if (is_final(ch, ch->pos - 1, a->tier) && ch->pos >= ch->n_ladder && st == 429) {
+        if (is_final(ch, ch->cas.pos - 1, a->tier) && ch->cas.pos >= ch->cas.n_ladder &&
+            st == 429) {
             /* Last candidate rate-limited: hand the 429 back as it came, so
              * the client's SDK backs off as the provider asked. */
             ch->status = 429;
@@ -1059,9 +1042,9 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         return;
     }
     if (st / 100 == 4) {
-        tg_breaker_record(m->breaker, now_ms, 1, ch->probe, 0); /* the provider is fine */
+        tg_breaker_record(m->breaker, now_ms, 1, ch->cas.probe, 0); /* the provider is fine */
         if (st == 400 && is_context_error(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp)) &&
-            !is_final(ch, ch->pos - 1, a->tier)) {
+            !is_final(ch, ch->cas.pos - 1, a->tier)) {
             a->outcome = TG_OUT_CONTEXT;
             tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
             snprintf(a->detail, sizeof(a->detail), "context length exceeded");
@@ -1096,21 +1079,21 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         v.ok = 0;
         v.reason = "malformed";
         snprintf(v.detail, sizeof(v.detail), "the answer was not a JSON object");
-    } else if (tg_validate_completion(&cfg->validate, ch->json, completion, ch->final, &v) !=
+    } else if (tg_validate_completion(&cfg->validate, ch->json, completion, ch->cas.final, &v) !=
                TG_OK) {
         json_decref(completion);
-        tg_breaker_record(m->breaker, now_ms, 1, ch->probe, 0);
+        tg_breaker_record(m->breaker, now_ms, 1, ch->cas.probe, 0);
         fail_request(ch, TG_ERR_NOMEM, "out of memory while validating", NULL);
         return;
     }
     int malformed = !v.ok && v.reason && strcmp(v.reason, "malformed") == 0;
     /* A garbled 200 is the provider misbehaving; a weak answer is not. */
-    tg_breaker_record(m->breaker, now_ms, !malformed, ch->probe, 0);
+    tg_breaker_record(m->breaker, now_ms, !malformed, ch->cas.probe, 0);
     a->outcome = v.ok ? TG_OUT_OK : TG_OUT_INVALID;
     tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
     if (!v.ok) {
         snprintf(a->detail, sizeof(a->detail), "%.127s", v.detail);
-        if (!ch->final && !ch->committed) {
+        if (!ch->cas.final && !ch->committed) {
             json_decref(completion);
             if (cfg->retry_with_context)
                 snprintf(ch->retry_note, sizeof(ch->retry_note),
@@ -1174,7 +1157,7 @@ static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *c
 {
     struct tg_req *req = ch->req;
     const struct tg_config *cfg = req->cfg;
-    const struct attempt *a = ch->cur;
+    const struct tg_attempt *a = ch->cas.cur;
     struct tg_buf e;
     tg_buf_init(&e, cfg->cache_max_entry_bytes);
     tg_rc rc = tg_buf_puts(&e, "{\"v\":1,\"model\":");
@@ -1264,7 +1247,8 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
         if (rc == TG_ERR_UNAVAILABLE)
             add_headerf(
                 req, "retry-after", "%llu",
-                (unsigned long long)((ch->retry_after_ms ? ch->retry_after_ms : 1000) + 999) /
+                (unsigned long long)((ch->cas.retry_after_ms ? ch->cas.retry_after_ms : 1000) +
+                                     999) /
                     1000);
         add_answer_headers(ch);
     }
@@ -1297,11 +1281,11 @@ static void chat_cancel(struct tg_req *req)
     }
     tg_timer_stop(req->shard->loop, &ch->wait_timer);
     if (ch->call) {
-        struct attempt *a = ch->cur;
+        struct tg_attempt *a = ch->cas.cur;
         a->outcome = TG_OUT_CANCELLED;
         a->latency_us = tg_call_elapsed_us(ch->call);
         ch->upstream_us += a->latency_us;
-        tg_breaker_release(a->model->breaker, ch->probe);
+        tg_breaker_release(a->model->breaker, ch->cas.probe);
         tg_metrics_upstream(req->shard->metrics, a->model->metrics_idx, TG_OUT_CANCELLED,
                             (double)a->latency_us / 1e6);
         tg_call_cancel(ch->call);
@@ -1326,7 +1310,7 @@ static void chat_free(struct tg_req *req)
         return;
     release_flight(ch);
     json_decref(ch->json);
-    free(ch->att);
+    free(ch->cas.att);
     if (ch->mem != ch->mem_stack)
         free(ch->mem);
     tg_buf_free(&ch->key);
@@ -1380,16 +1364,16 @@ static void decision_line(struct tg_chat *ch, double total_ms)
         tg_buf_puts(&b, "null");
     tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"",
                   ch->stream ? "true" : "false", ch->status, tg_cache_status_name(ch->cache));
-    if (ch->routed && ch->n_ladder) {
+    if (ch->routed && ch->cas.n_ladder) {
         tg_buf_puts(&b, ",\"route\":");
         tg_router_route_json(&ch->route, &b);
     } else {
         tg_buf_printf(&b, ",\"route\":{\"tier\":\"%s\",\"score\":null}",
-                      ch->start_tier >= 0 ? tg_tier_name(ch->start_tier) : "none");
+                      ch->cas.start_tier >= 0 ? tg_tier_name(ch->cas.start_tier) : "none");
     }
     tg_buf_puts(&b, ",\"attempts\":[");
-    for (size_t i = 0; i < ch->n_att; i++) {
-        struct attempt *a = &ch->att[i];
+    for (size_t i = 0; i < ch->cas.n_att; i++) {
+        struct tg_attempt *a = &ch->cas.att[i];
         tg_buf_printf(&b, "%s{\"model\":", i ? "," : "");
         tg_buf_json_str(&b, a->model->id, strlen(a->model->id));
         tg_buf_printf(&b, ",\"tier\":\"%s\",\"outcome\":\"%s\",\"reason\":", tg_tier_name(a->tier),
