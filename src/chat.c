@@ -107,7 +107,8 @@ static void on_stream_drain(struct tg_req *req);
 static void answer_completion(struct tg_chat *ch, json_t *completion, const char *raw,
                               size_t raw_len);
 static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion);
-static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code);
+static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
+                         unsigned retry_after_s);
 static void finish(struct tg_chat *ch);
 
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
@@ -178,10 +179,9 @@ static void add_header_fixed(struct tg_req *req, const char *name, uint64_t unit
 /* Tier changes between where the ladder started and what answered. */
 static unsigned escalations(const struct tg_chat *ch)
 {
-    if (ch->cache == TG_CS_HIT || !ch->answered || ch->cas.start_tier < 0 ||
-        ch->answered->tier <= ch->cas.start_tier)
+    if (ch->cache == TG_CS_HIT || !ch->answered)
         return 0;
-    return (unsigned)(ch->answered->tier - ch->cas.start_tier);
+    return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
 
 static void add_answer_headers(struct tg_chat *ch)
@@ -218,9 +218,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
         return NULL;
     ch->req = req;
     ch->cache = TG_CS_OFF;
-    ch->cas.start_tier = -1;
-    ch->cas.max_tier = TG_TIER_EXPENSIVE;
-    ch->cas.skip_through_tier = -1;
+    tg_cascade_init(&ch->cas);
     ch->temperature = 1.0; /* OpenAI's default when absent */
     tg_buf_init(&ch->key, 256);
     tg_buf_init(&ch->up_body, 0);
@@ -407,8 +405,8 @@ static int resolve(struct tg_chat *ch)
     return 0;
 }
 
-/* The ladder: the start model, the rest of its tier, then the tiers above,
- * up to max_escalations tier changes and the caller's cap. */
+/* Routes (for "auto") and plans the ladder. Routing waits for a cache
+ * miss: a hit needs no route. */
 static int build_ladder(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
@@ -421,28 +419,7 @@ static int build_ladder(struct tg_chat *ch)
         ch->cas.start_tier =
             (int)ch->route.tier > ch->cas.max_tier ? ch->cas.max_tier : (int)ch->route.tier;
     }
-    int tier = ch->cas.start_tier;
-    size_t n = 0;
-    if (ch->pinned)
-        ch->cas.ladder[n++] = ch->pinned;
-    if (tier >= 0) {
-        int top = tier + (int)cfg->max_escalations;
-        if (top > ch->cas.max_tier)
-            top = ch->cas.max_tier;
-        for (int t = tier; t <= top; t++)
-            for (size_t i = 0; i < cfg->tiers[t].n && n < TG_CASCADE_MAX_LADDER; i++) {
-                struct tg_model *m = &cfg->models[cfg->tiers[t].idx[i]];
-                if (m != ch->pinned)
-                    ch->cas.ladder[n++] = m;
-            }
-    }
-    ch->cas.n_ladder = n;
-    /* Every candidate is tried at most once: that bounds the attempts. */
-    ch->cas.att = calloc(n ? n : 1, sizeof(*ch->cas.att));
-    if (!ch->cas.att)
-        return -1;
-    ch->cas.att_cap = n;
-    return 0;
+    return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
 
 /* --- cache lookup and single-flight ------------------------------------- */
@@ -613,53 +590,22 @@ static void proceed(struct tg_chat *ch)
     if (ch->finished)
         return;
     if (build_ladder(ch) != 0) {
-        fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL);
+        fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0);
         return;
     }
     next_attempt(ch);
 }
 
-static struct tg_attempt *new_attempt(struct tg_chat *ch, struct tg_model *m)
+/* Counts where the ladder went: same tier, a fallback; higher, an
+ * escalation (skipped candidates count too, so the metrics add up to
+ * x-tiergate-escalations). */
+static void count_move(struct tg_chat *ch, const struct tg_move *mv)
 {
-    if (ch->cas.n_att >= ch->cas.att_cap)
-        return NULL;
-    struct tg_attempt *a = &ch->cas.att[ch->cas.n_att++];
-    memset(a, 0, sizeof(*a));
-    a->model = m;
-    a->tier = m->tier;
-    a->reason = -1;
-    return a;
-}
-
-/* Nonzero when no candidate after position `pos` sits on a higher tier:
- * a bad answer from here could not be escalated, so it is accepted. */
-static int is_final(const struct tg_chat *ch, size_t pos, int tier)
-{
-    for (size_t i = pos + 1; i < ch->cas.n_ladder; i++)
-        if (ch->cas.ladder[i]->tier > tier)
-            return 0;
-    return 1;
-}
-
-/* Counts a move off tier `from` for `reason` where the next candidate on
- * the ladder sits: same tier, a fallback; higher, an escalation; none left,
- * nothing. Skipped candidates (open breaker, no key) count too, so the
- * metrics add up to x-tiergate-escalations. */
-static void count_move(struct tg_chat *ch, int from, enum tg_reason reason)
-{
-    int to = -1;
-    for (size_t i = ch->cas.pos; i < ch->cas.n_ladder; i++) {
-        struct tg_model *m = ch->cas.ladder[i];
-        if (ch->cas.skip_through_tier >= 0 && m->tier <= ch->cas.skip_through_tier)
-            continue;
-        to = m->tier;
-        break;
-    }
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    if (to >= 0 && to == from)
-        tg_metrics_fallback(mx, from, reason);
-    else if (to > from)
-        tg_metrics_escalation(mx, from, to, reason);
+    if (mv->kind == TG_MOVE_FALLBACK)
+        tg_metrics_fallback(mx, mv->from, mv->reason);
+    else if (mv->kind == TG_MOVE_ESCALATION)
+        tg_metrics_escalation(mx, mv->from, mv->to, mv->reason);
 }
 
 static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
@@ -728,11 +674,10 @@ static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
     return rc;
 }
 
-static void start_call(struct tg_chat *ch, struct tg_model *m, struct tg_attempt *a)
+static void start_call(struct tg_chat *ch, struct tg_attempt *a)
 {
     struct tg_req *req = ch->req;
-    ch->cas.cur = a;
-    ch->cas.final = is_final(ch, ch->cas.pos - 1, m->tier);
+    struct tg_model *m = a->model;
     ch->live = ch->stream && ch->cas.final;
     ch->sse_body = ch->committed = 0;
     ch->added_usage = ch->stream && !ch->client_usage;
@@ -755,83 +700,34 @@ static void start_call(struct tg_chat *ch, struct tg_model *m, struct tg_attempt
     if (rc == TG_OK)
         rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
     if (rc != TG_OK) {
-        if (ch->cas.probe)
-            tg_breaker_release(m->breaker, 1);
-        a->outcome = TG_OUT_TRANSPORT;
-        snprintf(a->detail, sizeof(a->detail), "cannot start call: %s", tg_rc_name(rc));
+        char why[64];
+        snprintf(why, sizeof(why), "cannot start call: %s", tg_rc_name(rc));
+        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, why);
         ch->call = NULL;
         next_attempt(ch);
     }
 }
 
+/* Calls the next candidate the cascade picks, or answers with its error
+ * when nothing is left. */
 static void next_attempt(struct tg_chat *ch)
 {
-    struct tg_req *req = ch->req;
-    while (ch->cas.pos < ch->cas.n_ladder) {
-        struct tg_model *m = ch->cas.ladder[ch->cas.pos++];
-        if (ch->cas.skip_through_tier >= 0 && m->tier <= ch->cas.skip_through_tier)
-            continue;
-        struct tg_attempt *a = new_attempt(ch, m);
-        if (!a)
-            break;
-        if (!m->api_key && m->api_key_env) {
-            a->outcome = TG_OUT_NO_KEY;
-            a->reason = TG_RSN_NO_KEY;
-            snprintf(a->detail, sizeof(a->detail), "environment variable %s is not set",
-                     m->api_key_env);
-            count_move(ch, m->tier, TG_RSN_NO_KEY);
-            continue;
-        }
-        uint64_t wait_ms = 0;
-        int probe = 0;
-        if (!tg_breaker_allow(m->breaker, tg_now_ms(), &probe, &wait_ms)) {
-            a->outcome = TG_OUT_BREAKER_OPEN;
-            a->reason = TG_RSN_BREAKER_OPEN;
-            if (!ch->cas.retry_after_ms || wait_ms < ch->cas.retry_after_ms)
-                ch->cas.retry_after_ms = wait_ms ? wait_ms : 1000;
-            tg_metrics_upstream(req->shard->metrics, m->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
-            count_move(ch, m->tier, TG_RSN_BREAKER_OPEN);
-            continue;
-        }
-        ch->cas.probe = probe;
-        start_call(ch, m, a);
+    struct tg_metrics_shard *mx = ch->req->shard->metrics;
+    struct tg_attempt *a;
+    struct tg_move mv;
+    enum tg_pick pick;
+    while ((pick = tg_cascade_pick(&ch->cas, tg_now_ms(), &a, &mv)) == TG_PICK_SKIP) {
+        if (a->outcome == TG_OUT_BREAKER_OPEN)
+            tg_metrics_upstream(mx, a->model->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
+        count_move(ch, &mv);
+    }
+    if (pick == TG_PICK_CALL) {
+        start_call(ch, a);
         return;
     }
-    /* Nothing left: say why, as precisely as the attempts allow. */
-    size_t tried = 0, breaker = 0, timeouts = 0, nokey = 0;
-    struct tg_attempt *last = NULL;
-    for (size_t i = 0; i < ch->cas.n_att; i++) {
-        struct tg_attempt *a = &ch->cas.att[i];
-        if (a->outcome == TG_OUT_BREAKER_OPEN)
-            breaker++;
-        else if (a->outcome == TG_OUT_NO_KEY)
-            nokey++;
-        else {
-            tried++;
-            last = a;
-            if (a->outcome == TG_OUT_TIMEOUT)
-                timeouts++;
-        }
-    }
-    char msg[300];
-    if (!tried && nokey && !breaker) {
-        struct tg_attempt *a = &ch->cas.att[0];
-        snprintf(msg, sizeof(msg), "model %s has no API key: %s", a->model->id, a->detail);
-        fail_request(ch, TG_ERR_INTERNAL, msg, "missing_api_key");
-    } else if (breaker && !tried) {
-        snprintf(msg, sizeof(msg), "every candidate model is unavailable (circuit breaker open)");
-        fail_request(ch, TG_ERR_UNAVAILABLE, msg, NULL);
-    } else if (last && timeouts == tried) {
-        snprintf(msg, sizeof(msg), "upstream %s timed out: %s", last->model->id, last->detail);
-        fail_request(ch, TG_ERR_TIMEOUT, msg, NULL);
-    } else if (last) {
-        snprintf(msg, sizeof(msg), "upstream %s failed (%s%s%.100s)%s%.120s", last->model->id,
-                 tg_outcome_name(last->outcome), last->detail[0] ? ": " : "", last->detail,
-                 ch->upstream_msg[0] ? ": " : "", ch->upstream_msg);
-        fail_request(ch, breaker ? TG_ERR_UNAVAILABLE : TG_ERR_UPSTREAM, msg, NULL);
-    } else {
-        fail_request(ch, TG_ERR_UPSTREAM, "no model available for this request", NULL);
-    }
+    struct tg_cascade_error e;
+    tg_cascade_error(&ch->cas, ch->upstream_msg, &e);
+    fail_request(ch, e.rc, e.message, e.code, e.retry_after_s);
 }
 
 /* --- the call in flight --------------------------------------------------- */
@@ -947,172 +843,111 @@ static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t 
     tg_metrics_cost(mx, a->model->metrics_idx, a->cost_usd);
 }
 
-/* Moves on after attempt `a` failed for `reason`; a bad answer skips the
- * rest of its tier (another model of the same tier is no better bet). */
-static void move_on(struct tg_chat *ch, struct tg_attempt *a, enum tg_reason reason, int skip_tier)
+/* What the call brought back, for the cascade to judge. A 2xx answer is
+ * rebuilt (a stream) or parsed, its usage counted and validated here;
+ * *completion (owned, may be NULL) and *v hold what was found. */
+static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct tg_result *r,
+                    struct tg_verdict *v, json_t **completion)
 {
-    a->reason = (int)reason;
-    if (skip_tier)
-        ch->cas.skip_through_tier = a->tier;
-    count_move(ch, a->tier, reason);
+    const struct tg_buf *body = &ch->resp;
+    memset(r, 0, sizeof(*r));
+    *completion = NULL;
+    r->rc = rc;
+    r->error = rc != TG_OK ? tg_call_error(call) : NULL;
+    r->status = tg_call_status(call);
+    r->retry_after_ms = tg_call_retry_after_ms(call);
+    r->sse = ch->sse_body;
+    r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
+    r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
+    r->committed = ch->committed;
+    if (rc != TG_OK || (r->sse && !r->sse_done))
+        return;
+    if (r->status == 400)
+        r->context_error = is_context_error(tg_buf_head(body), tg_buf_unread(body));
+    if (r->status / 100 != 2)
+        return;
+    *completion = ch->sse_body ? tg_sse_completion(ch->sse)
+                               : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
+    r->parsed = *completion != NULL;
+    record_usage(ch, ch->cas.cur, *completion);
+    memset(v, 0, sizeof(*v));
+    r->verdict = v;
+    if (!json_is_object(*completion)) {
+        v->reason = "malformed";
+        snprintf(v->detail, sizeof(v->detail), "the answer was not a JSON object");
+    } else if (tg_validate_completion(&ch->req->cfg->validate, ch->json, *completion, ch->cas.final,
+                                      v) != TG_OK) {
+        r->verdict = NULL; /* out of memory: not judged */
+    }
+}
+
+/* Leaves the attempt the cascade gave up on and calls the next one. */
+static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct tg_verdict *v)
+{
+    const struct tg_attempt *a = ch->cas.cur;
+    /* The provider's own words go to the client's error only, never to
+     * the decision line: providers echo request text in error messages. */
+    if (a->outcome == TG_OUT_HTTP_5XX && a->status >= 500)
+        upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), ch->upstream_msg,
+                         sizeof(ch->upstream_msg));
+    if (a->outcome == TG_OUT_INVALID && v->reason && ch->req->cfg->retry_with_context)
+        snprintf(ch->retry_note, sizeof(ch->retry_note),
+                 "Note from the gateway: an earlier answer to this request was rejected "
+                 "(%.20s: %.160s). Answer again and make sure the answer satisfies every "
+                 "requirement of the request.",
+                 v->reason, v->detail);
+    count_move(ch, &j->move);
     next_attempt(ch);
 }
 
-static void on_done(struct tg_call *call, tg_rc rc, void *ud)
+/* Sends the upstream's response as it came: a 4xx (the client's mistake),
+ * or the last candidate's 429 with its Retry-After. */
+static void pass_back(struct tg_chat *ch, struct tg_call *call)
 {
-    struct tg_chat *ch = ud;
     struct tg_req *req = ch->req;
-    struct tg_attempt *a = ch->cas.cur;
-    struct tg_model *m = a->model;
-    const struct tg_config *cfg = req->cfg;
-    uint64_t now_ms = tg_now_ms();
-    ch->call = NULL;
-    a->latency_us = tg_call_elapsed_us(call);
-    ch->upstream_us += a->latency_us;
-    a->status = tg_call_status(call);
+    long st = ch->cas.cur->status;
+    const char *ct = tg_call_content_type(call);
+    if (st == 429 || !ct[0])
+        ct = "application/json";
+    ch->status = (unsigned)st;
+    ch->answered = ch->cas.cur->model;
+    tg_req_respond(req, (unsigned)st, ct, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     uint64_t retry_after = tg_call_retry_after_ms(call);
-    struct tg_metrics_shard *mx = req->shard->metrics;
-    double secs = (double)a->latency_us / 1e6;
-    /* End of input: an event ended by a lone CR is only dispatched now. */
-    if (ch->sse_body)
-        tg_sse_stream_finish(ch->sse, on_event, ch);
+    if (st == 429 && retry_after)
+        add_headerf(req, "retry-after", "%llu", (unsigned long long)((retry_after + 999) / 1000));
+    add_answer_headers(ch);
+    finish(ch);
+}
 
-    if (rc != TG_OK || (ch->sse_body && !tg_sse_stream_done(ch->sse))) {
-        /* Transport failure, timeout, or a stream that never reached [DONE]. */
-        a->outcome = rc == TG_ERR_TIMEOUT ? TG_OUT_TIMEOUT : TG_OUT_TRANSPORT;
-        snprintf(a->detail, sizeof(a->detail), "%s",
-                 rc != TG_OK ? tg_call_error(call) : "stream ended early");
-        if (rc == TG_OK && ch->sse_body && tg_sse_stream_error(ch->sse)) {
-            a->outcome = TG_OUT_HTTP_5XX;
-            snprintf(a->detail, sizeof(a->detail), "error event in stream");
-        }
-        tg_breaker_record(m->breaker, now_ms, 0, ch->cas.probe, 0);
-        tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-        if (ch->committed) {
-            /* Bytes already reached the client: end the stream with an error
-             * event (unless upstream sent its own) and no [DONE]. */
-            json_t *partial = tg_sse_completion(ch->sse);
-            record_usage(ch, a, partial);
-            json_decref(partial);
-            if (!tg_sse_stream_error(ch->sse)) {
-                struct tg_buf ev;
-                tg_buf_init(&ev, 0);
-                tg_error_event(&ev, rc == TG_ERR_TIMEOUT ? TG_ERR_TIMEOUT : TG_ERR_UPSTREAM,
-                               "upstream failed during the stream", NULL);
-                tg_req_stream_write(req, ev.data, ev.len);
-                tg_buf_free(&ev);
-            }
-            tg_req_stream_end(req, 0);
-            ch->status = 200;
-            finish(ch);
-            return;
-        }
-        move_on(ch, a, a->outcome == TG_OUT_TIMEOUT ? TG_RSN_TIMEOUT : TG_RSN_TRANSPORT, 0);
-        return;
+/* The stream the client is reading broke: end it with an error event
+ * (unless upstream sent its own) and no [DONE]. */
+static void cut_stream(struct tg_chat *ch, tg_rc rc)
+{
+    struct tg_req *req = ch->req;
+    json_t *partial = tg_sse_completion(ch->sse);
+    record_usage(ch, ch->cas.cur, partial);
+    json_decref(partial);
+    if (!tg_sse_stream_error(ch->sse)) {
+        struct tg_buf ev;
+        tg_buf_init(&ev, 0);
+        tg_error_event(&ev, rc, "upstream failed during the stream", NULL);
+        tg_req_stream_write(req, ev.data, ev.len);
+        tg_buf_free(&ev);
     }
-
-    long st = a->status;
-    if (st == 429 || st >= 500 || (st / 100 != 2 && st / 100 != 4)) {
-        a->outcome = st == 429 ? TG_OUT_HTTP_429 : TG_OUT_HTTP_5XX;
-        snprintf(a->detail, sizeof(a->detail), "HTTP %ld", st);
-        /* Retry-After on a 429 or a 503 (RFC 9110 10.2.3) sets the least open time. */
-        tg_breaker_record(m->breaker, now_ms, 0, ch->cas.probe, retry_after);
-        tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-        if (is_final(ch, ch->cas.pos - 1, a->tier) && ch->cas.pos >= ch->cas.n_ladder &&
-            st == 429) {
-            /* Last candidate rate-limited: hand the 429 back as it came, so
-             * the client's SDK backs off as the provider asked. */
-            ch->status = 429;
-            struct tg_buf *b = &ch->resp;
-            tg_req_respond(req, 429, "application/json", tg_buf_head(b), tg_buf_unread(b));
-            if (retry_after)
-                add_headerf(req, "retry-after", "%llu",
-                            (unsigned long long)((retry_after + 999) / 1000));
-            ch->answered = m;
-            add_answer_headers(ch);
-            finish(ch);
-            return;
-        }
-        /* The provider's own words go to the client's error only, never to
-         * the decision line: providers echo request text in error messages. */
-        if (st >= 500)
-            upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), ch->upstream_msg,
-                             sizeof(ch->upstream_msg));
-        move_on(ch, a, st == 429 ? TG_RSN_HTTP_429 : TG_RSN_HTTP_5XX, 0);
-        return;
-    }
-    if (st / 100 == 4) {
-        tg_breaker_record(m->breaker, now_ms, 1, ch->cas.probe, 0); /* the provider is fine */
-        if (st == 400 && is_context_error(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp)) &&
-            !is_final(ch, ch->cas.pos - 1, a->tier)) {
-            a->outcome = TG_OUT_CONTEXT;
-            tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-            snprintf(a->detail, sizeof(a->detail), "context length exceeded");
-            move_on(ch, a, TG_RSN_CONTEXT, 1);
-            return;
-        }
-        /* The client's mistake: pass it back as the provider said it. */
-        a->outcome = TG_OUT_HTTP_4XX;
-        snprintf(a->detail, sizeof(a->detail), "HTTP %ld", st);
-        tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-        ch->status = (unsigned)st;
-        ch->answered = m;
-        const char *ct = tg_call_content_type(call);
-        tg_req_respond(req, (unsigned)st, ct[0] ? ct : "application/json", tg_buf_head(&ch->resp),
-                       tg_buf_unread(&ch->resp));
-        add_answer_headers(ch);
-        finish(ch);
-        return;
-    }
-
-    /* 2xx: rebuild the answer, judge it, accept or escalate. */
-    json_t *completion;
-    if (ch->sse_body) {
-        completion = tg_sse_completion(ch->sse);
-    } else {
-        completion = tg_json_parse(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), 0, NULL);
-    }
-    record_usage(ch, a, completion);
-    struct tg_verdict v;
-    memset(&v, 0, sizeof(v));
-    if (!completion || !json_is_object(completion)) {
-        v.ok = 0;
-        v.reason = "malformed";
-        snprintf(v.detail, sizeof(v.detail), "the answer was not a JSON object");
-    } else if (tg_validate_completion(&cfg->validate, ch->json, completion, ch->cas.final, &v) !=
-               TG_OK) {
-        json_decref(completion);
-        tg_breaker_record(m->breaker, now_ms, 1, ch->cas.probe, 0);
-        fail_request(ch, TG_ERR_NOMEM, "out of memory while validating", NULL);
-        return;
-    }
-    int malformed = !v.ok && v.reason && strcmp(v.reason, "malformed") == 0;
-    /* A garbled 200 is the provider misbehaving; a weak answer is not. */
-    tg_breaker_record(m->breaker, now_ms, !malformed, ch->cas.probe, 0);
-    a->outcome = v.ok ? TG_OUT_OK : TG_OUT_INVALID;
-    tg_metrics_upstream(mx, m->metrics_idx, a->outcome, secs);
-    if (!v.ok) {
-        snprintf(a->detail, sizeof(a->detail), "%.127s", v.detail);
-        if (!ch->cas.final && !ch->committed) {
-            json_decref(completion);
-            if (cfg->retry_with_context)
-                snprintf(ch->retry_note, sizeof(ch->retry_note),
-                         "Note from the gateway: an earlier answer to this request was rejected "
-                         "(%.20s: %.160s). Answer again and make sure the answer satisfies every "
-                         "requirement of the request.",
-                         v.reason, v.detail);
-            move_on(ch, a, tg_reason_from_verdict(v.reason), 1);
-            return;
-        }
-    }
-    if (!completion) {
-        /* Final tier returned garbage: nothing to show. */
-        fail_request(ch, TG_ERR_UPSTREAM, "upstream returned an invalid answer", NULL);
-        return;
-    }
-    ch->answered = m;
+    tg_req_stream_end(req, 0);
     ch->status = 200;
-    int cacheable = v.ok && !ch->no_store && tg_buf_unread(&ch->key) > 0;
+    finish(ch);
+}
+
+/* Delivers an accepted answer (valid: cache it too). */
+static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
+{
+    struct tg_req *req = ch->req;
+    const struct tg_config *cfg = req->cfg;
+    const struct tg_attempt *a = ch->cas.cur;
+    ch->answered = a->model;
+    ch->status = 200;
+    int cacheable = valid && !ch->no_store && tg_buf_unread(&ch->key) > 0;
     size_t ci;
     json_t *choice;
     json_array_foreach(json_object_get(completion, "choices"), ci, choice) {
@@ -1122,17 +957,13 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     }
     if (ch->want_logprobs)
         tg_validate_strip_logprobs(completion);
-    long pt = a->prompt_tokens, ct = a->completion_tokens;
-    ch->baseline_usd = usd(cfg->baseline, pt, ct);
+    ch->baseline_usd = usd(cfg->baseline, a->prompt_tokens, a->completion_tokens);
     if (cacheable)
-        store_answer(ch, m, completion);
+        store_answer(ch, a->model, completion);
     if (ch->live && ch->committed) {
         tg_req_stream_end(req, 0);
-        json_decref(completion);
         finish(ch);
-        return;
-    }
-    if (!ch->stream && !ch->want_logprobs && !ch->sse_body) {
+    } else if (!ch->stream && !ch->want_logprobs && !ch->sse_body) {
         /* Pass the provider's bytes through untouched. */
         answer_completion(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     } else if (ch->stream && ch->sse_body && !ch->want_logprobs) {
@@ -1144,6 +975,45 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         finish(ch);
     } else {
         answer_completion(ch, completion, NULL, 0);
+    }
+}
+
+/* The call ended: the cascade judges, this dispatches on its verdict. */
+static void on_done(struct tg_call *call, tg_rc rc, void *ud)
+{
+    struct tg_chat *ch = ud;
+    struct tg_attempt *a = ch->cas.cur;
+    ch->call = NULL;
+    a->latency_us = tg_call_elapsed_us(call);
+    ch->upstream_us += a->latency_us;
+    /* End of input: an event ended by a lone CR is only dispatched now. */
+    if (ch->sse_body)
+        tg_sse_stream_finish(ch->sse, on_event, ch);
+    struct tg_result r;
+    struct tg_verdict v;
+    struct tg_judgement j;
+    json_t *completion;
+    collect(ch, call, rc, &r, &v, &completion);
+    tg_cascade_judge(&ch->cas, &r, tg_now_ms(), &j);
+    tg_metrics_upstream(ch->req->shard->metrics, a->model->metrics_idx, a->outcome,
+                        (double)a->latency_us / 1e6);
+    switch (j.step) {
+    case TG_STEP_ACCEPT:
+        accept_answer(ch, completion, j.valid);
+        break;
+    case TG_STEP_NEXT_MODEL:
+    case TG_STEP_NEXT_TIER:
+        leave(ch, &j, &v);
+        break;
+    case TG_STEP_PASS_BACK:
+        pass_back(ch, call);
+        break;
+    case TG_STEP_FAIL:
+        fail_request(ch, j.rc, j.message, NULL, 0);
+        break;
+    case TG_STEP_CUT:
+        cut_stream(ch, j.rc);
+        break;
     }
     json_decref(completion);
 }
@@ -1207,7 +1077,7 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
             tg_req_stream_write(req, b.data, b.len);
             tg_req_stream_end(req, 0);
         } else if (rc != TG_OK) {
-            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL);
+            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0);
             tg_buf_free(&b);
             return;
         }
@@ -1219,7 +1089,7 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
     if (!raw) {
         s = json_dumps(completion, JSON_COMPACT);
         if (!s) {
-            fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL);
+            fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL, 0);
             return;
         }
         raw = s;
@@ -1231,7 +1101,8 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
     finish(ch);
 }
 
-static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code)
+static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
+                         unsigned retry_after_s)
 {
     struct tg_req *req = ch->req;
     ch->status = tg_error_status(rc);
@@ -1244,12 +1115,8 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
         tg_req_stream_end(req, 0);
     } else {
         tg_req_respond_error(req, rc, msg, NULL, code);
-        if (rc == TG_ERR_UNAVAILABLE)
-            add_headerf(
-                req, "retry-after", "%llu",
-                (unsigned long long)((ch->cas.retry_after_ms ? ch->cas.retry_after_ms : 1000) +
-                                     999) /
-                    1000);
+        if (retry_after_s)
+            add_headerf(req, "retry-after", "%u", retry_after_s);
         add_answer_headers(ch);
     }
     finish(ch);
@@ -1282,10 +1149,9 @@ static void chat_cancel(struct tg_req *req)
     tg_timer_stop(req->shard->loop, &ch->wait_timer);
     if (ch->call) {
         struct tg_attempt *a = ch->cas.cur;
-        a->outcome = TG_OUT_CANCELLED;
         a->latency_us = tg_call_elapsed_us(ch->call);
         ch->upstream_us += a->latency_us;
-        tg_breaker_release(a->model->breaker, ch->cas.probe);
+        tg_cascade_abandon(&ch->cas, TG_OUT_CANCELLED, NULL);
         tg_metrics_upstream(req->shard->metrics, a->model->metrics_idx, TG_OUT_CANCELLED,
                             (double)a->latency_us / 1e6);
         tg_call_cancel(ch->call);
@@ -1310,7 +1176,7 @@ static void chat_free(struct tg_req *req)
         return;
     release_flight(ch);
     json_decref(ch->json);
-    free(ch->cas.att);
+    tg_cascade_free(&ch->cas);
     if (ch->mem != ch->mem_stack)
         free(ch->mem);
     tg_buf_free(&ch->key);

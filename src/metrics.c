@@ -58,7 +58,7 @@ static const char *const outcome_names[TG_OUT__COUNT] = {
 static const char *const reason_names[TG_RSN__COUNT] = {
     "malformed", "empty",    "json_object", "json_schema", "tool_args",
     "hedging",   "low_confidence", "http_429", "http_5xx", "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key"};
+    "transport", "context_length", "breaker_open", "no_api_key", "inconsistent"};
 
 const char *tg_cache_status_name(enum tg_cache_status s)
 {

@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: MIT
  *
- * cascade.h - the state of one request's cascade (DESIGN §2.4): the ladder
- * of candidate models, where the walk is, the attempts made so far and what
- * the breakers said. The chat request embeds one; nothing here points back
- * into the chat pipeline.
+ * cascade.h - the cascade's policy (DESIGN §2.4, docs/cascade.md), in the
+ * manner of nginx's peer.get / peer.free and ngx_http_upstream_next: which
+ * candidate to call next (skipping open breakers and models without a key),
+ * what one attempt's result means (accept, next model, next tier, pass the
+ * upstream's answer back, fail) and the error when nothing is left.
+ *
+ * Pure policy: no I/O, no clock (callers pass now_ms), no libmicrohttpd, no
+ * metrics. It reads the config's tiers and asks and tells the models'
+ * breakers (tg_breaker_allow / record / release), which are plain state.
+ * chat.c owns the calls, the bytes, the metrics and the delivery; the state
+ * below is embedded in the chat request and points nowhere into chat.c.
+ * Loop thread of the request (breakers themselves are thread-safe).
  */
 #ifndef TIERGATE_CASCADE_H
 #define TIERGATE_CASCADE_H
@@ -14,7 +22,9 @@
 #include "tiergate/common.h"
 #include "tiergate/metrics.h"
 
+struct tg_config;
 struct tg_model;
+struct tg_verdict;
 
 /* Candidates on one ladder at most (models of three tiers). */
 #define TG_CASCADE_MAX_LADDER 32
@@ -42,10 +52,125 @@ struct tg_cascade {
     int skip_through_tier;  /* after a bad answer: skip candidates at or below */
     struct tg_attempt *att; /* owned; one per ladder candidate at most */
     size_t n_att, att_cap;
-    struct tg_attempt *cur;  /* the attempt being called, or NULL */
+    struct tg_attempt *cur;  /* the attempt being called (or last judged), or NULL */
     int final;               /* cur is final: no higher tier after it */
     int probe;               /* cur was admitted as its breaker's probe */
     uint64_t retry_after_ms; /* shortest breaker wait seen */
 };
+
+/* Where the ladder went after a candidate was left: to another model of
+ * the same tier (a fallback), up a tier (an escalation), or nowhere. The
+ * metrics count fallbacks and escalations from this. */
+enum tg_move_kind { TG_MOVE_NONE = 0, TG_MOVE_FALLBACK, TG_MOVE_ESCALATION };
+struct tg_move {
+    enum tg_move_kind kind;
+    int from, to; /* tiers; to is -1 for TG_MOVE_NONE */
+    enum tg_reason reason;
+};
+
+/* Empty state: no ladder, start tier unknown, capped at expensive. */
+void tg_cascade_init(struct tg_cascade *c);
+/* Frees the attempts. Safe on an initialised, never planned cascade. */
+void tg_cascade_free(struct tg_cascade *c);
+
+/* Builds the ladder: `pinned` (the model the client named; NULL for a tier
+ * or auto), the rest of start_tier's models in configured order (the
+ * same-tier fallbacks), then each higher tier's models, up to start_tier +
+ * cfg->max_escalations and c->max_tier. start_tier -1 with a pinned model
+ * listed in no tier: a ladder of one. Never a tier below start_tier.
+ * Returns TG_OK or TG_ERR_NOMEM. cfg borrowed for the request's life. */
+tg_rc tg_cascade_plan(struct tg_cascade *c, const struct tg_config *cfg, int start_tier,
+                      struct tg_model *pinned);
+
+enum tg_pick {
+    TG_PICK_CALL, /* *a is the attempt to call now (c->cur, c->final, c->probe set) */
+    TG_PICK_SKIP, /* *a records a candidate not called (no key, breaker open); call again */
+    TG_PICK_NONE, /* nothing left: answer with tg_cascade_error */
+};
+
+/* peer.get: the next candidate of the ladder. A candidate whose key
+ * variable is unset or whose breaker refuses is recorded as skipped
+ * (outcome no_api_key / breaker_open) and *mv says where the ladder went.
+ * A CALL holds a breaker admission: end it with tg_cascade_judge or
+ * tg_cascade_abandon. now_ms: monotonic, for the breakers. */
+enum tg_pick tg_cascade_pick(struct tg_cascade *c, uint64_t now_ms, struct tg_attempt **a,
+                             struct tg_move *mv);
+
+/* What one call brought back, as the caller saw it. */
+struct tg_result {
+    tg_rc rc;                /* TG_OK: a whole HTTP response; TG_ERR_TIMEOUT; else transport */
+    const char *error;       /* rc != TG_OK: short transport error text (borrowed) */
+    long status;             /* HTTP status (rc == TG_OK) */
+    uint64_t retry_after_ms; /* the upstream's Retry-After, 0 when none */
+    int sse;                 /* the body was an SSE stream */
+    int sse_done;            /* ... that reached data: [DONE] */
+    int sse_error;           /* ... that carried an upstream error event */
+    int context_error;       /* a 400 that says the context window is too small */
+    int parsed;              /* 2xx: the answer is a JSON value (an object or not) */
+    /* 2xx: the validator's verdict (for an answer that is not a JSON object:
+     * not ok, reason "malformed"); NULL when it could not be judged (out of
+     * memory). Borrowed. */
+    const struct tg_verdict *verdict;
+    int committed; /* bytes of this answer already reached the client */
+};
+
+enum tg_step {
+    TG_STEP_ACCEPT,     /* deliver this answer; cache it only when j->valid */
+    TG_STEP_NEXT_MODEL, /* a provider failure: pick the next candidate */
+    TG_STEP_NEXT_TIER,  /* a bad answer: the rest of this tier is skipped, pick again */
+    TG_STEP_PASS_BACK,  /* send the upstream's status and body as they came */
+    TG_STEP_FAIL,       /* answer with j->rc / j->message */
+    TG_STEP_CUT,        /* the client's stream broke mid-way: end it with an error */
+};
+
+struct tg_judgement {
+    enum tg_step step;
+    int valid;           /* ACCEPT: the answer passed every check (cacheable) */
+    struct tg_move move; /* NEXT_*: where the ladder went and why */
+    tg_rc rc;            /* FAIL, CUT: the error */
+    const char *message; /* FAIL: static text for the client */
+};
+
+/* peer.free + upstream_next: judges c->cur's result, records the outcome
+ * on its breaker (provider failures count against it: transport, timeout,
+ * 5xx, 429, a garbled 2xx; not 4xx, not a weak answer) and fills the
+ * attempt's outcome, reason and detail. Never called for an abandoned
+ * attempt. r borrowed. */
+void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t now_ms,
+                      struct tg_judgement *j);
+
+/* A second opinion on an answer the checks accepted (a verifier's score,
+ * a self-consistency vote), for an answer not yet delivered. A low
+ * confidence or inconsistent opinion turns j (ACCEPT) into NEXT_TIER with
+ * that reason, unless c->cur is final; AGREE and UNAVAILABLE (the verifier
+ * failed: fail open) leave it accepted. */
+enum tg_opinion {
+    TG_OPINION_AGREE,
+    TG_OPINION_LOW_CONFIDENCE,
+    TG_OPINION_INCONSISTENT,
+    TG_OPINION_UNAVAILABLE,
+};
+void tg_cascade_reconsider(struct tg_cascade *c, enum tg_opinion op, struct tg_judgement *j);
+
+/* The call for c->cur ended without a result (it could not start, or the
+ * client went away): gives the breaker admission back and records outcome
+ * and detail (detail may be NULL). */
+void tg_cascade_abandon(struct tg_cascade *c, enum tg_outcome outcome, const char *detail);
+
+/* The answer when tg_cascade_pick says NONE, as precise as the attempts
+ * allow (docs/cascade.md "When nothing is left"). */
+struct tg_cascade_error {
+    tg_rc rc;
+    const char *code;       /* NULL: the default code for rc */
+    unsigned retry_after_s; /* > 0: send Retry-After (503) */
+    char message[300];
+};
+/* upstream_msg: the last provider's own error message (for the client,
+ * never the log), may be empty. */
+void tg_cascade_error(const struct tg_cascade *c, const char *upstream_msg,
+                      struct tg_cascade_error *e);
+
+/* Tier changes from the start of the ladder to answered_tier. */
+unsigned tg_cascade_escalations(const struct tg_cascade *c, int answered_tier);
 
 #endif

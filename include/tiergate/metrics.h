@@ -62,6 +62,7 @@ enum tg_reason {
     TG_RSN_CONTEXT,
     TG_RSN_BREAKER_OPEN,
     TG_RSN_NO_KEY,
+    TG_RSN_INCONSISTENT,
     TG_RSN__COUNT
 };
 const char *tg_reason_name(enum tg_reason r);
