@@ -5,7 +5,6 @@
  * breaker table and the scoped cache flush. Admin endpoints are
  * authenticated by the server before they get here.
  */
-#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +165,7 @@ static void on_flushed(void *ud, tg_rc rc, unsigned long long deleted)
 /* DELETE /admin/cache[?namespace=<ns>]: our keys only, by prefix. */
 static void flush(struct tg_req *req)
 {
-    const char *ns = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "namespace");
+    const char *ns = tg_req_query(req, "namespace");
     if (ns) {
         for (const char *p = ns; *p; p++)
             if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')) || p - ns > 20) {

@@ -223,7 +223,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
     tg_buf_init(&ch->key, 256);
     tg_buf_init(&ch->up_body, 0);
     tg_buf_init(&ch->resp, req->cfg->max_upstream_response_bytes);
-    req->chat = ch;
+    req->ctx = ch;
     req->on_cancel = chat_cancel;
     req->on_free = chat_free;
     return ch;
@@ -800,7 +800,7 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
 
 static void on_stream_drain(struct tg_req *req)
 {
-    struct tg_chat *ch = req->chat;
+    struct tg_chat *ch = req->ctx;
     if (ch && ch->call)
         tg_call_unpause(ch->call);
 }
@@ -1135,7 +1135,7 @@ static void release_flight(struct tg_chat *ch)
 /* The client is gone (or the request completed): stop everything. */
 static void chat_cancel(struct tg_req *req)
 {
-    struct tg_chat *ch = req->chat;
+    struct tg_chat *ch = req->ctx;
     if (!ch)
         return;
     if (ch->cache_op) {
@@ -1171,7 +1171,7 @@ static void chat_cancel(struct tg_req *req)
 
 static void chat_free(struct tg_req *req)
 {
-    struct tg_chat *ch = req->chat;
+    struct tg_chat *ch = req->ctx;
     if (!ch)
         return;
     release_flight(ch);
@@ -1184,7 +1184,7 @@ static void chat_free(struct tg_req *req)
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);
     free(ch);
-    req->chat = NULL;
+    req->ctx = NULL;
 }
 
 /* --- the decision line and the metrics ----------------------------------- */

@@ -17,8 +17,8 @@
 #include "tiergate/alloc.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
-#include "tiergate/req.h"
 #include "tiergate/router.h"
+#include "tiergate/server.h"
 #include "tiergate/stats.h"
 
 #ifdef TG_MALLOC_NAME

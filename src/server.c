@@ -32,6 +32,7 @@
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/server.h"
 #include "tiergate/upstream.h"
 
 struct server {
@@ -43,6 +44,37 @@ struct server {
 
 static struct server srv;
 
+/* One client connection: its fd is watched for EPOLLRDHUP (edge-triggered)
+ * from accept to close, because MHD cannot see a suspended client hang up.
+ * Registered once per connection, not per request: keep-alive requests pay
+ * no epoll_ctl for it. The receive deadline bounds how long a client may
+ * take to deliver a whole request (MHD's own timeout is an idle timeout,
+ * which a client trickling one byte at a time never trips). */
+struct tg_conn {
+    struct tg_io io;
+    struct tg_shard *shard;
+    struct tg_mhd_req *req;     /* the request in progress, or NULL */
+    int hup;                    /* the peer shut its side down */
+    struct tg_timer recv_timer; /* armed while a request is being received */
+};
+
+/* A request that came through libmicrohttpd: the common request and what
+ * only this transport knows. */
+struct tg_mhd_req {
+    struct tg_req req; /* first: transport callbacks get &m->req */
+    struct MHD_Connection *conn;
+    struct MHD_Response *response;
+    struct tg_conn *conn_state; /* the connection's hang-up watch */
+    int suspended;
+    struct tg_mhd_req *susp_prev, *susp_next;
+    int too_large; /* the body is over limits.max_body_bytes: answer 413 */
+    size_t discarded;
+};
+
+/* MHD's buffer per streaming response: SSE events are small, and thousands
+ * of streams may be open at once, so it is kept small on purpose. */
+#define STREAM_BLOCK 4096
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls);
@@ -52,58 +84,14 @@ static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *u
 static void on_hup_post(struct tg_loop *loop, void *arg);
 static void on_recv_deadline(struct tg_loop *loop, void *ud);
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
-static void resume(struct tg_req *req);
-static void dispatch(struct tg_req *req);
+static void resume(struct tg_mhd_req *m);
+static void dispatch(struct tg_mhd_req *m);
 
 /* --- helpers ------------------------------------------------------------ */
 
-static uint64_t xorshift(uint64_t *s)
+static struct tg_mhd_req *mhd_of(struct tg_req *req)
 {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-void tg_shard_random_hex(struct tg_shard *sh, char out[17])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t v = xorshift(&sh->rng);
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[v & 15];
-        v >>= 4;
-    }
-    out[16] = '\0';
-}
-
-const char *tg_req_header(struct tg_req *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-void tg_req_ref(struct tg_req *req)
-{
-    req->refs++;
-}
-
-static void req_free(void *p)
-{
-    struct tg_req *req = p;
-    if (req->on_free)
-        req->on_free(req);
-    if (req->response)
-        MHD_destroy_response(req->response);
-    tg_buf_free(&req->body);
-    tg_buf_free(&req->out);
-    tg_config_unref(req->cfg);
-    free(req);
-}
-
-void tg_req_unref(struct tg_req *req)
-{
-    if (--req->refs == 0)
-        tg_loop_defer_free(req->shard->loop, req_free, req);
+    return (struct tg_mhd_req *)(void *)req; /* req is the first member */
 }
 
 /* A request id we echo must be safe in a header and a log line. */
@@ -121,39 +109,40 @@ static int id_ok(const char *s)
 
 /* --- suspend / resume --------------------------------------------------- */
 
-void tg_req_suspend(struct tg_req *req)
+static void mhd_suspend(struct tg_req *req)
 {
-    if (req->suspended || req->closed)
+    struct tg_mhd_req *m = mhd_of(req);
+    if (m->suspended)
         return;
-    MHD_suspend_connection(req->conn);
-    req->suspended = 1;
+    MHD_suspend_connection(m->conn);
+    m->suspended = 1;
     struct tg_shard *sh = req->shard;
-    req->susp_prev = NULL;
-    req->susp_next = sh->suspended;
+    m->susp_prev = NULL;
+    m->susp_next = sh->suspended;
     if (sh->suspended)
-        sh->suspended->susp_prev = req;
-    sh->suspended = req;
+        sh->suspended->susp_prev = m;
+    sh->suspended = m;
     /* Hung up before we suspended: the edge has passed, act on it now. */
-    if (req->conn_state && req->conn_state->hup)
-        tg_loop_post(sh->loop, on_hup_post, req->conn_state);
+    if (m->conn_state && m->conn_state->hup)
+        tg_loop_post(sh->loop, on_hup_post, m->conn_state);
 }
 
-static void resume(struct tg_req *req)
+static void resume(struct tg_mhd_req *m)
 {
-    if (!req->suspended)
+    if (!m->suspended)
         return;
-    struct tg_shard *sh = req->shard;
-    if (req->susp_prev)
-        req->susp_prev->susp_next = req->susp_next;
+    struct tg_shard *sh = m->req.shard;
+    if (m->susp_prev)
+        m->susp_prev->susp_next = m->susp_next;
     else
-        sh->suspended = req->susp_next;
-    if (req->susp_next)
-        req->susp_next->susp_prev = req->susp_prev;
-    req->susp_prev = req->susp_next = NULL;
-    req->suspended = 0;
+        sh->suspended = m->susp_next;
+    if (m->susp_next)
+        m->susp_next->susp_prev = m->susp_prev;
+    m->susp_prev = m->susp_next = NULL;
+    m->suspended = 0;
     /* Cheap: MHD only flags the connection; the walk over suspended
      * connections happens once, in the MHD_run at the end of the iteration. */
-    MHD_resume_connection(req->conn);
+    MHD_resume_connection(m->conn);
     sh->mhd_dirty = 1;
 }
 
@@ -161,30 +150,27 @@ static void resume(struct tg_req *req)
  * wait or single-flight wait), marks any stream as broken and resumes the
  * connection: with no response queued, the handler returns MHD_NO and MHD
  * closes it. */
-static void abort_request(struct tg_req *req)
+static void abort_request(struct tg_mhd_req *m)
 {
-    if (req->on_cancel) {
-        void (*cb)(struct tg_req *) = req->on_cancel;
-        req->on_cancel = NULL;
-        cb(req);
-    }
+    struct tg_req *req = &m->req;
+    tg_req_cancel(req);
     req->stream_broken = 1;
     req->stream_done = 1;
     if (req->state == TG_REQ_WORKING)
         req->state = TG_REQ_READY;
-    resume(req);
+    resume(m);
 }
 
 /* The client hung up. MHD notices by itself unless the request is
  * suspended (waiting on upstream or Redis): then we cancel and resume. */
 static void client_gone(struct tg_conn *c)
 {
-    struct tg_req *req = c->req;
+    struct tg_mhd_req *m = c->req;
     c->hup = 1;
-    if (!req || !req->suspended)
+    if (!m || !m->suspended)
         return;
-    tg_log_req(TG_LOG_DEBUG, req->id, "client went away");
-    abort_request(req);
+    tg_log_req(TG_LOG_DEBUG, m->req.id, "client went away");
+    abort_request(m);
 }
 
 static void on_client_hup(struct tg_loop *loop, int fd, uint32_t events, void *ud)
@@ -217,10 +203,10 @@ static void recv_deadline_arm(struct tg_conn *c)
 static void on_recv_deadline(struct tg_loop *loop, void *ud)
 {
     struct tg_conn *c = ud;
-    if (c->req && c->req->state != TG_REQ_RECEIVING)
+    if (c->req && c->req->req.state != TG_REQ_RECEIVING)
         return; /* answered or being answered: upstream deadlines apply */
-    tg_log_req(TG_LOG_DEBUG, c->req ? c->req->id : "-", "request not received within %u s: closing",
-               c->shard->cfg->connection_timeout_s);
+    tg_log_req(TG_LOG_DEBUG, c->req ? c->req->req.id : "-",
+               "request not received within %u s: closing", c->shard->cfg->connection_timeout_s);
     shutdown(c->io.fd, SHUT_RDWR);
     c->shard->mhd_dirty = 1;
 }
@@ -260,7 +246,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
-/* --- responses ---------------------------------------------------------- */
+/* --- the transport: tg_req_* calls as MHD responses -------------------- */
+
+static const char *mhd_header(struct tg_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(mhd_of(req)->conn, MHD_HEADER_KIND, name);
+}
+
+static const char *mhd_query(struct tg_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(mhd_of(req)->conn, MHD_GET_ARGUMENT_KIND, name);
+}
 
 static void add_std_headers(struct tg_req *req, struct MHD_Response *r)
 {
@@ -269,18 +265,16 @@ static void add_std_headers(struct tg_req *req, struct MHD_Response *r)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
-tg_rc tg_req_add_header(struct tg_req *req, const char *name, const char *value)
+static tg_rc mhd_add_header(struct tg_req *req, const char *name, const char *value)
 {
-    if (!req->response)
-        return TG_ERR_INTERNAL;
-    return MHD_add_response_header(req->response, name, value) == MHD_YES ? TG_OK : TG_ERR_NOMEM;
+    struct tg_mhd_req *m = mhd_of(req);
+    return MHD_add_response_header(m->response, name, value) == MHD_YES ? TG_OK : TG_ERR_NOMEM;
 }
 
-tg_rc tg_req_respond(struct tg_req *req, unsigned status, const char *content_type,
-                     const char *body, size_t len)
+static tg_rc mhd_respond(struct tg_req *req, unsigned status, const char *content_type,
+                         const char *body, size_t len)
 {
-    if (req->response || req->closed)
-        return TG_ERR_INTERNAL;
+    struct tg_mhd_req *m = mhd_of(req);
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
@@ -288,77 +282,56 @@ tg_rc tg_req_respond(struct tg_req *req, unsigned status, const char *content_ty
     if (content_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     add_std_headers(req, r);
-    req->response = r;
-    req->status = status;
-    req->state = TG_REQ_READY;
-    resume(req);
+    m->response = r;
+    resume(m);
     return TG_OK;
 }
 
-tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, const char *param,
-                           const char *code)
+static tg_rc mhd_stream_start(struct tg_req *req)
 {
-    struct tg_buf b;
-    tg_buf_init(&b, 0);
-    tg_rc r = tg_error_body(&b, rc, message, param, code);
-    if (r == TG_OK)
-        r = tg_req_respond(req, tg_error_status(rc), "application/json", b.data, b.len);
-    tg_buf_free(&b);
-    if (r == TG_OK && rc == TG_ERR_METHOD)
-        tg_req_add_header(req, "allow",
-                          req->ep == TG_EP_CHAT || req->ep == TG_EP_ROUTE ? "POST"
-                          : req->ep == TG_EP_ADMIN_CACHE                  ? "DELETE"
-                                                                          : "GET, HEAD");
-    if (r == TG_OK && rc == TG_ERR_UNAUTHORIZED)
-        tg_req_add_header(req, "www-authenticate", "Bearer");
-    return r;
-}
-
-tg_rc tg_req_stream_start(struct tg_req *req)
-{
-    if (req->response || req->closed)
-        return TG_ERR_INTERNAL;
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, TG_STREAM_BLOCK,
-                                                               stream_reader, req, NULL);
+    struct tg_mhd_req *m = mhd_of(req);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, m, NULL);
     if (!r)
         return TG_ERR_NOMEM;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "x-accel-buffering", "no");
     add_std_headers(req, r);
-    req->response = r;
-    req->status = 200;
-    req->state = TG_REQ_STREAMING;
-    /* MHD sends the status line only with the first body byte: give it a
-     * comment line at once so the client sees headers before the model's
-     * first token (SSE comments are ignored by every client). */
-    tg_rc rc = tg_buf_puts(&req->out, ": ok\n\n");
-    resume(req);
-    return rc;
+    m->response = r;
+    resume(m);
+    return TG_OK;
 }
 
-tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n)
+static void mhd_stream_wake(struct tg_req *req)
 {
-    if (req->closed || req->stream_done)
-        return TG_ERR_IO;
-    tg_rc rc = tg_buf_append(&req->out, p, n);
-    if (rc == TG_OK && req->state == TG_REQ_QUEUED)
-        resume(req);
-    return rc;
-}
-
-void tg_req_stream_end(struct tg_req *req, int broken)
-{
-    req->stream_done = 1;
-    if (broken)
-        req->stream_broken = 1;
     if (req->state == TG_REQ_QUEUED || req->state == TG_REQ_STREAMING)
-        resume(req);
+        resume(mhd_of(req));
 }
+
+static void mhd_destroy(struct tg_req *req)
+{
+    struct tg_mhd_req *m = mhd_of(req);
+    if (m->response)
+        MHD_destroy_response(m->response);
+    free(m);
+}
+
+static const struct tg_req_transport mhd_transport = {
+    .header = mhd_header,
+    .query = mhd_query,
+    .suspend = mhd_suspend,
+    .respond = mhd_respond,
+    .add_header = mhd_add_header,
+    .stream_start = mhd_stream_start,
+    .stream_wake = mhd_stream_wake,
+    .destroy = mhd_destroy,
+};
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    struct tg_req *req = cls;
+    struct tg_mhd_req *m = cls;
+    struct tg_req *req = &m->req;
     size_t n = tg_buf_unread(&req->out);
     if (n) {
         if (n > max)
@@ -413,27 +386,23 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
     return TG_EP_NONE;
 }
 
-static struct tg_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn, const char *method,
-                              const char *url)
+static struct tg_mhd_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn,
+                                  const char *method, const char *url)
 {
-    struct tg_req *req = calloc(1, sizeof(*req));
-    if (!req)
+    struct tg_mhd_req *m = calloc(1, sizeof(*m));
+    if (!m)
         return NULL;
-    req->shard = sh;
-    req->conn = conn;
-    req->refs = 1;
-    req->start_us = tg_now_us();
-    req->cfg = tg_config_ref(sh->cfg);
+    struct tg_req *req = &m->req;
+    tg_req_init(req, &mhd_transport, sh, sh->cfg);
+    m->conn = conn;
     snprintf(req->method, sizeof(req->method), "%s", method);
     snprintf(req->path, sizeof(req->path), "%s", url);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci && ci->socket_context) {
-        req->conn_state = ci->socket_context;
-        req->conn_state->req = req;
+        m->conn_state = ci->socket_context;
+        m->conn_state->req = m;
     }
-    tg_buf_init(&req->body, req->cfg->max_body_bytes);
-    tg_buf_init(&req->out, 0);
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
     if (rid && id_ok(rid)) {
         snprintf(req->id, sizeof(req->id), "%s", rid);
@@ -444,7 +413,7 @@ static struct tg_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn, 
     }
     sh->inflight++;
     tg_metrics_inflight(sh->metrics, 1);
-    return req;
+    return m;
 }
 
 /* Bearer token from Authorization, or NULL. */
@@ -522,9 +491,10 @@ static int authorize(struct tg_req *req)
     }
 }
 
-static void dispatch(struct tg_req *req)
+static void dispatch(struct tg_mhd_req *m)
 {
-    if (req->too_large) {
+    struct tg_req *req = &m->req;
+    if (m->too_large) {
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
         tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, NULL, NULL);
@@ -611,7 +581,7 @@ static int check_head(struct tg_req *req, const char *method, const char *url, c
     struct framing f;
     memset(&f, 0, sizeof(f));
     f.head_bytes = strlen(method) + strlen(url) + strlen(version) + 4;
-    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, on_head_field, &f);
+    MHD_get_connection_values_n(mhd_of(req)->conn, MHD_HEADER_KIND, on_head_field, &f);
     if (!f.why && f.n_cl && f.n_te)
         f.why = "both Content-Length and Transfer-Encoding: refused (RFC 9112 6.1)";
     if (!f.why && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && f.n_host != 1)
@@ -637,10 +607,10 @@ static int check_head(struct tg_req *req, const char *method, const char *url, c
     return 0;
 }
 
-static enum MHD_Result queue(struct tg_req *req)
+static enum MHD_Result queue(struct tg_mhd_req *m)
 {
-    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->response);
-    req->state = TG_REQ_QUEUED;
+    enum MHD_Result r = MHD_queue_response(m->conn, m->req.status, m->response);
+    m->req.state = TG_REQ_QUEUED;
     return r;
 }
 
@@ -649,12 +619,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_size, void **con_cls)
 {
     struct tg_shard *sh = cls;
-    struct tg_req *req = *con_cls;
-    if (!req) {
-        req = req_new(sh, conn, method, url);
-        if (!req)
+    struct tg_mhd_req *m = *con_cls;
+    if (!m) {
+        m = req_new(sh, conn, method, url);
+        if (!m)
             return MHD_NO;
-        *con_cls = req;
+        *con_cls = m;
+        struct tg_req *req = &m->req;
         int method_ok;
         req->ep = classify(url, method, &method_ok);
         if (check_head(req, method, url, version) != 0) {
@@ -670,24 +641,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         } else if (authorize(req) == 0) {
             const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
             if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
-                req->too_large = 1;
-                dispatch(req); /* answers 413 before reading a byte of the body */
+                m->too_large = 1;
+                dispatch(m); /* answers 413 before reading a byte of the body */
             }
         }
         if (req->state == TG_REQ_READY)
-            return queue(req);
+            return queue(m);
         return MHD_YES;
     }
+    struct tg_req *req = &m->req;
     if (*upload_size) {
-        if (!req->too_large && tg_buf_append(&req->body, upload, *upload_size) != TG_OK) {
-            req->too_large = 1;
+        if (!m->too_large && tg_buf_append(&req->body, upload, *upload_size) != TG_OK) {
+            m->too_large = 1;
             tg_buf_free(&req->body);
         }
-        if (req->too_large) {
+        if (m->too_large) {
             /* Chunked bodies have no length up front: drain what is sent up
              * to a bound, then give up on the connection. */
-            req->discarded += *upload_size;
-            if (req->discarded > req->cfg->max_body_bytes)
+            m->discarded += *upload_size;
+            if (m->discarded > req->cfg->max_body_bytes)
                 return MHD_NO;
         }
         *upload_size = 0;
@@ -695,9 +667,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     switch (req->state) {
     case TG_REQ_RECEIVING:
-        if (req->conn_state)
-            tg_timer_stop(sh->loop, &req->conn_state->recv_timer);
-        dispatch(req);
+        if (m->conn_state)
+            tg_timer_stop(sh->loop, &m->conn_state->recv_timer);
+        dispatch(m);
         break;
     case TG_REQ_WORKING:
         return MHD_YES; /* spurious call while work is under way */
@@ -708,9 +680,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (req->state == TG_REQ_READY || req->state == TG_REQ_STREAMING) {
-        if (!req->response)
+        if (!m->response)
             return MHD_NO; /* the client went away: close */
-        return queue(req);
+        return queue(m);
     }
     return MHD_YES;
 }
@@ -718,25 +690,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct tg_req *req = *con_cls;
-    if (!req)
+    struct tg_mhd_req *m = *con_cls;
+    if (!m)
         return;
     *con_cls = NULL;
-    if (req->conn_state) {
-        recv_deadline_arm(req->conn_state); /* for the next request on this connection */
-        req->conn_state->req = NULL;
-        req->conn_state = NULL;
+    struct tg_req *req = &m->req;
+    if (m->conn_state) {
+        recv_deadline_arm(m->conn_state); /* for the next request on this connection */
+        m->conn_state->req = NULL;
+        m->conn_state = NULL;
     }
-    if (req->suspended)
-        resume(req); /* cannot happen per MHD's contract; keep the list sane */
+    if (m->suspended)
+        resume(m); /* cannot happen per MHD's contract; keep the list sane */
     req->closed = 1;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         tg_log_req(TG_LOG_DEBUG, req->id, "connection ended early (%d)", (int)toe);
-    if (req->on_cancel) {
-        void (*cb)(struct tg_req *) = req->on_cancel;
-        req->on_cancel = NULL;
-        cb(req);
-    }
+    tg_req_cancel(req);
     req->shard->inflight--;
     tg_metrics_inflight(req->shard->metrics, -1);
     tg_req_unref(req);

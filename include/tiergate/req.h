@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT
  *
- * req.h - one client request and the shard that serves it. The server
- * module owns the MHD side (suspend/resume, client hang-up, response
- * queuing); endpoint modules (chat, admin) fill in the answer through the
- * tg_req_* calls below. A request is freed once MHD reports completion and
- * no asynchronous operation (Redis, single-flight) still holds a reference.
- * Everything here runs on the shard's loop thread.
+ * req.h - one request and the shard that serves it, apart from the protocol
+ * that carried it (h2o keeps its response API in request.c, away from the
+ * HTTP/1 code). Endpoint modules (chat, admin) read the request and answer
+ * through the tg_req_* calls below; a transport turns those calls into
+ * bytes: server.c's drives libmicrohttpd (suspend/resume, hang-up watch,
+ * queuing), the internal one here captures the answer into buffers for a
+ * caller with no client at all (batches, a translating front door). A
+ * request is freed once its transport is done with it and no asynchronous
+ * operation (Redis, single-flight) still holds a reference. Everything
+ * here runs on the shard's loop thread.
  */
 #ifndef TIERGATE_REQ_H
 #define TIERGATE_REQ_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,28 +21,14 @@
 #include "tiergate/common.h"
 #include "tiergate/loop.h"
 
-struct MHD_Connection;
-struct MHD_Response;
 struct MHD_Daemon;
 struct tg_config;
 struct tg_upstream;
 struct tg_cache;
-struct tg_chat;
 struct tg_metrics_shard;
-
-/* One client connection: its fd is watched for EPOLLRDHUP (edge-triggered)
- * from accept to close, because MHD cannot see a suspended client hang up.
- * Registered once per connection, not per request: keep-alive requests pay
- * no epoll_ctl for it. The receive deadline bounds how long a client may
- * take to deliver a whole request (MHD's own timeout is an idle timeout,
- * which a client trickling one byte at a time never trips). */
-struct tg_conn {
-    struct tg_io io;
-    struct tg_shard *shard;
-    struct tg_req *req;         /* the request in progress, or NULL */
-    int hup;                    /* the peer shut its side down */
-    struct tg_timer recv_timer; /* armed while a request is being received */
-};
+struct tg_gateway_key;
+struct tg_mhd_req;
+struct tg_req;
 
 enum tg_endpoint {
     TG_EP_NONE = 0,
@@ -66,8 +55,8 @@ struct tg_shard {
     struct tg_metrics_shard *metrics;
     struct tg_config *cfg; /* this shard's current snapshot */
     unsigned cfg_gen;
-    size_t inflight;          /* requests between first byte and completion */
-    struct tg_req *suspended; /* list of suspended requests (resume-all at stop) */
+    size_t inflight;              /* requests between first byte and completion */
+    struct tg_mhd_req *suspended; /* server.c: suspended requests (resume-all at stop) */
     int draining;
     uint64_t rng;
 };
@@ -77,12 +66,33 @@ enum tg_req_state {
     TG_REQ_WORKING,       /* dispatched; waiting on Redis/upstream */
     TG_REQ_READY,         /* a full response is built, not yet queued */
     TG_REQ_STREAMING,     /* an SSE response is queued or about to be */
-    TG_REQ_QUEUED,        /* handed to MHD */
+    TG_REQ_QUEUED,        /* handed to the transport */
+};
+
+/* How a request's answer reaches its client; one per kind of request,
+ * static. The tg_req_* calls check the request's state and call these. */
+struct tg_req_transport {
+    /* Request header (case-insensitive) or query argument, or NULL. */
+    const char *(*header)(struct tg_req *req, const char *name);
+    const char *(*query)(struct tg_req *req, const char *name);
+    /* Park the request while asynchronous work runs (may be a no-op). */
+    void (*suspend)(struct tg_req *req);
+    /* A whole response; body copied. */
+    tg_rc (*respond)(struct tg_req *req, unsigned status, const char *content_type,
+                     const char *body, size_t len);
+    tg_rc (*add_header)(struct tg_req *req, const char *name, const char *value);
+    /* An SSE response whose body is what lands in req->out. */
+    tg_rc (*stream_start)(struct tg_req *req);
+    /* req->out grew, or the stream ended (req->stream_done). */
+    void (*stream_wake)(struct tg_req *req);
+    /* Frees the request's memory (the transport allocated it), after the
+     * common parts were released. */
+    void (*destroy)(struct tg_req *req);
 };
 
 struct tg_req {
+    const struct tg_req_transport *tp;
     struct tg_shard *shard;
-    struct MHD_Connection *conn;
     struct tg_config *cfg; /* reference taken at arrival */
     enum tg_endpoint ep;
     enum tg_req_state state;
@@ -91,16 +101,11 @@ struct tg_req {
     char path[128]; /* the URL path (truncated), for sub-resources */
     uint64_t start_us;
     int refs;
-    int closed; /* MHD reported completion: no more client I/O */
-    int suspended;
-    int resuming;
-    struct tg_req *susp_prev, *susp_next;
-    struct tg_conn *conn_state; /* the connection's hang-up watch */
+    int closed;    /* the transport is done: no more client I/O */
+    int responded; /* a response (whole or stream) was started */
 
     /* Request body. */
     struct tg_buf body;
-    int too_large;
-    size_t discarded;
 
     /* Caller identity (after auth). */
     const struct tg_gateway_key *key;
@@ -108,32 +113,38 @@ struct tg_req {
 
     /* Response. */
     unsigned status;
-    struct MHD_Response *response;
-    struct tg_buf out;                     /* streaming: bytes waiting for MHD */
+    struct tg_buf out;                     /* streaming: bytes waiting for the client */
     int stream_done;                       /* no more bytes will be added */
     int stream_broken;                     /* end the response with an error (close) */
     void (*on_drain)(struct tg_req *req);  /* out fell below the low-water mark */
     void (*on_cancel)(struct tg_req *req); /* client went away / completion */
     void (*on_free)(struct tg_req *req);
-    struct tg_chat *chat; /* the chat pipeline's state, when ep == TG_EP_CHAT */
+    void *ctx; /* the endpoint's own state (struct tg_chat for chat) */
 };
-
-/* MHD's buffer per streaming response: SSE events are small, and thousands
- * of streams may be open at once, so it is kept small on purpose. */
-#define TG_STREAM_BLOCK 4096
 
 /* Stream buffering: pause the upstream above HIGH, resume below LOW. */
 #define TG_STREAM_HIGH_WATER (256u * 1024u)
 #define TG_STREAM_LOW_WATER (64u * 1024u)
 
+/* Sets up the common part of a request the transport allocated (zeroed):
+ * one reference (the transport's), a reference on cfg, the body buffer
+ * capped at cfg->max_body_bytes. Transports only. */
+void tg_req_init(struct tg_req *req, const struct tg_req_transport *tp, struct tg_shard *sh,
+                 struct tg_config *cfg);
+
 /* Value of a request header (case-insensitive), or NULL. */
 const char *tg_req_header(struct tg_req *req, const char *name);
+/* Value of a query-string argument, or NULL. */
+const char *tg_req_query(struct tg_req *req, const char *name);
 
-/* Suspends the connection while asynchronous work runs. */
+/* Suspends the request while asynchronous work runs. */
 void tg_req_suspend(struct tg_req *req);
 
-/* Builds a complete response (body copied) and resumes the connection.
- * Headers added with tg_req_add_header before or after, until queued. */
+/* Builds a complete response (body copied) and hands it to the transport.
+ * Headers are added with tg_req_add_header after it, in the same loop
+ * callback (the transport queues the response after the callback).
+ * TG_ERR_INTERNAL when a response was already started or the client is
+ * gone. */
 tg_rc tg_req_respond(struct tg_req *req, unsigned status, const char *content_type,
                      const char *body, size_t len);
 /* OpenAI-shaped error response; message must not contain secrets. */
@@ -141,25 +152,65 @@ tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, co
                            const char *code);
 tg_rc tg_req_add_header(struct tg_req *req, const char *name, const char *value);
 
-/* Starts an SSE response (status 200); later bytes go through
- * tg_req_stream_write; tg_req_stream_end finishes it. */
+/* Starts an SSE response (status 200) with a ": ok" comment, so the head
+ * leaves at once; later bytes go through tg_req_stream_write;
+ * tg_req_stream_end finishes it (broken: with an error, i.e. a close). */
 tg_rc tg_req_stream_start(struct tg_req *req);
 tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n);
 void tg_req_stream_end(struct tg_req *req, int broken);
 
-/* References for asynchronous operations that may outlive the connection. */
+/* Runs the request's cancel hook once (it stops upstream calls, Redis and
+ * single-flight waits and accounts for the request). Transports call it
+ * when the client went away and when the request completed. */
+void tg_req_cancel(struct tg_req *req);
+
+/* References for asynchronous operations that may outlive the client. The
+ * last unref frees the request after the loop iteration. */
 void tg_req_ref(struct tg_req *req);
 void tg_req_unref(struct tg_req *req);
 
-/* Random hex id (16 chars + NUL). */
+/* Random hex id (16 chars + NUL), from the shard's generator. */
 void tg_shard_random_hex(struct tg_shard *sh, char out[17]);
 
-/* Server lifecycle (main.c). */
-tg_rc tg_server_start(struct tg_config *cfg);
-/* Stops accepting, waits up to the drain deadline, then stops. */
-void tg_server_stop(unsigned drain_timeout_s);
-/* Tells shards a new config was published. */
-void tg_server_reload(void);
-unsigned tg_server_port(void);
+/* --- internal requests: the pipeline with no HTTP client ----------------
+ * A request that enters an endpoint (chat) from inside the gateway, as a
+ * batch line or a translating front door would: its answer is captured,
+ * status, headers and body, and handed to on_done. */
+struct tg_req_internal_ops {
+    /* Response body bytes arrived (a whole body, or stream chunks as the
+     * pipeline writes them): tg_req_internal_body() holds everything so
+     * far. Optional. */
+    void (*on_data)(struct tg_req *req, void *ud);
+    /* The response is complete (status, headers, body final; broken: a
+     * stream that ended with an error). Runs from the loop, never inside
+     * the pipeline call that finished the response. The request is freed
+     * after this returns unless the callee took a reference. */
+    void (*on_done)(struct tg_req *req, void *ud);
+};
+
+/* A request for endpoint ep with the given body (copied; at most
+ * cfg->max_body_bytes) on shard sh. Before it is handed to the endpoint
+ * (tg_chat_handle(req)) the caller may add request headers with
+ * tg_req_internal_set_header and set the caller's identity as server.c's
+ * authorisation does: req->key and req->bearer_hash (tg_cache_namespace;
+ * left empty, the cache is off for the request). Returns NULL when out of
+ * memory or the body is over the cap. ops and ud are borrowed for the
+ * request's life. */
+struct tg_req *tg_req_internal_new(struct tg_shard *sh, struct tg_config *cfg, enum tg_endpoint ep,
+                                   const char *body, size_t len,
+                                   const struct tg_req_internal_ops *ops, void *ud);
+/* Adds a request header (name and value copied). TG_ERR_TOO_LARGE past
+ * TG_REQ_INTERNAL_MAX_HEADERS. */
+#define TG_REQ_INTERNAL_MAX_HEADERS 16
+tg_rc tg_req_internal_set_header(struct tg_req *req, const char *name, const char *value);
+/* The captured response; valid until the request is freed. */
+unsigned tg_req_internal_status(const struct tg_req *req);
+const char *tg_req_internal_response_header(const struct tg_req *req, const char *name);
+const struct tg_buf *tg_req_internal_body(const struct tg_req *req);
+int tg_req_internal_streamed(const struct tg_req *req);
+int tg_req_internal_broken(const struct tg_req *req);
+/* The caller gives up (its own client left): the pipeline is cancelled
+ * and on_done is not called. Drops the caller's reference. */
+void tg_req_internal_cancel(struct tg_req *req);
 
 #endif
