@@ -19,7 +19,7 @@ ifeq ($(SAN),1)
   LDSAN  := -fsanitize=address,undefined
 else
   BUILD  := build/release
-  OPT    := -O2 -g
+  OPT    := -O2 -g -DNDEBUG
   LDSAN  :=
 endif
 # The release daemon links jemalloc, as redis does: curl, jansson and

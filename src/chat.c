@@ -42,6 +42,24 @@
 #include "tiergate/validate.h"
 
 #define MAX_MEMBERS_STACK 16
+/* POST /v1/route's answer: the tier, the score and a few dozen features. */
+#define TG_ROUTE_JSON_MAX (64u * 1024u)
+
+/* How the answer reaches the client: one variable, changed by deliver()
+ * only (curl's mstate()). A stream request's attempt is HOLDING while a
+ * higher tier could still take over (its events are kept until the
+ * answer is judged, then replayed: HOLDING -> COMMITTED -> DONE) and LIVE
+ * on the final attempt (events go out as they come; the first one makes
+ * it COMMITTED). A non-stream attempt is HOLDING its body. Once COMMITTED,
+ * answer bytes reached the client and no other model may answer: a
+ * failure ends the stream with an error event. */
+enum delivery {
+    DLV_NONE = 0,  /* nothing sent; no attempt under way */
+    DLV_HOLDING,   /* the attempt's answer is kept until it is judged */
+    DLV_LIVE,      /* stream events go out as they arrive; none sent yet */
+    DLV_COMMITTED, /* answer bytes reached the client */
+    DLV_DONE,      /* the response is complete and the request accounted for */
+};
 
 struct tg_chat {
     struct tg_req *req;
@@ -64,7 +82,8 @@ struct tg_chat {
     uint64_t wait_start_us, wait_us;
 
     /* routing and the ladder */
-    int routed;
+    int routed;      /* "auto": the router picks the start */
+    int route_known; /* ch->route holds the router's decision */
     struct tg_route route;
     struct tg_model *pinned;
     struct tg_cascade cas;
@@ -77,7 +96,7 @@ struct tg_chat {
     struct tg_buf up_body;
     struct tg_buf resp;
     struct tg_sse_stream *sse;
-    int sse_body, live, committed;
+    int sse_body; /* the upstream answers with an SSE stream */
     uint64_t upstream_us;
 
     /* the answer */
@@ -85,7 +104,7 @@ struct tg_chat {
     struct tg_model *answered;
     unsigned escalations;
     double cost_usd, baseline_usd;
-    int finished;
+    enum delivery dlv; /* changed by deliver() only */
 };
 
 static void chat_cancel(struct tg_req *req);
@@ -109,7 +128,8 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
 static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion);
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
                          unsigned retry_after_s);
-static void finish(struct tg_chat *ch);
+static void deliver(struct tg_chat *ch, enum delivery to);
+static void end(struct tg_chat *ch);
 
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
@@ -184,7 +204,9 @@ static unsigned escalations(const struct tg_chat *ch)
     return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
 
-static void add_answer_headers(struct tg_chat *ch)
+/* cost_known: 0 when a live stream is starting (its cost is known only at
+ * its end; the decision line has it). */
+static void add_answer_headers(struct tg_chat *ch, int cost_known)
 {
     struct tg_req *req = ch->req;
     ch->escalations = escalations(ch);
@@ -194,14 +216,14 @@ static void add_answer_headers(struct tg_chat *ch)
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
     }
     add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
-    if (ch->routed && ch->cas.n_ladder) {
+    if (ch->route_known) {
         char h[64];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
-    /* Known unless a live stream is starting: a replayed stream (a cache
-     * hit, or a validated buffered answer) has its whole cost already. */
-    if (!ch->live || !ch->committed) {
+    /* A replayed stream (a cache hit, or a validated buffered answer) has
+     * its whole cost already. */
+    if (cost_known) {
         double nusd = ch->cost_usd * 1e8; /* in 10^-8 USD, the header's precision */
         add_header_fixed(req, "x-tiergate-cost-usd",
                          nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
@@ -251,21 +273,24 @@ void tg_chat_route(struct tg_req *req)
     }
     if (parse_body(ch, 1) != 0)
         return;
-    struct tg_route r;
     struct tg_buf out;
-    tg_buf_init(&out, 0);
-    tg_rc rc = tg_router_classify(&req->cfg->router, ch->json, &r);
+    tg_buf_init(&out, TG_ROUTE_JSON_MAX);
+    tg_rc rc = tg_router_classify(&req->cfg->router, ch->json, &ch->route);
     if (rc == TG_OK)
-        rc = tg_router_route_json(&r, &out);
+        rc = tg_router_route_json(&ch->route, &out);
     if (rc != TG_OK) {
+        ch->status = tg_error_status(rc);
         tg_req_respond_error(req, rc, "cannot route this request", NULL, NULL);
     } else {
+        ch->route_known = 1;
+        ch->status = 200;
         tg_req_respond(req, 200, "application/json", out.data, out.len);
         char h[64];
-        tg_router_header(&r, h, sizeof(h));
+        tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
     tg_buf_free(&out);
+    end(ch); /* a dry run is a request too: one decision line, counted */
 }
 
 /* --- body checks -------------------------------------------------------- */
@@ -282,7 +307,7 @@ static int bad(struct tg_chat *ch, const char *param, const char *fmt, ...)
     va_end(ap);
     ch->status = 400;
     tg_req_respond_error(ch->req, TG_ERR_BAD_REQUEST, msg, param, NULL);
-    finish(ch);
+    end(ch);
     return -1;
 }
 
@@ -394,7 +419,7 @@ static int resolve(struct tg_chat *ch)
                      "The model `%.100s` does not exist or you do not have access to it.", name);
             ch->status = 404;
             tg_req_respond_error(req, TG_ERR_MODEL_NOT_FOUND, msg, "model", "model_not_found");
-            finish(ch);
+            end(ch);
             return -1;
         }
         tier = ch->pinned->tier;
@@ -414,6 +439,7 @@ static int build_ladder(struct tg_chat *ch)
     if (ch->routed) {
         if (tg_router_classify(&cfg->router, ch->json, &ch->route) != TG_OK)
             return -1;
+        ch->route_known = 1;
         tg_metrics_route(req->shard->metrics, ch->route.tier);
         /* The caller's cost cap beats the router. */
         ch->cas.start_tier =
@@ -587,7 +613,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
 
 static void proceed(struct tg_chat *ch)
 {
-    if (ch->finished)
+    if (ch->dlv == DLV_DONE)
         return;
     if (build_ladder(ch) != 0) {
         fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0);
@@ -678,8 +704,8 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
 {
     struct tg_req *req = ch->req;
     struct tg_model *m = a->model;
-    ch->live = ch->stream && ch->cas.final;
-    ch->sse_body = ch->committed = 0;
+    deliver(ch, ch->stream && ch->cas.final ? DLV_LIVE : DLV_HOLDING);
+    ch->sse_body = 0;
     ch->added_usage = ch->stream && !ch->client_usage;
     ch->want_logprobs = tg_validate_wants_logprobs(&req->cfg->validate, ch->json, ch->cas.final);
     tg_buf_reset(&ch->resp);
@@ -704,6 +730,7 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
         snprintf(why, sizeof(why), "cannot start call: %s", tg_rc_name(rc));
         tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, why);
         ch->call = NULL;
+        deliver(ch, DLV_NONE);
         next_attempt(ch);
     }
 }
@@ -741,17 +768,19 @@ static int on_headers(struct tg_call *call, void *ud)
     return 0;
 }
 
+/* Starts the client's stream: from now on answer bytes reach it. */
 static int start_client_stream(struct tg_chat *ch)
 {
-    if (ch->committed)
+    if (ch->dlv == DLV_COMMITTED)
         return 0;
-    ch->committed = 1;
+    int live = ch->dlv == DLV_LIVE;
+    deliver(ch, DLV_COMMITTED);
     if (!ch->answered)
         ch->answered = ch->cas.cur->model;
     ch->status = 200;
     if (tg_req_stream_start(ch->req) != TG_OK)
         return -1;
-    add_answer_headers(ch);
+    add_answer_headers(ch, !live);
     ch->req->on_drain = on_stream_drain;
     return 0;
 }
@@ -765,7 +794,7 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
         return 0;
     if (ev->usage_only && ch->added_usage)
         return 0; /* the client did not ask for usage: we did, for cost */
-    if (!ch->live) {
+    if (ch->dlv == DLV_HOLDING) {
         if (tg_buf_append(&ch->resp, ev->raw, ev->raw_len) != TG_OK)
             return 1;
         return 0;
@@ -784,7 +813,7 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
     if (!ch->sse_body) {
         return tg_buf_append(&ch->resp, p, n) == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
     }
-    if (ch->live && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
+    if (ch->dlv >= DLV_LIVE && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
         return TG_CALL_PAUSE; /* the client reads slower than the model writes */
     tg_rc rc = tg_sse_stream_feed(ch->sse, p, n, on_event, ch);
     /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
@@ -859,7 +888,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     r->sse = ch->sse_body;
     r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
     r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
-    r->committed = ch->committed;
+    r->committed = ch->dlv == DLV_COMMITTED;
     if (rc != TG_OK || (r->sse && !r->sse_done))
         return;
     if (r->status == 400)
@@ -897,6 +926,7 @@ static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct
                  "requirement of the request.",
                  v->reason, v->detail);
     count_move(ch, &j->move);
+    deliver(ch, DLV_NONE); /* nothing of this attempt reached the client */
     next_attempt(ch);
 }
 
@@ -915,8 +945,8 @@ static void pass_back(struct tg_chat *ch, struct tg_call *call)
     uint64_t retry_after = tg_call_retry_after_ms(call);
     if (st == 429 && retry_after)
         add_headerf(req, "retry-after", "%llu", (unsigned long long)((retry_after + 999) / 1000));
-    add_answer_headers(ch);
-    finish(ch);
+    add_answer_headers(ch, 1);
+    end(ch);
 }
 
 /* The stream the client is reading broke: end it with an error event
@@ -936,7 +966,7 @@ static void cut_stream(struct tg_chat *ch, tg_rc rc)
     }
     tg_req_stream_end(req, 0);
     ch->status = 200;
-    finish(ch);
+    end(ch);
 }
 
 /* Delivers an accepted answer (valid: cache it too). */
@@ -960,9 +990,9 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     ch->baseline_usd = usd(cfg->baseline, a->prompt_tokens, a->completion_tokens);
     if (cacheable)
         store_answer(ch, a->model, completion);
-    if (ch->live && ch->committed) {
+    if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything was sent */
         tg_req_stream_end(req, 0);
-        finish(ch);
+        end(ch);
     } else if (!ch->stream && !ch->want_logprobs && !ch->sse_body) {
         /* Pass the provider's bytes through untouched. */
         answer_completion(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
@@ -972,7 +1002,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
             tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
             tg_req_stream_end(req, 0);
         }
-        finish(ch);
+        end(ch);
     } else {
         answer_completion(ch, completion, NULL, 0);
     }
@@ -1082,7 +1112,7 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
             return;
         }
         tg_buf_free(&b);
-        finish(ch);
+        end(ch);
         return;
     }
     char *s = NULL;
@@ -1096,9 +1126,9 @@ static void answer_completion(struct tg_chat *ch, json_t *completion, const char
         raw_len = strlen(s);
     }
     tg_req_respond(req, 200, "application/json", raw, raw_len);
-    add_answer_headers(ch);
+    add_answer_headers(ch, 1);
     tg_json_free(s);
-    finish(ch);
+    end(ch);
 }
 
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
@@ -1106,7 +1136,7 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
 {
     struct tg_req *req = ch->req;
     ch->status = tg_error_status(rc);
-    if (ch->committed) {
+    if (ch->dlv == DLV_COMMITTED) {
         struct tg_buf ev;
         tg_buf_init(&ev, 0);
         tg_error_event(&ev, rc, msg, code);
@@ -1117,9 +1147,9 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
         tg_req_respond_error(req, rc, msg, NULL, code);
         if (retry_after_s)
             add_headerf(req, "retry-after", "%u", retry_after_s);
-        add_answer_headers(ch);
+        add_answer_headers(ch, 1);
     }
-    finish(ch);
+    end(ch);
 }
 
 /* --- teardown ------------------------------------------------------------ */
@@ -1132,12 +1162,12 @@ static void release_flight(struct tg_chat *ch)
     }
 }
 
-/* The client is gone (or the request completed): stop everything. */
-static void chat_cancel(struct tg_req *req)
+/* Stops whatever still runs for the request: the Redis lookup, the
+ * single-flight wait, the upstream call (its attempt is recorded as
+ * cancelled and its breaker admission given back). */
+static void stop_work(struct tg_chat *ch)
 {
-    struct tg_chat *ch = req->ctx;
-    if (!ch)
-        return;
+    struct tg_req *req = ch->req;
     if (ch->cache_op) {
         tg_cache_cancel(ch->cache_op);
         ch->cache_op = NULL;
@@ -1156,17 +1186,23 @@ static void chat_cancel(struct tg_req *req)
                             (double)a->latency_us / 1e6);
         tg_call_cancel(ch->call);
         ch->call = NULL;
-        if (ch->committed) {
+        if (ch->dlv == DLV_COMMITTED) {
             json_t *partial = tg_sse_completion(ch->sse);
             record_usage(ch, a, partial);
             json_decref(partial);
         }
     }
-    release_flight(ch);
-    if (!ch->finished) {
-        ch->status = 499; /* nginx's "client closed request" */
-        finish(ch);
-    }
+}
+
+/* The request's cancel hook: the client went away, or the request
+ * completed. Before the answer was complete this is nginx's 499. */
+static void chat_cancel(struct tg_req *req)
+{
+    struct tg_chat *ch = req->ctx;
+    if (!ch || ch->dlv == DLV_DONE)
+        return;
+    ch->status = 499; /* nginx's "client closed request" */
+    end(ch);
 }
 
 static void chat_free(struct tg_req *req)
@@ -1174,7 +1210,7 @@ static void chat_free(struct tg_req *req)
     struct tg_chat *ch = req->ctx;
     if (!ch)
         return;
-    release_flight(ch);
+    TG_ASSERT(ch->dlv == DLV_DONE && !ch->leader && !ch->call && !ch->cache_op && !ch->wait);
     json_decref(ch->json);
     tg_cascade_free(&ch->cas);
     if (ch->mem != ch->mem_stack)
@@ -1230,7 +1266,7 @@ static void decision_line(struct tg_chat *ch, double total_ms)
         tg_buf_puts(&b, "null");
     tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"",
                   ch->stream ? "true" : "false", ch->status, tg_cache_status_name(ch->cache));
-    if (ch->routed && ch->cas.n_ladder) {
+    if (ch->route_known) {
         tg_buf_puts(&b, ",\"route\":");
         tg_router_route_json(&ch->route, &b);
     } else {
@@ -1289,13 +1325,35 @@ static void decision_line(struct tg_chat *ch, double total_ms)
     tg_buf_free(&b);
 }
 
-static void finish(struct tg_chat *ch)
+/* Every move of the delivery state goes through here. Once answer bytes
+ * reached the client (COMMITTED), only DONE may follow; DONE is final. */
+static void deliver(struct tg_chat *ch, enum delivery to)
 {
-    if (ch->finished)
+#define B(s) (1u << (s))
+    static const unsigned allowed[] = {
+        [DLV_NONE] = B(DLV_HOLDING) | B(DLV_LIVE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_HOLDING] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_LIVE] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_COMMITTED] = B(DLV_DONE),
+        [DLV_DONE] = 0,
+    };
+#undef B
+    TG_ASSERT(allowed[ch->dlv] & (1u << to));
+    ch->dlv = to;
+}
+
+/* The one way a chat request ends, whatever happened (answered, failed,
+ * client gone): stops what still runs, releases single-flight waiters,
+ * and accounts for the request once: metrics, the key's spend, the
+ * decision line. The response, if any, was handed to the request before. */
+static void end(struct tg_chat *ch)
+{
+    if (ch->dlv == DLV_DONE)
         return;
-    ch->finished = 1;
-    ch->escalations = escalations(ch);
+    stop_work(ch);
     release_flight(ch);
+    deliver(ch, DLV_DONE);
+    ch->escalations = escalations(ch);
     struct tg_req *req = ch->req;
     double total_ms = (double)(tg_now_us() - req->start_us) / 1000.0;
     int tier = ch->answered ? ch->answered->tier : -1;

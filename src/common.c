@@ -2,6 +2,8 @@
  *
  * common.c - the few helpers behind common.h that are not inline.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tiergate/common.h"
@@ -14,4 +16,10 @@ int tg_tier_parse(const char *s)
         if (strcmp(s, tg_tier_name(t)) == 0)
             return t;
     return -1;
+}
+
+void tg_assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    fprintf(stderr, "tiergate: assertion failed: %s (%s:%d, %s)\n", cond, file, line, func);
+    abort();
 }

@@ -89,6 +89,17 @@ static inline int tg_hex_digit(char c)
     return -1;
 }
 
+/* Invariants the code relies on (programmer errors, not runtime ones):
+ * the debug and sanitizer builds abort naming the condition; the release
+ * build (-DNDEBUG) compiles the check away without evaluating it. */
+#ifdef NDEBUG
+#define TG_ASSERT(cond) ((void)sizeof(!(cond)))
+#else
+#define TG_ASSERT(cond) ((cond) ? (void)0 : tg_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#endif
+void tg_assert_fail(const char *cond, const char *file, int line, const char *func)
+    __attribute__((noreturn, cold));
+
 #define TG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define TG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TG_MAX(a, b) ((a) > (b) ? (a) : (b))

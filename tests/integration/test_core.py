@@ -52,6 +52,32 @@ def model_resolution(w):
     eq(set(err), {"message", "type", "param", "code"}, "OpenAI error shape")
 
 
+@test
+def route_endpoint_is_a_dry_run(w):
+    w.mock.reset()
+    body = chat_body("Prove that there are infinitely many primes, step by step.", model="auto")
+    r = w.gw.req("POST", "/v1/route", body, {"x-request-id": "route-dry-1"})
+    eq(r.status, 200, "route")
+    j = r.json()
+    check(j["tier"] in ("cheap", "medium", "expensive"), "tier: %r" % j)
+    check(isinstance(j["score"], float) and isinstance(j["features"], dict), "shape: %r" % j)
+    check((r.header("x-tiergate-route") or "").startswith(j["tier"] + ";score="),
+          "x-tiergate-route %r" % r.header("x-tiergate-route"))
+    eq(w.mock.requests(), [], "a dry run calls no upstream")
+    # One decision line per request, with the status the client got (not 499).
+    d = w.gw.decision(r)
+    eq(d["status"], 200, "decision status")
+    eq(d["route"]["tier"], j["tier"], "decision route")
+    eq(d["attempts"], [], "no attempts")
+    r = w.gw.req("POST", "/v1/route", "{not json", {"x-request-id": "route-dry-2"})
+    eq(r.status, 400, "bad body")
+    eq(set(r.json()["error"]), {"message", "type", "param", "code"}, "OpenAI error shape")
+    eq(w.gw.decision(r)["status"], 400, "decision status of a bad body")
+    r = w.gw.req("POST", "/v1/route", '{"messages":"hi"}')
+    eq(r.status, 400, "messages must be an array")
+    eq(r.json()["error"]["param"], "messages")
+
+
 def expect_400(w, body, param=None, ctype="application/json"):
     r = w.gw.req("POST", "/v1/chat/completions", body, {"content-type": ctype})
     eq(r.status, 400, "status for %r" % (body[:80] if isinstance(body, str) else body))
