@@ -26,6 +26,47 @@ static void judge_status(struct tg_cascade *c, const struct tg_result *r, uint64
 static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64_t now_ms,
                          struct tg_judgement *j);
 
+static const char *const outcome_names[TG_OUT__COUNT] = {
+    "ok",        "invalid",        "http_4xx",     "http_429",   "http_5xx", "timeout",
+    "transport", "context_length", "breaker_open", "no_api_key", "cancelled"};
+static const char *const reason_names[TG_RSN__COUNT] = {
+    "malformed", "empty",          "json_object",  "json_schema", "tool_args",
+    "hedging",   "low_confidence", "http_429",     "http_5xx",    "timeout",
+    "transport", "context_length", "breaker_open", "no_api_key",  "inconsistent"};
+
+const char *tg_outcome_name(enum tg_outcome o)
+{
+    return (unsigned)o < TG_OUT__COUNT ? outcome_names[o] : "unknown";
+}
+
+const char *tg_reason_name(enum tg_reason r)
+{
+    return (unsigned)r < TG_RSN__COUNT ? reason_names[r] : "unknown";
+}
+
+enum tg_reason tg_cascade_reason_of(enum tg_check c)
+{
+    switch (c) {
+    case TG_CHK_EMPTY:
+        return TG_RSN_EMPTY;
+    case TG_CHK_JSON_OBJECT:
+        return TG_RSN_JSON_OBJECT;
+    case TG_CHK_JSON_SCHEMA:
+        return TG_RSN_JSON_SCHEMA;
+    case TG_CHK_TOOL_ARGS:
+        return TG_RSN_TOOL_ARGS;
+    case TG_CHK_HEDGING:
+        return TG_RSN_HEDGING;
+    case TG_CHK_LOW_CONFIDENCE:
+        return TG_RSN_LOW_CONFIDENCE;
+    case TG_CHK_MALFORMED:
+    case TG_CHK_PASSED:
+    case TG_CHK__COUNT:
+        break;
+    }
+    return TG_RSN_MALFORMED;
+}
+
 void tg_cascade_init(struct tg_cascade *c)
 {
     memset(c, 0, sizeof(*c));
@@ -238,14 +279,14 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
         j->message = "out of memory while validating";
         return;
     }
-    int malformed = !v->ok && v->reason && strcmp(v->reason, "malformed") == 0;
+    int malformed = !v->ok && v->reason == TG_CHK_MALFORMED;
     /* A garbled 200 is the provider misbehaving; a weak answer is not. */
     tg_breaker_record(a->model->breaker, now_ms, !malformed, c->probe, 0);
     a->outcome = v->ok ? TG_OUT_OK : TG_OUT_INVALID;
     if (!v->ok) {
         snprintf(a->detail, sizeof(a->detail), "%.127s", v->detail);
         if (!c->final && !r->committed) {
-            move_on(c, tg_reason_from_verdict(v->reason), 1, j);
+            move_on(c, tg_cascade_reason_of(v->reason), 1, j);
             return;
         }
     }

@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: MIT
  *
- * chat.c - one chat completion through the gateway (DESIGN §2): check the
- * body, resolve the model, look the answer up in the cache (single-flight
- * on a miss), route, then walk the ladder of candidate models: same-tier
- * fallbacks first, then tiers up, skipping open breakers, validating every
- * 2xx answer and escalating on a bad one. Streams are buffered and
- * validated while a higher tier could still take over, and passed through
- * live on the last one. The client's body is forwarded byte for byte except
- * for the members we must change (model, and what the gateway adds).
+ * chat.c - one chat completion through the gateway (DESIGN §2): the I/O
+ * and the order of events. It checks the body (chatbody.c), resolves the
+ * model, runs the cache step (lookup.c: Redis, single-flight), routes,
+ * calls the candidates the cascade picks (cascade.c says what each result
+ * means), delivers the answer and accounts for the request once. It does
+ * not judge answers (validate.c), choose candidates (cascade.c), format
+ * cache entries (entry.c) or decision lines (decision.c), and it never
+ * talks to libmicrohttpd: answers go through the tg_req_* calls, so an
+ * internal request (a batch line) runs the same path.
  *
  * Order of events for one request:
- *   tg_chat_handle -> parse_body -> resolve -> start_lookup -> on_cache_reply
- *     -> (hit) serve_cached | (wait) on_flight | proceed -> next_attempt
- *     -> start_call -> on_headers -> on_data/on_event -> on_done
- *     -> accept_answer | escalate -> finish (metrics, decision line)
+ *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
+ *     -> (entry) serve_cached | proceed -> next_attempt -> start_call
+ *     -> on_headers -> on_data/on_event -> on_done -> tg_cascade_judge
+ *     -> accept_answer | leave (next_attempt) | pass_back | fail_request | cut_stream
+ *     -> end (stop what runs, metrics, spend, decision line)
  */
 #include <math.h>
 #include <stdarg.h>
@@ -23,17 +25,19 @@
 #include <strings.h>
 
 #include "tiergate/alloc.h"
+#include "tiergate/answer.h"
 #include "tiergate/cache.h"
-#include "tiergate/cachekey.h"
 #include "tiergate/cascade.h"
 #include "tiergate/chat.h"
+#include "tiergate/chatbody.h"
 #include "tiergate/config.h"
+#include "tiergate/decision.h"
+#include "tiergate/entry.h"
 #include "tiergate/error.h"
-#include "tiergate/flight.h"
 #include "tiergate/jsonparse.h"
-#include "tiergate/jsonscan.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
+#include "tiergate/lookup.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/router.h"
@@ -41,9 +45,11 @@
 #include "tiergate/upstream.h"
 #include "tiergate/validate.h"
 
-#define MAX_MEMBERS_STACK 16
-/* POST /v1/route's answer: the tier, the score and a few dozen features. */
-#define TG_ROUTE_JSON_MAX (64u * 1024u)
+/* Buffer caps (curl's DYN_*): every one is bounded by a configured limit. */
+#define UPSTREAM_BODY_SLACK 4096     /* what the gateway adds to the client's body */
+#define ROUTE_JSON_MAX (64u * 1024u) /* POST /v1/route: tier, score, features */
+#define SYNTH_EXPANSION 16           /* SSE framing around 24-byte content chunks */
+#define SYNTH_CHUNK 24               /* content bytes per synthesized event */
 
 /* How the answer reaches the client: one variable, changed by deliver()
  * only (curl's mstate()). A stream request's attempt is HOLDING while a
@@ -63,40 +69,26 @@ enum delivery {
 
 struct tg_chat {
     struct tg_req *req;
-    json_t *json;
-    struct tg_json_member *mem;
-    size_t n_mem;
-    struct tg_json_member mem_stack[MAX_MEMBERS_STACK];
-    int stream, client_usage, client_logprobs;
-    double temperature;
+    struct tg_chatbody body; /* the client's body, parsed and checked */
 
-    /* cache */
-    enum tg_cache_status cache;
-    int no_store;
-    unsigned ttl_s;
-    struct tg_buf key;
-    struct tg_cache_op *cache_op;
-    struct tg_flight_wait *wait;
-    struct tg_timer wait_timer;
-    int leader;
-    uint64_t wait_start_us, wait_us;
+    struct tg_lookup look; /* the exact cache's step */
 
-    /* routing and the ladder */
+    /* routing and the cascade */
     int routed;      /* "auto": the router picks the start */
-    int route_known; /* ch->route holds the router's decision */
+    int route_known; /* route holds the router's decision */
     struct tg_route route;
-    struct tg_model *pinned;
+    struct tg_model *pinned; /* the model the client named */
     struct tg_cascade cas;
-    char retry_note[400];
+    char retry_note[400];   /* why an earlier answer was rejected, for the next model */
     char upstream_msg[160]; /* last provider error message, for the client only */
 
     /* the attempt in flight */
     struct tg_call *call;
-    int want_logprobs, added_usage;
+    int want_logprobs, added_usage; /* what the gateway added to the upstream body */
+    int sse_body;                   /* the upstream answers with an SSE stream */
     struct tg_buf up_body;
-    struct tg_buf resp;
+    struct tg_buf resp; /* the attempt's body, or its held SSE events */
     struct tg_sse_stream *sse;
-    int sse_body; /* the upstream answers with an SSE stream */
     uint64_t upstream_us;
 
     /* the answer */
@@ -107,127 +99,82 @@ struct tg_chat {
     enum delivery dlv; /* changed by deliver() only */
 };
 
-static void chat_cancel(struct tg_req *req);
-static void chat_free(struct tg_req *req);
-static int parse_body(struct tg_chat *ch, int for_route);
+/* Table of contents, in the order a request meets them. */
+static struct tg_chat *chat_new(struct tg_req *req);
+static int check_body(struct tg_chat *ch, int need_model);
 static int resolve(struct tg_chat *ch);
 static void start_lookup(struct tg_chat *ch);
-static void on_cache_reply(void *ud, enum tg_cache_result r, const char *value, size_t len);
-static void on_flight(void *ud, const char *value, size_t len);
-static void on_wait_timeout(struct tg_loop *loop, void *ud);
+static int on_lookup(void *ud, const char *value, size_t len);
 static int serve_cached(struct tg_chat *ch, const char *value, size_t len);
 static void proceed(struct tg_chat *ch);
 static void next_attempt(struct tg_chat *ch);
+static void start_call(struct tg_chat *ch, struct tg_attempt *a);
 static int on_headers(struct tg_call *call, void *ud);
 static int on_data(struct tg_call *call, const char *p, size_t n, void *ud);
 static int on_event(void *ud, const struct tg_sse_event *ev);
-static void on_done(struct tg_call *call, tg_rc rc, void *ud);
 static void on_stream_drain(struct tg_req *req);
-static void answer_completion(struct tg_chat *ch, json_t *completion, const char *raw,
-                              size_t raw_len);
-static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion);
+static void on_done(struct tg_call *call, tg_rc rc, void *ud);
+static void accept_answer(struct tg_chat *ch, json_t *completion, int valid);
+static void store_answer(struct tg_chat *ch, json_t *completion);
+static void respond_answer(struct tg_chat *ch, json_t *completion, const char *raw, size_t raw_len);
+static int start_client_stream(struct tg_chat *ch);
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
                          unsigned retry_after_s);
 static void deliver(struct tg_chat *ch, enum delivery to);
+static void chat_cancel(struct tg_req *req);
 static void end(struct tg_chat *ch);
+static void chat_free(struct tg_req *req);
 
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ------------------------------------------------------ */
-
-static int member_is(const struct tg_chat *ch, const struct tg_json_member *m, const char *key)
-{
-    return tg_json_key_eq(tg_buf_head(&ch->req->body) + m->key_off, m->key_len, key);
-}
 
 static double usd(const struct tg_model *m, long prompt, long completion)
 {
     return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
 }
 
-static void usage_of(const json_t *completion, long *prompt, long *completion_tokens)
-{
-    json_t *u = json_object_get(completion, "usage");
-    *prompt = (long)json_integer_value(json_object_get(u, "prompt_tokens"));
-    *completion_tokens = (long)json_integer_value(json_object_get(u, "completion_tokens"));
-}
-
-/* Header values are small and printable; no request data flows into them. */
-static void add_headerf(struct tg_req *req, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void add_headerf(struct tg_req *req, const char *name, const char *fmt, ...)
-{
-    char v[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v, sizeof(v), fmt, ap);
-    va_end(ap);
-    tg_req_add_header(req, name, v);
-}
-
+/* The gateway's own time: total minus the waits on upstreams and on a
+ * single-flight leader. */
 static uint64_t overhead_us(const struct tg_chat *ch)
 {
     uint64_t total = tg_now_us() - ch->req->start_us;
-    uint64_t waited = ch->upstream_us + ch->wait_us;
+    uint64_t waited = ch->upstream_us + ch->look.wait_us;
     return total > waited ? total - waited : 0;
-}
-
-static double overhead_ms(const struct tg_chat *ch)
-{
-    return (double)overhead_us(ch) / 1000.0;
-}
-
-/* The header value units / 10^decimals printed with `decimals` digits, as
- * "%.Nf" would: printf's floating-point path is ~1.5k instructions a call,
- * a measurable share of a pass-through request. */
-static void add_header_fixed(struct tg_req *req, const char *name, uint64_t units,
-                             unsigned decimals)
-{
-    char v[48];
-    char *p = v + sizeof(v);
-    *--p = '\0';
-    for (unsigned i = 0; i < decimals; i++, units /= 10)
-        *--p = (char)('0' + units % 10);
-    *--p = '.';
-    do
-        *--p = (char)('0' + units % 10);
-    while (units /= 10);
-    tg_req_add_header(req, name, p);
 }
 
 /* Tier changes between where the ladder started and what answered. */
 static unsigned escalations(const struct tg_chat *ch)
 {
-    if (ch->cache == TG_CS_HIT || !ch->answered)
+    if (ch->look.status == TG_CS_HIT || !ch->answered)
         return 0;
     return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
 
-/* cost_known: 0 when a live stream is starting (its cost is known only at
- * its end; the decision line has it). */
+/* The x-tiergate-* response headers. cost_known: 0 when a live stream is
+ * starting (its cost is known only at its end; the decision line has it). */
 static void add_answer_headers(struct tg_chat *ch, int cost_known)
 {
     struct tg_req *req = ch->req;
     ch->escalations = escalations(ch);
-    tg_req_add_header(req, "x-tiergate-cache", tg_cache_status_name(ch->cache));
+    tg_req_add_header(req, "x-tiergate-cache", tg_cache_status_name(ch->look.status));
     if (ch->answered) {
         tg_req_add_header(req, "x-tiergate-model", ch->answered->id);
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
     }
-    add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
+    tg_req_add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
     if (ch->route_known) {
         char h[64];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
-    /* A replayed stream (a cache hit, or a validated buffered answer) has
-     * its whole cost already. */
+    /* A replayed stream (a cache hit, or a validated held answer) has its
+     * whole cost already. */
     if (cost_known) {
         double nusd = ch->cost_usd * 1e8; /* in 10^-8 USD, the header's precision */
-        add_header_fixed(req, "x-tiergate-cost-usd",
-                         nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
-        add_header_fixed(req, "x-tiergate-overhead-ms", overhead_us(ch), 3);
+        tg_req_add_header_fixed(req, "x-tiergate-cost-usd",
+                                nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
+        tg_req_add_header_fixed(req, "x-tiergate-overhead-ms", overhead_us(ch), 3);
     }
 }
 
@@ -238,13 +185,14 @@ static struct tg_chat *chat_new(struct tg_req *req)
     struct tg_chat *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
+    const struct tg_config *cfg = req->cfg;
     ch->req = req;
-    ch->cache = TG_CS_OFF;
     tg_cascade_init(&ch->cas);
-    ch->temperature = 1.0; /* OpenAI's default when absent */
-    tg_buf_init(&ch->key, 256);
-    tg_buf_init(&ch->up_body, 0);
-    tg_buf_init(&ch->resp, req->cfg->max_upstream_response_bytes);
+    tg_lookup_init(&ch->look);
+    /* Twice the body: a rewritten stream_options is re-serialised, and
+     * jansson may print a number longer than the client did. */
+    tg_buf_init(&ch->up_body, 2 * cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
+    tg_buf_init(&ch->resp, cfg->max_upstream_response_bytes);
     req->ctx = ch;
     req->on_cancel = chat_cancel;
     req->on_free = chat_free;
@@ -258,7 +206,7 @@ void tg_chat_handle(struct tg_req *req)
         tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
         return;
     }
-    if (parse_body(ch, 0) != 0 || resolve(ch) != 0)
+    if (check_body(ch, 1) != 0 || resolve(ch) != 0)
         return;
     tg_req_suspend(req);
     start_lookup(ch);
@@ -271,11 +219,11 @@ void tg_chat_route(struct tg_req *req)
         tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
         return;
     }
-    if (parse_body(ch, 1) != 0)
+    if (check_body(ch, 0) != 0)
         return;
     struct tg_buf out;
-    tg_buf_init(&out, TG_ROUTE_JSON_MAX);
-    tg_rc rc = tg_router_classify(&req->cfg->router, ch->json, &ch->route);
+    tg_buf_init(&out, ROUTE_JSON_MAX);
+    tg_rc rc = tg_router_classify(&req->cfg->router, ch->body.json, &ch->route);
     if (rc == TG_OK)
         rc = tg_router_route_json(&ch->route, &out);
     if (rc != TG_OK) {
@@ -293,8 +241,9 @@ void tg_chat_route(struct tg_req *req)
     end(ch); /* a dry run is a request too: one decision line, counted */
 }
 
-/* --- body checks -------------------------------------------------------- */
+/* --- body checks and the starting point --------------------------------- */
 
+/* A 400 for the client's request (no x-tiergate-* headers: nothing ran). */
 static int bad(struct tg_chat *ch, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -311,82 +260,14 @@ static int bad(struct tg_chat *ch, const char *param, const char *fmt, ...)
     return -1;
 }
 
-static int parse_body(struct tg_chat *ch, int for_route)
+static int check_body(struct tg_chat *ch, int need_model)
 {
-    struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
-    const char *text = tg_buf_head(&req->body);
-    size_t len = tg_buf_unread(&req->body);
-    if (len == 0)
-        return bad(ch, NULL, "request body is empty: expected a JSON object");
-    if (tg_json_depth(text, len, cfg->max_json_depth) < 0)
-        return bad(ch, NULL, "JSON nesting deeper than %d levels or unbalanced",
-                   cfg->max_json_depth);
-    json_error_t je;
-    ch->json = tg_json_parse(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!ch->json)
-        return bad(ch, NULL, "invalid JSON body: %s (line %d, column %d)", je.text, je.line,
-                   je.column);
-    if (!json_is_object(ch->json))
-        return bad(ch, NULL, "request body must be a JSON object");
-    size_t count = 0;
-    if (tg_json_members(text, len, ch->mem_stack, MAX_MEMBERS_STACK, &count,
-                        cfg->max_json_depth + 1) != TG_OK)
-        return bad(ch, NULL, "request body must be a JSON object");
-    ch->mem = ch->mem_stack;
-    if (count > MAX_MEMBERS_STACK) {
-        ch->mem = calloc(count, sizeof(*ch->mem));
-        if (!ch->mem ||
-            tg_json_members(text, len, ch->mem, count, &count, cfg->max_json_depth + 1) != TG_OK)
-            return bad(ch, NULL, "request body could not be scanned");
-    }
-    ch->n_mem = count;
-
-    json_t *model = json_object_get(ch->json, "model");
-    if (!for_route) {
-        if (!model)
-            return bad(ch, "model", "you must provide a model parameter");
-        if (!json_is_string(model) || json_string_length(model) == 0)
-            return bad(ch, "model", "model must be a non-empty string");
-    }
-    json_t *msgs = json_object_get(ch->json, "messages");
-    if (!msgs)
-        return bad(ch, "messages", "you must provide a messages parameter");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return bad(ch, "messages", "messages must be a non-empty array");
-    if (json_array_size(msgs) > cfg->max_messages)
-        return bad(ch, "messages", "too many messages (%zu, limit %u)", json_array_size(msgs),
-                   cfg->max_messages);
-    size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m) {
-        json_t *role = json_object_get(m, "role");
-        if (!json_is_object(m) || !json_is_string(role)) {
-            char p[48];
-            snprintf(p, sizeof(p), "messages[%zu]", i);
-            return bad(ch, p, "each message must be an object with a string role");
-        }
-    }
-    json_t *stream = json_object_get(ch->json, "stream");
-    if (stream && !json_is_boolean(stream) && !json_is_null(stream))
-        return bad(ch, "stream", "stream must be a boolean");
-    ch->stream = json_is_true(stream);
-    json_t *so = json_object_get(ch->json, "stream_options");
-    if (so && !json_is_object(so) && !json_is_null(so))
-        return bad(ch, "stream_options", "stream_options must be an object");
-    ch->client_usage = json_is_true(json_object_get(so, "include_usage"));
-    ch->client_logprobs = json_is_true(json_object_get(ch->json, "logprobs"));
-    json_t *t = json_object_get(ch->json, "temperature");
-    if (t && !json_is_null(t)) {
-        if (!json_is_number(t))
-            return bad(ch, "temperature", "temperature must be a number");
-        ch->temperature = json_number_value(t);
-    }
-    json_t *n = json_object_get(ch->json, "n");
-    if (n && !json_is_null(n) &&
-        (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 128))
-        return bad(ch, "n", "n must be an integer between 1 and 128");
-    return 0;
+    const struct tg_config *cfg = ch->req->cfg;
+    struct tg_chatbody_error err;
+    if (tg_chatbody_parse(&ch->body, tg_buf_head(&ch->req->body), tg_buf_unread(&ch->req->body),
+                          cfg->max_json_depth, cfg->max_messages, need_model, &err) == TG_OK)
+        return 0;
+    return bad(ch, err.param[0] ? err.param : NULL, "%s", err.message);
 }
 
 /* model -> starting point (DESIGN §1): "auto" routes, a tier name starts
@@ -396,7 +277,7 @@ static int resolve(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
     const struct tg_config *cfg = req->cfg;
-    const char *name = json_string_value(json_object_get(ch->json, "model"));
+    const char *name = json_string_value(json_object_get(ch->body.json, "model"));
     const char *alias = tg_config_alias(cfg, name);
     if (alias)
         name = alias; /* the cache key keeps the name the client used */
@@ -430,6 +311,61 @@ static int resolve(struct tg_chat *ch)
     return 0;
 }
 
+/* --- the cache ------------------------------------------------------------ */
+
+static void start_lookup(struct tg_chat *ch)
+{
+    if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
+        TG_OK)
+        bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
+}
+
+/* The cache step's one report: an entry to serve, or go upstream. */
+static int on_lookup(void *ud, const char *value, size_t len)
+{
+    struct tg_chat *ch = ud;
+    if (value)
+        return serve_cached(ch, value, len);
+    proceed(ch);
+    return 0;
+}
+
+/* Answers from a stored entry (entry.c). A non-streaming hit sends the
+ * stored completion's bytes as they are; a stream is synthesized. -1 when
+ * the entry cannot be served (the caller treats it as a miss). */
+static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
+{
+    struct tg_entry e;
+    if (tg_entry_scan(value, len, &e) != TG_OK)
+        return -1;
+    const struct tg_config *cfg = ch->req->cfg;
+    ch->answered = NULL;
+    for (size_t i = 0; e.model_id_len && i < cfg->n_models; i++)
+        if (strlen(cfg->models[i].id) == e.model_id_len &&
+            memcmp(cfg->models[i].id, e.model_id, e.model_id_len) == 0)
+            ch->answered = &cfg->models[i];
+    long pt = e.prompt_tokens, ct = e.completion_tokens;
+    json_t *completion = NULL;
+    if (ch->body.stream || pt < 0 || ct < 0) {
+        completion = tg_json_parse(e.completion, e.completion_len, 0, NULL);
+        if (!json_is_object(completion)) {
+            json_decref(completion);
+            return -1;
+        }
+        if (pt < 0 || ct < 0)
+            tg_answer_usage(completion, &pt, &ct);
+    }
+    ch->cost_usd = 0;
+    /* Savings of a hit: everything the baseline would have cost. */
+    ch->baseline_usd = usd(cfg->baseline, pt, ct);
+    ch->status = 200;
+    respond_answer(ch, completion, e.completion, e.completion_len);
+    json_decref(completion);
+    return 0;
+}
+
+/* --- the ladder ---------------------------------------------------------- */
+
 /* Routes (for "auto") and plans the ladder. Routing waits for a cache
  * miss: a hit needs no route. */
 static int build_ladder(struct tg_chat *ch)
@@ -437,7 +373,7 @@ static int build_ladder(struct tg_chat *ch)
     struct tg_req *req = ch->req;
     const struct tg_config *cfg = req->cfg;
     if (ch->routed) {
-        if (tg_router_classify(&cfg->router, ch->json, &ch->route) != TG_OK)
+        if (tg_router_classify(&cfg->router, ch->body.json, &ch->route) != TG_OK)
             return -1;
         ch->route_known = 1;
         tg_metrics_route(req->shard->metrics, ch->route.tier);
@@ -447,169 +383,6 @@ static int build_ladder(struct tg_chat *ch)
     }
     return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
-
-/* --- cache lookup and single-flight ------------------------------------- */
-
-static void start_lookup(struct tg_chat *ch)
-{
-    struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
-    const char *cc = tg_req_header(req, "cache-control");
-    int no_cache = cc && strcasestr(cc, "no-cache");
-    ch->no_store = cc && strcasestr(cc, "no-store");
-    ch->ttl_s = cfg->cache_ttl_s;
-    const char *ttl = tg_req_header(req, "x-tiergate-cache-ttl");
-    if (ttl) {
-        /* delta-seconds, digits only (RFC 9111 1.2.2): strtoul alone would
-         * take "-5" as a huge value and " +5" as 5. Too large caps below. */
-        char *end;
-        unsigned long v = strtoul(ttl, &end, 10);
-        if (ttl[0] < '0' || ttl[0] > '9' || *end || v == 0) {
-            bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
-            return;
-        }
-        ch->ttl_s = v > cfg->cache_max_ttl_s ? cfg->cache_max_ttl_s : (unsigned)v;
-    }
-    if (!cfg->cache_enabled || !req->bearer_hash[0]) {
-        /* (An empty namespace means hashing the caller's key failed: never
-         * risk another tenant's entries.) */
-        ch->cache = TG_CS_OFF;
-        ch->no_store = 1;
-        proceed(ch);
-        return;
-    }
-    if (ch->temperature > cfg->cache_max_temperature)
-        ch->no_store = 1;
-    if (ch->no_store || no_cache || ch->temperature > cfg->cache_max_temperature) {
-        ch->cache = TG_CS_BYPASS;
-        if (!ch->no_store && tg_cachekey_build(ch->json, req->bearer_hash, &ch->key) != TG_OK)
-            ch->no_store = 1;
-        proceed(ch);
-        return;
-    }
-    if (tg_cachekey_build(ch->json, req->bearer_hash, &ch->key) != TG_OK) {
-        ch->cache = TG_CS_ERROR;
-        ch->no_store = 1;
-        proceed(ch);
-        return;
-    }
-    if (tg_cache_get(req->shard->cache, ch->key.data, on_cache_reply, ch, &ch->cache_op) != TG_OK) {
-        ch->cache_op = NULL;
-        on_cache_reply(ch, TG_CACHE_ERROR, NULL, 0);
-    }
-}
-
-static void on_cache_reply(void *ud, enum tg_cache_result r, const char *value, size_t len)
-{
-    struct tg_chat *ch = ud;
-    struct tg_req *req = ch->req;
-    ch->cache_op = NULL;
-    struct tg_metrics_shard *mx = req->shard->metrics; /* the shard outlives req */
-    ch->cache = r == TG_CACHE_HIT ? TG_CS_HIT : r == TG_CACHE_MISS ? TG_CS_MISS : TG_CS_ERROR;
-    if (r == TG_CACHE_HIT && serve_cached(ch, value, len) == 0) {
-        tg_metrics_cache_lookup(mx, TG_CS_HIT);
-        return;
-    }
-    if (r == TG_CACHE_HIT)
-        ch->cache = TG_CS_MISS; /* an entry we cannot read is a miss; it will be overwritten */
-    tg_metrics_cache_lookup(mx, ch->cache);
-    if (req->cfg->cache_single_flight) {
-        int lead = tg_flight_join(ch->key.data, req->shard->loop, on_flight, ch, &ch->wait);
-        if (lead == 0) {
-            ch->wait_start_us = tg_now_us();
-            if (tg_timer_start(req->shard->loop, &ch->wait_timer,
-                               req->cfg->cache_single_flight_wait_ms, on_wait_timeout,
-                               ch) != TG_OK) {
-                tg_flight_cancel(ch->wait);
-                ch->wait = NULL;
-            } else {
-                return;
-            }
-        }
-        ch->leader = lead == 1;
-    }
-    proceed(ch);
-}
-
-static void on_flight(void *ud, const char *value, size_t len)
-{
-    struct tg_chat *ch = ud;
-    ch->wait = NULL;
-    tg_timer_stop(ch->req->shard->loop, &ch->wait_timer);
-    ch->wait_us = tg_now_us() - ch->wait_start_us;
-    if (value && serve_cached(ch, value, len) == 0)
-        return;
-    proceed(ch);
-}
-
-static void on_wait_timeout(struct tg_loop *loop, void *ud)
-{
-    struct tg_chat *ch = ud;
-    tg_flight_cancel(ch->wait);
-    ch->wait = NULL;
-    ch->wait_us = tg_now_us() - ch->wait_start_us;
-    proceed(ch);
-}
-
-/* A stored entry: {"v":1,"model","tier","created","cost_usd","completion"}. */
-static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
-{
-    /* Scan the entry rather than parse it: a non-streaming hit sends the
-     * stored completion's bytes as they are (they were validated before
-     * they were stored), so a hit costs no JSON tree and no re-serialising. */
-    struct tg_json_member mem[16];
-    size_t n = 0;
-    if (tg_json_members(value, len, mem, TG_ARRAY_LEN(mem), &n, 128) != TG_OK)
-        return -1;
-    const char *raw = NULL, *mid = NULL;
-    size_t raw_len = 0, mid_len = 0;
-    long pt = -1, ct = -1;
-    for (size_t i = 0; i < n && i < TG_ARRAY_LEN(mem); i++) {
-        const char *k = value + mem[i].key_off, *v = value + mem[i].val_off;
-        size_t kl = mem[i].key_len, vl = mem[i].val_len;
-        if (tg_json_key_eq(k, kl, "completion")) {
-            raw = v;
-            raw_len = vl;
-        } else if (tg_json_key_eq(k, kl, "model") && vl >= 2 && v[0] == '"') {
-            mid = v + 1; /* model ids are plain [A-Za-z0-9._:/-]: no escapes */
-            mid_len = vl - 2;
-        } else if (tg_json_key_eq(k, kl, "prompt_tokens")) {
-            pt = strtol(v, NULL, 10);
-        } else if (tg_json_key_eq(k, kl, "completion_tokens")) {
-            ct = strtol(v, NULL, 10);
-        }
-    }
-    if (!raw || raw[0] != '{')
-        return -1;
-    const struct tg_config *cfg = ch->req->cfg;
-    ch->answered = NULL;
-    for (size_t i = 0; mid && i < cfg->n_models; i++)
-        if (strlen(cfg->models[i].id) == mid_len && memcmp(cfg->models[i].id, mid, mid_len) == 0)
-            ch->answered = &cfg->models[i];
-    json_t *completion = NULL;
-    if (ch->stream || pt < 0 || ct < 0) {
-        completion = tg_json_parse(raw, raw_len, 0, NULL);
-        if (!json_is_object(completion)) {
-            json_decref(completion);
-            return -1;
-        }
-        if (pt < 0 || ct < 0)
-            usage_of(completion, &pt, &ct);
-    }
-    ch->cache = TG_CS_HIT;
-    ch->cost_usd = 0;
-    /* Savings of a hit: everything the baseline would have cost. */
-    ch->baseline_usd = usd(cfg->baseline, pt, ct);
-    ch->status = 200;
-    if (completion)
-        answer_completion(ch, completion, NULL, 0);
-    else
-        answer_completion(ch, NULL, raw, raw_len);
-    json_decref(completion);
-    return 0;
-}
-
-/* --- the ladder ---------------------------------------------------------- */
 
 static void proceed(struct tg_chat *ch)
 {
@@ -634,107 +407,6 @@ static void count_move(struct tg_chat *ch, const struct tg_move *mv)
         tg_metrics_escalation(mx, mv->from, mv->to, mv->reason);
 }
 
-static tg_rc build_upstream_body(struct tg_chat *ch, const struct tg_model *m)
-{
-    struct tg_buf *b = &ch->up_body;
-    const char *text = tg_buf_head(&ch->req->body);
-    tg_buf_reset(b);
-    tg_rc rc = tg_buf_putc(b, '{');
-    int first = 1;
-    for (size_t i = 0; rc == TG_OK && i < ch->n_mem; i++) {
-        const struct tg_json_member *mm = &ch->mem[i];
-        if ((ch->added_usage && member_is(ch, mm, "stream_options")) ||
-            (ch->want_logprobs && member_is(ch, mm, "logprobs")))
-            continue; /* rewritten below */
-        if (!first)
-            rc = tg_buf_putc(b, ',');
-        first = 0;
-        if (rc == TG_OK)
-            rc = tg_buf_putc(b, '"');
-        if (rc == TG_OK)
-            rc = tg_buf_append(b, text + mm->key_off, mm->key_len);
-        if (rc == TG_OK)
-            rc = tg_buf_append(b, "\":", 2);
-        if (rc != TG_OK)
-            break;
-        if (member_is(ch, mm, "model")) {
-            rc = tg_buf_json_str(b, m->upstream_model, strlen(m->upstream_model));
-        } else if (member_is(ch, mm, "messages") && ch->retry_note[0]) {
-            /* Append a system note after the conversation: the array's raw
-             * bytes up to its closing bracket, then our message. */
-            size_t vl = mm->val_len;
-            while (vl && text[mm->val_off + vl - 1] != ']')
-                vl--;
-            rc = tg_buf_append(b, text + mm->val_off, vl ? vl - 1 : 0);
-            if (rc == TG_OK)
-                rc = tg_buf_puts(b, ",{\"role\":\"system\",\"content\":");
-            if (rc == TG_OK)
-                rc = tg_buf_json_str(b, ch->retry_note, strlen(ch->retry_note));
-            if (rc == TG_OK)
-                rc = tg_buf_puts(b, "}]");
-        } else {
-            rc = tg_buf_append(b, text + mm->val_off, mm->val_len);
-        }
-    }
-    if (rc == TG_OK && ch->added_usage) {
-        /* Keep the client's other stream options; only add include_usage. */
-        json_t *so = json_deep_copy(json_object_get(ch->json, "stream_options"));
-        if (!json_is_object(so)) {
-            json_decref(so);
-            so = json_object();
-        }
-        char *s = NULL;
-        if (so && json_object_set_new(so, "include_usage", json_true()) == 0)
-            s = json_dumps(so, JSON_COMPACT);
-        json_decref(so);
-        rc = s ? tg_buf_printf(b, "%s\"stream_options\":%s", first ? "" : ",", s) : TG_ERR_NOMEM;
-        tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
-        first = 0;
-    }
-    if (rc == TG_OK && ch->want_logprobs) {
-        rc = tg_buf_printf(b, "%s\"logprobs\":true", first ? "" : ",");
-        first = 0;
-    }
-    if (rc == TG_OK)
-        rc = tg_buf_putc(b, '}');
-    return rc;
-}
-
-static void start_call(struct tg_chat *ch, struct tg_attempt *a)
-{
-    struct tg_req *req = ch->req;
-    struct tg_model *m = a->model;
-    deliver(ch, ch->stream && ch->cas.final ? DLV_LIVE : DLV_HOLDING);
-    ch->sse_body = 0;
-    ch->added_usage = ch->stream && !ch->client_usage;
-    ch->want_logprobs = tg_validate_wants_logprobs(&req->cfg->validate, ch->json, ch->cas.final);
-    tg_buf_reset(&ch->resp);
-    tg_sse_stream_free(ch->sse);
-    ch->sse = NULL;
-    tg_rc rc = build_upstream_body(ch, m);
-    if (rc == TG_OK && ch->stream &&
-        !(ch->sse = tg_sse_stream_new(0, req->cfg->max_upstream_response_bytes)))
-        rc = TG_ERR_NOMEM;
-    struct tg_call_opts opts = {
-        .model = m,
-        .body = ch->up_body.data,
-        .body_len = ch->up_body.len,
-        .stream = ch->stream,
-        .max_response = req->cfg->max_upstream_response_bytes,
-        .request_id = req->id,
-    };
-    if (rc == TG_OK)
-        rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
-    if (rc != TG_OK) {
-        char why[64];
-        snprintf(why, sizeof(why), "cannot start call: %s", tg_rc_name(rc));
-        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, why);
-        ch->call = NULL;
-        deliver(ch, DLV_NONE);
-        next_attempt(ch);
-    }
-}
-
 /* Calls the next candidate the cascade picks, or answers with its error
  * when nothing is left. */
 static void next_attempt(struct tg_chat *ch)
@@ -757,6 +429,45 @@ static void next_attempt(struct tg_chat *ch)
     fail_request(ch, e.rc, e.message, e.code, e.retry_after_s);
 }
 
+static void start_call(struct tg_chat *ch, struct tg_attempt *a)
+{
+    struct tg_req *req = ch->req;
+    const struct tg_config *cfg = req->cfg;
+    struct tg_model *m = a->model;
+    int stream = ch->body.stream;
+    deliver(ch, stream && ch->cas.final ? DLV_LIVE : DLV_HOLDING);
+    ch->sse_body = 0;
+    ch->added_usage = stream && !ch->body.client_usage;
+    ch->want_logprobs = tg_validate_wants_logprobs(&cfg->validate, ch->body.json, ch->cas.final);
+    tg_buf_reset(&ch->resp);
+    tg_sse_stream_free(ch->sse);
+    ch->sse = NULL;
+    struct tg_chatbody_rewrite w = {m->upstream_model, ch->retry_note, ch->added_usage,
+                                    ch->want_logprobs};
+    tg_rc rc = tg_chatbody_upstream(&ch->body, &w, &ch->up_body);
+    if (rc == TG_OK && stream &&
+        !(ch->sse = tg_sse_stream_new(0, cfg->max_upstream_response_bytes)))
+        rc = TG_ERR_NOMEM;
+    struct tg_call_opts opts = {
+        .model = m,
+        .body = ch->up_body.data,
+        .body_len = ch->up_body.len,
+        .stream = stream,
+        .max_response = cfg->max_upstream_response_bytes,
+        .request_id = req->id,
+    };
+    if (rc == TG_OK)
+        rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
+    if (rc != TG_OK) {
+        char why[64];
+        snprintf(why, sizeof(why), "cannot start call: %s", tg_rc_name(rc));
+        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, why);
+        ch->call = NULL;
+        deliver(ch, DLV_NONE);
+        next_attempt(ch);
+    }
+}
+
 /* --- the call in flight --------------------------------------------------- */
 
 static int on_headers(struct tg_call *call, void *ud)
@@ -764,29 +475,13 @@ static int on_headers(struct tg_call *call, void *ud)
     struct tg_chat *ch = ud;
     long status = tg_call_status(call);
     const char *ct = tg_call_content_type(call);
-    ch->sse_body = ch->stream && status / 100 == 2 && strncasecmp(ct, "text/event-stream", 17) == 0;
+    ch->sse_body =
+        ch->body.stream && status / 100 == 2 && strncasecmp(ct, "text/event-stream", 17) == 0;
     return 0;
 }
 
-/* Starts the client's stream: from now on answer bytes reach it. */
-static int start_client_stream(struct tg_chat *ch)
-{
-    if (ch->dlv == DLV_COMMITTED)
-        return 0;
-    int live = ch->dlv == DLV_LIVE;
-    deliver(ch, DLV_COMMITTED);
-    if (!ch->answered)
-        ch->answered = ch->cas.cur->model;
-    ch->status = 200;
-    if (tg_req_stream_start(ch->req) != TG_OK)
-        return -1;
-    add_answer_headers(ch, !live);
-    ch->req->on_drain = on_stream_drain;
-    return 0;
-}
-
-/* One complete upstream SSE event. Live: forward it now. Buffered: keep it
- * until the whole answer is validated. */
+/* One complete upstream SSE event. Live: forward it now. Held: keep it
+ * until the whole answer is judged. */
 static int on_event(void *ud, const struct tg_sse_event *ev)
 {
     struct tg_chat *ch = ud;
@@ -794,11 +489,8 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
         return 0;
     if (ev->usage_only && ch->added_usage)
         return 0; /* the client did not ask for usage: we did, for cost */
-    if (ch->dlv == DLV_HOLDING) {
-        if (tg_buf_append(&ch->resp, ev->raw, ev->raw_len) != TG_OK)
-            return 1;
-        return 0;
-    }
+    if (ch->dlv == DLV_HOLDING)
+        return tg_buf_append(&ch->resp, ev->raw, ev->raw_len) == TG_OK ? 0 : 1;
     if (start_client_stream(ch) != 0)
         return 1;
     tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
@@ -810,19 +502,17 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
     struct tg_chat *ch = ud;
     if (ch->req->closed)
         return TG_CALL_ABORT;
-    if (!ch->sse_body) {
+    if (!ch->sse_body)
         return tg_buf_append(&ch->resp, p, n) == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
-    }
     if (ch->dlv >= DLV_LIVE && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
         return TG_CALL_PAUSE; /* the client reads slower than the model writes */
-    tg_rc rc = tg_sse_stream_feed(ch->sse, p, n, on_event, ch);
     /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
      * error (an event over 1 MB, the answer over
      * limits.max_upstream_response_bytes, no memory) is sticky and the
      * parser dispatches no further event, so a live stream could forward
      * nothing more either: end the call now rather than read the rest of
      * the answer into the void and fail at its end. */
-    if (rc != TG_OK)
+    if (tg_sse_stream_feed(ch->sse, p, n, on_event, ch) != TG_OK)
         return TG_CALL_ABORT;
     return TG_CALL_OK;
 }
@@ -834,36 +524,13 @@ static void on_stream_drain(struct tg_req *req)
         tg_call_unpause(ch->call);
 }
 
-/* Is a 400 a context-length error (OpenAI code context_length_exceeded)? */
-static int is_context_error(const char *body, size_t len)
-{
-    json_t *j = tg_json_parse(body, len, 0, NULL);
-    json_t *err = json_object_get(j, "error");
-    const char *code = json_string_value(json_object_get(err, "code"));
-    const char *msg = json_string_value(json_object_get(err, "message"));
-    int yes =
-        (code && strcmp(code, "context_length_exceeded") == 0) ||
-        (msg && (strcasestr(msg, "maximum context length") || strcasestr(msg, "context window")));
-    json_decref(j);
-    return yes;
-}
-
-/* Copies upstream's error message (bounded) for our own error body. */
-static void upstream_message(const char *body, size_t len, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    json_t *j = tg_json_parse(body, len, 0, NULL);
-    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-    if (msg)
-        snprintf(out, outlen, "%s", msg);
-    json_decref(j);
-}
+/* --- judging the result ---------------------------------------------------- */
 
 static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion)
 {
     if (!completion)
         return;
-    usage_of(completion, &a->prompt_tokens, &a->completion_tokens);
+    tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
     a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
     ch->cost_usd += a->cost_usd;
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
@@ -880,6 +547,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
 {
     const struct tg_buf *body = &ch->resp;
     memset(r, 0, sizeof(*r));
+    memset(v, 0, sizeof(*v));
     *completion = NULL;
     r->rc = rc;
     r->error = rc != TG_OK ? tg_call_error(call) : NULL;
@@ -892,20 +560,19 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     if (rc != TG_OK || (r->sse && !r->sse_done))
         return;
     if (r->status == 400)
-        r->context_error = is_context_error(tg_buf_head(body), tg_buf_unread(body));
+        r->context_error = tg_answer_context_error(tg_buf_head(body), tg_buf_unread(body));
     if (r->status / 100 != 2)
         return;
     *completion = ch->sse_body ? tg_sse_completion(ch->sse)
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
     record_usage(ch, ch->cas.cur, *completion);
-    memset(v, 0, sizeof(*v));
     r->verdict = v;
     if (!json_is_object(*completion)) {
-        v->reason = "malformed";
+        v->reason = TG_CHK_MALFORMED;
         snprintf(v->detail, sizeof(v->detail), "the answer was not a JSON object");
-    } else if (tg_validate_completion(&ch->req->cfg->validate, ch->json, *completion, ch->cas.final,
-                                      v) != TG_OK) {
+    } else if (tg_validate_completion(&ch->req->cfg->validate, ch->body.json, *completion,
+                                      ch->cas.final, v) != TG_OK) {
         r->verdict = NULL; /* out of memory: not judged */
     }
 }
@@ -917,14 +584,15 @@ static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct
     /* The provider's own words go to the client's error only, never to
      * the decision line: providers echo request text in error messages. */
     if (a->outcome == TG_OUT_HTTP_5XX && a->status >= 500)
-        upstream_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), ch->upstream_msg,
-                         sizeof(ch->upstream_msg));
-    if (a->outcome == TG_OUT_INVALID && v->reason && ch->req->cfg->retry_with_context)
+        tg_answer_error_message(tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp), ch->upstream_msg,
+                                sizeof(ch->upstream_msg));
+    if (a->outcome == TG_OUT_INVALID && v->reason != TG_CHK_PASSED &&
+        ch->req->cfg->retry_with_context)
         snprintf(ch->retry_note, sizeof(ch->retry_note),
                  "Note from the gateway: an earlier answer to this request was rejected "
                  "(%.20s: %.160s). Answer again and make sure the answer satisfies every "
                  "requirement of the request.",
-                 v->reason, v->detail);
+                 tg_validate_check_name(v->reason), v->detail);
     count_move(ch, &j->move);
     deliver(ch, DLV_NONE); /* nothing of this attempt reached the client */
     next_attempt(ch);
@@ -944,7 +612,8 @@ static void pass_back(struct tg_chat *ch, struct tg_call *call)
     tg_req_respond(req, (unsigned)st, ct, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     uint64_t retry_after = tg_call_retry_after_ms(call);
     if (st == 429 && retry_after)
-        add_headerf(req, "retry-after", "%llu", (unsigned long long)((retry_after + 999) / 1000));
+        tg_req_add_headerf(req, "retry-after", "%llu",
+                           (unsigned long long)((retry_after + 999) / 1000));
     add_answer_headers(ch, 1);
     end(ch);
 }
@@ -959,7 +628,7 @@ static void cut_stream(struct tg_chat *ch, tg_rc rc)
     json_decref(partial);
     if (!tg_sse_stream_error(ch->sse)) {
         struct tg_buf ev;
-        tg_buf_init(&ev, 0);
+        tg_buf_init(&ev, 0); /* our message: bounded */
         tg_error_event(&ev, rc, "upstream failed during the stream", NULL);
         tg_req_stream_write(req, ev.data, ev.len);
         tg_buf_free(&ev);
@@ -969,46 +638,7 @@ static void cut_stream(struct tg_chat *ch, tg_rc rc)
     end(ch);
 }
 
-/* Delivers an accepted answer (valid: cache it too). */
-static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
-{
-    struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
-    const struct tg_attempt *a = ch->cas.cur;
-    ch->answered = a->model;
-    ch->status = 200;
-    int cacheable = valid && !ch->no_store && tg_buf_unread(&ch->key) > 0;
-    size_t ci;
-    json_t *choice;
-    json_array_foreach(json_object_get(completion, "choices"), ci, choice) {
-        const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
-        if (fr && strcmp(fr, "length") == 0)
-            cacheable = 0; /* a truncated answer (any of n) is not worth serving twice */
-    }
-    if (ch->want_logprobs)
-        tg_validate_strip_logprobs(completion);
-    ch->baseline_usd = usd(cfg->baseline, a->prompt_tokens, a->completion_tokens);
-    if (cacheable)
-        store_answer(ch, a->model, completion);
-    if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything was sent */
-        tg_req_stream_end(req, 0);
-        end(ch);
-    } else if (!ch->stream && !ch->want_logprobs && !ch->sse_body) {
-        /* Pass the provider's bytes through untouched. */
-        answer_completion(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-    } else if (ch->stream && ch->sse_body && !ch->want_logprobs) {
-        /* A validated stream: replay the upstream's own events. */
-        if (start_client_stream(ch) == 0) {
-            tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-            tg_req_stream_end(req, 0);
-        }
-        end(ch);
-    } else {
-        answer_completion(ch, completion, NULL, 0);
-    }
-}
-
-/* The call ended: the cascade judges, this dispatches on its verdict. */
+/* The call ended: the cascade judges, this dispatches on its step. */
 static void on_done(struct tg_call *call, tg_rc rc, void *ud)
 {
     struct tg_chat *ch = ud;
@@ -1048,89 +678,121 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     json_decref(completion);
 }
 
-/* Stores the accepted answer and hands it to single-flight waiters. The
- * entry is {"v":1,"model","tier","created","cost_usd","prompt_tokens",
- * "completion_tokens","completion"}: metadata first and the completion last,
- * as the provider's own bytes when we did not change them, so that a hit can
- * send it without parsing (serve_cached). */
-static void store_answer(struct tg_chat *ch, const struct tg_model *m, json_t *completion)
+/* --- delivering the answer ---------------------------------------------------
+ * Every byte for the client goes through these few functions (and the two
+ * pass-through paths above), so a translating front door only has to sit
+ * between them and the request. */
+
+/* Delivers an accepted answer (valid: it is stored too). */
+static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
 {
     struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
     const struct tg_attempt *a = ch->cas.cur;
-    struct tg_buf e;
-    tg_buf_init(&e, cfg->cache_max_entry_bytes);
-    tg_rc rc = tg_buf_puts(&e, "{\"v\":1,\"model\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(&e, m->id, strlen(m->id));
-    if (rc == TG_OK)
-        rc = tg_buf_printf(
-            &e,
-            ",\"tier\":\"%s\",\"created\":%.3f,\"cost_usd\":%.8f,\"prompt_tokens\":%ld,"
-            "\"completion_tokens\":%ld,\"completion\":",
-            tg_tier_name(m->tier), tg_wall_time(), ch->cost_usd, a->prompt_tokens,
-            a->completion_tokens);
-    if (rc == TG_OK && !ch->want_logprobs && !ch->sse_body) {
-        rc = tg_buf_append(&e, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-    } else if (rc == TG_OK) {
-        char *s = json_dumps(completion, JSON_COMPACT);
-        rc = s ? tg_buf_puts(&e, s) : TG_ERR_NOMEM;
-        tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
-    }
-    if (rc == TG_OK)
-        rc = tg_buf_putc(&e, '}');
-    if (rc == TG_OK) { /* TG_ERR_TOO_LARGE: above cache.max_entry_bytes, not stored */
-        tg_cache_set(req->shard->cache, ch->key.data, e.data, e.len, ch->ttl_s);
-        if (ch->leader) {
-            tg_flight_finish(ch->key.data, e.data, e.len);
-            ch->leader = 0;
+    ch->answered = a->model;
+    ch->status = 200;
+    int cacheable = valid && !ch->look.no_store && tg_buf_unread(&ch->look.key) > 0;
+    if (tg_answer_truncated(completion))
+        cacheable = 0; /* a truncated answer (any of n) is not worth serving twice */
+    if (ch->want_logprobs)
+        tg_validate_strip_logprobs(completion);
+    ch->baseline_usd = usd(req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
+    if (cacheable)
+        store_answer(ch, completion);
+    if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything was sent */
+        tg_req_stream_end(req, 0);
+        end(ch);
+    } else if (!ch->body.stream && !ch->want_logprobs && !ch->sse_body) {
+        /* Pass the provider's bytes through untouched. */
+        respond_answer(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+    } else if (ch->body.stream && ch->sse_body && !ch->want_logprobs) {
+        /* A validated stream: replay the upstream's own events. */
+        if (start_client_stream(ch) == 0) {
+            tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+            tg_req_stream_end(req, 0);
         }
+        end(ch);
+    } else {
+        respond_answer(ch, completion, NULL, 0);
     }
+}
+
+/* Stores the accepted answer (entry.c) and hands it to single-flight
+ * waiters: the provider's bytes when the gateway did not change them. */
+static void store_answer(struct tg_chat *ch, json_t *completion)
+{
+    struct tg_req *req = ch->req;
+    const struct tg_attempt *a = ch->cas.cur;
+    struct tg_entry_meta meta = {a->model->id, a->model->tier,   tg_wall_time(),
+                                 ch->cost_usd, a->prompt_tokens, a->completion_tokens};
+    int raw = !ch->want_logprobs && !ch->sse_body;
+    struct tg_buf e;
+    tg_buf_init(&e, req->cfg->cache_max_entry_bytes);
+    /* TG_ERR_TOO_LARGE: above cache.max_entry_bytes, not stored. */
+    if (tg_entry_build(&e, &meta, raw ? tg_buf_head(&ch->resp) : NULL,
+                       raw ? tg_buf_unread(&ch->resp) : 0, completion) == TG_OK)
+        tg_lookup_store(&ch->look, e.data, e.len);
     tg_buf_free(&e);
 }
 
-/* Sends a whole completion: as JSON, or as a synthesized SSE stream when
- * the client asked to stream. raw (if given) is sent instead of
- * re-serialising completion. */
-static void answer_completion(struct tg_chat *ch, json_t *completion, const char *raw,
-                              size_t raw_len)
+/* Sends a whole completion: as JSON (raw, if given, is sent instead of
+ * re-serialising completion), or as a synthesized SSE stream when the
+ * client asked to stream (completion, or raw parsed). */
+static void respond_answer(struct tg_chat *ch, json_t *completion, const char *raw, size_t raw_len)
 {
     struct tg_req *req = ch->req;
-    if (ch->stream) {
+    if (ch->body.stream) {
         struct tg_buf b;
-        tg_buf_init(&b, 0);
+        tg_buf_init(&b, req->cfg->max_upstream_response_bytes * SYNTH_EXPANSION);
         json_t *parsed =
             completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
-        tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->client_usage, 24, &b) : TG_ERR_INVALID;
+        tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->body.client_usage, SYNTH_CHUNK, &b)
+                          : TG_ERR_INVALID;
         json_decref(parsed);
-        if (rc == TG_OK && start_client_stream(ch) == 0) {
+        if (rc != TG_OK) {
+            tg_buf_free(&b);
+            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0);
+            return;
+        }
+        if (start_client_stream(ch) == 0) {
             tg_req_stream_write(req, b.data, b.len);
             tg_req_stream_end(req, 0);
-        } else if (rc != TG_OK) {
-            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0);
-            tg_buf_free(&b);
-            return;
         }
         tg_buf_free(&b);
         end(ch);
         return;
     }
     char *s = NULL;
-    if (!raw) {
-        s = json_dumps(completion, JSON_COMPACT);
-        if (!s) {
-            fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL, 0);
-            return;
-        }
-        raw = s;
-        raw_len = strlen(s);
+    if (!raw && !(raw = s = json_dumps(completion, JSON_COMPACT))) {
+        fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL, 0);
+        return;
     }
+    if (s)
+        raw_len = strlen(s);
     tg_req_respond(req, 200, "application/json", raw, raw_len);
     add_answer_headers(ch, 1);
-    tg_json_free(s);
+    tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
     end(ch);
 }
 
+/* Starts the client's stream: from now on answer bytes reach it. */
+static int start_client_stream(struct tg_chat *ch)
+{
+    if (ch->dlv == DLV_COMMITTED)
+        return 0;
+    int live = ch->dlv == DLV_LIVE;
+    deliver(ch, DLV_COMMITTED);
+    if (!ch->answered)
+        ch->answered = ch->cas.cur->model;
+    ch->status = 200;
+    if (tg_req_stream_start(ch->req) != TG_OK)
+        return -1;
+    add_answer_headers(ch, !live);
+    ch->req->on_drain = on_stream_drain;
+    return 0;
+}
+
+/* An error for the client: OpenAI's shape, or an error event when its
+ * stream had started. */
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
                          unsigned retry_after_s)
 {
@@ -1138,7 +800,7 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
     ch->status = tg_error_status(rc);
     if (ch->dlv == DLV_COMMITTED) {
         struct tg_buf ev;
-        tg_buf_init(&ev, 0);
+        tg_buf_init(&ev, 0); /* our message: bounded */
         tg_error_event(&ev, rc, msg, code);
         tg_req_stream_write(req, ev.data, ev.len);
         tg_buf_free(&ev);
@@ -1146,37 +808,39 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
     } else {
         tg_req_respond_error(req, rc, msg, NULL, code);
         if (retry_after_s)
-            add_headerf(req, "retry-after", "%u", retry_after_s);
+            tg_req_add_headerf(req, "retry-after", "%u", retry_after_s);
         add_answer_headers(ch, 1);
     }
     end(ch);
 }
 
-/* --- teardown ------------------------------------------------------------ */
+/* --- the end of a request --------------------------------------------------- */
 
-static void release_flight(struct tg_chat *ch)
+/* Every move of the delivery state goes through here. Once answer bytes
+ * reached the client (COMMITTED), only DONE may follow; DONE is final. */
+static void deliver(struct tg_chat *ch, enum delivery to)
 {
-    if (ch->leader) {
-        tg_flight_finish(ch->key.data, NULL, 0);
-        ch->leader = 0;
-    }
+#define B(s) (1u << (s))
+    static const unsigned allowed[] = {
+        [DLV_NONE] = B(DLV_HOLDING) | B(DLV_LIVE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_HOLDING] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_LIVE] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
+        [DLV_COMMITTED] = B(DLV_DONE),
+        [DLV_DONE] = 0,
+    };
+#undef B
+    TG_ASSERT(allowed[ch->dlv] & (1u << to));
+    ch->dlv = to;
 }
 
-/* Stops whatever still runs for the request: the Redis lookup, the
- * single-flight wait, the upstream call (its attempt is recorded as
- * cancelled and its breaker admission given back). */
+/* Stops whatever still runs for the request: the cache step (Redis, the
+ * single-flight wait; a leader's waiters are released), the upstream call
+ * (its attempt is recorded as cancelled, its breaker admission given
+ * back). */
 static void stop_work(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
-    if (ch->cache_op) {
-        tg_cache_cancel(ch->cache_op);
-        ch->cache_op = NULL;
-    }
-    if (ch->wait) {
-        tg_flight_cancel(ch->wait);
-        ch->wait = NULL;
-    }
-    tg_timer_stop(req->shard->loop, &ch->wait_timer);
+    tg_lookup_cancel(&ch->look);
     if (ch->call) {
         struct tg_attempt *a = ch->cas.cur;
         a->latency_us = tg_call_elapsed_us(ch->call);
@@ -1205,141 +869,39 @@ static void chat_cancel(struct tg_req *req)
     end(ch);
 }
 
-static void chat_free(struct tg_req *req)
-{
-    struct tg_chat *ch = req->ctx;
-    if (!ch)
-        return;
-    TG_ASSERT(ch->dlv == DLV_DONE && !ch->leader && !ch->call && !ch->cache_op && !ch->wait);
-    json_decref(ch->json);
-    tg_cascade_free(&ch->cas);
-    if (ch->mem != ch->mem_stack)
-        free(ch->mem);
-    tg_buf_free(&ch->key);
-    tg_buf_free(&ch->up_body);
-    tg_buf_free(&ch->resp);
-    tg_sse_stream_free(ch->sse);
-    free(ch);
-    req->ctx = NULL;
-}
-
-/* --- the decision line and the metrics ----------------------------------- */
-
-static void last_user_text(const json_t *body, const char **s, size_t *n)
-{
-    json_t *msgs = json_object_get(body, "messages");
-    *s = NULL;
-    *n = 0;
-    for (size_t i = json_array_size(msgs); i-- > 0;) {
-        json_t *m = json_array_get(msgs, i);
-        const char *role = json_string_value(json_object_get(m, "role"));
-        json_t *c = json_object_get(m, "content");
-        if (role && strcmp(role, "user") == 0 && json_is_string(c)) {
-            *s = json_string_value(c);
-            *n = json_string_length(c);
-            return;
-        }
-    }
-}
-
-static void decision_line(struct tg_chat *ch, double total_ms)
+static void write_decision(struct tg_chat *ch, double total_ms)
 {
     struct tg_req *req = ch->req;
     const struct tg_config *cfg = req->cfg;
     if (!tg_declog_enabled())
         return;
+    struct tg_decision d = {
+        .ts = tg_wall_time(),
+        .request_id = req->id,
+        .tenant = req->bearer_hash,
+        .key_name = req->key ? req->key->name : NULL,
+        .model_requested = json_string_value(json_object_get(ch->body.json, "model")),
+        .stream = ch->body.stream,
+        .status = ch->status,
+        .cache = ch->look.status,
+        .route = ch->route_known ? &ch->route : NULL,
+        .start_tier = ch->cas.start_tier,
+        .attempts = ch->cas.att,
+        .n_attempts = ch->cas.n_att,
+        .answered = ch->answered,
+        .escalations = ch->escalations,
+        .cost_usd = ch->cost_usd,
+        .baseline_usd = ch->baseline_usd,
+        .latency_ms = total_ms,
+        .overhead_ms = (double)overhead_us(ch) / 1000.0,
+    };
+    if (cfg->log_prompts && ch->body.json)
+        tg_decision_prompt(ch->body.json, cfg->prompt_chars, &d.prompt, &d.prompt_len);
     struct tg_buf b;
-    tg_buf_init(&b, 1u << 20);
-    const char *requested = json_string_value(json_object_get(ch->json, "model"));
-    tg_rc rc = tg_buf_printf(&b, "{\"ts\":%.3f,\"request_id\":", tg_wall_time());
-    tg_buf_json_str(&b, req->id, strlen(req->id));
-    tg_buf_puts(&b, ",\"tenant\":");
-    tg_buf_json_str(&b, req->bearer_hash, strlen(req->bearer_hash));
-    if (req->key) {
-        tg_buf_puts(&b, ",\"key_name\":");
-        tg_buf_json_str(&b, req->key->name, strlen(req->key->name));
-    }
-    tg_buf_puts(&b, ",\"model_requested\":");
-    if (requested)
-        tg_buf_json_str(&b, requested, strlen(requested));
-    else
-        tg_buf_puts(&b, "null");
-    tg_buf_printf(&b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"",
-                  ch->stream ? "true" : "false", ch->status, tg_cache_status_name(ch->cache));
-    if (ch->route_known) {
-        tg_buf_puts(&b, ",\"route\":");
-        tg_router_route_json(&ch->route, &b);
-    } else {
-        tg_buf_printf(&b, ",\"route\":{\"tier\":\"%s\",\"score\":null}",
-                      ch->cas.start_tier >= 0 ? tg_tier_name(ch->cas.start_tier) : "none");
-    }
-    tg_buf_puts(&b, ",\"attempts\":[");
-    for (size_t i = 0; i < ch->cas.n_att; i++) {
-        struct tg_attempt *a = &ch->cas.att[i];
-        tg_buf_printf(&b, "%s{\"model\":", i ? "," : "");
-        tg_buf_json_str(&b, a->model->id, strlen(a->model->id));
-        tg_buf_printf(&b, ",\"tier\":\"%s\",\"outcome\":\"%s\",\"reason\":", tg_tier_name(a->tier),
-                      tg_outcome_name(a->outcome));
-        if (a->reason >= 0)
-            tg_buf_printf(&b, "\"%s\"", tg_reason_name((enum tg_reason)a->reason));
-        else
-            tg_buf_puts(&b, "null");
-        tg_buf_printf(&b,
-                      ",\"status\":%ld,\"latency_ms\":%.3f,\"prompt_tokens\":%ld,"
-                      "\"completion_tokens\":%ld,\"cost_usd\":%.8f,\"detail\":",
-                      a->status, (double)a->latency_us / 1000.0, a->prompt_tokens,
-                      a->completion_tokens, a->cost_usd);
-        tg_buf_json_str(&b, a->detail, strlen(a->detail));
-        tg_buf_putc(&b, '}');
-    }
-    tg_buf_puts(&b, "],\"final_model\":");
-    if (ch->answered)
-        tg_buf_json_str(&b, ch->answered->id, strlen(ch->answered->id));
-    else
-        tg_buf_puts(&b, "null");
-    tg_buf_printf(&b, ",\"final_tier\":");
-    if (ch->answered && ch->answered->tier >= 0)
-        tg_buf_printf(&b, "\"%s\"", tg_tier_name(ch->answered->tier));
-    else
-        tg_buf_puts(&b, "null");
-    tg_buf_printf(&b,
-                  ",\"escalations\":%u,\"cost_usd\":%.8f,\"baseline_usd\":%.8f,"
-                  "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
-                  ch->escalations, ch->cost_usd, ch->baseline_usd, ch->baseline_usd - ch->cost_usd,
-                  total_ms, overhead_ms(ch));
-    if (cfg->log_prompts && ch->json) {
-        const char *s;
-        size_t n;
-        last_user_text(ch->json, &s, &n);
-        if (s) {
-            size_t cut = n > cfg->prompt_chars ? cfg->prompt_chars : n;
-            while (cut < n && cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-                cut--; /* do not split a UTF-8 sequence */
-            tg_buf_puts(&b, ",\"prompt\":");
-            tg_buf_json_str(&b, s, cut);
-        }
-    }
-    rc = tg_buf_puts(&b, "}\n");
-    if (rc == TG_OK)
+    tg_buf_init(&b, TG_DECISION_MAX);
+    if (tg_decision_format(&d, &b) == TG_OK)
         tg_declog_write(b.data, b.len);
     tg_buf_free(&b);
-}
-
-/* Every move of the delivery state goes through here. Once answer bytes
- * reached the client (COMMITTED), only DONE may follow; DONE is final. */
-static void deliver(struct tg_chat *ch, enum delivery to)
-{
-#define B(s) (1u << (s))
-    static const unsigned allowed[] = {
-        [DLV_NONE] = B(DLV_HOLDING) | B(DLV_LIVE) | B(DLV_COMMITTED) | B(DLV_DONE),
-        [DLV_HOLDING] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
-        [DLV_LIVE] = B(DLV_NONE) | B(DLV_COMMITTED) | B(DLV_DONE),
-        [DLV_COMMITTED] = B(DLV_DONE),
-        [DLV_DONE] = 0,
-    };
-#undef B
-    TG_ASSERT(allowed[ch->dlv] & (1u << to));
-    ch->dlv = to;
 }
 
 /* The one way a chat request ends, whatever happened (answered, failed,
@@ -1351,15 +913,32 @@ static void end(struct tg_chat *ch)
     if (ch->dlv == DLV_DONE)
         return;
     stop_work(ch);
-    release_flight(ch);
     deliver(ch, DLV_DONE);
     ch->escalations = escalations(ch);
     struct tg_req *req = ch->req;
     double total_ms = (double)(tg_now_us() - req->start_us) / 1000.0;
     int tier = ch->answered ? ch->answered->tier : -1;
-    tg_metrics_request(req->shard->metrics, ch->status, tier, ch->cache, total_ms / 1000.0);
+    tg_metrics_request(req->shard->metrics, ch->status, tier, ch->look.status, total_ms / 1000.0);
     if (ch->status / 100 == 2)
         tg_metrics_baseline(req->shard->metrics, ch->baseline_usd);
     tg_limits_spend(req->key, ch->cost_usd, tg_wall_time());
-    decision_line(ch, total_ms);
+    write_decision(ch, total_ms);
+}
+
+/* The request's free hook: memory only, after end(). */
+static void chat_free(struct tg_req *req)
+{
+    struct tg_chat *ch = req->ctx;
+    if (!ch)
+        return;
+    TG_ASSERT(ch->dlv == DLV_DONE && !ch->call && !ch->look.leader &&
+              !tg_lookup_pending(&ch->look));
+    tg_chatbody_free(&ch->body);
+    tg_cascade_free(&ch->cas);
+    tg_lookup_free(&ch->look);
+    tg_buf_free(&ch->up_body);
+    tg_buf_free(&ch->resp);
+    tg_sse_stream_free(ch->sse);
+    free(ch);
+    req->ctx = NULL;
 }

@@ -51,38 +51,6 @@ static struct tg_metrics_shard *shards;
 static char *model_names[TG_METRICS_MAX_MODELS];
 static unsigned n_models;
 
-static const char *const cache_names[TG_CS__COUNT] = {"hit", "miss", "bypass", "off", "error"};
-static const char *const outcome_names[TG_OUT__COUNT] = {
-    "ok", "invalid", "http_4xx", "http_429", "http_5xx", "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key", "cancelled"};
-static const char *const reason_names[TG_RSN__COUNT] = {
-    "malformed", "empty",    "json_object", "json_schema", "tool_args",
-    "hedging",   "low_confidence", "http_429", "http_5xx", "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key", "inconsistent"};
-
-const char *tg_cache_status_name(enum tg_cache_status s)
-{
-    return (unsigned)s < TG_CS__COUNT ? cache_names[s] : "off";
-}
-
-const char *tg_outcome_name(enum tg_outcome o)
-{
-    return (unsigned)o < TG_OUT__COUNT ? outcome_names[o] : "unknown";
-}
-
-const char *tg_reason_name(enum tg_reason r)
-{
-    return (unsigned)r < TG_RSN__COUNT ? reason_names[r] : "unknown";
-}
-
-enum tg_reason tg_reason_from_verdict(const char *reason)
-{
-    for (int i = 0; reason && i <= TG_RSN_LOW_CONFIDENCE; i++)
-        if (strcmp(reason, reason_names[i]) == 0)
-            return (enum tg_reason)i;
-    return TG_RSN_MALFORMED;
-}
-
 unsigned tg_metrics_model_index(const char *model_id)
 {
     pthread_mutex_lock(&mu);
@@ -268,13 +236,16 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
             for (int c = 0; c < TG_CS__COUNT; c++) {
                 uint64_t v = SUM(m->requests[st][t][c]);
                 if (v)
-                    tg_buf_printf(o, "tiergate_requests_total{status=\"%d\",tier=\"%s\",cache=\"%s\"} %llu\n",
-                                  st, tier_label(t), cache_names[c], (unsigned long long)v);
+                    tg_buf_printf(
+                        o, "tiergate_requests_total{status=\"%d\",tier=\"%s\",cache=\"%s\"} %llu\n",
+                        st, tier_label(t), tg_cache_status_name((enum tg_cache_status)c),
+                        (unsigned long long)v);
             }
     header(o, "tiergate_cache_lookups_total", "counter", "Cache lookups by result.");
     for (int c = 0; c < TG_CS__COUNT; c++)
         if (c == TG_CS_HIT || c == TG_CS_MISS || c == TG_CS_ERROR)
-            tg_buf_printf(o, "tiergate_cache_lookups_total{result=\"%s\"} %llu\n", cache_names[c],
+            tg_buf_printf(o, "tiergate_cache_lookups_total{result=\"%s\"} %llu\n",
+                          tg_cache_status_name((enum tg_cache_status)c),
                           (unsigned long long)SUM(m->lookups[c]));
     header(o, "tiergate_cache_stores_total", "counter", "Cache stores by result.");
     tg_buf_printf(o, "tiergate_cache_stores_total{result=\"ok\"} %llu\n", (unsigned long long)SUM(m->stores[1]));
@@ -289,26 +260,33 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
             for (int r = 0; r < TG_RSN__COUNT; r++) {
                 uint64_t v = SUM(m->escalations[f][t][r]);
                 if (v)
-                    tg_buf_printf(o, "tiergate_escalations_total{from=\"%s\",to=\"%s\",reason=\"%s\"} %llu\n",
-                                  tg_tier_name(f), tg_tier_name(t), reason_names[r], (unsigned long long)v);
+                    tg_buf_printf(
+                        o, "tiergate_escalations_total{from=\"%s\",to=\"%s\",reason=\"%s\"} %llu\n",
+                        tg_tier_name(f), tg_tier_name(t), tg_reason_name((enum tg_reason)r),
+                        (unsigned long long)v);
             }
-    header(o, "tiergate_fallbacks_total", "counter", "Moves to another model of the same tier, by reason.");
+    header(o, "tiergate_fallbacks_total", "counter",
+           "Moves to another model of the same tier, by reason.");
     for (int t = 0; t < TG_TIER__COUNT; t++)
         for (int r = 0; r < TG_RSN__COUNT; r++) {
             uint64_t v = SUM(m->fallbacks[t][r]);
             if (v)
                 tg_buf_printf(o, "tiergate_fallbacks_total{tier=\"%s\",reason=\"%s\"} %llu\n",
-                              tg_tier_name(t), reason_names[r], (unsigned long long)v);
+                              tg_tier_name(t), tg_reason_name((enum tg_reason)r),
+                              (unsigned long long)v);
         }
-    header(o, "tiergate_upstream_requests_total", "counter", "Upstream attempts by model and outcome.");
+    header(o, "tiergate_upstream_requests_total", "counter",
+           "Upstream attempts by model and outcome.");
     for (unsigned i = 0; i < n_models; i++)
         for (int k = 0; k < TG_OUT__COUNT; k++) {
             uint64_t v = SUM(m->upstream[i][k]);
             if (v)
-                tg_buf_printf(o, "tiergate_upstream_requests_total{model=\"%s\",outcome=\"%s\"} %llu\n",
-                              model_names[i], outcome_names[k], (unsigned long long)v);
+                tg_buf_printf(
+                    o, "tiergate_upstream_requests_total{model=\"%s\",outcome=\"%s\"} %llu\n",
+                    model_names[i], tg_outcome_name((enum tg_outcome)k), (unsigned long long)v);
         }
-    header(o, "tiergate_upstream_duration_seconds", "histogram", "Upstream attempt duration by model.");
+    header(o, "tiergate_upstream_duration_seconds", "histogram",
+           "Upstream attempt duration by model.");
     for (unsigned i = 0; i < n_models; i++) {
         uint64_t b[REQ_BUCKETS + 1] = {0};
         for (int k = 0; k <= UP_BUCKETS; k++)

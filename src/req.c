@@ -8,6 +8,8 @@
  * answer of a request that has no HTTP client. Nothing here includes
  * libmicrohttpd.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -107,6 +109,32 @@ tg_rc tg_req_add_header(struct tg_req *req, const char *name, const char *value)
     if (!req->responded)
         return TG_ERR_INTERNAL;
     return req->tp->add_header(req, name, value);
+}
+
+tg_rc tg_req_add_headerf(struct tg_req *req, const char *name, const char *fmt, ...)
+{
+    char v[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    return tg_req_add_header(req, name, v);
+}
+
+tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t units,
+                              unsigned decimals)
+{
+    char v[48];
+    char *p = v + sizeof(v);
+    *--p = '\0';
+    TG_ASSERT(decimals <= 20); /* and at most 20 integer digits: p stays inside v */
+    for (unsigned i = 0; i < decimals; i++, units /= 10)
+        *--p = (char)('0' + units % 10);
+    *--p = '.';
+    do
+        *--p = (char)('0' + units % 10);
+    while (units /= 10);
+    return tg_req_add_header(req, name, p);
 }
 
 tg_rc tg_req_stream_start(struct tg_req *req)

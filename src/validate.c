@@ -81,9 +81,21 @@ static double mean_prob(const json_t *choices);
 
 /* ---- verdict helpers ----------------------------------------------------- */
 
-static int verdict_fail(struct tg_verdict *v, const char *reason, const char *fmt, ...)
+static const char *const check_names[TG_CHK__COUNT] = {
+    [TG_CHK_MALFORMED] = "malformed",           [TG_CHK_EMPTY] = "empty",
+    [TG_CHK_JSON_OBJECT] = "json_object",       [TG_CHK_JSON_SCHEMA] = "json_schema",
+    [TG_CHK_TOOL_ARGS] = "tool_args",           [TG_CHK_HEDGING] = "hedging",
+    [TG_CHK_LOW_CONFIDENCE] = "low_confidence",
+};
+
+const char *tg_validate_check_name(enum tg_check c)
+{
+    return (unsigned)c < TG_CHK__COUNT ? check_names[c] : NULL;
+}
+
+static int verdict_fail(struct tg_verdict *v, enum tg_check reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int verdict_fail(struct tg_verdict *v, const char *reason, const char *fmt, ...)
+static int verdict_fail(struct tg_verdict *v, enum tg_check reason, const char *fmt, ...)
 {
     va_list ap;
     v->ok = 0;
@@ -403,15 +415,15 @@ static void read_request(const json_t *request, struct req_info *ri)
 static int check_well_formed(const json_t *completion, struct tg_verdict *v)
 {
     if (!json_is_object(completion))
-        return verdict_fail(v, "malformed", "the completion is not a JSON object");
+        return verdict_fail(v, TG_CHK_MALFORMED, "the completion is not a JSON object");
     const json_t *obj = json_object_get(completion, "object");
     if (obj && !(json_is_string(obj) && strcmp(json_string_value(obj), "chat.completion") == 0))
-        return verdict_fail(v, "malformed", "\"object\" is not \"chat.completion\"");
+        return verdict_fail(v, TG_CHK_MALFORMED, "\"object\" is not \"chat.completion\"");
     const json_t *choices = json_object_get(completion, "choices");
     if (!json_is_array(choices) || json_array_size(choices) == 0) {
         if (json_object_get(completion, "error"))
-            return verdict_fail(v, "malformed", "a 2xx answer carrying an error object");
-        return verdict_fail(v, "malformed", "\"choices\" is missing or empty");
+            return verdict_fail(v, TG_CHK_MALFORMED, "a 2xx answer carrying an error object");
+        return verdict_fail(v, TG_CHK_MALFORMED, "\"choices\" is missing or empty");
     }
     size_t i;
     const json_t *ch;
@@ -419,17 +431,17 @@ static int check_well_formed(const json_t *completion, struct tg_verdict *v)
     {
         const json_t *msg = json_object_get(ch, "message");
         if (!json_is_object(msg))
-            return verdict_fail(v, "malformed", "choices[%zu] has no message object", i);
+            return verdict_fail(v, TG_CHK_MALFORMED, "choices[%zu] has no message object", i);
         if (!json_is_string(json_object_get(msg, "role")))
-            return verdict_fail(v, "malformed", "choices[%zu].message has no role", i);
+            return verdict_fail(v, TG_CHK_MALFORMED, "choices[%zu].message has no role", i);
         const json_t *content = json_object_get(msg, "content");
         if (content && !json_is_string(content) && !json_is_null(content))
-            return verdict_fail(v, "malformed",
+            return verdict_fail(v, TG_CHK_MALFORMED,
                                 "choices[%zu].message.content is neither a string nor null", i);
         const json_t *tc = json_object_get(msg, "tool_calls");
         if (tc && !json_is_array(tc) && !json_is_null(tc))
-            return verdict_fail(v, "malformed", "choices[%zu].message.tool_calls is not an array",
-                                i);
+            return verdict_fail(v, TG_CHK_MALFORMED,
+                                "choices[%zu].message.tool_calls is not an array", i);
     }
     return 1;
 }
@@ -458,8 +470,8 @@ static int check_non_empty(const json_t *msg, size_t i, struct tg_verdict *v)
     if (has_tool_calls(msg) || has_refusal(msg))
         return 1;
     if (json_is_string(content))
-        return verdict_fail(v, "empty", "choices[%zu]: the content is blank", i);
-    return verdict_fail(v, "empty", "choices[%zu]: no content, tool calls or refusal", i);
+        return verdict_fail(v, TG_CHK_EMPTY, "choices[%zu]: the content is blank", i);
+    return verdict_fail(v, TG_CHK_EMPTY, "choices[%zu]: no content, tool calls or refusal", i);
 }
 
 /* Parses text that must be bare JSON. 1 parsed (*out owned by the caller),
@@ -534,7 +546,7 @@ static int check_json(const struct tg_validate_config *cfg, const struct req_inf
     int want_schema = ri->rf_type && strcmp(ri->rf_type, "json_schema") == 0 && cfg->json_schema;
     if (!want_obj && !want_schema)
         return 1;
-    const char *reason = want_obj ? "json_object" : "json_schema";
+    enum tg_check reason = want_obj ? TG_CHK_JSON_OBJECT : TG_CHK_JSON_SCHEMA;
     const json_t *content = json_object_get(msg, "content");
     int blank = !json_is_string(content) ||
                 is_blank(json_string_value(content), json_string_length(content));
@@ -558,7 +570,8 @@ static int check_json(const struct tg_validate_config *cfg, const struct req_inf
     if (r == 0)
         return verdict_fail(v, reason, "%s", why);
     if (r == 2) {
-        verdict_note(v, "%s not checked: the JSON holds an integer beyond 64 bits", reason);
+        verdict_note(v, "%s not checked: the JSON holds an integer beyond 64 bits",
+                     tg_validate_check_name(reason));
         return 1;
     }
     int ok = 1;
@@ -619,14 +632,14 @@ static int check_call(const struct req_info *ri, const json_t *fn, const char *l
     const char *fname = json_string_value(json_object_get(fn, "name"));
     const json_t *args = json_object_get(fn, "arguments");
     if (!fname || !*fname)
-        return verdict_fail(v, "tool_args", "%s has no function name", label);
+        return verdict_fail(v, TG_CHK_TOOL_ARGS, "%s has no function name", label);
     scrub(name, sizeof(name), fname);
     const json_t *def = NULL;
     if (request_lists_functions(ri) && !(def = find_function(ri, fname)))
-        return verdict_fail(v, "tool_args", "%s calls \"%s\", which the request does not define",
-                            label, name);
+        return verdict_fail(v, TG_CHK_TOOL_ARGS,
+                            "%s calls \"%s\", which the request does not define", label, name);
     if (!json_is_string(args))
-        return verdict_fail(v, "tool_args", "%s (%s) has no arguments string", label, name);
+        return verdict_fail(v, TG_CHK_TOOL_ARGS, "%s (%s) has no arguments string", label, name);
 
     char what[128], why[200];
     json_t *j = NULL;
@@ -636,14 +649,14 @@ static int check_call(const struct req_info *ri, const json_t *fn, const char *l
     if (r < 0)
         return -1;
     if (r == 0)
-        return verdict_fail(v, "tool_args", "%s", why);
+        return verdict_fail(v, TG_CHK_TOOL_ARGS, "%s", why);
     if (r == 2) {
         verdict_note(v, "tool_args not checked: arguments hold an integer beyond 64 bits");
         return 1;
     }
     int ok = 1;
     if (!json_is_object(j)) {
-        ok = verdict_fail(v, "tool_args", "%s are %s, not a JSON object", what, json_kind(j));
+        ok = verdict_fail(v, TG_CHK_TOOL_ARGS, "%s are %s, not a JSON object", what, json_kind(j));
     } else if (def && json_is_true(json_object_get(def, "strict"))) {
         /* strict: true promises schema-conforming arguments (OpenAI function
          * calling); without it the client expects only loose adherence. */
@@ -651,8 +664,8 @@ static int check_call(const struct req_info *ri, const json_t *fn, const char *l
         char err[200];
         int s = params ? tg_schema_validate(params, j, err, sizeof(err)) : 1;
         if (s == 0)
-            ok = verdict_fail(v, "tool_args", "%s do not match the parameters schema: %s", what,
-                              err);
+            ok = verdict_fail(v, TG_CHK_TOOL_ARGS, "%s do not match the parameters schema: %s",
+                              what, err);
         else if (s < 0)
             verdict_note(v, "tool_args schema not checked: %s", err);
     }
@@ -676,7 +689,7 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
     int required = forced || (tc && strcmp(tc, "required") == 0);
     if (ri->tools && required && json_array_size(calls) == 0 && !json_is_object(legacy) &&
         !has_refusal(msg))
-        return verdict_fail(v, "tool_args",
+        return verdict_fail(v, TG_CHK_TOOL_ARGS,
                             "choices[%zu]: tool_choice requires a tool call and none was made", i);
     int forced_seen = 0;
     json_array_foreach(calls, k, call)
@@ -687,7 +700,7 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
             continue; /* custom tools carry free-form input */
         const json_t *fn = json_object_get(call, "function");
         if (!json_is_object(fn))
-            return verdict_fail(v, "tool_args", "%s has no function object", label);
+            return verdict_fail(v, TG_CHK_TOOL_ARGS, "%s has no function object", label);
         int r = check_call(ri, fn, label, v);
         if (r != 1)
             return r;
@@ -704,8 +717,8 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
     if (forced && json_array_size(calls) && !forced_seen) {
         char name[72];
         scrub(name, sizeof(name), forced);
-        return verdict_fail(v, "tool_args", "choices[%zu]: tool_choice requires a call to \"%s\"",
-                            i, name);
+        return verdict_fail(v, TG_CHK_TOOL_ARGS,
+                            "choices[%zu]: tool_choice requires a call to \"%s\"", i, name);
     }
     return 1;
 }
@@ -745,7 +758,7 @@ static int check_hedging(const struct tg_validate_config *cfg, const json_t *msg
     }
     free(text);
     if (hits >= cfg->hedging_min_hits)
-        return verdict_fail(v, "hedging", "choices[%zu] hedges (%s)", i, found);
+        return verdict_fail(v, TG_CHK_HEDGING, "choices[%zu] hedges (%s)", i, found);
     return 1;
 }
 
@@ -785,7 +798,7 @@ tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t 
                              const json_t *completion, int final, struct tg_verdict *out)
 {
     assert(cfg && out);
-    struct tg_verdict v = {.ok = 1, .reason = NULL, .detail = "", .mean_prob = -1};
+    struct tg_verdict v = {.ok = 1, .reason = TG_CHK_PASSED, .detail = "", .mean_prob = -1};
     struct req_info ri;
     const json_t *choices = json_object_get(completion, "choices");
     size_t i;
@@ -826,8 +839,8 @@ tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t 
         }
     }
     if (cfg->logprobs && v.mean_prob >= 0 && v.mean_prob < cfg->min_mean_prob)
-        verdict_fail(&v, "low_confidence", "mean token probability %.3f is below %.3f", v.mean_prob,
-                     cfg->min_mean_prob);
+        verdict_fail(&v, TG_CHK_LOW_CONFIDENCE, "mean token probability %.3f is below %.3f",
+                     v.mean_prob, cfg->min_mean_prob);
 done:
     if (r < 0)
         return TG_ERR_NOMEM;

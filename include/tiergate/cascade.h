@@ -20,11 +20,59 @@
 #include <stdint.h>
 
 #include "tiergate/common.h"
-#include "tiergate/metrics.h"
+#include "tiergate/validate.h"
 
 struct tg_config;
 struct tg_model;
 struct tg_verdict;
+
+/* How one attempt ended: the decision log's "outcome" and the metrics'
+ * outcome label. */
+enum tg_outcome {
+    TG_OUT_OK = 0,   /* 2xx and valid */
+    TG_OUT_INVALID,  /* 2xx that failed validation */
+    TG_OUT_HTTP_4XX, /* client error, passed back */
+    TG_OUT_HTTP_429,
+    TG_OUT_HTTP_5XX,
+    TG_OUT_TIMEOUT,
+    TG_OUT_TRANSPORT,    /* refused, reset, TLS, DNS, truncated */
+    TG_OUT_CONTEXT,      /* context length exceeded */
+    TG_OUT_BREAKER_OPEN, /* skipped: breaker open */
+    TG_OUT_NO_KEY,       /* skipped: key variable unset */
+    TG_OUT_CANCELLED,    /* client went away */
+    TG_OUT__COUNT
+};
+/* "ok", "invalid", "http_4xx", ... (static); "unknown" when out of range. */
+const char *tg_outcome_name(enum tg_outcome o);
+
+/* Why the ladder moved on: escalation and fallback reasons (metrics
+ * label, the decision log's "reason"). The first seven are the
+ * validator's checks (tg_cascade_reason_of). */
+enum tg_reason {
+    TG_RSN_MALFORMED = 0,
+    TG_RSN_EMPTY,
+    TG_RSN_JSON_OBJECT,
+    TG_RSN_JSON_SCHEMA,
+    TG_RSN_TOOL_ARGS,
+    TG_RSN_HEDGING,
+    TG_RSN_LOW_CONFIDENCE,
+    TG_RSN_HTTP_429,
+    TG_RSN_HTTP_5XX,
+    TG_RSN_TIMEOUT,
+    TG_RSN_TRANSPORT,
+    TG_RSN_CONTEXT,
+    TG_RSN_BREAKER_OPEN,
+    TG_RSN_NO_KEY,
+    TG_RSN_INCONSISTENT, /* a second opinion: samples disagree */
+    TG_RSN__COUNT
+};
+/* "malformed", "hedging", "http_5xx", ... (static); "unknown" when out of
+ * range. */
+const char *tg_reason_name(enum tg_reason r);
+/* The reason to escalate for a failed check (TG_RSN_MALFORMED for
+ * TG_CHK_PASSED or out of range: a verdict that failed without a check is
+ * treated as garbled). */
+enum tg_reason tg_cascade_reason_of(enum tg_check c);
 
 /* Candidates on one ladder at most (models of three tiers). */
 #define TG_CASCADE_MAX_LADDER 32

@@ -3,7 +3,8 @@
  * metrics.h - Prometheus metrics (text exposition format 0.0.4). Each shard
  * writes only its own counters (no locks, no shared cache lines on the hot
  * path); a scrape sums the shards. Label sets are small and fixed (tiers,
- * cache results, outcomes, reasons), models are interned to stable indexes.
+ * cache results, outcomes, reasons: enums owned by cache.h and cascade.h),
+ * models are interned to stable indexes.
  */
 #ifndef TIERGATE_METRICS_H
 #define TIERGATE_METRICS_H
@@ -11,63 +12,14 @@
 #include <stdint.h>
 
 #include "tiergate/buf.h"
+#include "tiergate/cache.h"
+#include "tiergate/cascade.h"
 #include "tiergate/common.h"
 
 #define TG_METRICS_MAX_MODELS 256
 
 struct tg_config;
 struct tg_metrics_shard;
-
-/* x-tiergate-cache values, in metric label order. */
-enum tg_cache_status {
-    TG_CS_HIT = 0,
-    TG_CS_MISS,
-    TG_CS_BYPASS,
-    TG_CS_OFF,
-    TG_CS_ERROR,
-    TG_CS__COUNT
-};
-const char *tg_cache_status_name(enum tg_cache_status s);
-
-/* Outcome of one upstream attempt (metric label and decision log). */
-enum tg_outcome {
-    TG_OUT_OK = 0,   /* 2xx and valid */
-    TG_OUT_INVALID,  /* 2xx that failed validation */
-    TG_OUT_HTTP_4XX, /* client error, passed back */
-    TG_OUT_HTTP_429,
-    TG_OUT_HTTP_5XX,
-    TG_OUT_TIMEOUT,
-    TG_OUT_TRANSPORT,    /* refused, reset, TLS, DNS, truncated */
-    TG_OUT_CONTEXT,      /* context length exceeded */
-    TG_OUT_BREAKER_OPEN, /* skipped: breaker open */
-    TG_OUT_NO_KEY,       /* skipped: key variable unset */
-    TG_OUT_CANCELLED,    /* client went away */
-    TG_OUT__COUNT
-};
-const char *tg_outcome_name(enum tg_outcome o);
-
-/* Why the ladder moved on (escalation / fallback reasons). */
-enum tg_reason {
-    TG_RSN_MALFORMED = 0,
-    TG_RSN_EMPTY,
-    TG_RSN_JSON_OBJECT,
-    TG_RSN_JSON_SCHEMA,
-    TG_RSN_TOOL_ARGS,
-    TG_RSN_HEDGING,
-    TG_RSN_LOW_CONFIDENCE,
-    TG_RSN_HTTP_429,
-    TG_RSN_HTTP_5XX,
-    TG_RSN_TIMEOUT,
-    TG_RSN_TRANSPORT,
-    TG_RSN_CONTEXT,
-    TG_RSN_BREAKER_OPEN,
-    TG_RSN_NO_KEY,
-    TG_RSN_INCONSISTENT,
-    TG_RSN__COUNT
-};
-const char *tg_reason_name(enum tg_reason r);
-/* Maps a validator reason string ("hedging", ...) to the enum. */
-enum tg_reason tg_reason_from_verdict(const char *reason);
 
 /* Stable index for a model id (interned once, process-wide); returns
  * TG_METRICS_MAX_MODELS - 1 ("other") when the table is full. Any thread. */

@@ -50,12 +50,30 @@ tg_rc tg_validate_config_parse(const json_t *obj, struct tg_validate_config *out
 /* Frees what parse allocated and zeroes *c. Safe on a zeroed struct. */
 void tg_validate_config_free(struct tg_validate_config *c);
 
+/* The check an answer failed (struct tg_verdict.reason). Names are the
+ * decision log's and the retry note's ("hedging"); cascade.c maps each to
+ * the reason it escalates for. */
+enum tg_check {
+    TG_CHK_PASSED = 0, /* no check failed */
+    TG_CHK_MALFORMED,
+    TG_CHK_EMPTY,
+    TG_CHK_JSON_OBJECT,
+    TG_CHK_JSON_SCHEMA,
+    TG_CHK_TOOL_ARGS,
+    TG_CHK_HEDGING,
+    TG_CHK_LOW_CONFIDENCE,
+    TG_CHK__COUNT
+};
+
+/* "malformed", "empty", "json_object", "json_schema", "tool_args",
+ * "hedging", "low_confidence"; NULL for TG_CHK_PASSED and out of range.
+ * Static strings. */
+const char *tg_validate_check_name(enum tg_check c);
+
 struct tg_verdict {
     int ok;
-    /* Static string naming the failed check, NULL when ok: "malformed",
-     * "empty", "json_object", "json_schema", "tool_args", "hedging",
-     * "low_confidence". */
-    const char *reason;
+    /* The failed check; TG_CHK_PASSED when ok. */
+    enum tg_check reason;
     /* Failure: a short reason safe to put in a retry note for the next model
      * (paths, bounds, function names; never prompt text or answer values).
      * Success: empty, or a note on a check that could not run (e.g. the

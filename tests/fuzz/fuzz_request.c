@@ -1,15 +1,24 @@
 /* SPDX-License-Identifier: MIT
  *
- * fuzz_request.c - a client's chat body through what src/chat.c does before
- * any upstream call: the depth pre-check, jansson with duplicate keys
- * refused, the member scan, the canonical cache key and its digest, the
- * router, and the upstream body splice (chat.c's own build_upstream_body,
- * reached by including chat.c) checked by re-parsing: model replaced, every
- * other member as the client sent it. Built without src/chat.o.
+ * fuzz_request.c - a client's chat body through what the chat pipeline does
+ * before any upstream call: the depth pre-check, jansson with duplicate keys
+ * refused, the member scan, the body checks (chatbody.c), the canonical
+ * cache key and its digest, the router, and the upstream body splice
+ * (tg_chatbody_upstream) checked by re-parsing: model replaced, every other
+ * member as the client sent it.
  */
-#include "../../src/chat.c"
+#include <stdlib.h>
+#include <string.h>
 
 #include "fuzz.h"
+#include "tiergate/cachekey.h"
+#include "tiergate/chatbody.h"
+#include "tiergate/config.h"
+#include "tiergate/jsonparse.h"
+#include "tiergate/jsonscan.h"
+#include "tiergate/router.h"
+
+#define MAX_MEMBERS_STACK TG_CHATBODY_MEMBERS_STACK
 
 #define MAX_BODY (1u << 20)
 
@@ -100,18 +109,19 @@ static void check_route(const json_t *j)
 
 /* What the upstream gets must be the client's body with model replaced (and
  * the documented rewrites), member for member. */
-static void check_splice(struct tg_chat *ch, const struct tg_model *m, const json_t *j)
+static void check_splice(const struct tg_chatbody *b, const struct tg_chatbody_rewrite *rw,
+                         struct tg_buf *up, const json_t *j)
 {
-    tg_rc rc = build_upstream_body(ch, m);
-    FUZZ_ASSERT(rc == TG_OK, "build_upstream_body rc %d", rc);
+    tg_rc rc = tg_chatbody_upstream(b, rw, up);
+    FUZZ_ASSERT(rc == TG_OK, "tg_chatbody_upstream rc %d", rc);
     json_error_t je;
-    json_t *u = json_loadb(ch->up_body.data, ch->up_body.len, JSON_REJECT_DUPLICATES, &je);
+    json_t *u = json_loadb(up->data, up->len, JSON_REJECT_DUPLICATES, &je);
     FUZZ_ASSERT(u != NULL, "upstream body does not parse (%s, col %d): %.*s", je.text, je.column,
-                (int)ch->up_body.len, ch->up_body.data);
+                (int)up->len, up->data);
     size_t extra = 0;
-    if (ch->added_usage && !json_object_get(j, "stream_options"))
+    if (rw->add_usage && !json_object_get(j, "stream_options"))
         extra++;
-    if (ch->want_logprobs && !json_object_get(j, "logprobs"))
+    if (rw->add_logprobs && !json_object_get(j, "logprobs"))
         extra++;
     FUZZ_ASSERT(json_object_size(u) == json_object_size(j) + extra, "member count %zu vs %zu + %zu",
                 json_object_size(u), json_object_size(j), extra);
@@ -121,9 +131,9 @@ static void check_splice(struct tg_chat *ch, const struct tg_model *m, const jso
         json_t *w = json_object_get(u, k);
         FUZZ_ASSERT(w != NULL, "member \"%s\" lost", k);
         if (strcmp(k, "model") == 0) {
-            FUZZ_ASSERT(json_is_string(w) && strcmp(json_string_value(w), m->upstream_model) == 0,
+            FUZZ_ASSERT(json_is_string(w) && strcmp(json_string_value(w), rw->model) == 0,
                         "model not replaced");
-        } else if (strcmp(k, "stream_options") == 0 && ch->added_usage) {
+        } else if (strcmp(k, "stream_options") == 0 && rw->add_usage) {
             FUZZ_ASSERT(json_is_object(w) && json_is_true(json_object_get(w, "include_usage")),
                         "include_usage not added");
             if (json_is_object(v)) {
@@ -134,9 +144,9 @@ static void check_splice(struct tg_chat *ch, const struct tg_model *m, const jso
                         FUZZ_ASSERT(json_equal(v2, json_object_get(w, k2)), "stream_options.%s",
                                     k2);
             }
-        } else if (strcmp(k, "logprobs") == 0 && ch->want_logprobs) {
+        } else if (strcmp(k, "logprobs") == 0 && rw->add_logprobs) {
             FUZZ_ASSERT(json_is_true(w), "logprobs not forced");
-        } else if (strcmp(k, "messages") == 0 && ch->retry_note[0]) {
+        } else if (strcmp(k, "messages") == 0 && rw->note) {
             size_t n = json_array_size(v);
             FUZZ_ASSERT(json_is_array(w) && json_array_size(w) == n + 1, "note not appended");
             for (size_t i = 0; i < n; i++)
@@ -146,18 +156,17 @@ static void check_splice(struct tg_chat *ch, const struct tg_model *m, const jso
             FUZZ_ASSERT(
                 json_object_size(note) == 2 &&
                     strcmp(json_string_value(json_object_get(note, "role")), "system") == 0 &&
-                    strcmp(json_string_value(json_object_get(note, "content")), ch->retry_note) ==
-                        0,
+                    strcmp(json_string_value(json_object_get(note, "content")), rw->note) == 0,
                 "note shape");
         } else {
             FUZZ_ASSERT(json_equal(v, w), "member \"%s\" changed", k);
         }
     }
-    if (ch->added_usage)
+    if (rw->add_usage)
         FUZZ_ASSERT(
             json_is_true(json_object_get(json_object_get(u, "stream_options"), "include_usage")),
             "stream_options missing");
-    if (ch->want_logprobs)
+    if (rw->add_logprobs)
         FUZZ_ASSERT(json_is_true(json_object_get(u, "logprobs")), "logprobs missing");
     json_decref(u);
 }
@@ -213,40 +222,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_cache_key(j);
     check_route(j);
 
-    /* The splice, in every combination chat.c may ask for. A retry note is
-     * added only to a body parse_body accepted: messages a non-empty array. */
+    /* The body checks: a verdict either way, a message on refusal, and an
+     * accepted body has what the pipeline relies on. */
+    struct tg_chatbody parsed;
+    struct tg_chatbody_error err;
+    tg_rc prc =
+        tg_chatbody_parse(&parsed, text, size, cfg->max_json_depth, cfg->max_messages, 1, &err);
+    FUZZ_ASSERT(prc == TG_OK || (prc == TG_ERR_BAD_REQUEST && err.message[0]), "parse rc %d", prc);
+    if (prc == TG_OK) {
+        FUZZ_ASSERT(json_is_string(json_object_get(parsed.json, "model")), "model");
+        FUZZ_ASSERT(json_array_size(json_object_get(parsed.json, "messages")) > 0, "messages");
+        FUZZ_ASSERT(parsed.n_mem == count, "members %zu vs %zu", parsed.n_mem, count);
+    }
+    tg_chatbody_free(&parsed);
+
+    /* The splice, in every combination the pipeline may ask for. A retry
+     * note is added only to a body the checks accepted: messages a
+     * non-empty array. */
     const json_t *msgs = json_object_get(j, "messages");
     int msgs_ok = json_is_array(msgs) && json_array_size(msgs) > 0;
-    struct tg_req req;
-    memset(&req, 0, sizeof(req));
-    req.cfg = cfg;
-    tg_buf_init(&req.body, 0);
-    FUZZ_ASSERT(tg_buf_append(&req.body, text, size) == TG_OK, "oom");
-    struct tg_chat *ch = calloc(1, sizeof(*ch));
-    FUZZ_ASSERT(ch != NULL, "oom");
-    ch->req = &req;
-    ch->json = j;
-    ch->mem = mem;
-    ch->n_mem = count;
-    tg_buf_init(&ch->up_body, 0);
-    struct tg_model m;
-    memset(&m, 0, sizeof(m));
-    m.upstream_model = "up/\"model\"\\\n\xc3\xa9";
+    struct tg_chatbody b;
+    memset(&b, 0, sizeof(b));
+    b.text = text;
+    b.len = size;
+    b.json = j;
+    b.mem = mem;
+    b.n_mem = count;
+    struct tg_buf up;
+    tg_buf_init(&up, 0);
     for (int variant = 0; variant < 8; variant++) {
-        ch->added_usage = variant & 1;
-        ch->want_logprobs = (variant >> 1) & 1;
-        ch->retry_note[0] = '\0';
+        struct tg_chatbody_rewrite rw = {"up/\"model\"\\\n\xc3\xa9", NULL, variant & 1,
+                                         (variant >> 1) & 1};
         if (variant & 4) {
             if (!msgs_ok)
                 continue;
-            snprintf(ch->retry_note, sizeof(ch->retry_note),
-                     "Your previous answer failed validation: $.a[0]: expected \"integer\"\n");
+            rw.note = "Your previous answer failed validation: $.a[0]: expected \"integer\"\n";
         }
-        check_splice(ch, &m, j);
+        check_splice(&b, &rw, &up, j);
     }
-    tg_buf_free(&ch->up_body);
-    free(ch);
-    tg_buf_free(&req.body);
+    tg_buf_free(&up);
     if (mem != stack)
         free(mem);
     json_decref(j);

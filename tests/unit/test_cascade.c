@@ -61,15 +61,15 @@ static void result_of(const char *tok, struct tg_result *r, struct tg_verdict *v
     v->ok = 0;
     if (strcmp(tok, "hedging") == 0 || strcmp(tok, "json_schema") == 0 ||
         strcmp(tok, "empty") == 0 || strcmp(tok, "tool_args") == 0) {
-        v->reason = strcmp(tok, "hedging") == 0       ? "hedging"
-                    : strcmp(tok, "json_schema") == 0 ? "json_schema"
-                    : strcmp(tok, "empty") == 0       ? "empty"
-                                                      : "tool_args";
+        v->reason = strcmp(tok, "hedging") == 0       ? TG_CHK_HEDGING
+                    : strcmp(tok, "json_schema") == 0 ? TG_CHK_JSON_SCHEMA
+                    : strcmp(tok, "empty") == 0       ? TG_CHK_EMPTY
+                                                      : TG_CHK_TOOL_ARGS;
         snprintf(v->detail, sizeof(v->detail), "%s failed", tok);
     } else if (strcmp(tok, "array") == 0) { /* JSON, not an object */
-        v->reason = "malformed";
+        v->reason = TG_CHK_MALFORMED;
     } else if (strcmp(tok, "garbage") == 0) { /* not JSON at all */
-        v->reason = "malformed";
+        v->reason = TG_CHK_MALFORMED;
         r->parsed = 0;
     } else if (strcmp(tok, "oom") == 0) {
         r->verdict = NULL;
@@ -592,6 +592,41 @@ TG_TEST(reconsider)
     }
 }
 
+/* Each validator check escalates for the reason of the same name; the
+ * names are the decision log's and the metrics' (moved from
+ * test_metrics.c, which matched strings before reasons were enums). */
+TG_TEST(reasons_and_names)
+{
+    static const struct {
+        enum tg_check check;
+        enum tg_reason want;
+        const char *name;
+    } cases[] = {
+        {TG_CHK_MALFORMED, TG_RSN_MALFORMED, "malformed"},
+        {TG_CHK_EMPTY, TG_RSN_EMPTY, "empty"},
+        {TG_CHK_JSON_OBJECT, TG_RSN_JSON_OBJECT, "json_object"},
+        {TG_CHK_JSON_SCHEMA, TG_RSN_JSON_SCHEMA, "json_schema"},
+        {TG_CHK_TOOL_ARGS, TG_RSN_TOOL_ARGS, "tool_args"},
+        {TG_CHK_HEDGING, TG_RSN_HEDGING, "hedging"},
+        {TG_CHK_LOW_CONFIDENCE, TG_RSN_LOW_CONFIDENCE, "low_confidence"},
+        {TG_CHK_PASSED, TG_RSN_MALFORMED, NULL}, /* failed without a check: garbled */
+        {TG_CHK__COUNT, TG_RSN_MALFORMED, NULL}, /* out of range */
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        TG_CHECK_MSG(tg_cascade_reason_of(cases[i].check) == cases[i].want, "check %d",
+                     (int)cases[i].check);
+        const char *n = tg_validate_check_name(cases[i].check);
+        TG_CHECK_MSG(cases[i].name ? n && strcmp(n, cases[i].name) == 0 : n == NULL, "name %d",
+                     (int)cases[i].check);
+        if (cases[i].name) /* the check and its reason share the name */
+            TG_CHECK_STR(tg_reason_name(cases[i].want), cases[i].name);
+    }
+    TG_CHECK_STR(tg_reason_name(TG_RSN_INCONSISTENT), "inconsistent");
+    TG_CHECK_STR(tg_reason_name(TG_RSN_CONTEXT), "context_length");
+    TG_CHECK_STR(tg_outcome_name(TG_OUT_CANCELLED), "cancelled");
+    TG_CHECK_STR(tg_outcome_name(TG_OUT__COUNT), "unknown");
+}
+
 /* Tier changes from where the ladder started. */
 TG_TEST(escalations)
 {
@@ -639,6 +674,7 @@ int main(void)
     TG_RUN(probe_and_abandon);
     TG_RUN(abandon_before_start);
     TG_RUN(reconsider);
+    TG_RUN(reasons_and_names);
     TG_RUN(escalations);
     TG_RUN(error_message_names_the_last_failure);
     return TG_SUMMARY();

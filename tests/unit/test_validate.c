@@ -67,16 +67,18 @@ static struct tg_verdict judge(const char *request, json_t *comp, int final)
 #define EXPECT_OK(v)                                                                               \
     do {                                                                                           \
         struct tg_verdict v_ = (v);                                                                \
-        TG_CHECK_MSG(v_.ok &&v_.reason == NULL, "expected ok, got %s: %s",                         \
-                     v_.reason ? v_.reason : "?", v_.detail);                                      \
+        const char *r_ = tg_validate_check_name(v_.reason);                                        \
+        TG_CHECK_MSG(v_.ok &&v_.reason == TG_CHK_PASSED, "expected ok, got %s: %s",                \
+                     r_ ? r_ : "?", v_.detail);                                                    \
     } while (0)
 
 #define EXPECT_FAIL(v, why)                                                                        \
     do {                                                                                           \
         struct tg_verdict v_ = (v);                                                                \
-        TG_CHECK_MSG(!v_.ok && v_.reason && strcmp(v_.reason, (why)) == 0,                         \
+        const char *r_ = tg_validate_check_name(v_.reason);                                        \
+        TG_CHECK_MSG(!v_.ok && r_ && strcmp(r_, (why)) == 0,                                       \
                      "expected %s, got ok=%d reason=%s detail=%s", (why), v_.ok,                   \
-                     v_.reason ? v_.reason : "(null)", v_.detail);                                 \
+                     r_ ? r_ : "(null)", v_.detail);                                               \
     } while (0)
 
 /* ---- config --------------------------------------------------------------- */

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * lookup.h - the exact cache's step in a chat request (DESIGN §2.2,
+ * docs/cache.md): Cache-Control and x-tiergate-cache-ttl, the cache key,
+ * a Redis GET under its own deadline (fail open), and on a miss
+ * single-flight: lead the upstream call, or wait (bounded) for the
+ * leader's stored answer. It reports once, to one callback; it never
+ * answers the client and never reads an entry (the caller serves it), so
+ * a second lookup step (the semantic cache) can follow a miss the same
+ * way. After the answer, tg_lookup_store writes it and releases waiters.
+ * Loop thread of the request.
+ */
+#ifndef TIERGATE_LOOKUP_H
+#define TIERGATE_LOOKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "tiergate/buf.h"
+#include "tiergate/cache.h"
+#include "tiergate/common.h"
+#include "tiergate/loop.h"
+
+struct tg_req;
+struct tg_cache_op;
+struct tg_flight_wait;
+
+/* value != NULL: a stored entry (borrowed for the call) from Redis or from
+ * the single-flight leader; return 0 when it was served, -1 when it could
+ * not be (the step goes on as for a miss). value == NULL: no answer to
+ * serve, call upstream (as the single-flight leader when l->leader); the
+ * return value is ignored. Runs at most once with value == NULL, maybe
+ * before tg_lookup_start returns. */
+typedef int (*tg_lookup_cb)(void *ud, const char *value, size_t len);
+
+struct tg_lookup {
+    /* What the step found, for the caller. */
+    enum tg_cache_status status; /* x-tiergate-cache */
+    int no_store;                /* the answer must not be stored */
+    unsigned ttl_s;              /* for tg_lookup_store */
+    struct tg_buf key;           /* empty when the request has none */
+    int leader;                  /* store or release: waiters depend on it */
+    uint64_t wait_us;            /* time spent waiting on a leader */
+    /* Private. */
+    struct tg_req *req;
+    struct tg_cache_op *op;
+    struct tg_flight_wait *wait;
+    struct tg_timer timer;
+    uint64_t wait_start_us;
+    tg_lookup_cb cb;
+    void *ud;
+};
+
+/* Zeroed step, status "off". */
+void tg_lookup_init(struct tg_lookup *l);
+
+/* Starts the step for req whose parsed chat body is body (borrowed for the
+ * step's life) at the given temperature (OpenAI's default 1.0 when the
+ * body has none). TG_OK: cb will run. TG_ERR_BAD_REQUEST: the
+ * x-tiergate-cache-ttl header is not a positive number of seconds (answer
+ * 400); nothing runs. */
+tg_rc tg_lookup_start(struct tg_lookup *l, struct tg_req *req, const json_t *body,
+                      double temperature, tg_lookup_cb cb, void *ud);
+
+/* Stores an entry under the key for ttl_s (fire and forget) and hands it
+ * to the single flight's waiters. Only for an answer that may be stored
+ * (!no_store, a key). entry borrowed. */
+void tg_lookup_store(struct tg_lookup *l, const char *entry, size_t len);
+
+/* Stops what still runs (Redis, the wait; no callback follows) and, as
+ * leader, releases the waiters to go upstream themselves. Idempotent. */
+void tg_lookup_cancel(struct tg_lookup *l);
+
+/* Frees the key. After tg_lookup_cancel. */
+void tg_lookup_free(struct tg_lookup *l);
+
+/* 1 while a Redis reply or a leader is awaited. */
+int tg_lookup_pending(const struct tg_lookup *l);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * answer.c - small readers of provider answers and error bodies, kept out
+ * of the pipeline so they can be tested on their own.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tiergate/answer.h"
+#include "tiergate/jsonparse.h"
+
+void tg_answer_usage(const json_t *completion, long *prompt, long *completion_tokens)
+{
+    json_t *u = json_object_get(completion, "usage");
+    *prompt = (long)json_integer_value(json_object_get(u, "prompt_tokens"));
+    *completion_tokens = (long)json_integer_value(json_object_get(u, "completion_tokens"));
+}
+
+int tg_answer_truncated(const json_t *completion)
+{
+    size_t i;
+    json_t *choice;
+    json_array_foreach(json_object_get(completion, "choices"), i, choice) {
+        const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
+        if (fr && strcmp(fr, "length") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int tg_answer_context_error(const char *body, size_t len)
+{
+    json_t *j = tg_json_parse(body, len, 0, NULL);
+    json_t *err = json_object_get(j, "error");
+    const char *code = json_string_value(json_object_get(err, "code"));
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    int yes =
+        (code && strcmp(code, "context_length_exceeded") == 0) ||
+        (msg && (strcasestr(msg, "maximum context length") || strcasestr(msg, "context window")));
+    json_decref(j);
+    return yes;
+}
+
+void tg_answer_error_message(const char *body, size_t len, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    json_t *j = tg_json_parse(body, len, 0, NULL);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    if (msg)
+        snprintf(out, outlen, "%s", msg);
+    json_decref(j);
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * decision.c - formats the per-request decision line. Every value that
+ * came from outside (ids, model names, details, the optional prompt) goes
+ * through tg_buf_json_str; the rest are our own enums and numbers.
+ */
+#include <string.h>
+
+#include "tiergate/config.h"
+#include "tiergate/decision.h"
+#include "tiergate/router.h"
+
+static void str_or_null(struct tg_buf *b, const char *s)
+{
+    if (s)
+        tg_buf_json_str(b, s, strlen(s));
+    else
+        tg_buf_puts(b, "null");
+}
+
+static void attempt_json(struct tg_buf *b, const struct tg_attempt *a, int first)
+{
+    tg_buf_printf(b, "%s{\"model\":", first ? "" : ",");
+    tg_buf_json_str(b, a->model->id, strlen(a->model->id));
+    tg_buf_printf(b, ",\"tier\":\"%s\",\"outcome\":\"%s\",\"reason\":", tg_tier_name(a->tier),
+                  tg_outcome_name(a->outcome));
+    if (a->reason >= 0)
+        tg_buf_printf(b, "\"%s\"", tg_reason_name((enum tg_reason)a->reason));
+    else
+        tg_buf_puts(b, "null");
+    tg_buf_printf(b,
+                  ",\"status\":%ld,\"latency_ms\":%.3f,\"prompt_tokens\":%ld,"
+                  "\"completion_tokens\":%ld,\"cost_usd\":%.8f,\"detail\":",
+                  a->status, (double)a->latency_us / 1000.0, a->prompt_tokens, a->completion_tokens,
+                  a->cost_usd);
+    tg_buf_json_str(b, a->detail, strlen(a->detail));
+    tg_buf_putc(b, '}');
+}
+
+tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
+{
+    tg_buf_printf(b, "{\"ts\":%.3f,\"request_id\":", d->ts);
+    tg_buf_json_str(b, d->request_id, strlen(d->request_id));
+    tg_buf_puts(b, ",\"tenant\":");
+    tg_buf_json_str(b, d->tenant, strlen(d->tenant));
+    if (d->key_name) {
+        tg_buf_puts(b, ",\"key_name\":");
+        tg_buf_json_str(b, d->key_name, strlen(d->key_name));
+    }
+    tg_buf_puts(b, ",\"model_requested\":");
+    str_or_null(b, d->model_requested);
+    tg_buf_printf(b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", d->stream ? "true" : "false",
+                  d->status, tg_cache_status_name(d->cache));
+    if (d->route) {
+        tg_buf_puts(b, ",\"route\":");
+        tg_router_route_json(d->route, b);
+    } else {
+        tg_buf_printf(b, ",\"route\":{\"tier\":\"%s\",\"score\":null}",
+                      d->start_tier >= 0 ? tg_tier_name(d->start_tier) : "none");
+    }
+    tg_buf_puts(b, ",\"attempts\":[");
+    for (size_t i = 0; i < d->n_attempts; i++)
+        attempt_json(b, &d->attempts[i], i == 0);
+    tg_buf_puts(b, "],\"final_model\":");
+    str_or_null(b, d->answered ? d->answered->id : NULL);
+    tg_buf_printf(b, ",\"final_tier\":");
+    if (d->answered && d->answered->tier >= 0)
+        tg_buf_printf(b, "\"%s\"", tg_tier_name(d->answered->tier));
+    else
+        tg_buf_puts(b, "null");
+    tg_buf_printf(b,
+                  ",\"escalations\":%u,\"cost_usd\":%.8f,\"baseline_usd\":%.8f,"
+                  "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
+                  d->escalations, d->cost_usd, d->baseline_usd, d->baseline_usd - d->cost_usd,
+                  d->latency_ms, d->overhead_ms);
+    if (d->prompt) {
+        tg_buf_puts(b, ",\"prompt\":");
+        tg_buf_json_str(b, d->prompt, d->prompt_len);
+    }
+    /* Every part is bounded (ids, 128-byte details, at most
+     * TG_CASCADE_MAX_LADDER attempts, log.prompt_chars <= 100000), far
+     * below TG_DECISION_MAX; only out of memory can fail an append. */
+    return tg_buf_puts(b, "}\n");
+}
+
+void tg_decision_prompt(const json_t *body, size_t max_chars, const char **s, size_t *n)
+{
+    json_t *msgs = json_object_get(body, "messages");
+    *s = NULL;
+    *n = 0;
+    for (size_t i = json_array_size(msgs); i-- > 0;) {
+        json_t *m = json_array_get(msgs, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *c = json_object_get(m, "content");
+        if (role && strcmp(role, "user") == 0 && json_is_string(c)) {
+            const char *t = json_string_value(c);
+            size_t len = json_string_length(c);
+            size_t cut = len > max_chars ? max_chars : len;
+            while (cut < len && cut > 0 && ((unsigned char)t[cut] & 0xC0) == 0x80)
+                cut--; /* do not split a UTF-8 sequence */
+            *s = t;
+            *n = cut;
+            return;
+        }
+    }
+}
