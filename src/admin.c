@@ -18,6 +18,10 @@
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 
+/* Answers built from the config and counters, never from request data. */
+#define ADMIN_JSON_MAX (1u << 20)
+#define METRICS_TEXT_MAX (16u << 20)
+
 static void respond_json(struct tg_req *req, unsigned status, struct tg_buf *b)
 {
     if (b->data)
@@ -47,7 +51,7 @@ static void models(struct tg_req *req)
 {
     const struct tg_config *cfg = req->cfg;
     struct tg_buf b;
-    tg_buf_init(&b, 0);
+    tg_buf_init(&b, ADMIN_JSON_MAX);
     const char *want = req->path[10] == '/' ? req->path + 11 : NULL;
     if (want) {
         int known =
@@ -100,7 +104,7 @@ static void readyz(struct tg_req *req)
     const struct tg_config *cfg = req->cfg;
     uint64_t now = tg_now_ms();
     struct tg_buf b;
-    tg_buf_init(&b, 0);
+    tg_buf_init(&b, ADMIN_JSON_MAX);
     int redis_ok = !cfg->cache_enabled || tg_cache_healthy(req->shard->cache);
     int ready = redis_ok && !req->shard->draining;
     tg_buf_printf(&b, "{\"redis\":{\"required\":%s,\"state\":\"%s\"},\"draining\":%s,\"tiers\":{",
@@ -133,7 +137,7 @@ static void breakers(struct tg_req *req)
     const struct tg_config *cfg = req->cfg;
     uint64_t now = tg_now_ms();
     struct tg_buf b;
-    tg_buf_init(&b, 0);
+    tg_buf_init(&b, ADMIN_JSON_MAX);
     tg_buf_puts(&b, "{\"breakers\":[");
     for (size_t i = 0; i < cfg->n_models; i++) {
         if (i)
@@ -199,7 +203,7 @@ void tg_admin_handle(struct tg_req *req)
         readyz(req);
         break;
     case TG_EP_METRICS:
-        tg_buf_init(&b, 0);
+        tg_buf_init(&b, METRICS_TEXT_MAX);
         if (tg_metrics_render(req->cfg, &b) == TG_OK)
             tg_req_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else

@@ -3,7 +3,9 @@
  * breaker.c - per-model circuit breaker shared by all shards (why shared:
  * see breaker.h). State lives under one mutex per model; the failure window
  * is a ring of TG_BREAKER_BUCKETS time buckets, not an event list, so memory
- * and work per outcome are constant. Does no I/O and reads no clock.
+ * and work per outcome are constant. Does no I/O and reads no clock. The
+ * registry (tg_breaker_get) keeps one breaker per model id for the life of
+ * the process, so a model's health outlives config snapshots.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -135,6 +137,33 @@ struct tg_breaker *tg_breaker_new(const char *model_id)
     }
     tg_breaker_config_default(&b->cfg);
     b->state = TG_BREAKER_CLOSED;
+    return b;
+}
+
+/* ---- the registry: one breaker per model id for the process's life ---------- */
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct tg_breaker **registry;
+static size_t n_registry;
+
+struct tg_breaker *tg_breaker_get(const char *model_id)
+{
+    struct tg_breaker *b = NULL;
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < n_registry; i++)
+        if (strcmp(registry[i]->model_id, model_id) == 0) {
+            b = registry[i];
+            goto out;
+        }
+    struct tg_breaker **nr = realloc(registry, (n_registry + 1) * sizeof(*nr));
+    if (!nr)
+        goto out;
+    registry = nr;
+    b = tg_breaker_new(model_id);
+    if (b)
+        registry[n_registry++] = b;
+out:
+    pthread_mutex_unlock(&registry_mu);
     return b;
 }
 

@@ -378,7 +378,7 @@ void tg_cache_namespace(const struct tg_config *cfg, const char *token, size_t l
     /* Domain-separated so the namespace is not the plain SHA-256 of the key
      * (which config files hold as the key's identity). */
     struct tg_buf b;
-    tg_buf_init(&b, 0);
+    tg_buf_init(&b, sizeof("tiergate-ns:") + len);
     out[0] = '\0'; /* empty: no namespace, so the caller must not use the cache */
     if (tg_buf_puts(&b, "tiergate-ns:") == TG_OK && tg_buf_append(&b, token, len) == TG_OK &&
         tg_sha256_hex(b.data, b.len, hex) == TG_OK)

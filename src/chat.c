@@ -48,7 +48,6 @@
 /* Buffer caps (curl's DYN_*): every one is bounded by a configured limit. */
 #define UPSTREAM_BODY_SLACK 4096     /* what the gateway adds to the client's body */
 #define ROUTE_JSON_MAX (64u * 1024u) /* POST /v1/route: tier, score, features */
-#define SYNTH_EXPANSION 16           /* SSE framing around 24-byte content chunks */
 #define SYNTH_CHUNK 24               /* content bytes per synthesized event */
 
 /* How the answer reaches the client: one variable, changed by deliver()
@@ -742,7 +741,7 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     struct tg_req *req = ch->req;
     if (ch->body.stream) {
         struct tg_buf b;
-        tg_buf_init(&b, req->cfg->max_upstream_response_bytes * SYNTH_EXPANSION);
+        tg_buf_init(&b, req->cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION);
         json_t *parsed =
             completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
         tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->body.client_usage, SYNTH_CHUNK, &b)

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT
  *
- * config.c - loads the JSON config into a tg_config snapshot. Every key is
- * checked (unknown keys are errors: a typo must not silently fall back to a
- * default); errors name file:line, found by scanning the raw text for the
- * offending path. Sections owned by other modules (router, validation,
- * breaker) are handed to their parsers. Publication for SIGHUP is a
- * mutex-guarded pointer swap plus a generation counter.
+ * config.c - loads the JSON config into a tg_config snapshot. The scalar
+ * settings are tables (redis's static_configs[], nginx's offsetof command
+ * tables): key, type, where it lands, bounds, default, and hooks for the
+ * few that need more (environment overrides, derived fields, cross
+ * checks). Every key is checked (an unknown key is an error: a typo must
+ * not silently fall back to a default); errors name file:line, found by
+ * scanning the raw text for the offending path. Sections other modules
+ * own (router, validation, breaker) go to their parsers. Publication for
+ * SIGHUP is a mutex-guarded pointer swap plus a generation counter.
+ * It calls no module above it: what the daemon attaches to a model
+ * (metrics index, upstream handles) comes through tg_config_set_hooks.
  */
 #include <errno.h>
 #include <limits.h>
@@ -13,6 +18,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +30,11 @@
 #include "tiergate/jsonparse.h"
 #include "tiergate/jsonscan.h"
 #include "tiergate/log.h"
-#include "tiergate/metrics.h"
-#include "tiergate/upstream.h"
+
+/* A config file is read whole; bigger ones are refused. */
+#define CONFIG_MAX_BYTES (16u << 20)
+/* Dotted paths in error messages ("models.gpt-4.1.headers.X-Api-Key"). */
+#define PATH_MAX_LEN 256
 
 struct ctx {
     const char *name;
@@ -62,123 +71,9 @@ static int fail_module(struct ctx *c, const struct tg_cfg_error *e)
     return fail(c, e->path, "%s", e->msg);
 }
 
-/* --- typed getters ------------------------------------------------------ */
-
-static int check_keys(struct ctx *c, const json_t *obj, const char *path,
-                      const char *const *allowed)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v) {
-        int ok = 0;
-        for (size_t i = 0; allowed[i]; i++)
-            if (strcmp(k, allowed[i]) == 0)
-                ok = 1;
-        if (!ok) {
-            char p[256];
-            snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", k);
-            return fail(c, p, "unknown setting");
-        }
-    }
-    return 0;
-}
-
 static void join(char *out, size_t n, const char *path, const char *key)
 {
     snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
-}
-
-static int get_obj(struct ctx *c, const json_t *parent, const char *path, const char *key,
-                   json_t **out)
-{
-    json_t *v = json_object_get(parent, key);
-    *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
-    char p[256];
-    join(p, sizeof(p), path, key);
-    if (!json_is_object(v))
-        return fail(c, p, "must be an object");
-    *out = v;
-    return 0;
-}
-
-static int get_uint(struct ctx *c, const json_t *obj, const char *path, const char *key,
-                    unsigned long long lo, unsigned long long hi, unsigned long long *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return 0;
-    char p[256];
-    join(p, sizeof(p), path, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return fail(c, p, "must be a non-negative integer");
-    unsigned long long x = (unsigned long long)json_integer_value(v);
-    if (x < lo || x > hi)
-        return fail(c, p, "must be between %llu and %llu", lo, hi);
-    *out = x;
-    return 0;
-}
-
-#define GET_U(c, obj, path, key, lo, hi, field)                                                    \
-    do {                                                                                           \
-        unsigned long long tmp_ = (field);                                                         \
-        if (get_uint((c), (obj), (path), (key), (lo), (hi), &tmp_) != 0)                           \
-            return -1;                                                                             \
-        (field) = tmp_;                                                                            \
-    } while (0)
-
-static int get_num(struct ctx *c, const json_t *obj, const char *path, const char *key, double lo,
-                   double hi, double *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return 0;
-    char p[256];
-    join(p, sizeof(p), path, key);
-    if (!json_is_number(v))
-        return fail(c, p, "must be a number");
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi))
-        return fail(c, p, "must be between %g and %g", lo, hi);
-    *out = x;
-    return 0;
-}
-
-static int get_bool(struct ctx *c, const json_t *obj, const char *path, const char *key, int *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return 0;
-    char p[256];
-    join(p, sizeof(p), path, key);
-    if (!json_is_boolean(v))
-        return fail(c, p, "must be true or false");
-    *out = json_is_true(v);
-    return 0;
-}
-
-static int get_str(struct ctx *c, const json_t *obj, const char *path, const char *key,
-                   int required, char **out)
-{
-    json_t *v = json_object_get(obj, key);
-    char p[256];
-    join(p, sizeof(p), path, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return fail(c, *path ? path : p, "missing required setting \"%s\"", key);
-        return 0;
-    }
-    if (!json_is_string(v) || json_string_length(v) == 0)
-        return fail(c, p, "must be a non-empty string");
-    if (strlen(json_string_value(v)) != json_string_length(v))
-        return fail(c, p, "must not contain NUL");
-    char *s = strdup(json_string_value(v));
-    if (!s)
-        return fail(c, p, "out of memory");
-    free(*out);
-    *out = s;
-    return 0;
 }
 
 static int set_str(struct ctx *c, char **field, const char *value)
@@ -191,7 +86,228 @@ static int set_str(struct ctx *c, char **field, const char *value)
     return 0;
 }
 
-/* --- parsers for our own sections -------------------------------------- */
+/* --- the table engine --------------------------------------------------- */
+
+enum item_type {
+    T_UINT,    /* unsigned: a non-negative integer in [lo, hi] (times scale) */
+    T_SIZE,    /* size_t: the same */
+    T_INT,     /* int: the same */
+    T_NUM,     /* double in [lo, hi] */
+    T_BOOL,    /* int: true or false */
+    T_STR,     /* char *: a non-empty string without NUL, owned */
+    T_FN,      /* parsed by fn (v present, maybe null; or NULL when `always`) */
+    T_SECTION, /* an object whose keys are `sub`, landing in the same base */
+};
+
+struct item {
+    const char *key;
+    enum item_type type;
+    size_t off; /* where the value lands, from the base (offsetof) */
+    double lo, hi, def;
+    unsigned scale; /* T_UINT/T_SIZE: stored value = value * scale (0: 1) */
+    int required;   /* absent: "missing required setting" */
+    int always;     /* T_FN: also called (with NULL) when absent */
+    int (*fn)(struct ctx *c, void *base, const json_t *v, const char *path);
+    const struct item *sub;                  /* T_SECTION */
+    int (*check)(struct ctx *c, void *base); /* T_SECTION: cross checks, when present */
+    int (*post)(struct ctx *c, void *base);  /* after the item, present or not */
+};
+
+#define CFG(f) offsetof(struct tg_config, f)
+#define MDL(f) offsetof(struct tg_model, f)
+#define UINT(k, o, l, h, d)                                                                        \
+    {                                                                                              \
+        .key = k, .type = T_UINT, .off = o, .lo = l, .hi = h, .def = d                             \
+    }
+#define SIZE(k, o, l, h, d)                                                                        \
+    {                                                                                              \
+        .key = k, .type = T_SIZE, .off = o, .lo = l, .hi = h, .def = d                             \
+    }
+#define INT(k, o, l, h, d)                                                                         \
+    {                                                                                              \
+        .key = k, .type = T_INT, .off = o, .lo = l, .hi = h, .def = d                              \
+    }
+#define NUM(k, o, l, h, d)                                                                         \
+    {                                                                                              \
+        .key = k, .type = T_NUM, .off = o, .lo = l, .hi = h, .def = d                              \
+    }
+#define BOOL(k, o, d)                                                                              \
+    {                                                                                              \
+        .key = k, .type = T_BOOL, .off = o, .def = d                                               \
+    }
+#define STR(k, o)                                                                                  \
+    {                                                                                              \
+        .key = k, .type = T_STR, .off = o                                                          \
+    }
+#define FN(k, f)                                                                                   \
+    {                                                                                              \
+        .key = k, .type = T_FN, .fn = f                                                            \
+    }
+#define SECTION(k, s)                                                                              \
+    {                                                                                              \
+        .key = k, .type = T_SECTION, .sub = s                                                      \
+    }
+
+static int parse_items(struct ctx *c, void *base, const struct item *items, const json_t *obj,
+                       const char *path);
+
+/* A non-negative integer in [lo, hi], the config's only integer form. */
+static int int_value(struct ctx *c, const json_t *v, const char *path, double lo, double hi,
+                     unsigned long long *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return fail(c, path, "must be a non-negative integer");
+    unsigned long long x = (unsigned long long)json_integer_value(v);
+    if (x < (unsigned long long)lo || x > (unsigned long long)hi)
+        return fail(c, path, "must be between %llu and %llu", (unsigned long long)lo,
+                    (unsigned long long)hi);
+    *out = x;
+    return 0;
+}
+
+static int num_value(struct ctx *c, const json_t *v, const char *path, double lo, double hi,
+                     double *out)
+{
+    if (!json_is_number(v))
+        return fail(c, path, "must be a number");
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi))
+        return fail(c, path, "must be between %g and %g", lo, hi);
+    *out = x;
+    return 0;
+}
+
+/* A non-empty string without NUL, borrowed from v. */
+static int str_value(struct ctx *c, const json_t *v, const char *path, const char **out)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return fail(c, path, "must be a non-empty string");
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return fail(c, path, "must not contain NUL");
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int parse_item(struct ctx *c, void *base, const struct item *it, const json_t *v,
+                      const char *path)
+{
+    char *field = (char *)base + it->off;
+    unsigned long long u;
+    double d;
+    const char *s;
+    switch (it->type) {
+    case T_UINT:
+    case T_SIZE:
+    case T_INT:
+        if (int_value(c, v, path, it->lo, it->hi, &u) != 0)
+            return -1;
+        u *= it->scale ? it->scale : 1;
+        if (it->type == T_UINT)
+            *(unsigned *)(void *)field = (unsigned)u;
+        else if (it->type == T_SIZE)
+            *(size_t *)(void *)field = (size_t)u;
+        else
+            *(int *)(void *)field = (int)u;
+        return 0;
+    case T_NUM:
+        if (num_value(c, v, path, it->lo, it->hi, &d) != 0)
+            return -1;
+        *(double *)(void *)field = d;
+        return 0;
+    case T_BOOL:
+        if (!json_is_boolean(v))
+            return fail(c, path, "must be true or false");
+        *(int *)(void *)field = json_is_true(v);
+        return 0;
+    case T_STR:
+        if (str_value(c, v, path, &s) != 0)
+            return -1;
+        return set_str(c, (char **)(void *)field, s) != 0 ? fail(c, path, "out of memory") : 0;
+    case T_FN:
+        return it->fn(c, base, v, path);
+    case T_SECTION:
+        if (!json_is_object(v))
+            return fail(c, path, "must be an object");
+        if (parse_items(c, base, it->sub, v, path) != 0)
+            return -1;
+        return it->check ? it->check(c, base) : 0;
+    }
+    return fail(c, path, "internal: unknown setting type");
+}
+
+/* Every key of obj must be in the table. */
+static int check_keys(struct ctx *c, const json_t *obj, const struct item *items, const char *path)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        const struct item *it = items;
+        while (it->key && strcmp(it->key, k) != 0)
+            it++;
+        if (!it->key) {
+            char p[PATH_MAX_LEN];
+            join(p, sizeof(p), path, k);
+            return fail(c, p, "unknown setting");
+        }
+    }
+    return 0;
+}
+
+/* Parses obj (NULL: the section is absent) against items, into base.
+ * null counts as absent, except for T_FN items (which see it). */
+static int parse_items(struct ctx *c, void *base, const struct item *items, const json_t *obj,
+                       const char *path)
+{
+    if (obj && check_keys(c, obj, items, path) != 0)
+        return -1;
+    for (const struct item *it = items; it->key; it++) {
+        const json_t *v = obj ? json_object_get(obj, it->key) : NULL;
+        char p[PATH_MAX_LEN];
+        join(p, sizeof(p), path, it->key);
+        int absent = !v || (json_is_null(v) && it->type != T_FN);
+        if (absent && it->required) /* named on the object that lacks it */
+            return fail(c, path, "missing required setting \"%s\"", it->key);
+        if (!absent || (it->type == T_FN && it->always)) {
+            if (parse_item(c, base, it, absent ? NULL : v, p) != 0)
+                return -1;
+        }
+        if (it->post && it->post(c, base) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Writes every default of a table (and of its sections) into base. */
+static void set_defaults(void *base, const struct item *items)
+{
+    for (const struct item *it = items; it->key; it++) {
+        char *field = (char *)base + it->off;
+        double d = it->def * (it->scale ? it->scale : 1);
+        switch (it->type) {
+        case T_UINT:
+            *(unsigned *)(void *)field = (unsigned)d;
+            break;
+        case T_SIZE:
+            *(size_t *)(void *)field = (size_t)d;
+            break;
+        case T_INT:
+        case T_BOOL:
+            *(int *)(void *)field = (int)d;
+            break;
+        case T_NUM:
+            *(double *)(void *)field = d;
+            break;
+        case T_SECTION:
+            set_defaults(base, it->sub);
+            break;
+        case T_STR:
+        case T_FN:
+            break;
+        }
+    }
+}
+
+/* --- values that need more than a type ---------------------------------- */
 
 /* "host:port", "[v6]:port", ":port" (all interfaces), "port". */
 static int parse_listen(struct ctx *c, struct tg_config *cfg, const char *path)
@@ -292,85 +408,212 @@ static int parse_redis_url(struct ctx *c, struct tg_config *cfg, const char *pat
     return 0;
 }
 
-static const char *const top_keys[] = {
-    "listen",  "shards", "drain_timeout_s", "log",     "limits",     "redis",
-    "cache",   "models", "tiers",           "router",  "validation", "cascade",
-    "breaker", "auth",   "metrics",         "aliases", NULL};
+static int listen_post(struct ctx *c, void *base);
+static int shards_post(struct ctx *c, void *base);
+static int log_level(struct ctx *c, void *base, const json_t *v, const char *path);
+static int log_post(struct ctx *c, void *base);
+static int redis_check(struct ctx *c, void *base);
+static int redis_post(struct ctx *c, void *base);
+static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *path);
+static int cache_check(struct ctx *c, void *base);
+static int parse_models(struct ctx *c, void *base, const json_t *v, const char *path);
+static int parse_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
+static int parse_aliases(struct ctx *c, void *base, const json_t *v, const char *path);
+static int baseline_model(struct ctx *c, void *base, const json_t *v, const char *path);
+static int metrics_post(struct ctx *c, void *base);
+static int auth_keys(struct ctx *c, void *base, const json_t *v, const char *path);
+static int auth_post(struct ctx *c, void *base);
+static int router_section(struct ctx *c, void *base, const json_t *v, const char *path);
+static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path);
+static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path);
+static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path);
 
-static int parse_log(struct ctx *c, struct tg_config *cfg, const json_t *root)
+/* --- the tables (README "Configuration" has each key's meaning) --------- */
+
+static const struct item log_items[] = {
+    FN("level", log_level),
+    STR("decisions", CFG(decision_log)),
+    BOOL("prompts", CFG(log_prompts), 0),
+    UINT("prompt_chars", CFG(prompt_chars), 0, 100000, 200),
+    {0},
+};
+
+static const struct item limits_items[] = {
+    SIZE("max_body_bytes", CFG(max_body_bytes), 1024, 1ull << 30, 4u << 20),
+    SIZE("max_header_bytes", CFG(max_header_bytes), 1024, 1 << 20, 32u << 10),
+    UINT("max_connections", CFG(max_connections), 1, 1000000, 10000),
+    UINT("connection_timeout_s", CFG(connection_timeout_s), 1, 86400, 30),
+    {.key = "conn_memory_kb",
+     .type = T_SIZE,
+     .off = CFG(conn_memory_bytes),
+     .lo = 8,
+     .hi = 1024,
+     .def = 16,
+     .scale = 1024},
+    SIZE("max_upstream_response_bytes", CFG(max_upstream_response_bytes), 4096, 1ull << 31,
+         32u << 20),
+    INT("max_json_depth", CFG(max_json_depth), 4, 1000, 64),
+    UINT("max_messages", CFG(max_messages), 1, 1000000, 4096),
+    {0},
+};
+
+static const struct item redis_items[] = {
+    STR("url", CFG(redis_url)),
+    UINT("lookup_timeout_ms", CFG(redis_lookup_timeout_ms), 1, 60000, 20),
+    UINT("store_timeout_ms", CFG(redis_store_timeout_ms), 1, 60000, 500),
+    UINT("connect_timeout_ms", CFG(redis_connect_timeout_ms), 1, 60000, 500),
+    UINT("reconnect_min_ms", CFG(redis_reconnect_min_ms), 1, 600000, 100),
+    UINT("reconnect_max_ms", CFG(redis_reconnect_max_ms), 1, 3600000, 5000),
+    {0},
+};
+
+static const struct item cache_items[] = {
+    BOOL("enabled", CFG(cache_enabled), 1),
+    UINT("ttl_s", CFG(cache_ttl_s), 1, 365u * 86400, 3600),
+    UINT("max_ttl_s", CFG(cache_max_ttl_s), 1, 365u * 86400, 86400),
+    NUM("max_temperature", CFG(cache_max_temperature), 0, 2, 1.0),
+    SIZE("max_entry_bytes", CFG(cache_max_entry_bytes), 256, 512u << 20, 1u << 20),
+    FN("scope", cache_scope),
+    BOOL("single_flight", CFG(cache_single_flight), 1),
+    UINT("single_flight_wait_ms", CFG(cache_single_flight_wait_ms), 1, 3600000, 30000),
+    {0},
+};
+
+static const struct item cascade_items[] = {
+    UINT("max_escalations", CFG(max_escalations), 0, 2, 2),
+    BOOL("retry_with_context", CFG(retry_with_context), 1),
+    {0},
+};
+
+static const struct item metrics_items[] = {
+    FN("baseline_model", baseline_model),
+    {0},
+};
+
+/* keys comes last: its entries default to rpm and usd_per_day. */
+static const struct item auth_items[] = {
+    STR("keys_env", CFG(auth_keys_env)),
+    STR("admin_key_env", CFG(admin_key_env)),
+    UINT("rpm", CFG(auth_rpm), 0, 10000000, 0),
+    NUM("usd_per_day", CFG(auth_usd_per_day), 0, 1e9, 0),
+    FN("keys", auth_keys),
+    {0},
+};
+
+/* In the order they are parsed: models before tiers before aliases and
+ * metrics, which name models. */
+static const struct item root_items[] = {
+    {.key = "listen", .type = T_STR, .off = CFG(listen), .post = listen_post},
+    {.key = "shards", .type = T_UINT, .off = CFG(shards), .hi = 256, .post = shards_post},
+    UINT("drain_timeout_s", CFG(drain_timeout_s), 0, 3600, 30),
+    {.key = "log", .type = T_SECTION, .sub = log_items, .post = log_post},
+    SECTION("limits", limits_items),
+    {.key = "redis",
+     .type = T_SECTION,
+     .sub = redis_items,
+     .check = redis_check,
+     .post = redis_post},
+    {.key = "cache", .type = T_SECTION, .sub = cache_items, .check = cache_check},
+    {.key = "models", .type = T_FN, .fn = parse_models, .required = 1},
+    {.key = "tiers", .type = T_FN, .fn = parse_tiers, .required = 1},
+    FN("aliases", parse_aliases),
+    SECTION("cascade", cascade_items),
+    {.key = "metrics", .type = T_SECTION, .sub = metrics_items, .post = metrics_post},
+    {.key = "auth", .type = T_SECTION, .sub = auth_items, .post = auth_post},
+    {.key = "router", .type = T_FN, .fn = router_section, .always = 1},
+    {.key = "validation", .type = T_FN, .fn = validation_section, .always = 1},
+    {.key = "breaker", .type = T_FN, .fn = breaker_section, .always = 1},
+    {0},
+};
+
+/* One model (base: struct tg_model). */
+static const struct item model_items[] = {
+    {.key = "base_url", .type = T_STR, .off = MDL(base_url), .required = 1},
+    {.key = "upstream_model", .type = T_STR, .off = MDL(upstream_model), .required = 1},
+    STR("api_key_env", MDL(api_key_env)),
+    NUM("input_per_mtok", MDL(input_per_mtok), 0, 1e6, 0),
+    NUM("output_per_mtok", MDL(output_per_mtok), 0, 1e6, 0),
+    UINT("connect_timeout_ms", MDL(connect_timeout_ms), 1, 3600000, 5000),
+    UINT("first_byte_timeout_ms", MDL(first_byte_timeout_ms), 1, 3600000, 120000),
+    UINT("idle_timeout_ms", MDL(idle_timeout_ms), 1, 3600000, 60000),
+    UINT("total_timeout_ms", MDL(total_timeout_ms), 1, 86400000, 600000),
+    FN("headers", model_headers),
+    {0},
+};
+
+/* --- hooks of the top-level settings ------------------------------------- */
+
+static int listen_post(struct ctx *c, void *base)
 {
-    json_t *o;
-    static const char *const keys[] = {"level", "decisions", "prompts", "prompt_chars", NULL};
-    if (get_obj(c, root, "", "log", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
-    if (check_keys(c, o, "log", keys) != 0)
+    struct tg_config *cfg = base;
+    const char *env = getenv("TIERGATE_LISTEN");
+    if (env && *env && set_str(c, &cfg->listen, env) != 0)
         return -1;
-    char *level = NULL;
-    if (get_str(c, o, "log", "level", 0, &level) != 0)
+    if (!cfg->listen && set_str(c, &cfg->listen, "127.0.0.1:8080") != 0)
         return -1;
-    if (level) {
-        int l = tg_log_level_parse(level);
-        free(level);
+    return parse_listen(c, cfg, "listen");
+}
+
+static int shards_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    const char *env = getenv("TIERGATE_SHARDS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end || n < 0 || n > 256)
+            return fail(c, "shards", "TIERGATE_SHARDS must be 0..256");
+        cfg->shards = (unsigned)n;
+    }
+    if (cfg->shards == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->shards = n > 0 && n <= 256 ? (unsigned)n : 1;
+    }
+    return 0;
+}
+
+static int log_level(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    int l = tg_log_level_parse(s);
+    if (l < 0)
+        return fail(c, path, "expected debug, info, warn, error or off");
+    cfg->log_level = l;
+    return 0;
+}
+
+static int log_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    const char *env = getenv("TIERGATE_LOG_LEVEL");
+    if (env && *env) {
+        int l = tg_log_level_parse(env);
         if (l < 0)
-            return fail(c, "log.level", "expected debug, info, warn, error or off");
+            return fail(c, "log.level",
+                        "TIERGATE_LOG_LEVEL must be debug, info, warn, error or off");
         cfg->log_level = l;
     }
-    if (get_str(c, o, "log", "decisions", 0, &cfg->decision_log) != 0 ||
-        get_bool(c, o, "log", "prompts", &cfg->log_prompts) != 0)
+    if (!cfg->decision_log && set_str(c, &cfg->decision_log, "stderr") != 0)
         return -1;
-    GET_U(c, o, "log", "prompt_chars", 0, 100000, cfg->prompt_chars);
     return 0;
 }
 
-static int parse_limits(struct ctx *c, struct tg_config *cfg, const json_t *root)
+static int redis_check(struct ctx *c, void *base)
 {
-    json_t *o;
-    static const char *const keys[] = {
-        "max_body_bytes",       "max_header_bytes", "max_connections",
-        "connection_timeout_s", "conn_memory_kb",   "max_upstream_response_bytes",
-        "max_json_depth",       "max_messages",     NULL};
-    if (get_obj(c, root, "", "limits", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
-    if (check_keys(c, o, "limits", keys) != 0)
-        return -1;
-    unsigned long long mem_kb = cfg->conn_memory_bytes / 1024;
-    GET_U(c, o, "limits", "max_body_bytes", 1024, 1ull << 30, cfg->max_body_bytes);
-    GET_U(c, o, "limits", "max_header_bytes", 1024, 1 << 20, cfg->max_header_bytes);
-    GET_U(c, o, "limits", "max_connections", 1, 1000000, cfg->max_connections);
-    GET_U(c, o, "limits", "connection_timeout_s", 1, 86400, cfg->connection_timeout_s);
-    GET_U(c, o, "limits", "conn_memory_kb", 8, 1024, mem_kb);
-    GET_U(c, o, "limits", "max_upstream_response_bytes", 4096, 1ull << 31,
-          cfg->max_upstream_response_bytes);
-    GET_U(c, o, "limits", "max_json_depth", 4, 1000, cfg->max_json_depth);
-    GET_U(c, o, "limits", "max_messages", 1, 1000000, cfg->max_messages);
-    cfg->conn_memory_bytes = (size_t)mem_kb * 1024;
+    struct tg_config *cfg = base;
+    if (cfg->redis_reconnect_max_ms < cfg->redis_reconnect_min_ms)
+        return fail(c, "redis.reconnect_max_ms", "must not be below reconnect_min_ms");
     return 0;
 }
 
-static int parse_redis(struct ctx *c, struct tg_config *cfg, const json_t *root)
+static int redis_post(struct ctx *c, void *base)
 {
-    json_t *o;
-    static const char *const keys[] = {"url",
-                                       "lookup_timeout_ms",
-                                       "store_timeout_ms",
-                                       "connect_timeout_ms",
-                                       "reconnect_min_ms",
-                                       "reconnect_max_ms",
-                                       NULL};
-    if (get_obj(c, root, "", "redis", &o) != 0)
-        return -1;
-    if (o) {
-        if (check_keys(c, o, "redis", keys) != 0 ||
-            get_str(c, o, "redis", "url", 0, &cfg->redis_url) != 0)
-            return -1;
-        GET_U(c, o, "redis", "lookup_timeout_ms", 1, 60000, cfg->redis_lookup_timeout_ms);
-        GET_U(c, o, "redis", "store_timeout_ms", 1, 60000, cfg->redis_store_timeout_ms);
-        GET_U(c, o, "redis", "connect_timeout_ms", 1, 60000, cfg->redis_connect_timeout_ms);
-        GET_U(c, o, "redis", "reconnect_min_ms", 1, 600000, cfg->redis_reconnect_min_ms);
-        GET_U(c, o, "redis", "reconnect_max_ms", 1, 3600000, cfg->redis_reconnect_max_ms);
-        if (cfg->redis_reconnect_max_ms < cfg->redis_reconnect_min_ms)
-            return fail(c, "redis.reconnect_max_ms", "must not be below reconnect_min_ms");
-    }
+    struct tg_config *cfg = base;
     const char *env = getenv("TIERGATE_REDIS_URL");
     if (env && *env && set_str(c, &cfg->redis_url, env) != 0)
         return -1;
@@ -380,97 +623,140 @@ static int parse_redis(struct ctx *c, struct tg_config *cfg, const json_t *root)
     return parse_redis_url(c, cfg, "redis.url");
 }
 
-static int parse_cache(struct ctx *c, struct tg_config *cfg, const json_t *root)
+static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *path)
 {
-    json_t *o;
-    static const char *const keys[] = {"enabled",
-                                       "ttl_s",
-                                       "max_ttl_s",
-                                       "max_temperature",
-                                       "max_entry_bytes",
-                                       "scope",
-                                       "single_flight",
-                                       "single_flight_wait_ms",
-                                       NULL};
-    if (get_obj(c, root, "", "cache", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
-    if (check_keys(c, o, "cache", keys) != 0 ||
-        get_bool(c, o, "cache", "enabled", &cfg->cache_enabled) != 0 ||
-        get_num(c, o, "cache", "max_temperature", 0, 2, &cfg->cache_max_temperature) != 0 ||
-        get_bool(c, o, "cache", "single_flight", &cfg->cache_single_flight) != 0)
+    struct tg_config *cfg = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
         return -1;
-    GET_U(c, o, "cache", "ttl_s", 1, 365u * 86400, cfg->cache_ttl_s);
-    GET_U(c, o, "cache", "max_ttl_s", 1, 365u * 86400, cfg->cache_max_ttl_s);
-    GET_U(c, o, "cache", "max_entry_bytes", 256, 512u << 20, cfg->cache_max_entry_bytes);
-    GET_U(c, o, "cache", "single_flight_wait_ms", 1, 3600000, cfg->cache_single_flight_wait_ms);
-    if (cfg->cache_ttl_s > cfg->cache_max_ttl_s)
-        return fail(c, "cache.ttl_s", "must not exceed cache.max_ttl_s");
-    char *scope = NULL;
-    if (get_str(c, o, "cache", "scope", 0, &scope) != 0)
-        return -1;
-    if (scope) {
-        int ok = strcmp(scope, "tenant") == 0 || strcmp(scope, "shared") == 0;
-        cfg->cache_shared = strcmp(scope, "shared") == 0;
-        free(scope);
-        if (!ok)
-            return fail(c, "cache.scope", "expected \"tenant\" or \"shared\"");
-    }
+    if (strcmp(s, "tenant") != 0 && strcmp(s, "shared") != 0)
+        return fail(c, path, "expected \"tenant\" or \"shared\"");
+    cfg->cache_shared = strcmp(s, "shared") == 0;
     return 0;
 }
+
+static int cache_check(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    if (cfg->cache_ttl_s > cfg->cache_max_ttl_s)
+        return fail(c, "cache.ttl_s", "must not exceed cache.max_ttl_s");
+    return 0;
+}
+
+static int baseline_model(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    const char *id;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &id) != 0)
+        return -1;
+    struct tg_model *m = tg_config_model(cfg, id);
+    if (!m)
+        return fail(c, path, "no such model");
+    cfg->baseline = m;
+    return 0;
+}
+
+/* Without metrics.baseline_model: the first expensive model. */
+static int metrics_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    if (!cfg->baseline)
+        cfg->baseline = &cfg->models[cfg->tiers[TG_TIER_EXPENSIVE].idx[0]];
+    return 0;
+}
+
+/* A section another module parses: an object, null or absent (NULL). */
+static int module_object(struct ctx *c, const json_t **v, const char *path)
+{
+    if (*v && json_is_null(*v))
+        *v = NULL;
+    if (*v && !json_is_object(*v))
+        return fail(c, path, "must be an object");
+    return 0;
+}
+
+static int router_section(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    struct tg_cfg_error me;
+    memset(&me, 0, sizeof(me));
+    if (module_object(c, &v, path) != 0)
+        return -1;
+    return tg_router_config_parse(v, &cfg->router, &me) == TG_OK ? 0 : fail_module(c, &me);
+}
+
+static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    struct tg_cfg_error me;
+    memset(&me, 0, sizeof(me));
+    if (module_object(c, &v, path) != 0)
+        return -1;
+    return tg_validate_config_parse(v, &cfg->validate, &me) == TG_OK ? 0 : fail_module(c, &me);
+}
+
+static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    struct tg_cfg_error me;
+    memset(&me, 0, sizeof(me));
+    if (module_object(c, &v, path) != 0)
+        return -1;
+    return tg_breaker_config_parse(v, &cfg->breaker, &me) == TG_OK ? 0 : fail_module(c, &me);
+}
+
+/* --- models, tiers, aliases ------------------------------------------------ */
 
 static int reserved_model_id(const char *id)
 {
     return strcmp(id, "auto") == 0 || tg_tier_parse(id) >= 0;
 }
 
-static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const json_t *o)
+/* "headers": {"name": "value"}: extra request headers for providers that
+ * want them; never a second Authorization. */
+static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path)
 {
-    static const char *const keys[] = {"base_url",
-                                       "upstream_model",
-                                       "api_key_env",
-                                       "input_per_mtok",
-                                       "output_per_mtok",
-                                       "connect_timeout_ms",
-                                       "first_byte_timeout_ms",
-                                       "idle_timeout_ms",
-                                       "total_timeout_ms",
-                                       "headers",
-                                       NULL};
-    char path[256];
-    snprintf(path, sizeof(path), "models.%s", id);
-    if (!json_is_object(o))
-        return fail(c, path, "must be an object");
-    if (!*id)
-        return fail(c, path, "model id must not be empty");
-    for (const char *q = id; *q; q++)
-        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-              *q == '-' || *q == '_' || *q == '.' || *q == ':' || *q == '/'))
-            return fail(c, path, "model ids may use letters, digits and - _ . : / only");
-    if (reserved_model_id(id))
-        return fail(c, path, "\"%s\" is reserved for routing; pick another model id", id);
-    if (check_keys(c, o, path, keys) != 0)
-        return -1;
-    m->id = strdup(id);
-    m->connect_timeout_ms = 5000;
-    m->first_byte_timeout_ms = 120000;
-    m->idle_timeout_ms = 60000;
-    m->total_timeout_ms = 600000;
-    if (!m->id)
+    struct tg_model *m = base;
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return fail(c, path, "must be an object of header: value");
+    size_t n = json_object_size(v);
+    m->headers = calloc(n ? n : 1, sizeof(*m->headers));
+    if (!m->headers)
         return fail(c, path, "out of memory");
-    if (get_str(c, o, path, "base_url", 1, &m->base_url) != 0 ||
-        get_str(c, o, path, "upstream_model", 1, &m->upstream_model) != 0 ||
-        get_str(c, o, path, "api_key_env", 0, &m->api_key_env) != 0 ||
-        get_num(c, o, path, "input_per_mtok", 0, 1e6, &m->input_per_mtok) != 0 ||
-        get_num(c, o, path, "output_per_mtok", 0, 1e6, &m->output_per_mtok) != 0)
-        return -1;
-    GET_U(c, o, path, "connect_timeout_ms", 1, 3600000, m->connect_timeout_ms);
-    GET_U(c, o, path, "first_byte_timeout_ms", 1, 3600000, m->first_byte_timeout_ms);
-    GET_U(c, o, path, "idle_timeout_ms", 1, 3600000, m->idle_timeout_ms);
-    GET_U(c, o, path, "total_timeout_ms", 1, 86400000, m->total_timeout_ms);
-    char p2[300];
-    snprintf(p2, sizeof(p2), "%s.base_url", path);
+    const char *k;
+    json_t *hv;
+    json_object_foreach((json_t *)v, k, hv) {
+        char p[400];
+        snprintf(p, sizeof(p), "%s.%s", path, k);
+        if (!json_is_string(hv))
+            return fail(c, p, "must be a string");
+        const char *val = json_string_value(hv);
+        if (!*k || strpbrk(k, ":\r\n \t") || strpbrk(val, "\r\n"))
+            return fail(c, p, "not a valid header");
+        if (strcasecmp(k, "authorization") == 0 && m->api_key_env)
+            return fail(c, p, "conflicts with api_key_env");
+        struct tg_header_kv *h = &m->headers[m->n_headers++];
+        h->name = strdup(k);
+        h->value = strdup(val);
+        if (!h->name || !h->value)
+            return fail(c, p, "out of memory");
+    }
+    return 0;
+}
+
+/* base_url + "/chat/completions", and the key from its variable. */
+static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
+{
+    char p[PATH_MAX_LEN + 16];
+    snprintf(p, sizeof(p), "%s.base_url", path);
     if (strncmp(m->base_url, "http://", 7) != 0 && strncmp(m->base_url, "https://", 8) != 0)
-        return fail(c, p2, "must start with http:// or https://");
+        return fail(c, p, "must start with http:// or https://");
     size_t bl = strlen(m->base_url);
     while (bl > 0 && m->base_url[bl - 1] == '/')
         m->base_url[--bl] = '\0';
@@ -484,50 +770,42 @@ static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const 
         if (k && *k && !(m->api_key = strdup(k)))
             return fail(c, path, "out of memory");
     }
-    json_t *h = json_object_get(o, "headers");
-    if (h && !json_is_null(h)) {
-        snprintf(p2, sizeof(p2), "%s.headers", path);
-        if (!json_is_object(h))
-            return fail(c, p2, "must be an object of header: value");
-        size_t n = json_object_size(h);
-        m->headers = calloc(n ? n : 1, sizeof(*m->headers));
-        if (!m->headers)
-            return fail(c, p2, "out of memory");
-        const char *k;
-        json_t *v;
-        json_object_foreach(h, k, v) {
-            char p3[400];
-            snprintf(p3, sizeof(p3), "%s.%s", p2, k);
-            if (!json_is_string(v))
-                return fail(c, p3, "must be a string");
-            const char *val = json_string_value(v);
-            if (!*k || strpbrk(k, ":\r\n \t") || strpbrk(val, "\r\n"))
-                return fail(c, p3, "not a valid header");
-            if (strcasecmp(k, "authorization") == 0 && m->api_key_env)
-                return fail(c, p3, "conflicts with api_key_env");
-            m->headers[m->n_headers].name = strdup(k);
-            m->headers[m->n_headers].value = strdup(val);
-            m->n_headers++;
-            if (!m->headers[m->n_headers - 1].name || !m->headers[m->n_headers - 1].value)
-                return fail(c, p3, "out of memory");
-        }
-    }
     return 0;
 }
 
-static int parse_models(struct ctx *c, struct tg_config *cfg, const json_t *root)
+static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const json_t *o)
 {
-    json_t *o = json_object_get(root, "models");
-    if (!o)
-        return fail(c, "", "missing required setting \"models\"");
+    char path[PATH_MAX_LEN];
+    snprintf(path, sizeof(path), "models.%s", id);
+    if (!json_is_object(o))
+        return fail(c, path, "must be an object");
+    if (!*id)
+        return fail(c, path, "model id must not be empty");
+    for (const char *q = id; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '-' || *q == '_' || *q == '.' || *q == ':' || *q == '/'))
+            return fail(c, path, "model ids may use letters, digits and - _ . : / only");
+    if (reserved_model_id(id))
+        return fail(c, path, "\"%s\" is reserved for routing; pick another model id", id);
+    if (!(m->id = strdup(id)))
+        return fail(c, path, "out of memory");
+    set_defaults(m, model_items);
+    if (parse_items(c, m, model_items, o, path) != 0)
+        return -1;
+    return model_finish(c, m, path);
+}
+
+static int parse_models(struct ctx *c, void *base, const json_t *o, const char *path)
+{
+    struct tg_config *cfg = base;
     if (!json_is_object(o) || json_object_size(o) == 0)
-        return fail(c, "models", "must be an object with at least one model");
+        return fail(c, path, "must be an object with at least one model");
     cfg->models = calloc(json_object_size(o), sizeof(*cfg->models));
     if (!cfg->models)
-        return fail(c, "models", "out of memory");
+        return fail(c, path, "out of memory");
     const char *id;
     json_t *v;
-    json_object_foreach(o, id, v) {
+    json_object_foreach((json_t *)o, id, v) {
         struct tg_model *m = &cfg->models[cfg->n_models];
         m->index = cfg->n_models;
         m->tier = -1;
@@ -538,32 +816,38 @@ static int parse_models(struct ctx *c, struct tg_config *cfg, const json_t *root
     return 0;
 }
 
-static int parse_tiers(struct ctx *c, struct tg_config *cfg, const json_t *root)
+/* "tiers": {"cheap": [...], "medium": [...], "expensive": [...]}: ordered
+ * model ids, the first preferred; a model's tier is the lowest listing it. */
+static int parse_tiers(struct ctx *c, void *base, const json_t *o, const char *path)
 {
-    json_t *o = json_object_get(root, "tiers");
-    if (!o)
-        return fail(c, "", "missing required setting \"tiers\"");
+    struct tg_config *cfg = base;
     if (!json_is_object(o))
-        return fail(c, "tiers", "must be an object");
-    static const char *const keys[] = {"cheap", "medium", "expensive", NULL};
-    if (check_keys(c, o, "tiers", keys) != 0)
-        return -1;
+        return fail(c, path, "must be an object");
+    const char *k;
+    json_t *list;
+    json_object_foreach((json_t *)o, k, list) {
+        if (tg_tier_parse(k) < 0) {
+            char p[PATH_MAX_LEN];
+            join(p, sizeof(p), path, k);
+            return fail(c, p, "unknown setting");
+        }
+    }
     for (int t = 0; t < TG_TIER__COUNT; t++) {
-        char path[64];
-        snprintf(path, sizeof(path), "tiers.%s", tg_tier_name(t));
-        json_t *list = json_object_get(o, tg_tier_name(t));
+        char tp[64];
+        snprintf(tp, sizeof(tp), "tiers.%s", tg_tier_name(t));
+        list = json_object_get(o, tg_tier_name(t));
         if (!list)
-            return fail(c, "tiers", "missing tier \"%s\"", tg_tier_name(t));
+            return fail(c, path, "missing tier \"%s\"", tg_tier_name(t));
         if (!json_is_array(list) || json_array_size(list) == 0)
-            return fail(c, path, "must be a non-empty array of model ids");
+            return fail(c, tp, "must be a non-empty array of model ids");
         cfg->tiers[t].idx = calloc(json_array_size(list), sizeof(size_t));
         if (!cfg->tiers[t].idx)
-            return fail(c, path, "out of memory");
+            return fail(c, tp, "out of memory");
         size_t i;
         json_t *e;
         json_array_foreach(list, i, e) {
             char p2[96];
-            snprintf(p2, sizeof(p2), "%s.%zu", path, i);
+            snprintf(p2, sizeof(p2), "%s.%zu", tp, i);
             struct tg_model *m =
                 json_is_string(e) ? tg_config_model(cfg, json_string_value(e)) : NULL;
             if (!m)
@@ -582,17 +866,19 @@ static int parse_tiers(struct ctx *c, struct tg_config *cfg, const json_t *root)
 
 /* "aliases": {"gpt-4o": "auto", "smart": "expensive", "fast": "mini"}:
  * names clients may send that stand for auto, a tier or a model. */
-static int parse_aliases(struct ctx *c, struct tg_config *cfg, const json_t *root)
+static int parse_aliases(struct ctx *c, void *base, const json_t *o, const char *path)
 {
-    json_t *o;
-    if (get_obj(c, root, "", "aliases", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
+    struct tg_config *cfg = base;
+    if (json_is_null(o))
+        return 0;
+    if (!json_is_object(o))
+        return fail(c, path, "must be an object");
     cfg->aliases = calloc(json_object_size(o) + 1, sizeof(*cfg->aliases));
     if (!cfg->aliases)
-        return fail(c, "aliases", "out of memory");
+        return fail(c, path, "out of memory");
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) {
+    json_object_foreach((json_t *)o, k, v) {
         char p[300];
         snprintf(p, sizeof(p), "aliases.%s", k);
         const char *t = json_string_value(v);
@@ -611,39 +897,7 @@ static int parse_aliases(struct ctx *c, struct tg_config *cfg, const json_t *roo
     return 0;
 }
 
-static int parse_cascade(struct ctx *c, struct tg_config *cfg, const json_t *root)
-{
-    json_t *o;
-    static const char *const keys[] = {"max_escalations", "retry_with_context", NULL};
-    if (get_obj(c, root, "", "cascade", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
-    if (check_keys(c, o, "cascade", keys) != 0 ||
-        get_bool(c, o, "cascade", "retry_with_context", &cfg->retry_with_context) != 0)
-        return -1;
-    GET_U(c, o, "cascade", "max_escalations", 0, 2, cfg->max_escalations);
-    return 0;
-}
-
-static int parse_metrics(struct ctx *c, struct tg_config *cfg, const json_t *root)
-{
-    json_t *o;
-    static const char *const keys[] = {"baseline_model", NULL};
-    cfg->baseline = &cfg->models[cfg->tiers[TG_TIER_EXPENSIVE].idx[0]];
-    if (get_obj(c, root, "", "metrics", &o) != 0 || !o)
-        return c->failed ? -1 : 0;
-    char *id = NULL;
-    if (check_keys(c, o, "metrics", keys) != 0 ||
-        get_str(c, o, "metrics", "baseline_model", 0, &id) != 0)
-        return -1;
-    if (id) {
-        struct tg_model *m = tg_config_model(cfg, id);
-        free(id);
-        if (!m)
-            return fail(c, "metrics.baseline_model", "no such model");
-        cfg->baseline = m;
-    }
-    return 0;
-}
+/* --- gateway keys ----------------------------------------------------------- */
 
 static int hex_to_bin(const char *hex, unsigned char *out, size_t n)
 {
@@ -683,100 +937,93 @@ static int add_key(struct ctx *c, struct tg_config *cfg, const char *path, const
     return 0;
 }
 
-/* "keys": ["sha256:<hex>", {"name", "sha256", "rpm", "usd_per_day"}],
- * "keys_env": variable holding comma-separated plaintext keys (containers),
- * "admin_key_env": variable holding the admin key. */
-static int parse_auth(struct ctx *c, struct tg_config *cfg, const json_t *root)
+/* One entry of "keys": "sha256:<hex>" or {"name", "sha256", "rpm",
+ * "usd_per_day"} (hashes only: the config never holds a key). */
+static int auth_key(struct ctx *c, struct tg_config *cfg, const json_t *e, size_t i)
 {
-    json_t *o;
-    static const char *const keys[] = {"keys", "keys_env",    "admin_key_env",
-                                       "rpm",  "usd_per_day", NULL};
-    unsigned long long def_rpm = 0;
-    double def_usd = 0;
-    char *keys_env = NULL;
-    if (get_obj(c, root, "", "auth", &o) != 0)
-        return -1;
-    if (o) {
-        if (check_keys(c, o, "auth", keys) != 0 ||
-            get_str(c, o, "auth", "keys_env", 0, &keys_env) != 0 ||
-            get_str(c, o, "auth", "admin_key_env", 0, &cfg->admin_key_env) != 0 ||
-            get_uint(c, o, "auth", "rpm", 0, 10000000, &def_rpm) != 0 ||
-            get_num(c, o, "auth", "usd_per_day", 0, 1e9, &def_usd) != 0) {
-            free(keys_env);
+    static const struct item entry_items[] = {
+        {.key = "name"}, {.key = "sha256"}, {.key = "rpm"}, {.key = "usd_per_day"}, {0}};
+    char p[64];
+    snprintf(p, sizeof(p), "auth.keys.%zu", i);
+    const char *hex = NULL, *name = NULL;
+    unsigned long long rpm = cfg->auth_rpm;
+    double usd = cfg->auth_usd_per_day;
+    if (json_is_string(e)) {
+        hex = json_string_value(e);
+    } else if (json_is_object(e)) {
+        const json_t *r = json_object_get(e, "rpm"), *u = json_object_get(e, "usd_per_day");
+        char rp[96], up[96];
+        join(rp, sizeof(rp), p, "rpm");
+        join(up, sizeof(up), p, "usd_per_day");
+        if (check_keys(c, e, entry_items, p) != 0 ||
+            (r && !json_is_null(r) && int_value(c, r, rp, 0, 10000000, &rpm) != 0) ||
+            (u && !json_is_null(u) && num_value(c, u, up, 0, 1e9, &usd) != 0))
             return -1;
+        hex = json_string_value(json_object_get(e, "sha256"));
+        name = json_string_value(json_object_get(e, "name"));
+    }
+    if (hex && strncmp(hex, "sha256:", 7) == 0)
+        hex += 7;
+    unsigned char d[32];
+    if (!hex || hex_to_bin(hex, d, 32) != 0)
+        return fail(c, p, "expected \"sha256:<64 hex>\" (the SHA-256 of the key, never the key)");
+    char defname[32];
+    snprintf(defname, sizeof(defname), "key%zu", i);
+    return add_key(c, cfg, p, name ? name : defname, d, (unsigned)rpm, usd);
+}
+
+static int auth_keys(struct ctx *c, void *base, const json_t *list, const char *path)
+{
+    struct tg_config *cfg = base;
+    if (json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return fail(c, path, "must be an array");
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        if (auth_key(c, cfg, e, i) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Plaintext keys from auth.keys_env (containers), comma-separated: hashed
+ * at once, never kept. */
+static int env_keys(struct ctx *c, struct tg_config *cfg)
+{
+    const char *env = getenv(cfg->auth_keys_env ? cfg->auth_keys_env : "TIERGATE_API_KEYS");
+    int n = 0;
+    for (const char *p = env; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
         }
-        json_t *list = json_object_get(o, "keys");
-        if (list && !json_is_array(list)) {
-            free(keys_env);
-            return fail(c, "auth.keys", "must be an array");
-        }
-        size_t i;
-        json_t *e;
-        json_array_foreach(list, i, e) {
-            char p[64];
-            snprintf(p, sizeof(p), "auth.keys.%zu", i);
-            const char *hex = NULL, *name = NULL;
-            unsigned long long rpm = def_rpm;
-            double usd = def_usd;
-            if (json_is_string(e)) {
-                hex = json_string_value(e);
-            } else if (json_is_object(e)) {
-                static const char *const kk[] = {"name", "sha256", "rpm", "usd_per_day", NULL};
-                if (check_keys(c, e, p, kk) != 0 ||
-                    get_uint(c, e, p, "rpm", 0, 10000000, &rpm) != 0 ||
-                    get_num(c, e, p, "usd_per_day", 0, 1e9, &usd) != 0) {
-                    free(keys_env);
-                    return -1;
-                }
-                hex = json_string_value(json_object_get(e, "sha256"));
-                name = json_string_value(json_object_get(e, "name"));
-            }
-            if (hex && strncmp(hex, "sha256:", 7) == 0)
-                hex += 7;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len) {
             unsigned char d[32];
-            if (!hex || hex_to_bin(hex, d, 32) != 0) {
-                free(keys_env);
-                return fail(c, p,
-                            "expected \"sha256:<64 hex>\" (the SHA-256 of the key, never the key)");
-            }
-            char defname[32];
-            snprintf(defname, sizeof(defname), "key%zu", i);
-            if (add_key(c, cfg, p, name ? name : defname, d, (unsigned)rpm, usd) != 0) {
-                free(keys_env);
+            char name[64];
+            sha256(p, len, d);
+            snprintf(name, sizeof(name), "env%d", n++);
+            if (add_key(c, cfg, "auth.keys_env", name, d, cfg->auth_rpm, cfg->auth_usd_per_day) !=
+                0)
                 return -1;
-            }
         }
+        if (!e)
+            break;
+        p = e + 1;
     }
-    const char *envname = keys_env ? keys_env : "TIERGATE_API_KEYS";
-    const char *env = getenv(envname);
-    if (env && *env) {
-        const char *p = env;
-        int n = 0;
-        while (*p) {
-            const char *e = strchr(p, ',');
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            while (len && (*p == ' ' || *p == '\t')) {
-                p++;
-                len--;
-            }
-            while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-                len--;
-            if (len) {
-                unsigned char d[32];
-                char name[64];
-                sha256(p, len, d);
-                snprintf(name, sizeof(name), "env%d", n++);
-                if (add_key(c, cfg, "auth.keys_env", name, d, (unsigned)def_rpm, def_usd) != 0) {
-                    free(keys_env);
-                    return -1;
-                }
-            }
-            if (!e)
-                break;
-            p = e + 1;
-        }
-    }
-    free(keys_env);
+    return 0;
+}
+
+static int auth_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    if (env_keys(c, cfg) != 0)
+        return -1;
     if (!cfg->admin_key_env && set_str(c, &cfg->admin_key_env, "TIERGATE_ADMIN_KEY") != 0)
         return -1;
     const char *admin = getenv(cfg->admin_key_env);
@@ -787,147 +1034,35 @@ static int parse_auth(struct ctx *c, struct tg_config *cfg, const json_t *root)
     return 0;
 }
 
-/* --- breakers outlive config snapshots ---------------------------------- */
-
-static pthread_mutex_t breakers_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct tg_breaker **breakers;
-static char **breaker_ids;
-static size_t n_breakers;
-
-static struct tg_breaker *breaker_for(const char *id)
-{
-    struct tg_breaker *b = NULL;
-    pthread_mutex_lock(&breakers_mu);
-    for (size_t i = 0; i < n_breakers; i++)
-        if (strcmp(breaker_ids[i], id) == 0) {
-            b = breakers[i];
-            goto out;
-        }
-    struct tg_breaker **nb = realloc(breakers, (n_breakers + 1) * sizeof(*nb));
-    if (!nb)
-        goto out;
-    breakers = nb;
-    char **ni = realloc(breaker_ids, (n_breakers + 1) * sizeof(*ni));
-    if (!ni)
-        goto out;
-    breaker_ids = ni;
-    b = tg_breaker_new(id);
-    char *dup = strdup(id);
-    if (!b || !dup) {
-        tg_breaker_free(b);
-        free(dup);
-        b = NULL;
-        goto out;
-    }
-    breakers[n_breakers] = b;
-    breaker_ids[n_breakers] = dup;
-    n_breakers++;
-out:
-    pthread_mutex_unlock(&breakers_mu);
-    return b;
-}
-
 /* --- load --------------------------------------------------------------- */
 
-static void defaults(struct tg_config *cfg)
+static struct tg_config_hooks hooks; /* set once, before the first load */
+
+void tg_config_set_hooks(const struct tg_config_hooks *h)
 {
-    cfg->refs = 1;
-    cfg->drain_timeout_s = 30;
-    cfg->log_level = TG_LOG_INFO;
-    cfg->prompt_chars = 200;
-    cfg->max_body_bytes = 4u << 20;
-    cfg->max_header_bytes = 32u << 10;
-    cfg->max_connections = 10000;
-    cfg->connection_timeout_s = 30;
-    cfg->conn_memory_bytes = 16u << 10;
-    cfg->max_upstream_response_bytes = 32u << 20;
-    cfg->max_json_depth = 64;
-    cfg->max_messages = 4096;
-    cfg->redis_lookup_timeout_ms = 20;
-    cfg->redis_store_timeout_ms = 500;
-    cfg->redis_connect_timeout_ms = 500;
-    cfg->redis_reconnect_min_ms = 100;
-    cfg->redis_reconnect_max_ms = 5000;
-    cfg->cache_enabled = 1;
-    cfg->cache_ttl_s = 3600;
-    cfg->cache_max_ttl_s = 86400;
-    cfg->cache_max_temperature = 1.0;
-    cfg->cache_max_entry_bytes = 1u << 20;
-    cfg->cache_single_flight = 1;
-    cfg->cache_single_flight_wait_ms = 30000;
-    cfg->max_escalations = 2;
-    cfg->retry_with_context = 1;
+    hooks = *h;
+}
+
+/* What every model gets once the file parsed: its process-wide breaker
+ * and whatever the daemon attaches (hooks). */
+static int attach_models(struct ctx *c, struct tg_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        struct tg_model *m = &cfg->models[i];
+        m->breaker = tg_breaker_get(m->id);
+        if (!m->breaker || (hooks.model_ready && hooks.model_ready(m) != TG_OK))
+            return fail(c, "models", "out of memory");
+    }
+    return 0;
 }
 
 static int build(struct ctx *c, struct tg_config *cfg, json_t *root)
 {
-    struct tg_cfg_error me;
-    memset(&me, 0, sizeof(me));
     if (!json_is_object(root))
         return fail(c, "", "the config must be a JSON object");
-    if (check_keys(c, root, "", top_keys) != 0)
+    if (parse_items(c, cfg, root_items, root, "") != 0)
         return -1;
-    if (get_str(c, root, "", "listen", 0, &cfg->listen) != 0)
-        return -1;
-    const char *env = getenv("TIERGATE_LISTEN");
-    if (env && *env && set_str(c, &cfg->listen, env) != 0)
-        return -1;
-    if (!cfg->listen && set_str(c, &cfg->listen, "127.0.0.1:8080") != 0)
-        return -1;
-    if (parse_listen(c, cfg, "listen") != 0)
-        return -1;
-    GET_U(c, root, "", "shards", 0, 256, cfg->shards);
-    GET_U(c, root, "", "drain_timeout_s", 0, 3600, cfg->drain_timeout_s);
-    env = getenv("TIERGATE_SHARDS");
-    if (env && *env) {
-        char *end;
-        long n = strtol(env, &end, 10);
-        if (*end || n < 0 || n > 256)
-            return fail(c, "shards", "TIERGATE_SHARDS must be 0..256");
-        cfg->shards = (unsigned)n;
-    }
-    if (cfg->shards == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->shards = n > 0 && n <= 256 ? (unsigned)n : 1;
-    }
-    if (parse_log(c, cfg, root) != 0)
-        return -1;
-    env = getenv("TIERGATE_LOG_LEVEL");
-    if (env && *env) {
-        int l = tg_log_level_parse(env);
-        if (l < 0)
-            return fail(c, "log.level",
-                        "TIERGATE_LOG_LEVEL must be debug, info, warn, error or off");
-        cfg->log_level = l;
-    }
-    if (!cfg->decision_log && set_str(c, &cfg->decision_log, "stderr") != 0)
-        return -1;
-    if (parse_limits(c, cfg, root) != 0 || parse_redis(c, cfg, root) != 0 ||
-        parse_cache(c, cfg, root) != 0 || parse_models(c, cfg, root) != 0 ||
-        parse_tiers(c, cfg, root) != 0 || parse_aliases(c, cfg, root) != 0 ||
-        parse_cascade(c, cfg, root) != 0 || parse_metrics(c, cfg, root) != 0 ||
-        parse_auth(c, cfg, root) != 0)
-        return -1;
-    json_t *o;
-    if (get_obj(c, root, "", "router", &o) != 0)
-        return -1;
-    if (tg_router_config_parse(o, &cfg->router, &me) != TG_OK)
-        return fail_module(c, &me);
-    if (get_obj(c, root, "", "validation", &o) != 0)
-        return -1;
-    if (tg_validate_config_parse(o, &cfg->validate, &me) != TG_OK)
-        return fail_module(c, &me);
-    if (get_obj(c, root, "", "breaker", &o) != 0)
-        return -1;
-    if (tg_breaker_config_parse(o, &cfg->breaker, &me) != TG_OK)
-        return fail_module(c, &me);
-    for (size_t i = 0; i < cfg->n_models; i++) {
-        cfg->models[i].metrics_idx = tg_metrics_model_index(cfg->models[i].id);
-        cfg->models[i].breaker = breaker_for(cfg->models[i].id);
-        if (!cfg->models[i].breaker || tg_upstream_model_prepare(&cfg->models[i]) != TG_OK)
-            return fail(c, "models", "out of memory");
-    }
-    return 0;
+    return attach_models(c, cfg);
 }
 
 static void free_config(struct tg_config *cfg)
@@ -951,7 +1086,8 @@ static void free_config(struct tg_config *cfg)
         if (m->api_key)
             OPENSSL_cleanse(m->api_key, strlen(m->api_key));
         free(m->api_key);
-        tg_upstream_model_release(m);
+        if (hooks.model_release)
+            hooks.model_release(m);
         for (size_t j = 0; j < m->n_headers; j++) {
             free(m->headers[j].name);
             free(m->headers[j].value);
@@ -972,6 +1108,7 @@ static void free_config(struct tg_config *cfg)
         free(cfg->keys[i].name);
     free(cfg->keys);
     free(cfg->admin_key_env);
+    free(cfg->auth_keys_env);
     free(cfg);
 }
 
@@ -991,7 +1128,9 @@ struct tg_config *tg_config_load_string(const char *text, size_t len, const char
         snprintf(err, errlen, "%s: out of memory", name);
         return NULL;
     }
-    defaults(cfg);
+    cfg->refs = 1;
+    cfg->log_level = TG_LOG_INFO;
+    set_defaults(cfg, root_items);
     int rc = build(&c, cfg, root);
     json_decref(root);
     if (rc == 0 && !(cfg->path = strdup(name)))
@@ -1011,7 +1150,7 @@ struct tg_config *tg_config_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     struct tg_buf b;
-    tg_buf_init(&b, 16u << 20);
+    tg_buf_init(&b, CONFIG_MAX_BYTES);
     char chunk[8192];
     size_t n;
     tg_rc rc = TG_OK;

@@ -184,6 +184,7 @@ int main(int argc, char **argv)
     }
     int check = 0, err = 0;
     const char *path = config_arg(argc, argv, &check, &err);
+    tg_config_set_hooks(&tg_server_config_hooks);
     if (err)
         return 2;
 

@@ -29,10 +29,8 @@ void tg_req_init(struct tg_req *req, const struct tg_req_transport *tp, struct t
     req->start_us = tg_now_us();
     req->cfg = tg_config_ref(cfg);
     tg_buf_init(&req->body, cfg->max_body_bytes);
-    /* Bounded by backpressure, not by a cap: the upstream is paused above
-     * TG_STREAM_HIGH_WATER, and a replayed answer is already capped by
-     * limits.max_upstream_response_bytes. */
-    tg_buf_init(&req->out, 0);
+    tg_buf_init(&req->out,
+                cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION + TG_STREAM_HIGH_WATER);
 }
 
 static uint64_t xorshift(uint64_t *s)

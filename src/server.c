@@ -597,7 +597,7 @@ static int check_head(struct tg_req *req, const char *method, const char *url, c
         struct tg_buf b;
         char msg[96];
         snprintf(msg, sizeof(msg), "request headers exceed %zu bytes", req->cfg->max_header_bytes);
-        tg_buf_init(&b, 0);
+        tg_buf_init(&b, 0); /* our message: bounded */
         if (tg_error_body(&b, TG_ERR_TOO_LARGE, msg, NULL, "headers_too_large") == TG_OK &&
             tg_req_respond(req, 431, "application/json", b.data, b.len) == TG_OK)
             tg_req_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -933,6 +933,16 @@ unsigned tg_server_port(void)
 {
     return srv.port;
 }
+
+/* --- config hooks -------------------------------------------------------- */
+
+static tg_rc model_ready(struct tg_model *m)
+{
+    m->metrics_idx = tg_metrics_model_index(m->id);
+    return tg_upstream_model_prepare(m);
+}
+
+const struct tg_config_hooks tg_server_config_hooks = {model_ready, tg_upstream_model_release};
 
 /* --- reload and stop ---------------------------------------------------- */
 

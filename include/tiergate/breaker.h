@@ -54,7 +54,15 @@ struct tg_breaker; /* opaque */
  * pointer is shared. */
 struct tg_breaker *tg_breaker_new(const char *model_id);
 
-/* Frees b (NULL is fine). No other thread may still use it. */
+/* The process-wide breaker of a model id: created (closed, default config)
+ * on first use and the same one for the life of the process, so a model's
+ * state survives config reloads (each snapshot borrows it; SIGHUP applies
+ * the new breaker config with tg_breaker_set_config). NULL when out of
+ * memory. Any thread. */
+struct tg_breaker *tg_breaker_get(const char *model_id);
+
+/* Frees b (NULL is fine). No other thread may still use it. Not for
+ * breakers from tg_breaker_get. */
 void tg_breaker_free(struct tg_breaker *b);
 
 /* The id given to tg_breaker_new; owned by b, constant. Any thread. */

@@ -35,10 +35,11 @@ struct tg_model {
     size_t n_headers;
     int tier;                   /* lowest tier listing it, -1 when none */
     size_t index;               /* position in cfg->models */
-    unsigned metrics_idx;       /* stable across reloads (tg_metrics_model_index) */
-    struct tg_breaker *breaker; /* borrowed from the process-wide registry */
-    void *upstream_headers;     /* curl_slist built by tg_upstream_model_prepare */
-    void *upstream_url;         /* CURLU parsed from url by tg_upstream_model_prepare */
+    unsigned metrics_idx;       /* stable across reloads; set by the config hooks (server.c) */
+    struct tg_breaker *breaker; /* borrowed from the process-wide registry (breaker.c) */
+    /* Attached by the config hooks (server.c): */
+    void *upstream_headers; /* curl_slist built by tg_upstream_model_prepare */
+    void *upstream_url;     /* CURLU parsed from url by tg_upstream_model_prepare */
 };
 
 struct tg_gateway_key {
@@ -108,10 +109,27 @@ struct tg_config {
 
     struct tg_gateway_key *keys;
     size_t n_keys;
+    char *auth_keys_env; /* variable with plaintext keys; NULL: TIERGATE_API_KEYS */
+    unsigned auth_rpm;   /* defaults for every key */
+    double auth_usd_per_day;
     char *admin_key_env;
     unsigned char admin_sha256[32];
     int admin_set;
 };
+
+/* What other modules attach to each model of a snapshot: the metrics
+ * index, the upstream's prepared headers and URL. config.c calls no module
+ * above it; the daemon installs these once, before the first load
+ * (tg_server_config_hooks). A load runs model_ready for every model after
+ * the file parsed (a failure fails the load); freeing a snapshot runs
+ * model_release for every model (it must accept one never made ready).
+ * Unset, nothing is attached: tools and tests that only read configs. */
+struct tg_config_hooks {
+    tg_rc (*model_ready)(struct tg_model *m);
+    void (*model_release)(struct tg_model *m);
+};
+/* hooks copied. Call before any load, from one thread. */
+void tg_config_set_hooks(const struct tg_config_hooks *hooks);
 
 /* Loads and validates the file. On failure returns NULL and writes
  * "file:line: message" into err. Reads model keys from the environment.

@@ -125,6 +125,11 @@ struct tg_req {
 /* Stream buffering: pause the upstream above HIGH, resume below LOW. */
 #define TG_STREAM_HIGH_WATER (256u * 1024u)
 #define TG_STREAM_LOW_WATER (64u * 1024u)
+/* A replayed or synthesized answer is written to req->out at once: at most
+ * this many times limits.max_upstream_response_bytes (SSE framing around
+ * small content chunks). req->out is capped there; a live stream stays
+ * near TG_STREAM_HIGH_WATER. */
+#define TG_STREAM_EXPANSION 16
 
 /* Sets up the common part of a request the transport allocated (zeroed):
  * one reference (the transport's), a reference on cfg, the body buffer

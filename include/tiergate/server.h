@@ -8,8 +8,12 @@
 #define TIERGATE_SERVER_H
 
 #include "tiergate/common.h"
+#include "tiergate/config.h"
 
-struct tg_config;
+/* What the daemon attaches to every model of a config snapshot: its
+ * metrics index and the upstream's prepared headers and URL. main()
+ * installs them (tg_config_set_hooks) before the first load. */
+extern const struct tg_config_hooks tg_server_config_hooks;
 
 /* Opens the listeners and starts cfg->shards shard threads. */
 tg_rc tg_server_start(struct tg_config *cfg);

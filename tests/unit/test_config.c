@@ -15,6 +15,7 @@
 #include "tg_test.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
+#include "tiergate/server.h"
 
 static const char design_minimal[] =
     "{\n"
@@ -837,6 +838,9 @@ TG_TEST(refcount_and_publish)
 
 int main(void)
 {
+    /* What main() installs: a snapshot's models get their metrics slots
+     * and upstream handles (refcount_and_publish checks the slots). */
+    tg_config_set_hooks(&tg_server_config_hooks);
     TG_RUN(design_minimal_defaults);
     TG_RUN(optional_sections_default);
     TG_RUN(template_loads);

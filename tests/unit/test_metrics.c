@@ -13,6 +13,7 @@
 #include "tg_test.h"
 #include "tiergate/config.h"
 #include "tiergate/metrics.h"
+#include "tiergate/server.h"
 
 static struct tg_buf out;
 
@@ -347,6 +348,8 @@ TG_TEST(model_table_full_maps_to_other)
 
 int main(void)
 {
+    /* What main() installs: a snapshot's models get their metrics slots. */
+    tg_config_set_hooks(&tg_server_config_hooks);
     TG_RUN(names);
     TG_RUN(model_index_is_stable);
     TG_RUN(render_sums_shards);

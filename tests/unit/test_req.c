@@ -24,6 +24,7 @@
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/server.h"
 #include "tiergate/upstream.h"
 
 /* --- a tiny upstream: one canned answer per connection ------------------- */
@@ -436,7 +437,8 @@ TG_TEST(chat_cancel_mid_call)
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    tg_declog_open("off"); /* decision lines are test_observability.py's */
+    tg_declog_open("off");                        /* decision lines are test_observability.py's */
+    tg_config_set_hooks(&tg_server_config_hooks); /* upstream handles, as main() does */
     if (upstream_start() != 0 || shard_start() != 0) {
         fprintf(stderr, "cannot set up the test shard\n");
         return 1;
