@@ -22,10 +22,13 @@ fi
 if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
     for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done
 fi
-# Tests: compose validation, and clang + libclang-rt-14-dev for the libFuzzer
-# harnesses (make fuzz; make test replays their corpus).
+# Tests: compose validation, clang + libclang-rt-14-dev for the libFuzzer
+# harnesses (make fuzz; make test replays their corpus), clang-format and
+# cppcheck for make fmt-check and make lint.
 if [ "${TG_DEPS_TEST:-1}" = 1 ]; then
-    for p in docker-compose clang libclang-rt-14-dev; do have_pkg "$p" || need_pkgs+=("$p"); done
+    for p in docker-compose clang libclang-rt-14-dev clang-format cppcheck; do
+        have_pkg "$p" || need_pkgs+=("$p")
+    done
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

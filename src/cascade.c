@@ -306,6 +306,7 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
 void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t now_ms,
                       struct tg_judgement *j)
 {
+    TG_ASSERT(c->cur != NULL); /* judge only what pick handed out */
     memset(j, 0, sizeof(*j));
     j->move.to = -1;
     c->cur->status = r->status;
@@ -320,7 +321,8 @@ void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t 
 
 void tg_cascade_reconsider(struct tg_cascade *c, enum tg_opinion op, struct tg_judgement *j)
 {
-    if (j->step != TG_STEP_ACCEPT || c->final || !c->cur)
+    TG_ASSERT(c->cur != NULL);
+    if (j->step != TG_STEP_ACCEPT || c->final)
         return;
     if (op != TG_OPINION_LOW_CONFIDENCE && op != TG_OPINION_INCONSISTENT)
         return;

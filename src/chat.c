@@ -434,6 +434,7 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
     const struct tg_config *cfg = req->cfg;
     struct tg_model *m = a->model;
     int stream = ch->body.stream;
+    TG_ASSERT(ch->call == NULL && a == ch->cas.cur);
     deliver(ch, stream && ch->cas.final ? DLV_LIVE : DLV_HOLDING);
     ch->sse_body = 0;
     ch->added_usage = stream && !ch->body.client_usage;

@@ -162,6 +162,7 @@ static void on_wait_timeout(struct tg_loop *loop, void *ud)
 
 void tg_lookup_store(struct tg_lookup *l, const char *entry, size_t len)
 {
+    TG_ASSERT(!l->no_store && l->key.len > 0);
     tg_cache_set(l->req->shard->cache, l->key.data, entry, len, l->ttl_s);
     if (l->leader) {
         tg_flight_finish(l->key.data, entry, len);

@@ -157,6 +157,7 @@ tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n)
 {
     if (req->closed || req->stream_done)
         return TG_ERR_IO;
+    TG_ASSERT(req->responded); /* after tg_req_stream_start */
     tg_rc rc = tg_buf_append(&req->out, p, n);
     if (rc == TG_OK)
         req->tp->stream_wake(req);
@@ -199,6 +200,7 @@ static void req_free(void *p)
 
 void tg_req_unref(struct tg_req *req)
 {
+    TG_ASSERT(req->refs > 0);
     if (--req->refs == 0)
         tg_loop_defer_free(req->shard->loop, req_free, req);
 }

@@ -132,6 +132,7 @@ static void resume(struct tg_mhd_req *m)
     if (!m->suspended)
         return;
     struct tg_shard *sh = m->req.shard;
+    TG_ASSERT(m->susp_prev ? m->susp_prev->susp_next == m : sh->suspended == m);
     if (m->susp_prev)
         m->susp_prev->susp_next = m->susp_next;
     else
