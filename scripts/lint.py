@@ -8,7 +8,10 @@
     closing braces included), except the ones listed in LONG_FUNCTIONS,
     which predate the rule and are split when next touched;
   - src/chat.c, the request pipeline, stays under MAX_CHAT lines: what it
-    grows goes into a module of its own (cascade.c, lookup.c, ...).
+    grows goes into a module of its own (cascade.c, lookup.c, ...);
+  - the module picture has no circle: module A uses B when src/A.c or
+    include/tiergate/A.h includes tiergate/B.h, and no module may reach
+    itself that way (docs/architecture.md draws the picture).
 
 Functions are found the way the tree is formatted (.clang-format,
 BreakBeforeBraces: Linux): a definition's "{" and "}" sit alone in
@@ -50,6 +53,42 @@ def functions(lines):
     return out
 
 
+def module_edges():
+    """{module: modules it includes}, from src/*.c and include/tiergate/*.h."""
+    edges = {}
+    for path in glob.glob("src/*.c") + glob.glob("include/tiergate/*.h"):
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for dep in re.findall(r'#include "tiergate/([a-z_0-9]+)\.h"', f.read()):
+                if dep != name:
+                    edges.setdefault(name, set()).add(dep)
+    return edges
+
+
+def find_cycle(edges):
+    """One circle as a list of modules, or None (depth-first search)."""
+    state = {}
+
+    def visit(n, path):
+        state[n] = 1
+        for d in sorted(edges.get(n, ())):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d]
+            if not state.get(d):
+                found = visit(d, path + [d])
+                if found:
+                    return found
+        state[n] = 2
+        return None
+
+    for n in sorted(edges):
+        if not state.get(n):
+            found = visit(n, [n])
+            if found:
+                return found
+    return None
+
+
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     os.chdir(root)
@@ -70,6 +109,9 @@ def main():
             if path == "src/chat.c" and len(lines) - 1 > MAX_CHAT:
                 problems.append("src/chat.c: %d lines (at most %d: move a concern into its own "
                                 "module)" % (len(lines) - 1, MAX_CHAT))
+    cycle = find_cycle(module_edges())
+    if cycle:
+        problems.append("modules include each other: " + " -> ".join(cycle))
     for p in problems:
         print("lint: " + p)
     return 1 if problems else 0

@@ -285,12 +285,6 @@ static void take_config(struct tg_cache *c, const struct tg_config *cfg)
     c->backoff_max_ms = cfg->redis_reconnect_max_ms;
 }
 
-const char *tg_cache_status_name(enum tg_cache_status s)
-{
-    static const char *const names[TG_CS__COUNT] = {"hit", "miss", "bypass", "off", "error"};
-    return (unsigned)s < TG_CS__COUNT ? names[s] : "off";
-}
-
 struct tg_cache *tg_cache_new(struct tg_shard *sh)
 {
     struct tg_cache *c = calloc(1, sizeof(*c));

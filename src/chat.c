@@ -26,7 +26,6 @@
 
 #include "tiergate/alloc.h"
 #include "tiergate/answer.h"
-#include "tiergate/cache.h"
 #include "tiergate/cascade.h"
 #include "tiergate/chat.h"
 #include "tiergate/chatbody.h"

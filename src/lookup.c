@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tiergate/cache.h"
 #include "tiergate/cachekey.h"
 #include "tiergate/config.h"
 #include "tiergate/flight.h"

@@ -20,19 +20,6 @@ struct tg_cache_op;
 
 enum tg_cache_result { TG_CACHE_HIT, TG_CACHE_MISS, TG_CACHE_ERROR };
 
-/* What the cache did for a request: the x-tiergate-cache header, the
- * decision line's "cache" and the metrics label, in label order. */
-enum tg_cache_status {
-    TG_CS_HIT = 0,
-    TG_CS_MISS,
-    TG_CS_BYPASS,
-    TG_CS_OFF,
-    TG_CS_ERROR,
-    TG_CS__COUNT
-};
-/* "hit" | "miss" | "bypass" | "off" | "error"; "off" when out of range. */
-const char *tg_cache_status_name(enum tg_cache_status s);
-
 /* Called exactly once per lookup unless cancelled first; value borrowed. */
 typedef void (*tg_cache_get_cb)(void *ud, enum tg_cache_result r, const char *value, size_t len);
 /* Flush result: deleted keys, or rc != TG_OK. */

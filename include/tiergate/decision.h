@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "tiergate/buf.h"
-#include "tiergate/cache.h"
+#include "tiergate/cachestatus.h"
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
 

@@ -19,7 +19,7 @@
 #include <jansson.h>
 
 #include "tiergate/buf.h"
-#include "tiergate/cache.h"
+#include "tiergate/cachestatus.h"
 #include "tiergate/common.h"
 #include "tiergate/loop.h"
 

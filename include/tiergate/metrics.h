@@ -3,7 +3,8 @@
  * metrics.h - Prometheus metrics (text exposition format 0.0.4). Each shard
  * writes only its own counters (no locks, no shared cache lines on the hot
  * path); a scrape sums the shards. Label sets are small and fixed (tiers,
- * cache results, outcomes, reasons: enums owned by cache.h and cascade.h),
+ * cache results, outcomes, reasons: enums owned by cachestatus.h and
+ * cascade.h),
  * models are interned to stable indexes.
  */
 #ifndef TIERGATE_METRICS_H
@@ -12,7 +13,7 @@
 #include <stdint.h>
 
 #include "tiergate/buf.h"
-#include "tiergate/cache.h"
+#include "tiergate/cachestatus.h"
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
 
