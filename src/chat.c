@@ -44,10 +44,12 @@
 #include "tiergate/upstream.h"
 #include "tiergate/validate.h"
 
-/* Buffer caps (curl's DYN_*): every one is bounded by a configured limit. */
+/* Buffer caps (curl's DYN_*), besides the configured limits. */
 #define UPSTREAM_BODY_SLACK 4096     /* what the gateway adds to the client's body */
 #define ROUTE_JSON_MAX (64u * 1024u) /* POST /v1/route: tier, score, features */
-#define SYNTH_CHUNK 24               /* content bytes per synthesized event */
+
+/* Content bytes per event of a stream synthesized from a whole answer. */
+#define SYNTH_CHUNK 24
 
 /* How the answer reaches the client: one variable, changed by deliver()
  * only (curl's mstate()). A stream request's attempt is HOLDING while a
