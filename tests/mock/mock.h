@@ -154,6 +154,7 @@ struct mock_chat_info {
     bool include_usage;
     int n;
     size_t body_len;
+    const char *body; /* borrowed: the raw request body, for body_contains rules */
     uint64_t seq;
 };
 

@@ -120,6 +120,16 @@ done
 [[ $got == "Hello from m|from p2|from p2|" ]] && ok "rule by path_prefix" || bad "rule by path_prefix" "$got"
 curl -sS -X DELETE "$BASE/_mock/script" >/dev/null
 
+# 3b. body_contains (a marker anywhere in the raw body)
+script '{"body_contains":"marker-7","times":-1,"action":{"content":"by body"}}'
+got=
+for extra in ',"user":"marker-7"' ',"user":"marker-8"' ',"user":"xmarker-7x"'; do
+    c=$(chat /v1/chat/completions m "$extra" | content_of)
+    got+="$c|"
+done
+[[ $got == "by body|Hello from m|by body|" ]] && ok "rule by body_contains" || bad "rule by body_contains" "$got"
+curl -sS -X DELETE "$BASE/_mock/script" >/dev/null
+
 # 4. 429 with retry-after
 script '{"action":{"status":429,"headers":{"retry-after":"2"}}}'
 code=$(curl -sS -o "$TMP/c4.json" -D "$TMP/h4" -w '%{http_code}' -d '{"model":"m","messages":[]}' "$BASE/v1/chat/completions")
@@ -157,9 +167,9 @@ curl -sS "$BASE/_mock/requests" >"$TMP/r9.json"
 jcheck "record: authorization header" 'len(j) == 1 and j[0]["headers"]["authorization"] == "Bearer sk-selftest" and j[0]["method"] == "POST" and j[0]["path"] == "/v1/chat/completions"' "$TMP/r9.json"
 jcheck "record: raw body" 'j[0]["body"] == "{\"model\":\"rec-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":0.7}" and j[0]["model"] == "rec-model" and j[0]["stream"] is False' "$TMP/r9.json"
 
-# 10. stats
+# 10. stats (17 chat requests so far)
 curl -sS "$BASE/_mock/stats" >"$TMP/st.json"
-jcheck "stats" 'j["requests"] == 14 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
+jcheck "stats" 'j["requests"] == 17 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
 curl -sS -X POST "$BASE/_mock/reset" >/dev/null
 curl -sS "$BASE/_mock/requests" >"$TMP/r10.json"
 jcheck "reset clears records" 'j == []' "$TMP/r10.json"
