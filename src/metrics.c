@@ -42,6 +42,10 @@ struct tg_metrics_shard {
     uint64_t tokens[TG_METRICS_MAX_MODELS][2];
     uint64_t cost_micro_usd_x1000[TG_METRICS_MAX_MODELS]; /* nano-dollars */
     uint64_t baseline_nano_usd;
+    uint64_t shadow[TG_TIER__COUNT][TG_CMP__COUNT];
+    uint64_t shadow_nano_usd;
+    uint64_t shadow_dropped[TG_SHADOW_DROP__COUNT];
+    uint64_t verifier[TG_VERIFIER__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -58,7 +62,8 @@ static const char *const outcome_names[TG_OUT__COUNT] = {
 static const char *const reason_names[TG_RSN__COUNT] = {
     "malformed", "empty",    "json_object", "json_schema", "tool_args",
     "hedging",   "low_confidence", "http_429", "http_5xx", "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key"};
+    "transport", "context_length", "breaker_open", "no_api_key", "inconsistent"};
+static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget"};
 
 const char *tg_cache_status_name(enum tg_cache_status s)
 {
@@ -216,6 +221,30 @@ void tg_metrics_inflight(struct tg_metrics_shard *m, long delta)
         __atomic_add_fetch(&m->inflight, delta, __ATOMIC_RELAXED);
 }
 
+void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_cmp_result result)
+{
+    if (m && tier >= 0 && tier < TG_TIER__COUNT && (unsigned)result < TG_CMP__COUNT)
+        INC(m->shadow[tier][result], 1);
+}
+
+void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd)
+{
+    if (m)
+        INC(m->shadow_nano_usd, nano(usd));
+}
+
+void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why)
+{
+    if (m && (unsigned)why < TG_SHADOW_DROP__COUNT)
+        INC(m->shadow_dropped[why], 1);
+}
+
+void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result)
+{
+    if (m && (unsigned)result < TG_VERIFIER__COUNT)
+        INC(m->verifier[result], 1);
+}
+
 /* --- rendering ------------------------------------------------------------ */
 
 #define SUM(expr)                                                                                  \
@@ -344,6 +373,26 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
     header(o, "tiergate_baseline_cost_usd_total", "counter",
            "What the answered requests would have cost at the baseline model.");
     tg_buf_printf(o, "tiergate_baseline_cost_usd_total %.9f\n", (double)SUM(m->baseline_nano_usd) / 1e9);
+    /* Quality families are always rendered (zeros included): dashboards
+     * tell "no shadow data yet" from a missing family. */
+    header(o, "tiergate_shadow_comparisons_total", "counter",
+           "Shadow comparisons of a served answer with the shadow model's, by answering tier and result.");
+    for (int t = 0; t < TG_TIER__COUNT; t++)
+        for (int r = 0; r < TG_CMP__COUNT; r++)
+            tg_buf_printf(o, "tiergate_shadow_comparisons_total{tier=\"%s\",result=\"%s\"} %llu\n", tg_tier_name(t),
+                          tg_cmp_result_name((enum tg_cmp_result)r), (unsigned long long)SUM(m->shadow[t][r]));
+    header(o, "tiergate_shadow_cost_usd_total", "counter",
+           "Spend on shadow calls (never billed to a client key or in x-tiergate-cost-usd).");
+    tg_buf_printf(o, "tiergate_shadow_cost_usd_total %.9f\n", (double)SUM(m->shadow_nano_usd) / 1e9);
+    header(o, "tiergate_shadow_dropped_total", "counter", "Sampled shadow calls not made, by reason.");
+    for (int d = 0; d < TG_SHADOW_DROP__COUNT; d++)
+        tg_buf_printf(o, "tiergate_shadow_dropped_total{reason=\"%s\"} %llu\n", drop_names[d],
+                      (unsigned long long)SUM(m->shadow_dropped[d]));
+    header(o, "tiergate_verifier_total", "counter",
+           "Verifier calls by result: pass, fail (escalated as low_confidence), error (answer passed).");
+    for (int r = 0; r < TG_VERIFIER__COUNT; r++)
+        tg_buf_printf(o, "tiergate_verifier_total{result=\"%s\"} %llu\n",
+                      tg_verifier_result_name((enum tg_verifier_result)r), (unsigned long long)SUM(m->verifier[r]));
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;
