@@ -160,6 +160,9 @@ FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_DIR)/%.o)
 FUZZ_EXCLUDE_fuzz_request := src/chat.c
 
+# The dashboard page is embedded with .incbin (src/dashboard.c): rebuild on edits.
+$(BUILD)/src/dashboard.o $(FUZZ_DIR)/src/dashboard.o: src/dashboard.html
+
 $(FUZZ_DIR)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ-CC $<")

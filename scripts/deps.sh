@@ -22,10 +22,11 @@ fi
 if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
     for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done
 fi
-# Tests: compose validation, and clang + libclang-rt-14-dev for the libFuzzer
-# harnesses (make fuzz; make test replays their corpus).
+# Tests: compose validation, clang + libclang-rt-14-dev for the libFuzzer
+# harnesses (make fuzz; make test replays their corpus), and Debian's
+# chromium, which the /dashboard test drives headless through playwright-core.
 if [ "${TG_DEPS_TEST:-1}" = 1 ]; then
-    for p in docker-compose clang libclang-rt-14-dev; do have_pkg "$p" || need_pkgs+=("$p"); done
+    for p in docker-compose clang libclang-rt-14-dev chromium; do have_pkg "$p" || need_pkgs+=("$p"); done
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -45,8 +46,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-# The end-to-end test drives the gateway with the official openai npm client.
-if [ "${TG_DEPS_NODE:-1}" = 1 ] && [ ! -d tests/e2e/node_modules/openai ]; then
+# The end-to-end tests drive the gateway with the official openai npm client,
+# and the dashboard in Chromium with playwright-core (no browser download).
+if [ "${TG_DEPS_NODE:-1}" = 1 ] && { [ ! -d tests/e2e/node_modules/openai ] ||
+                                     [ ! -d tests/e2e/node_modules/playwright-core ]; }; then
     echo "deps: npm ci in tests/e2e"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
