@@ -430,6 +430,9 @@ int tg_compare_choice_letter(const char *s, size_t n, char *letter)
     static const char *const modals[] = {"would", "should", "will", "must"};
     int found = 0;
     for (size_t i = 0; i < n; i++) {
+        int first = lower((unsigned char)s[i]);
+        if ((first != 'a' && first != 'o' && first != 'c') || (i > 0 && is_alnum((unsigned char)s[i - 1])))
+            continue; /* not the start of a cue word: most bytes stop here */
         for (size_t c = 0; c < TG_ARRAY_LEN(cues); c++) {
             size_t j = i;
             if (!take_word(s, n, &j, cues[c]))
@@ -521,13 +524,11 @@ static int after_marker(const char *s, size_t n, double *v)
     int found = 0;
     /* Highest priority first: a GSM8K "#### N" line is the answer by
      * definition; \boxed{} is the LaTeX convention; "answer is N" prose. */
-    for (size_t i = 0; i + 4 <= n; i++) {
-        if (memcmp(s + i, "####", 4) != 0)
-            continue;
+    for (const char *p = s; (p = memmem(p, (size_t)(s + n - p), "####", 4)) != NULL; p += 4) {
+        size_t i = (size_t)(p - s);
+        while (i + 4 < n && s[i + 4] == '#')
+            i++, p++; /* "#####": the marker is the last four */
         size_t j = skip_spaces(s, n, i + 4);
-        while (j < n && s[j] == '#')
-            j++;
-        j = skip_spaces(s, n, j);
         if (j < n && s[j] == '$')
             j = skip_spaces(s, n, j + 1);
         double x;
@@ -539,10 +540,8 @@ static int after_marker(const char *s, size_t n, double *v)
     }
     if (found)
         return 1;
-    for (size_t i = 0; i + 7 <= n; i++) {
-        if (memcmp(s + i, "\\boxed{", 7) != 0)
-            continue;
-        size_t j = skip_spaces(s, n, i + 7);
+    for (const char *p = s; (p = memmem(p, (size_t)(s + n - p), "\\boxed{", 7)) != NULL; p += 7) {
+        size_t j = skip_spaces(s, n, (size_t)(p - s) + 7);
         if (j < n && s[j] == '$')
             j++;
         if (j + 1 < n && s[j] == '\\' && s[j + 1] == '$')
@@ -557,7 +556,7 @@ static int after_marker(const char *s, size_t n, double *v)
     if (found)
         return 1;
     for (size_t i = 0; i < n; i++) {
-        if (!word_at(s, n, i, "answer"))
+        if ((s[i] | 0x20) != 'a' || !word_at(s, n, i, "answer"))
             continue;
         size_t j = skip_spaces(s, n, i + 6);
         int cued = 0;

@@ -48,7 +48,7 @@ static int json_flag(const json_t *v)
 
 static const char compare_usage[] =
     "usage: tiergate compare [--a FIELD] [--b FIELD] [--label FIELD] [--where FIELD]\n"
-    "                        [--threshold X] [--summary] < pairs.jsonl\n"
+    "                        [--threshold X] [--text-only] [--summary] < pairs.jsonl\n"
     "Compares answer A with answer B on each line with the shadow comparison rules\n"
     "(tool calls, JSON, choice letter, final number, text overlap). FIELD names the\n"
     "line's member holding each answer (default \"a\" and \"b\"): a string, an assistant\n"
@@ -56,7 +56,8 @@ static const char compare_usage[] =
     "\"detail\"} per line, or with --summary the counts per rule and, given --label\n"
     "(a boolean: was A good?), the confusion of agreement against it; --where FIELD\n"
     "keeps only lines where that boolean is true. --threshold: the text rule's agree\n"
-    "threshold (default 0.5).\n";
+    "threshold (default 0.5). --text-only: the text rule alone (token F1 against the\n"
+    "threshold), to see what overlap says without the structured rules.\n";
 
 /* The answer in member `field` of line j. Returns 0, or -1 with *why. */
 static int answer_field(const json_t *j, const char *field, struct tg_cmp_answer *a, const char **why)
@@ -82,6 +83,24 @@ static int answer_field(const json_t *j, const char *field, struct tg_cmp_answer
     return -1;
 }
 
+/* The text rule alone, for --text-only. Returns TG_OK or TG_ERR_NOMEM. */
+static tg_rc compare_text(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, double threshold,
+                          struct tg_cmp_verdict *v)
+{
+    double f1 = 0;
+    tg_rc rc = tg_compare_text_f1(a->content, a->content_len, b->content, b->content_len, &f1);
+    if (rc != TG_OK)
+        return rc;
+    if (threshold < 0)
+        threshold = TG_CMP_TEXT_AGREE;
+    memset(v, 0, sizeof(*v));
+    v->rule = TG_CMP_RULE_TEXT;
+    v->score = f1;
+    v->result = f1 >= threshold ? TG_CMP_AGREE : TG_CMP_DISAGREE;
+    snprintf(v->detail, sizeof(v->detail), "overlap %.2f %s %.2f", f1, f1 >= threshold ? ">=" : "<", threshold);
+    return TG_OK;
+}
+
 struct confusion {
     size_t agree_true, agree_false, disagree_true, disagree_false;
 };
@@ -95,7 +114,7 @@ int tg_quality_compare_main(int argc, char **argv, FILE *in, FILE *out)
 {
     const char *fa = "a", *fb = "b", *label = NULL, *where = NULL;
     double threshold = -1;
-    int summary = 0;
+    int summary = 0, text_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char **dst = strcmp(arg, "--a") == 0       ? &fa
@@ -114,6 +133,8 @@ int tg_quality_compare_main(int argc, char **argv, FILE *in, FILE *out)
             }
         } else if (strcmp(arg, "--summary") == 0) {
             summary = 1;
+        } else if (strcmp(arg, "--text-only") == 0) {
+            text_only = 1;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             fputs(compare_usage, out);
             return 0;
@@ -164,7 +185,7 @@ int tg_quality_compare_main(int argc, char **argv, FILE *in, FILE *out)
             continue;
         }
         struct tg_cmp_verdict v;
-        if (tg_compare(&a, &b, threshold, &v) != TG_OK) {
+        if (text_only ? compare_text(&a, &b, threshold, &v) : tg_compare(&a, &b, threshold, &v)) {
             json_decref(j);
             fprintf(stderr, "tiergate compare: out of memory\n");
             goto out;
