@@ -381,8 +381,8 @@ int tg_quality_calibrate_main(int argc, char **argv, FILE *in, FILE *out)
         }
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "tiergate calibrate --verifier: %zu scored answers (%zu good, %zu not); %zu lines without "
-                     "a score, %zu bad lines\n",
+        fprintf(out, "tiergate calibrate --verifier: %zu scored answers (%zu good, %zu not); %zu without a "
+                     "score, %zu bad lines\n",
                 c.n, c.good, c.n - c.good, unscored, bad);
         if (ch)
             fprintf(out, "min_score %d: precision %.3f (target %.3f) on %zu accepted answers; escalation rate "

@@ -505,7 +505,7 @@ static void report_text(FILE *o, const char *url, const char *baseline, unsigned
     fprintf(o, "tiergate replay: %zu prompts against %s, routed vs pinned to %s, %u at a time", n_lines, url,
             baseline, concurrency);
     if (bad_lines)
-        fprintf(o, " (%zu bad lines skipped)", bad_lines);
+        fprintf(o, " (%zu bad line%s skipped)", bad_lines, bad_lines == 1 ? "" : "s");
     fprintf(o, "\n  %-10s %7s %6s %6s  %13s  %13s %8s   %s\n", "tier", "prompts", "pairs", "errors",
             "cost routed", "cost baseline", "saving", "agreement");
     for (int s = 0; s < N_SLOTS; s++)

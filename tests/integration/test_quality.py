@@ -136,7 +136,7 @@ def replay_text_table(w):
     eq(rc, 0, "exit status (stderr: %s)" % err)
     lines = out.split("\n")
     check(lines[0].startswith("tiergate replay: 6 prompts against http://127.0.0.1:%d/v1/, routed vs pinned to "
-                              "large, 4 at a time (1 bad lines skipped)" % w.gw.port), lines[0])
+                              "large, 4 at a time (1 bad line skipped)" % w.gw.port), lines[0])
     table = lines[2:lines.index("disagreed (id: rule, detail):")]
     rows = {l.split()[0]: l for l in table}
     eq(sorted(rows), ["cheap", "expensive", "medium", "total"])

@@ -303,7 +303,7 @@ TG_TEST(calibrate_cli)
     TG_CHECK_MSG(text && strstr(text, "\nmin_score 8: precision 0.800 (target 0.750) on 5 accepted answers; "
                                       "escalation rate 50.0%\n"),
                  "%s", text ? text : "");
-    TG_CHECK(text && strstr(text, "10 scored answers (6 good, 4 not); 1 lines without a score, 2 bad lines"));
+    TG_CHECK(text && strstr(text, "10 scored answers (6 good, 4 not); 1 without a score, 2 bad lines"));
     TG_CHECK(text && strstr(text, "          8         5      0.800      50.0%      66.7%       75.0%  <-\n"));
     free(text);
 
