@@ -59,7 +59,9 @@ tg_rc tg_compare_answer_message(const json_t *message, struct tg_cmp_answer *out
     const json_t *tc = json_object_get(message, "tool_calls");
     const json_t *fc = json_object_get(message, "function_call");
     const json_t *rf = json_object_get(message, "refusal");
-    if ((c && !json_is_string(c) && !json_is_null(c) && !json_is_array(c)) ||
+    /* A completion's message content is a string or null (OpenAI's reference);
+     * content parts are a request-side shape, refused rather than read as empty. */
+    if ((c && !json_is_string(c) && !json_is_null(c)) ||
         (tc && !json_is_array(tc) && !json_is_null(tc)) ||
         (fc && !json_is_object(fc) && !json_is_null(fc)) ||
         (rf && !json_is_string(rf) && !json_is_null(rf)))

@@ -72,11 +72,10 @@ struct tg_cmp_verdict {
 /* An answer that is plain text (len bytes, UTF-8). */
 void tg_compare_answer_text(struct tg_cmp_answer *out, const char *s, size_t len);
 
-/* Reads an assistant message object ({"role","content","tool_calls",...}).
- * content may be a string, null, or an array of content parts (the text
- * parts are not joined: an array counts as no content).
+/* Reads an assistant message object ({"role","content","tool_calls",...}),
+ * as a chat.completion carries it: content a string or null.
  * Returns TG_OK, or TG_ERR_INVALID when message is not an object or a
- * field has the wrong type (*out untouched). */
+ * field has the wrong type (content parts included; *out untouched). */
 tg_rc tg_compare_answer_message(const json_t *message, struct tg_cmp_answer *out);
 
 /* Reads choices[index].message of a chat.completion. TG_ERR_INVALID when

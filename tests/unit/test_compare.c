@@ -335,6 +335,10 @@ TG_TEST(completions)
     json_t *m = json_loads("{\"role\":\"assistant\",\"content\":5}", 0, NULL);
     TG_CHECK(tg_compare_answer_message(m, &x) == TG_ERR_INVALID);
     json_decref(m);
+    m = json_loads("{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}", 0, NULL);
+    TG_CHECK(tg_compare_answer_message(m, &x) == TG_ERR_INVALID);
+    json_decref(m);
+    TG_CHECK(tg_compare_answer_message(NULL, &x) == TG_ERR_INVALID);
     json_decref(a);
     json_decref(b);
     json_decref(bad);
