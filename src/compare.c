@@ -24,8 +24,8 @@ static int json_same(const json_t *a, const json_t *b, int depth);
 static int number_at(const char *s, size_t n, size_t i, double *v, size_t *end);
 static tg_rc tokenize(const char *s, size_t n, uint64_t **out, size_t *count);
 
-#define MAX_CALLS 128     /* tool calls compared per answer */
-#define MAX_TOKENS 32768  /* tokens per answer for the text rule */
+#define MAX_CALLS 128       /* tool calls compared per answer */
+#define MAX_TOKENS 32768    /* tokens per answer for the text rule */
 #define MAX_OPTION_TEXT 100 /* "B) Paris": option text after a letter, bytes */
 
 static const char *const result_names[TG_CMP__COUNT] = {"agree", "disagree", "error"};
@@ -85,7 +85,8 @@ tg_rc tg_compare_answer_message(const json_t *message, struct tg_cmp_answer *out
 tg_rc tg_compare_answer_completion(const json_t *completion, size_t index,
                                    struct tg_cmp_answer *out)
 {
-    const json_t *choices = json_is_object(completion) ? json_object_get(completion, "choices") : NULL;
+    const json_t *choices =
+        json_is_object(completion) ? json_object_get(completion, "choices") : NULL;
     const json_t *ch = json_is_array(choices) ? json_array_get(choices, index) : NULL;
     const json_t *msg = json_is_object(ch) ? json_object_get(ch, "message") : NULL;
     return msg ? tg_compare_answer_message(msg, out) : TG_ERR_INVALID;
@@ -219,7 +220,8 @@ static int same_args(const struct call *a, const struct call *b)
         return json_same(a->parsed, b->parsed, 0);
     if (a->parsed || b->parsed)
         return 0;
-    return a->args_len == b->args_len && (a->args_len == 0 || memcmp(a->args, b->args, a->args_len) == 0);
+    return a->args_len == b->args_len &&
+           (a->args_len == 0 || memcmp(a->args, b->args, a->args_len) == 0);
 }
 
 /* Agree when both made the same calls (function name and arguments as
@@ -255,7 +257,8 @@ static int cmp_tool_calls(const struct tg_cmp_answer *a, const struct tg_cmp_ans
                 break;
         }
         if (j == nb) {
-            snprintf(v->detail, sizeof(v->detail), "%.60s: %s", ca[i].name ? ca[i].name : "(unnamed)",
+            snprintf(v->detail, sizeof(v->detail), "%.60s: %s",
+                     ca[i].name ? ca[i].name : "(unnamed)",
                      named == SIZE_MAX ? "not called by B" : "arguments differ");
             goto out;
         }
@@ -293,7 +296,8 @@ static int json_same(const json_t *a, const json_t *b, int depth)
             return 0;
         const char *k;
         const json_t *va;
-        json_object_foreach((json_t *)a, k, va) {
+        json_object_foreach((json_t *)a, k, va)
+        {
             const json_t *vb = json_object_get(b, k);
             if (!vb || !json_same(va, vb, depth + 1))
                 return 0;
@@ -365,13 +369,15 @@ static size_t letter_at(const char *s, size_t n, size_t i, int bare_ok, char *le
     char open = i < n ? s[i] : 0;
     if (open == '(' || open == '[') {
         char close = open == '(' ? ')' : ']';
-        if (i + 2 < n && (s[i + 1] | 0x20) >= 'a' && (s[i + 1] | 0x20) <= 'j' && s[i + 2] == close) {
+        if (i + 2 < n && (s[i + 1] | 0x20) >= 'a' && (s[i + 1] | 0x20) <= 'j' &&
+            s[i + 2] == close) {
             *letter = (char)(s[i + 1] & ~0x20);
             return i + 3;
         }
         return 0;
     }
-    if (bare_ok && i < n && s[i] >= 'A' && s[i] <= 'J' && (i + 1 == n || !is_alnum((unsigned char)s[i + 1]))) {
+    if (bare_ok && i < n && s[i] >= 'A' && s[i] <= 'J' &&
+        (i + 1 == n || !is_alnum((unsigned char)s[i + 1]))) {
         *letter = s[i];
         return i + 1;
     }
@@ -413,8 +419,8 @@ static int whole_letter(const char *s, size_t n, char *letter)
     }
     /* Option text must follow punctuation ("B) Paris", not "A man ...") and
      * be one short line; a lower-case letter only counts alone. */
-    if (e < n && (!punct || lower_case || !is_space((unsigned char)s[e]) || n - e > MAX_OPTION_TEXT ||
-                  memchr(s + e, '\n', n - e)))
+    if (e < n && (!punct || lower_case || !is_space((unsigned char)s[e]) ||
+                  n - e > MAX_OPTION_TEXT || memchr(s + e, '\n', n - e)))
         return 0;
     *letter = l;
     return 1;
@@ -433,7 +439,8 @@ int tg_compare_choice_letter(const char *s, size_t n, char *letter)
     int found = 0;
     for (size_t i = 0; i < n; i++) {
         int first = lower((unsigned char)s[i]);
-        if ((first != 'a' && first != 'o' && first != 'c') || (i > 0 && is_alnum((unsigned char)s[i - 1])))
+        if ((first != 'a' && first != 'o' && first != 'c') ||
+            (i > 0 && is_alnum((unsigned char)s[i - 1])))
             continue; /* not the start of a cue word: most bytes stop here */
         for (size_t c = 0; c < TG_ARRAY_LEN(cues); c++) {
             size_t j = i;
@@ -714,16 +721,18 @@ static size_t utf8_decode(const unsigned char *s, size_t n, size_t i, unsigned *
 
 static int cp_separator(unsigned cp)
 {
-    return (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) || (cp >= 0x3000 && cp <= 0x303F) ||
-           (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF01 && cp <= 0xFF0F) ||
-           (cp >= 0xFF1A && cp <= 0xFF20) || (cp >= 0xFF3B && cp <= 0xFF40) || (cp >= 0xFF5B && cp <= 0xFF65);
+    return (cp >= 0xA0 && cp <= 0xBF) || (cp >= 0x2000 && cp <= 0x206F) ||
+           (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE30 && cp <= 0xFE4F) ||
+           (cp >= 0xFF01 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20) ||
+           (cp >= 0xFF3B && cp <= 0xFF40) || (cp >= 0xFF5B && cp <= 0xFF65);
 }
 
 /* Scripts written without spaces: each character is a token. */
 static int cp_ideograph(unsigned cp)
 {
-    return (cp >= 0x3040 && cp <= 0x30FF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x4E00 && cp <= 0x9FFF) ||
-           (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x20000 && cp <= 0x2FFFF);
+    return (cp >= 0x3040 && cp <= 0x30FF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+           (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+           (cp >= 0x20000 && cp <= 0x2FFFF);
 }
 
 #define FNV_OFFSET 1469598103934665603ull
@@ -746,7 +755,8 @@ static void tok_byte(struct tok *t, unsigned char c)
 static void tok_end(struct tok *t, uint64_t *arr, size_t *count)
 {
     if (t->len) {
-        int article = (t->len == 1 && t->head[0] == 'a') || (t->len == 2 && memcmp(t->head, "an", 2) == 0) ||
+        int article = (t->len == 1 && t->head[0] == 'a') ||
+                      (t->len == 2 && memcmp(t->head, "an", 2) == 0) ||
                       (t->len == 3 && memcmp(t->head, "the", 3) == 0);
         if (!article && *count < MAX_TOKENS)
             arr[(*count)++] = t->h;
@@ -777,7 +787,8 @@ static tg_rc tokenize(const char *s, size_t n, uint64_t **out, size_t *count)
         if (b < 0x80) {
             if (is_alnum(b))
                 tok_byte(&t, (unsigned char)lower(b));
-            else if (b == '\'' || (b == ',' && i > 0 && i + 1 < n && is_digit(u[i - 1]) && is_digit(u[i + 1])))
+            else if (b == '\'' ||
+                     (b == ',' && i > 0 && i + 1 < n && is_digit(u[i - 1]) && is_digit(u[i + 1])))
                 continue; /* "don't" -> "dont", "1,200" -> "1200" */
             else
                 tok_end(&t, arr, &c);
@@ -889,17 +900,19 @@ tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, d
     if (refusal_a || refusal_b) {
         v.rule = TG_CMP_RULE_REFUSAL;
         v.result = refusal_a && refusal_b ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        snprintf(v.detail, sizeof(v.detail), "%s", refusal_a && refusal_b ? "both refused"
-                                                  : refusal_a           ? "A refused, B answered"
-                                                                        : "B refused, A answered");
+        snprintf(v.detail, sizeof(v.detail), "%s",
+                 refusal_a && refusal_b ? "both refused"
+                 : refusal_a            ? "A refused, B answered"
+                                        : "B refused, A answered");
         goto done;
     }
     if (empty_a || empty_b) {
         v.rule = TG_CMP_RULE_EMPTY;
         v.result = empty_a && empty_b ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        snprintf(v.detail, sizeof(v.detail), "%s", empty_a && empty_b ? "both empty"
-                                                  : empty_a          ? "A is empty"
-                                                                     : "B is empty");
+        snprintf(v.detail, sizeof(v.detail), "%s",
+                 empty_a && empty_b ? "both empty"
+                 : empty_a          ? "A is empty"
+                                    : "B is empty");
         goto done;
     }
     int json_a = json_content(a, &ja), json_b = json_content(b, &jb);
@@ -907,9 +920,11 @@ tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, d
         v.rule = TG_CMP_RULE_JSON;
         if (json_a && json_b) {
             v.result = json_same(ja, jb, 0) ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-            snprintf(v.detail, sizeof(v.detail), "%s", v.result == TG_CMP_AGREE ? "same JSON value" : "JSON values differ");
+            snprintf(v.detail, sizeof(v.detail), "%s",
+                     v.result == TG_CMP_AGREE ? "same JSON value" : "JSON values differ");
         } else {
-            snprintf(v.detail, sizeof(v.detail), "%s is JSON, %s is not", json_a ? "A" : "B", json_a ? "B" : "A");
+            snprintf(v.detail, sizeof(v.detail), "%s is JSON, %s is not", json_a ? "A" : "B",
+                     json_a ? "B" : "A");
         }
         json_decref(ja);
         json_decref(jb);
@@ -946,8 +961,8 @@ tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, d
             f1 = pn == qn && memcmp(p, q, pn) == 0;
         }
         v.result = f1 >= text_agree ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        snprintf(v.detail, sizeof(v.detail), "overlap %.2f %s %.2f", f1, f1 >= text_agree ? ">=" : "<",
-                 text_agree);
+        snprintf(v.detail, sizeof(v.detail), "overlap %.2f %s %.2f", f1,
+                 f1 >= text_agree ? ">=" : "<", text_agree);
         v.score = f1;
         *out = v;
         return TG_OK;
@@ -968,7 +983,9 @@ tg_rc tg_compare_completions(const json_t *a, const json_t *b, struct tg_cmp_ver
         out->result = TG_CMP_ERROR;
         out->rule = TG_CMP_RULE_NONE;
         snprintf(out->detail, sizeof(out->detail), "%s has no usable choices[0].message",
-                 bad_a && bad_b ? "neither answer" : bad_a ? "A" : "B");
+                 bad_a && bad_b ? "neither answer"
+                 : bad_a        ? "A"
+                                : "B");
         return TG_OK;
     }
     return tg_compare(&x, &y, -1, out);
@@ -989,8 +1006,10 @@ tg_rc tg_compare_judge_body(const json_t *request, const struct tg_cmp_answer *a
 {
     if (!opts || !opts->model)
         return TG_ERR_BAD_REQUEST;
-    size_t max_answer = opts->max_answer_chars ? opts->max_answer_chars : TG_VERIFIER_MAX_ANSWER_CHARS;
-    size_t max_question = opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
+    size_t max_answer =
+        opts->max_answer_chars ? opts->max_answer_chars : TG_VERIFIER_MAX_ANSWER_CHARS;
+    size_t max_question =
+        opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
     struct tg_buf user;
     tg_buf_init(&user, 0);
     size_t start = out->len;

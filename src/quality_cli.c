@@ -60,7 +60,8 @@ static const char compare_usage[] =
     "threshold), to see what overlap says without the structured rules.\n";
 
 /* The answer in member `field` of line j. Returns 0, or -1 with *why. */
-static int answer_field(const json_t *j, const char *field, struct tg_cmp_answer *a, const char **why)
+static int answer_field(const json_t *j, const char *field, struct tg_cmp_answer *a,
+                        const char **why)
 {
     const json_t *v = json_object_get(j, field);
     if (json_is_string(v)) {
@@ -84,8 +85,8 @@ static int answer_field(const json_t *j, const char *field, struct tg_cmp_answer
 }
 
 /* The text rule alone, for --text-only. Returns TG_OK or TG_ERR_NOMEM. */
-static tg_rc compare_text(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, double threshold,
-                          struct tg_cmp_verdict *v)
+static tg_rc compare_text(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b,
+                          double threshold, struct tg_cmp_verdict *v)
 {
     double f1 = 0;
     tg_rc rc = tg_compare_text_f1(a->content, a->content_len, b->content, b->content_len, &f1);
@@ -97,7 +98,8 @@ static tg_rc compare_text(const struct tg_cmp_answer *a, const struct tg_cmp_ans
     v->rule = TG_CMP_RULE_TEXT;
     v->score = f1;
     v->result = f1 >= threshold ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-    snprintf(v->detail, sizeof(v->detail), "overlap %.2f %s %.2f", f1, f1 >= threshold ? ">=" : "<", threshold);
+    snprintf(v->detail, sizeof(v->detail), "overlap %.2f %s %.2f", f1, f1 >= threshold ? ">=" : "<",
+             threshold);
     return TG_OK;
 }
 
@@ -210,7 +212,8 @@ int tg_quality_compare_main(int argc, char **argv, FILE *in, FILE *out)
             else if (t == TG_OK)
                 t = tg_buf_printf(&o, "%ld", lineno);
             if (t == TG_OK)
-                t = tg_buf_printf(&o, ",\"result\":\"%s\",\"rule\":\"%s\",\"score\":%.4f,\"detail\":",
+                t = tg_buf_printf(&o,
+                                  ",\"result\":\"%s\",\"rule\":\"%s\",\"score\":%.4f,\"detail\":",
                                   tg_cmp_result_name(v.result), tg_cmp_rule_name(v.rule), v.score);
             if (t == TG_OK)
                 t = tg_buf_json_str(&o, v.detail, strlen(v.detail));
@@ -245,10 +248,11 @@ int tg_quality_compare_main(int argc, char **argv, FILE *in, FILE *out)
             fprintf(out, "  against %s:   %s=true %s=false\n", label, label, label);
             fprintf(out, "    agree     %10zu %10zu\n", cf.agree_true, cf.agree_false);
             fprintf(out, "    disagree  %10zu %10zu\n", cf.disagree_true, cf.disagree_false);
-            fprintf(out, "  agreement as a test of %s: precision %.3f (agree -> true), recall %.3f "
-                         "(true -> agree), %.3f of false caught (false -> disagree)\n",
-                    label, ratio(cf.agree_true, cf.agree_true + cf.agree_false), ratio(cf.agree_true, t),
-                    ratio(cf.disagree_false, f));
+            fprintf(out,
+                    "  agreement as a test of %s: precision %.3f (agree -> true), recall %.3f "
+                    "(true -> agree), %.3f of false caught (false -> disagree)\n",
+                    label, ratio(cf.agree_true, cf.agree_true + cf.agree_false),
+                    ratio(cf.agree_true, t), ratio(cf.disagree_false, f));
         }
     }
     rc = fflush(out) == 0 ? 0 : 1;
@@ -321,12 +325,13 @@ int tg_quality_calibrate_main(int argc, char **argv, FILE *in, FILE *out)
         if (!l)
             l = json_object_get(j, "cheap_correct");
         int lab = json_flag(l);
-        const char *why = !json_is_object(j)          ? "not a JSON object"
-                          : s && !json_is_null(s) && (!json_is_number(s) || json_number_value(s) < 1 ||
-                                                      json_number_value(s) > 10)
-                              ? "the score is not a number from 1 to 10"
-                          : lab < 0 ? "no label (\"label\" 0/1 or \"cheap_correct\" true/false)"
-                                    : NULL;
+        const char *why =
+            !json_is_object(j) ? "not a JSON object"
+            : s && !json_is_null(s) &&
+                    (!json_is_number(s) || json_number_value(s) < 1 || json_number_value(s) > 10)
+                ? "the score is not a number from 1 to 10"
+            : lab < 0 ? "no label (\"label\" 0/1 or \"cheap_correct\" true/false)"
+                      : NULL;
         if (why) {
             bad_line("calibrate", lineno, why, &bad);
         } else if (!s || json_is_null(s)) {
@@ -356,7 +361,9 @@ int tg_quality_calibrate_main(int argc, char **argv, FILE *in, FILE *out)
         goto out;
     }
     if (n == 0) {
-        fprintf(stderr, "tiergate calibrate: no scored, labelled line in the input (%zu bad, %zu without a score)\n",
+        fprintf(stderr,
+                "tiergate calibrate: no scored, labelled line in the input (%zu bad, %zu without a "
+                "score)\n",
                 bad, unscored);
         goto out;
     }
@@ -366,37 +373,48 @@ int tg_quality_calibrate_main(int argc, char **argv, FILE *in, FILE *out)
     if (json) {
         fprintf(out, "{\"min_score\":");
         if (ch)
-            fprintf(out, "%d,\"precision\":%.6f,\"escalation_rate\":%.6f", ch->min_score, ch->precision,
-                    ch->escalation_rate);
+            fprintf(out, "%d,\"precision\":%.6f,\"escalation_rate\":%.6f", ch->min_score,
+                    ch->precision, ch->escalation_rate);
         else
             fprintf(out, "null,\"precision\":null,\"escalation_rate\":null");
-        fprintf(out, ",\"target\":%.6f,\"answers\":%zu,\"good\":%zu,\"bad_lines\":%zu,\"unscored\":%zu,\"table\":[",
+        fprintf(out,
+                ",\"target\":%.6f,\"answers\":%zu,\"good\":%zu,\"bad_lines\":%zu,\"unscored\":%zu,"
+                "\"table\":[",
                 target, c.n, c.good, bad, unscored);
         for (int t = 0; t < 10; t++) {
             const struct tg_calib_row *r = &c.rows[t];
-            fprintf(out, "%s{\"min_score\":%d,\"accepted\":%zu,\"precision\":%.6f,\"escalation_rate\":%.6f,"
-                         "\"good_kept\":%.6f,\"bad_caught\":%.6f}",
-                    t ? "," : "", r->min_score, r->accepted, r->precision, r->escalation_rate, r->good_kept,
-                    r->bad_caught);
+            fprintf(
+                out,
+                "%s{\"min_score\":%d,\"accepted\":%zu,\"precision\":%.6f,\"escalation_rate\":%.6f,"
+                "\"good_kept\":%.6f,\"bad_caught\":%.6f}",
+                t ? "," : "", r->min_score, r->accepted, r->precision, r->escalation_rate,
+                r->good_kept, r->bad_caught);
         }
         fprintf(out, "]}\n");
     } else {
-        fprintf(out, "tiergate calibrate --verifier: %zu scored answers (%zu good, %zu not); %zu without a "
-                     "score, %zu bad lines\n",
-                c.n, c.good, c.n - c.good, unscored, bad);
+        fprintf(
+            out,
+            "tiergate calibrate --verifier: %zu scored answers (%zu good, %zu not); %zu without a "
+            "score, %zu bad lines\n",
+            c.n, c.good, c.n - c.good, unscored, bad);
         if (ch)
-            fprintf(out, "min_score %d: precision %.3f (target %.3f) on %zu accepted answers; escalation rate "
-                         "%.1f%%\n",
+            fprintf(out,
+                    "min_score %d: precision %.3f (target %.3f) on %zu accepted answers; "
+                    "escalation rate "
+                    "%.1f%%\n",
                     ch->min_score, ch->precision, target, ch->accepted, 100 * ch->escalation_rate);
         else
-            fprintf(out, "no min_score reaches precision %.3f: the verifier's scores do not separate good "
-                         "answers from bad ones that well on this data\n",
-                    target);
+            fprintf(
+                out,
+                "no min_score reaches precision %.3f: the verifier's scores do not separate good "
+                "answers from bad ones that well on this data\n",
+                target);
         fprintf(out, "  min_score  accepted  precision  escalated  good kept  bad caught\n");
         for (int t = 0; t < 10; t++) {
             const struct tg_calib_row *r = &c.rows[t];
-            fprintf(out, "  %9d %9zu %10.3f %9.1f%% %9.1f%% %10.1f%%%s\n", r->min_score, r->accepted, r->precision,
-                    100 * r->escalation_rate, 100 * r->good_kept, 100 * r->bad_caught, ch == r ? "  <-" : "");
+            fprintf(out, "  %9d %9zu %10.3f %9.1f%% %9.1f%% %10.1f%%%s\n", r->min_score,
+                    r->accepted, r->precision, 100 * r->escalation_rate, 100 * r->good_kept,
+                    100 * r->bad_caught, ch == r ? "  <-" : "");
         }
     }
     rc = fflush(out) == 0 && ch ? 0 : 1;

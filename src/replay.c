@@ -31,10 +31,10 @@ enum { ROUTED = 0, BASELINE = 1 };
 
 struct result {
     int done;
-    long status;       /* HTTP status, 0 on a transport error */
-    char tier[16];     /* x-tiergate-tier */
-    char model[80];    /* x-tiergate-model */
-    double cost;       /* x-tiergate-cost-usd */
+    long status;    /* HTTP status, 0 on a transport error */
+    char tier[16];  /* x-tiergate-tier */
+    char model[80]; /* x-tiergate-model */
+    double cost;    /* x-tiergate-cost-usd */
     int has_cost;
     json_t *completion; /* owned until the pair is compared */
     char error[160];
@@ -42,14 +42,14 @@ struct result {
 
 struct line {
     long lineno;
-    char *id_json;      /* owned: the id as JSON (a string or a number) */
-    char rid[48];       /* request-id-safe label */
-    char *body[2];      /* owned request bodies */
+    char *id_json; /* owned: the id as JSON (a string or a number) */
+    char rid[48];  /* request-id-safe label */
+    char *body[2]; /* owned request bodies */
     size_t body_len[2];
     struct result r[2];
-    int slot;           /* tier slot of the routed answer */
+    int slot; /* tier slot of the routed answer */
     struct tg_cmp_verdict v;
-    int compared;       /* both 200 and compared (v valid) */
+    int compared; /* both 200 and compared (v valid) */
 };
 
 struct job {
@@ -111,8 +111,8 @@ static int add_line(const char *text, size_t len, long lineno, const char *basel
     const json_t *msgs = json_is_object(j) ? json_object_get(j, "messages") : NULL;
     const json_t *model = json_is_object(j) ? json_object_get(j, "model") : NULL;
     if (!j || !json_is_object(j) || !json_is_array(msgs) || (model && !json_is_string(model))) {
-        complain(lineno, !j ? "invalid JSON"
-                         : !json_is_object(j) ? "not a JSON object"
+        complain(lineno, !j                     ? "invalid JSON"
+                         : !json_is_object(j)   ? "not a JSON object"
                          : !json_is_array(msgs) ? "\"messages\" must be an array"
                                                 : "\"model\" must be a string");
         json_decref(j);
@@ -125,9 +125,10 @@ static int add_line(const char *text, size_t len, long lineno, const char *basel
     const json_t *id = json_object_get(j, "id");
     struct tg_buf ib;
     tg_buf_init(&ib, 4096);
-    tg_rc rc = json_is_string(id) ? tg_buf_json_str(&ib, json_string_value(id), json_string_length(id))
-               : json_is_integer(id) ? tg_buf_printf(&ib, "%" JSON_INTEGER_FORMAT, json_integer_value(id))
-                                     : tg_buf_printf(&ib, "%ld", lineno);
+    tg_rc rc =
+        json_is_string(id)    ? tg_buf_json_str(&ib, json_string_value(id), json_string_length(id))
+        : json_is_integer(id) ? tg_buf_printf(&ib, "%" JSON_INTEGER_FORMAT, json_integer_value(id))
+                              : tg_buf_printf(&ib, "%ld", lineno);
     if (rc == TG_ERR_TOO_LARGE) { /* an absurd id: the line number stands in */
         tg_buf_reset(&ib);
         rc = tg_buf_printf(&ib, "%ld", lineno);
@@ -176,7 +177,8 @@ static int read_suite(FILE *in, const char *baseline)
             continue;
         }
         if (n_lines == MAX_LINES) {
-            fprintf(stderr, "tiergate replay: more than %d lines; the rest is ignored\n", MAX_LINES);
+            fprintf(stderr, "tiergate replay: more than %d lines; the rest is ignored\n",
+                    MAX_LINES);
             break;
         }
         if (n_lines == lines_cap) {
@@ -245,14 +247,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static int start_job(CURLM *multi, struct job *j, const char *url, const char *auth, long timeout_ms)
+static int start_job(CURLM *multi, struct job *j, const char *url, const char *auth,
+                     long timeout_ms)
 {
     char rid[96];
-    snprintf(rid, sizeof(rid), "x-request-id: %s-%s", j->l->rid, j->kind == ROUTED ? "routed" : "baseline");
+    snprintf(rid, sizeof(rid), "x-request-id: %s-%s", j->l->rid,
+             j->kind == ROUTED ? "routed" : "baseline");
     tg_buf_init(&j->resp, RESPONSE_MAX);
     j->easy = curl_easy_init();
     struct curl_slist *h = NULL, *t;
-    static const char *const fixed[] = {"Content-Type: application/json", "Cache-Control: no-store", "Expect:"};
+    static const char *const fixed[] = {"Content-Type: application/json", "Cache-Control: no-store",
+                                        "Expect:"};
     for (size_t i = 0; i < TG_ARRAY_LEN(fixed); i++) {
         if (!(t = curl_slist_append(h, fixed[i])))
             goto fail;
@@ -344,7 +349,8 @@ static void on_pair_done(struct line *l)
     int t = tg_tier_parse(l->r[ROUTED].tier);
     l->slot = t >= 0 ? t : TG_TIER__COUNT;
     if (l->r[ROUTED].completion && l->r[BASELINE].completion) {
-        if (tg_compare_completions(l->r[ROUTED].completion, l->r[BASELINE].completion, &l->v) == TG_OK)
+        if (tg_compare_completions(l->r[ROUTED].completion, l->r[BASELINE].completion, &l->v) ==
+            TG_OK)
             l->compared = 1;
         else
             snprintf(l->r[ROUTED].error, sizeof(l->r[ROUTED].error), "out of memory comparing");
@@ -359,8 +365,8 @@ static void progress(int last)
     size_t total = 2 * n_lines;
     static size_t shown_step, shown_done = SIZE_MAX;
     if (progress_tty) {
-        fprintf(stderr, "\rreplay: %zu/%zu requests done, %zu failed%s", done_requests, total, failed_requests,
-                last ? "\n" : "");
+        fprintf(stderr, "\rreplay: %zu/%zu requests done, %zu failed%s", done_requests, total,
+                failed_requests, last ? "\n" : "");
         return;
     }
     /* Not a terminal (a log, CI): a line per tenth, and the last one once. */
@@ -368,7 +374,8 @@ static void progress(int last)
     if ((step > shown_step || last) && shown_done != done_requests) {
         shown_step = step;
         shown_done = done_requests;
-        fprintf(stderr, "replay: %zu/%zu requests done, %zu failed\n", done_requests, total, failed_requests);
+        fprintf(stderr, "replay: %zu/%zu requests done, %zu failed\n", done_requests, total,
+                failed_requests);
     }
 }
 
@@ -483,27 +490,28 @@ static void text_row(FILE *o, const char *name, const struct tier_sum *s)
     char agreement[48], saving[16];
     size_t judged = s->agree + s->disagree;
     if (judged)
-        snprintf(agreement, sizeof(agreement), "%.1f%% (%zu/%zu)", 100.0 * (double)s->agree / (double)judged,
-                 s->agree, judged);
+        snprintf(agreement, sizeof(agreement), "%.1f%% (%zu/%zu)",
+                 100.0 * (double)s->agree / (double)judged, s->agree, judged);
     else
         snprintf(agreement, sizeof(agreement), "no data");
     if (s->cost[BASELINE] > 0)
-        snprintf(saving, sizeof(saving), "%.1f%%", 100.0 * (1 - s->cost[ROUTED] / s->cost[BASELINE]));
+        snprintf(saving, sizeof(saving), "%.1f%%",
+                 100.0 * (1 - s->cost[ROUTED] / s->cost[BASELINE]));
     else
         snprintf(saving, sizeof(saving), "-");
     char routed[32], base[32];
     snprintf(routed, sizeof(routed), "$%.6f", s->cost[ROUTED]);
     snprintf(base, sizeof(base), "$%.6f", s->cost[BASELINE]);
-    fprintf(o, "  %-10s %7zu %6zu %6zu  %13s  %13s %8s   %s\n", name, s->prompts, s->pairs, s->errors, routed, base,
-            saving, agreement);
+    fprintf(o, "  %-10s %7zu %6zu %6zu  %13s  %13s %8s   %s\n", name, s->prompts, s->pairs,
+            s->errors, routed, base, saving, agreement);
 }
 
 static void report_text(FILE *o, const char *url, const char *baseline, unsigned concurrency)
 {
     struct tier_sum sums[N_SLOTS + 1];
     summarise(sums);
-    fprintf(o, "tiergate replay: %zu prompts against %s, routed vs pinned to %s, %u at a time", n_lines, url,
-            baseline, concurrency);
+    fprintf(o, "tiergate replay: %zu prompts against %s, routed vs pinned to %s, %u at a time",
+            n_lines, url, baseline, concurrency);
     if (bad_lines)
         fprintf(o, " (%zu bad line%s skipped)", bad_lines, bad_lines == 1 ? "" : "s");
     fprintf(o, "\n  %-10s %7s %6s %6s  %13s  %13s %8s   %s\n", "tier", "prompts", "pairs", "errors",
@@ -524,7 +532,8 @@ static void report_text(FILE *o, const char *url, const char *baseline, unsigned
                 header = 1;
             }
             if (shown++ < IDS_SHOWN)
-                fprintf(o, "  %-9s %s: %s, %s\n", slot_name(s), l->id_json, tg_cmp_rule_name(l->v.rule), l->v.detail);
+                fprintf(o, "  %-9s %s: %s, %s\n", slot_name(s), l->id_json,
+                        tg_cmp_rule_name(l->v.rule), l->v.detail);
             else
                 more++;
         }
@@ -561,10 +570,12 @@ static void json_str(FILE *o, const char *s)
 static void json_sum(FILE *o, const struct tier_sum *s, int slot)
 {
     size_t judged = s->agree + s->disagree;
-    fprintf(o, "{\"prompts\":%zu,\"pairs\":%zu,\"errors\":%zu,\"cost_routed_usd\":%.9f,"
-               "\"cost_baseline_usd\":%.9f,\"agree\":%zu,\"disagree\":%zu,\"compare_errors\":%zu,\"agreement\":",
-            s->prompts, s->pairs, s->errors, s->cost[ROUTED], s->cost[BASELINE], s->agree, s->disagree,
-            s->cmp_errors);
+    fprintf(o,
+            "{\"prompts\":%zu,\"pairs\":%zu,\"errors\":%zu,\"cost_routed_usd\":%.9f,"
+            "\"cost_baseline_usd\":%.9f,\"agree\":%zu,\"disagree\":%zu,\"compare_errors\":%zu,"
+            "\"agreement\":",
+            s->prompts, s->pairs, s->errors, s->cost[ROUTED], s->cost[BASELINE], s->agree,
+            s->disagree, s->cmp_errors);
     if (judged)
         fprintf(o, "%.6f", (double)s->agree / (double)judged);
     else
@@ -628,8 +639,8 @@ static void report_json(FILE *o, const char *url, const char *baseline)
                 fputs("null", o);
         }
         if (l->compared) {
-            fprintf(o, ",\"result\":\"%s\",\"rule\":\"%s\",\"score\":%.4f,\"detail\":", tg_cmp_result_name(l->v.result),
-                    tg_cmp_rule_name(l->v.rule), l->v.score);
+            fprintf(o, ",\"result\":\"%s\",\"rule\":\"%s\",\"score\":%.4f,\"detail\":",
+                    tg_cmp_result_name(l->v.result), tg_cmp_rule_name(l->v.rule), l->v.score);
             json_str(o, l->v.detail);
         } else {
             fputs(",\"result\":null,\"rule\":null,\"score\":null,\"detail\":null", o);
@@ -679,7 +690,8 @@ int tg_replay_main(int argc, char **argv)
             long v = strtol(argv[++i], &end, 10);
             int conc = a[2] == 'c';
             if (*end || v < 1 || v > (conc ? 256 : 86400)) {
-                fprintf(stderr, "tiergate replay: %s must be an integer from 1 to %d\n", a, conc ? 256 : 86400);
+                fprintf(stderr, "tiergate replay: %s must be an integer from 1 to %d\n", a,
+                        conc ? 256 : 86400);
                 return 2;
             }
             if (conc)
@@ -718,14 +730,16 @@ int tg_replay_main(int argc, char **argv)
     int v1 = ul >= 3 && memcmp(url + ul - 3, "/v1", 3) == 0;
     if ((size_t)snprintf(endpoint, sizeof(endpoint), "%.*s%s", (int)ul, url,
                          v1 ? "/chat/completions" : "/v1/chat/completions") >= sizeof(endpoint) ||
-        (key && (size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key) >= sizeof(auth))) {
+        (key &&
+         (size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key) >= sizeof(auth))) {
         fprintf(stderr, "tiergate replay: URL or key too long\n");
         rc = 2;
         goto out;
     }
     progress_tty = isatty(2);
     if (read_suite(stdin, baseline) != 0) {
-        fprintf(stderr, "tiergate replay: reading the suite failed (out of memory or read error)\n");
+        fprintf(stderr,
+                "tiergate replay: reading the suite failed (out of memory or read error)\n");
         goto out;
     }
     if (!n_lines) {

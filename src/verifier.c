@@ -75,7 +75,8 @@ static size_t utf8_suffix_start(const char *s, size_t n, size_t max_chars)
 
 static tg_rc put_str(struct tg_buf *b, const json_t *v)
 {
-    return json_is_string(v) ? tg_buf_append(b, json_string_value(v), json_string_length(v)) : TG_OK;
+    return json_is_string(v) ? tg_buf_append(b, json_string_value(v), json_string_length(v))
+                             : TG_OK;
 }
 
 static tg_rc put_tool_call(struct tg_buf *b, const json_t *call, int legacy)
@@ -113,10 +114,12 @@ static tg_rc put_content(struct tg_buf *b, const json_t *content)
         return TG_OK;
     size_t i;
     const json_t *part;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         const json_t *type = json_object_get(part, "type");
         const char *t = json_is_string(type) ? json_string_value(type) : "";
-        if (strcmp(t, "text") == 0 || strcmp(t, "input_text") == 0 || strcmp(t, "output_text") == 0) {
+        if (strcmp(t, "text") == 0 || strcmp(t, "input_text") == 0 ||
+            strcmp(t, "output_text") == 0) {
             rc = put_str(b, json_object_get(part, "text"));
             if (rc == TG_OK)
                 rc = tg_buf_putc(b, '\n');
@@ -151,7 +154,8 @@ tg_rc tg_verifier_render_question(const json_t *request, size_t max_chars, struc
     tg_rc rc = TG_OK;
     size_t i;
     const json_t *m;
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach(msgs, i, m)
+    {
         const json_t *role = json_object_get(m, "role");
         rc = tg_buf_putc(&t, '[');
         if (rc == TG_OK)
@@ -233,8 +237,10 @@ tg_rc tg_verifier_body(const json_t *request, const struct tg_cmp_answer *answer
 {
     if (!opts || !opts->model)
         return TG_ERR_BAD_REQUEST;
-    size_t max_answer = opts->max_answer_chars ? opts->max_answer_chars : TG_VERIFIER_MAX_ANSWER_CHARS;
-    size_t max_question = opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
+    size_t max_answer =
+        opts->max_answer_chars ? opts->max_answer_chars : TG_VERIFIER_MAX_ANSWER_CHARS;
+    size_t max_question =
+        opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
     struct tg_buf user;
     tg_buf_init(&user, 0);
     size_t start = out->len;
@@ -304,8 +310,9 @@ tg_rc tg_verifier_parse(const char *s, size_t n, struct tg_verifier_reply *out)
     json_t *j = tg_json_parse(s, n, JSON_REJECT_DUPLICATES, &je);
     tg_rc rc = TG_ERR_INVALID;
     if (!j) {
-        rc = refuse(out, json_error_code(&je) == json_error_duplicate_key ? "duplicate key in the reply"
-                                                                      : "reply is not one JSON object");
+        rc = refuse(out, json_error_code(&je) == json_error_duplicate_key
+                             ? "duplicate key in the reply"
+                             : "reply is not one JSON object");
         goto out;
     }
     if (!json_is_object(j)) {
@@ -314,7 +321,8 @@ tg_rc tg_verifier_parse(const char *s, size_t n, struct tg_verifier_reply *out)
     }
     const char *k;
     const json_t *v;
-    json_object_foreach(j, k, v) {
+    json_object_foreach(j, k, v)
+    {
         if (strcmp(k, "score") != 0 && strcmp(k, "reason") != 0) {
             rc = refuse(out, "reply has a key other than score and reason");
             goto out;
@@ -326,7 +334,8 @@ tg_rc tg_verifier_parse(const char *s, size_t n, struct tg_verifier_reply *out)
         rc = refuse(out, "reply has no score");
         goto out;
     }
-    if (!json_is_integer(score) || json_integer_value(score) < 1 || json_integer_value(score) > 10) {
+    if (!json_is_integer(score) || json_integer_value(score) < 1 ||
+        json_integer_value(score) > 10) {
         rc = refuse(out, "score is not an integer from 1 to 10");
         goto out;
     }
@@ -371,8 +380,8 @@ enum tg_verifier_result tg_verifier_decide(tg_rc parse_rc, int score, int min_sc
 
 /* --- calibration ------------------------------------------------------------ */
 
-void tg_verifier_calibrate(const double *scores, const unsigned char *good, size_t n,
-                           double target, struct tg_calib *out)
+void tg_verifier_calibrate(const double *scores, const unsigned char *good, size_t n, double target,
+                           struct tg_calib *out)
 {
     memset(out, 0, sizeof(*out));
     out->n = n;

@@ -22,13 +22,18 @@
 #include "tiergate/compare.h"
 
 /* Label order of tiergate_verifier_total{result}. */
-enum tg_verifier_result { TG_VERIFIER_PASS = 0, TG_VERIFIER_FAIL, TG_VERIFIER_ERROR, TG_VERIFIER__COUNT };
+enum tg_verifier_result {
+    TG_VERIFIER_PASS = 0,
+    TG_VERIFIER_FAIL,
+    TG_VERIFIER_ERROR,
+    TG_VERIFIER__COUNT
+};
 const char *tg_verifier_result_name(enum tg_verifier_result r); /* "pass" "fail" "error" */
 
-#define TG_VERIFIER_MAX_ANSWER_CHARS 8000   /* validation.verifier.max_answer_chars default */
+#define TG_VERIFIER_MAX_ANSWER_CHARS 8000 /* validation.verifier.max_answer_chars default */
 #define TG_VERIFIER_MAX_QUESTION_CHARS 16000
 #define TG_VERIFIER_MAX_TOKENS 256
-#define TG_VERIFIER_MIN_SCORE 7             /* validation.verifier.min_score default */
+#define TG_VERIFIER_MIN_SCORE 7 /* validation.verifier.min_score default */
 
 /* The fixed rubric, quoted in docs/validation.md. */
 extern const char tg_verifier_system_prompt[];
@@ -107,7 +112,7 @@ struct tg_calib {
  * scores from elsewhere); good[i]: 1 when answer i was good enough. Picks
  * the smallest min_score whose accepted answers have precision >= target
  * (and at least one accepted). Borrowed arrays; writes *out. */
-void tg_verifier_calibrate(const double *scores, const unsigned char *good, size_t n,
-                           double target, struct tg_calib *out);
+void tg_verifier_calibrate(const double *scores, const unsigned char *good, size_t n, double target,
+                           struct tg_calib *out);
 
 #endif

@@ -41,11 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct tg_cmp_verdict ab = cmp(a, an, b, bn), ba = cmp(b, bn, a, an);
     FUZZ_ASSERT(ab.result == ba.result && ab.rule == ba.rule, "not symmetric: %s/%s vs %s/%s",
-                tg_cmp_result_name(ab.result), tg_cmp_rule_name(ab.rule), tg_cmp_result_name(ba.result),
-                tg_cmp_rule_name(ba.rule));
+                tg_cmp_result_name(ab.result), tg_cmp_rule_name(ab.rule),
+                tg_cmp_result_name(ba.result), tg_cmp_rule_name(ba.rule));
     struct tg_cmp_verdict aa = cmp(a, an, a, an);
-    FUZZ_ASSERT(aa.result == TG_CMP_AGREE, "an answer disagrees with itself (%s: %s)", tg_cmp_rule_name(aa.rule),
-                aa.detail);
+    FUZZ_ASSERT(aa.result == TG_CMP_AGREE, "an answer disagrees with itself (%s: %s)",
+                tg_cmp_rule_name(aa.rule), aa.detail);
 
     char letter;
     if (tg_compare_choice_letter(a, an, &letter))
@@ -59,15 +59,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(r.score >= 1 && r.score <= 10, "score %d", r.score);
         size_t rl = strnlen(r.reason, sizeof(r.reason));
         FUZZ_ASSERT(rl < sizeof(r.reason), "reason not terminated");
-        FUZZ_ASSERT(rl == 0 || ((unsigned char)r.reason[rl - 1] & 0xC0) != 0xC0, "reason ends in a lead byte");
+        FUZZ_ASSERT(rl == 0 || ((unsigned char)r.reason[rl - 1] & 0xC0) != 0xC0,
+                    "reason ends in a lead byte");
     } else {
-        FUZZ_ASSERT(r.detail[0] != '\0' && memchr(r.detail, '\0', sizeof(r.detail)), "refused without a reason");
+        FUZZ_ASSERT(r.detail[0] != '\0' && memchr(r.detail, '\0', sizeof(r.detail)),
+                    "refused without a reason");
     }
     struct tg_cmp_verdict j;
     tg_compare_judge_parse(a, an, &j);
     FUZZ_ASSERT(j.rule == TG_CMP_RULE_JUDGE, "judge rule");
 
     size_t cut = tg_utf8_prefix(a, an, an / 3);
-    FUZZ_ASSERT(cut <= an && (cut == an || ((unsigned char)a[cut] & 0xC0) != 0x80), "cut inside a sequence");
+    FUZZ_ASSERT(cut <= an && (cut == an || ((unsigned char)a[cut] & 0xC0) != 0x80),
+                "cut inside a sequence");
     return 0;
 }

@@ -35,7 +35,8 @@ static struct tg_cmp_verdict messages(const char *a, const char *b)
     struct tg_cmp_verdict v;
     memset(&v, 0, sizeof(v));
     v.result = TG_CMP_ERROR;
-    if (ja && jb && tg_compare_answer_message(ja, &x) == TG_OK && tg_compare_answer_message(jb, &y) == TG_OK)
+    if (ja && jb && tg_compare_answer_message(ja, &x) == TG_OK &&
+        tg_compare_answer_message(jb, &y) == TG_OK)
         tg_compare(&x, &y, -1, &v);
     json_decref(ja);
     json_decref(jb);
@@ -64,28 +65,33 @@ TG_TEST(names)
 /* --- tool calls --- */
 
 #define CALL(id, name, args)                                                                       \
-    "{\"id\":\"" id "\",\"type\":\"function\",\"function\":{\"name\":\"" name "\",\"arguments\":" args "}}"
+    "{\"id\":\"" id "\",\"type\":\"function\",\"function\":{\"name\":\"" name                      \
+    "\",\"arguments\":" args "}}"
 #define MSG_CALLS(...) "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[" __VA_ARGS__ "]}"
 
 TG_TEST(rule_tool_calls)
 {
     /* Same call, arguments with other key order, white space and 1 vs 1.0. */
-    EXPECT(messages(MSG_CALLS(CALL("a", "get_weather", "\"{\\\"city\\\":\\\"Paris\\\",\\\"days\\\":1}\"")),
-                    MSG_CALLS(CALL("b", "get_weather", "\"{ \\\"days\\\": 1.0, \\\"city\\\": \\\"Paris\\\" }\""))),
+    EXPECT(messages(MSG_CALLS(CALL("a", "get_weather",
+                                   "\"{\\\"city\\\":\\\"Paris\\\",\\\"days\\\":1}\"")),
+                    MSG_CALLS(CALL("b", "get_weather",
+                                   "\"{ \\\"days\\\": 1.0, \\\"city\\\": \\\"Paris\\\" }\""))),
            TG_CMP_AGREE, TG_CMP_RULE_TOOL_CALLS);
     struct tg_cmp_verdict v =
         messages(MSG_CALLS(CALL("a", "get_weather", "\"{\\\"city\\\":\\\"Paris\\\"}\"")),
                  MSG_CALLS(CALL("a", "get_weather", "\"{\\\"city\\\":\\\"Lyon\\\"}\"")));
     EXPECT(v, TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     TG_CHECK_STR(v.detail, "get_weather: arguments differ");
-    v = messages(MSG_CALLS(CALL("a", "get_weather", "\"{}\"")), MSG_CALLS(CALL("a", "get_time", "\"{}\"")));
+    v = messages(MSG_CALLS(CALL("a", "get_weather", "\"{}\"")),
+                 MSG_CALLS(CALL("a", "get_time", "\"{}\"")));
     EXPECT(v, TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     TG_CHECK_STR(v.detail, "get_weather: not called by B");
     /* Parallel calls in another order agree; a missing one does not. */
     EXPECT(messages(MSG_CALLS(CALL("1", "f", "\"{\\\"x\\\":1}\"") "," CALL("2", "g", "\"{}\"")),
                     MSG_CALLS(CALL("9", "g", "\"{}\"") "," CALL("8", "f", "\"{\\\"x\\\":1}\""))),
            TG_CMP_AGREE, TG_CMP_RULE_TOOL_CALLS);
-    v = messages(MSG_CALLS(CALL("1", "f", "\"{}\"") "," CALL("2", "f", "\"{}\"")), MSG_CALLS(CALL("1", "f", "\"{}\"")));
+    v = messages(MSG_CALLS(CALL("1", "f", "\"{}\"") "," CALL("2", "f", "\"{}\"")),
+                 MSG_CALLS(CALL("1", "f", "\"{}\"")));
     EXPECT(v, TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     TG_CHECK_STR(v.detail, "2 tool calls vs 1");
     /* Two identical calls must each find a partner. */
@@ -93,16 +99,18 @@ TG_TEST(rule_tool_calls)
                     MSG_CALLS(CALL("1", "f", "\"{}\"") "," CALL("2", "f", "\"{\\\"y\\\":2}\""))),
            TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     /* A tool call against text. */
-    v = messages(MSG_CALLS(CALL("a", "f", "\"{}\"")), "{\"role\":\"assistant\",\"content\":\"It is sunny.\"}");
+    v = messages(MSG_CALLS(CALL("a", "f", "\"{}\"")),
+                 "{\"role\":\"assistant\",\"content\":\"It is sunny.\"}");
     EXPECT(v, TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     TG_CHECK_STR(v.detail, "A calls tools, B does not");
     /* Arguments that are not JSON compare as bytes. */
-    EXPECT(messages(MSG_CALLS(CALL("a", "f", "\"{oops\"")), MSG_CALLS(CALL("b", "f", "\"{oops\""))), TG_CMP_AGREE,
-           TG_CMP_RULE_TOOL_CALLS);
-    EXPECT(messages(MSG_CALLS(CALL("a", "f", "\"{oops\"")), MSG_CALLS(CALL("b", "f", "\"{}\""))), TG_CMP_DISAGREE,
-           TG_CMP_RULE_TOOL_CALLS);
+    EXPECT(messages(MSG_CALLS(CALL("a", "f", "\"{oops\"")), MSG_CALLS(CALL("b", "f", "\"{oops\""))),
+           TG_CMP_AGREE, TG_CMP_RULE_TOOL_CALLS);
+    EXPECT(messages(MSG_CALLS(CALL("a", "f", "\"{oops\"")), MSG_CALLS(CALL("b", "f", "\"{}\""))),
+           TG_CMP_DISAGREE, TG_CMP_RULE_TOOL_CALLS);
     /* The legacy function_call is a call like any other. */
-    EXPECT(messages("{\"role\":\"assistant\",\"content\":null,\"function_call\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":[1,2]}\"}}",
+    EXPECT(messages("{\"role\":\"assistant\",\"content\":null,\"function_call\":{\"name\":\"f\","
+                    "\"arguments\":\"{\\\"x\\\":[1,2]}\"}}",
                     MSG_CALLS(CALL("a", "f", "\"{\\\"x\\\": [1, 2]}\""))),
            TG_CMP_AGREE, TG_CMP_RULE_TOOL_CALLS);
 }
@@ -111,7 +119,8 @@ TG_TEST(rule_tool_calls)
 
 TG_TEST(rule_refusal_and_empty)
 {
-    const char *refused = "{\"role\":\"assistant\",\"content\":null,\"refusal\":\"I can't help with that.\"}";
+    const char *refused =
+        "{\"role\":\"assistant\",\"content\":null,\"refusal\":\"I can't help with that.\"}";
     EXPECT(messages(refused, refused), TG_CMP_AGREE, TG_CMP_RULE_REFUSAL);
     EXPECT(messages(refused, "{\"role\":\"assistant\",\"content\":\"Sure: 42\"}"), TG_CMP_DISAGREE,
            TG_CMP_RULE_REFUSAL);
@@ -126,7 +135,8 @@ TG_TEST(rule_refusal_and_empty)
 
 TG_TEST(rule_json)
 {
-    EXPECT(texts("{\"a\":1,\"b\":[1,2,{\"c\":null}]}", " { \"b\": [1, 2.0, {\"c\": null}], \"a\": 1.0 }\n"),
+    EXPECT(texts("{\"a\":1,\"b\":[1,2,{\"c\":null}]}",
+                 " { \"b\": [1, 2.0, {\"c\": null}], \"a\": 1.0 }\n"),
            TG_CMP_AGREE, TG_CMP_RULE_JSON);
     EXPECT(texts("{\"a\":1}", "{\"a\":2}"), TG_CMP_DISAGREE, TG_CMP_RULE_JSON);
     EXPECT(texts("{\"a\":\"x\"}", "{\"a\":\"X\"}"), TG_CMP_DISAGREE, TG_CMP_RULE_JSON);
@@ -135,7 +145,8 @@ TG_TEST(rule_json)
     EXPECT(texts("{\"a\":true}", "{\"a\":1}"), TG_CMP_DISAGREE, TG_CMP_RULE_JSON);
     EXPECT(texts("{\"n\":0.1}", "{\"n\":1e-1}"), TG_CMP_AGREE, TG_CMP_RULE_JSON);
     /* One fenced, one bare: the data is compared. */
-    EXPECT(texts("```json\n{\"answer\": 42}\n```", "{\"answer\":42}"), TG_CMP_AGREE, TG_CMP_RULE_JSON);
+    EXPECT(texts("```json\n{\"answer\": 42}\n```", "{\"answer\":42}"), TG_CMP_AGREE,
+           TG_CMP_RULE_JSON);
     EXPECT(texts("```\n[\"x\"]\n```", "[\"x\"]"), TG_CMP_AGREE, TG_CMP_RULE_JSON);
     /* JSON against prose disagrees; invalid JSON is prose. */
     struct tg_cmp_verdict v = texts("{\"answer\":42}", "The answer is 42.");
@@ -187,8 +198,9 @@ TG_TEST(choice_letter_extractor)
     for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
         char l = 0;
         int got = tg_compare_choice_letter(cases[i].text, strlen(cases[i].text), &l);
-        TG_CHECK_MSG(got == (cases[i].want != 0) && (!got || l == cases[i].want), "\"%s\": got %d '%c', want '%c'",
-                     cases[i].text, got, got ? l : '-', cases[i].want ? cases[i].want : '-');
+        TG_CHECK_MSG(got == (cases[i].want != 0) && (!got || l == cases[i].want),
+                     "\"%s\": got %d '%c', want '%c'", cases[i].text, got, got ? l : '-',
+                     cases[i].want ? cases[i].want : '-');
     }
 }
 
@@ -214,7 +226,8 @@ TG_TEST(final_number_extractor)
         double want;
     } cases[] = {
         {"#### 540", 1, 540},
-        {"3 x 60 = <<3*60=180>>180 meters.\nSo 180 x 3 = <<180*3=540>>540 meters.\n#### 540", 1, 540},
+        {"3 x 60 = <<3*60=180>>180 meters.\nSo 180 x 3 = <<180*3=540>>540 meters.\n#### 540", 1,
+         540},
         {"#### $1,200.50", 1, 1200.5},
         {"Total = 540", 1, 540},
         {"540 meters", 1, 540},
@@ -241,16 +254,19 @@ TG_TEST(final_number_extractor)
     for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
         double v = -999;
         int got = tg_compare_final_number(cases[i].text, strlen(cases[i].text), &v);
-        TG_CHECK_MSG(got == cases[i].ok && (!got || fabs(v - cases[i].want) < 1e-9), "\"%s\": got %d %g, want %d %g",
-                     cases[i].text, got, v, cases[i].ok, cases[i].want);
+        TG_CHECK_MSG(got == cases[i].ok && (!got || fabs(v - cases[i].want) < 1e-9),
+                     "\"%s\": got %d %g, want %d %g", cases[i].text, got, v, cases[i].ok,
+                     cases[i].want);
     }
 }
 
 TG_TEST(rule_number)
 {
-    EXPECT(texts("James runs 180 x 3 = <<180*3=540>>540 meters.\n#### 540",
-                 "Each session is 180 meters, so 180 meters/session * 3 = 540 meters/week.\n\n#### 540"),
-           TG_CMP_AGREE, TG_CMP_RULE_NUMBER);
+    EXPECT(
+        texts(
+            "James runs 180 x 3 = <<180*3=540>>540 meters.\n#### 540",
+            "Each session is 180 meters, so 180 meters/session * 3 = 540 meters/week.\n\n#### 540"),
+        TG_CMP_AGREE, TG_CMP_RULE_NUMBER);
     EXPECT(texts("= 540", "The total is 540 meters."), TG_CMP_AGREE, TG_CMP_RULE_NUMBER);
     EXPECT(texts("$1,200.50", "It comes to 1200.5 dollars"), TG_CMP_AGREE, TG_CMP_RULE_NUMBER);
     struct tg_cmp_verdict v = texts("He has 12 apples.", "He has 13 apples.");
@@ -264,7 +280,8 @@ TG_TEST(rule_number)
 
 TG_TEST(rule_text)
 {
-    struct tg_cmp_verdict v = texts("Paris is the capital of France.", "The capital of France is Paris!");
+    struct tg_cmp_verdict v =
+        texts("Paris is the capital of France.", "The capital of France is Paris!");
     EXPECT(v, TG_CMP_AGREE, TG_CMP_RULE_TEXT);
     TG_CHECK_NEAR(v.score, 1.0, 1e-12);
     v = texts("HELLO,   world", "hello world");
@@ -281,10 +298,13 @@ TG_TEST(rule_text)
     TG_CHECK_NEAR(v.score, 6.0 / 7.0, 1e-12);
     EXPECT(v, TG_CMP_AGREE, TG_CMP_RULE_TEXT);
     /* Ideographs are one token each: 3 of 4 shared. */
-    v = texts("\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe7\x8c\xab", "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe7\x8b\x97");
+    v = texts("\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe7\x8c\xab",
+              "\xe6\x88\x91\xe5\x96\x9c\xe6\xac\xa2\xe7\x8b\x97");
     TG_CHECK_NEAR(v.score, 0.75, 1e-12);
     /* Unicode punctuation separates. */
-    v = texts("well\xe2\x80\x94" "done", "well done");
+    v = texts("well\xe2\x80\x94"
+              "done",
+              "well done");
     TG_CHECK_NEAR(v.score, 1.0, 1e-12);
     /* Punctuation only: the bytes decide. */
     EXPECT(texts("?!", "?!"), TG_CMP_AGREE, TG_CMP_RULE_TEXT);
@@ -320,8 +340,12 @@ TG_TEST(text_f1_large)
 
 TG_TEST(completions)
 {
-    json_t *a = json_loads("{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"#### 7\"}}]}", 0, NULL);
-    json_t *b = json_loads("{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"It is 7.\"}}]}", 0, NULL);
+    json_t *a = json_loads(
+        "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"#### 7\"}}]}",
+        0, NULL);
+    json_t *b = json_loads("{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                           "\"content\":\"It is 7.\"}}]}",
+                           0, NULL);
     json_t *bad = json_loads("{\"error\":{\"message\":\"x\"}}", 0, NULL);
     struct tg_cmp_verdict v;
     TG_CHECK(tg_compare_completions(a, b, &v) == TG_OK);
@@ -335,7 +359,8 @@ TG_TEST(completions)
     json_t *m = json_loads("{\"role\":\"assistant\",\"content\":5}", 0, NULL);
     TG_CHECK(tg_compare_answer_message(m, &x) == TG_ERR_INVALID);
     json_decref(m);
-    m = json_loads("{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}", 0, NULL);
+    m = json_loads("{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}", 0,
+                   NULL);
     TG_CHECK(tg_compare_answer_message(m, &x) == TG_ERR_INVALID);
     json_decref(m);
     TG_CHECK(tg_compare_answer_message(NULL, &x) == TG_ERR_INVALID);
@@ -348,10 +373,11 @@ TG_TEST(completions)
 
 TG_TEST(judge_body)
 {
-    json_t *req = json_loads("{\"model\":\"auto\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
-                             "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is in this picture?\"},"
-                             "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:...\"}}]}]}",
-                             0, NULL);
+    json_t *req = json_loads(
+        "{\"model\":\"auto\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"What is in this picture?\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:...\"}}]}]}",
+        0, NULL);
     struct tg_cmp_answer a, b;
     tg_compare_answer_text(&a, "A cat.", 6);
     tg_compare_answer_text(&b, "A cat on a mat.", 15);
@@ -363,10 +389,12 @@ TG_TEST(judge_body)
     TG_CHECK(body != NULL);
     TG_CHECK_STR(json_string_value(json_object_get(body, "model")), "judge-model");
     TG_CHECK(json_integer_value(json_object_get(body, "max_tokens")) == TG_JUDGE_MAX_TOKENS);
-    TG_CHECK(json_is_integer(json_object_get(body, "temperature")) && json_integer_value(json_object_get(body, "temperature")) == 0);
+    TG_CHECK(json_is_integer(json_object_get(body, "temperature")) &&
+             json_integer_value(json_object_get(body, "temperature")) == 0);
     json_t *msgs = json_object_get(body, "messages");
     TG_CHECK(json_array_size(msgs) == 2);
-    TG_CHECK_STR(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), tg_judge_system_prompt);
+    TG_CHECK_STR(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                 tg_judge_system_prompt);
     const char *user = json_string_value(json_object_get(json_array_get(msgs, 1), "content"));
     TG_CHECK(user && strstr(user, "[system]\nBe brief.\n"));
     TG_CHECK(user && strstr(user, "[user]\nWhat is in this picture?\n[image]\n"));
@@ -394,7 +422,8 @@ TG_TEST(judge_body)
     TG_CHECK(tg_compare_judge_body(req, &a, &b, &small, &out) == TG_OK);
     body = tg_json_parse(out.data, out.len, 0, NULL);
     TG_CHECK(body != NULL);
-    user = json_string_value(json_object_get(json_array_get(json_object_get(body, "messages"), 1), "content"));
+    user = json_string_value(
+        json_object_get(json_array_get(json_object_get(body, "messages"), 1), "content"));
     TG_CHECK(user && strstr(user, "\n[... answer truncated at 100 characters]"));
     const char *ans = user ? strstr(user, "<answer_a>\n") : NULL;
     TG_CHECK(ans && strncmp(ans + 11 + 200, "\n[... answer", 12) == 0);
@@ -419,19 +448,20 @@ TG_TEST(judge_parse)
         const char *reply;
         enum tg_cmp_result want;
     } cases[] = {
-        {"yes", TG_CMP_AGREE},   {"Yes.", TG_CMP_AGREE},    {"  YES!\n", TG_CMP_AGREE},
-        {"no", TG_CMP_DISAGREE}, {"No.", TG_CMP_DISAGREE},  {"\nno \n", TG_CMP_DISAGREE},
-        {"", TG_CMP_ERROR},      {"yes, because", TG_CMP_ERROR}, {"maybe", TG_CMP_ERROR},
-        {"Yes\nNo", TG_CMP_ERROR}, {"**Yes**", TG_CMP_ERROR}, {"yes..", TG_CMP_ERROR},
-        {"nope", TG_CMP_ERROR},  {"\"yes\"", TG_CMP_ERROR},
+        {"yes", TG_CMP_AGREE},     {"Yes.", TG_CMP_AGREE},         {"  YES!\n", TG_CMP_AGREE},
+        {"no", TG_CMP_DISAGREE},   {"No.", TG_CMP_DISAGREE},       {"\nno \n", TG_CMP_DISAGREE},
+        {"", TG_CMP_ERROR},        {"yes, because", TG_CMP_ERROR}, {"maybe", TG_CMP_ERROR},
+        {"Yes\nNo", TG_CMP_ERROR}, {"**Yes**", TG_CMP_ERROR},      {"yes..", TG_CMP_ERROR},
+        {"nope", TG_CMP_ERROR},    {"\"yes\"", TG_CMP_ERROR},
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
         struct tg_cmp_verdict v;
         tg_compare_judge_parse(cases[i].reply, strlen(cases[i].reply), &v);
-        TG_CHECK_MSG(v.result == cases[i].want && v.rule == TG_CMP_RULE_JUDGE, "\"%s\": %s", cases[i].reply,
-                     tg_cmp_result_name(v.result));
+        TG_CHECK_MSG(v.result == cases[i].want && v.rule == TG_CMP_RULE_JUDGE, "\"%s\": %s",
+                     cases[i].reply, tg_cmp_result_name(v.result));
     }
-    json_t *c = json_loads("{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"No\"}}]}", 0, NULL);
+    json_t *c = json_loads(
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"No\"}}]}", 0, NULL);
     struct tg_cmp_verdict v;
     tg_compare_judge_parse_completion(c, &v);
     TG_CHECK(v.result == TG_CMP_DISAGREE);
@@ -449,7 +479,8 @@ TG_TEST(compare_cli)
         "{\"id\":\"r2\",\"x\":\"#### 12\",\"y\":\"It is 13.\",\"ok\":false}\n"
         "\n"
         "not json\n"
-        "{\"id\":7,\"x\":{\"role\":\"assistant\",\"content\":\"B\"},\"y\":{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"(B)\"}}]},\"ok\":1}\n"
+        "{\"id\":7,\"x\":{\"role\":\"assistant\",\"content\":\"B\"},\"y\":{\"choices\":[{"
+        "\"message\":{\"role\":\"assistant\",\"content\":\"(B)\"}}]},\"ok\":1}\n"
         "{\"id\":\"r4\",\"x\":\"A\",\"ok\":true}\n";
     FILE *in = fmemopen((void *)input, sizeof(input) - 1, "r");
     char *text = NULL;
@@ -459,8 +490,10 @@ TG_TEST(compare_cli)
     TG_CHECK(tg_quality_compare_main(7, argv, in, out) == 0);
     fclose(out);
     fclose(in);
-    TG_CHECK(text && strstr(text, "{\"id\":\"r1\",\"result\":\"agree\",\"rule\":\"number\",\"score\":1.0000,"
-                                  "\"detail\":\"540 vs 540\",\"label\":true}\n"));
+    TG_CHECK(text &&
+             strstr(text,
+                    "{\"id\":\"r1\",\"result\":\"agree\",\"rule\":\"number\",\"score\":1.0000,"
+                    "\"detail\":\"540 vs 540\",\"label\":true}\n"));
     TG_CHECK(text && strstr(text, "{\"id\":\"r2\",\"result\":\"disagree\",\"rule\":\"number\""));
     TG_CHECK(text && strstr(text, "{\"id\":7,\"result\":\"agree\",\"rule\":\"choice\""));
     TG_CHECK(text && !strstr(text, "r4"));
@@ -473,7 +506,8 @@ TG_TEST(compare_cli)
     fclose(out);
     fclose(in);
     TG_CHECK(text && strstr(text, "3 pairs compared, 2 bad lines"));
-    TG_CHECK(text && strstr(text, "precision 1.000 (agree -> true), recall 1.000 (true -> agree), 1.000 of false caught"));
+    TG_CHECK(text && strstr(text, "precision 1.000 (agree -> true), recall 1.000 (true -> agree), "
+                                  "1.000 of false caught"));
     free(text);
 
     char *argv3[] = {"compare", "--bogus", NULL};

@@ -18,7 +18,8 @@
 
 static const char *user_content(const json_t *body)
 {
-    return json_string_value(json_object_get(json_array_get(json_object_get(body, "messages"), 1), "content"));
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(body, "messages"), 1), "content"));
 }
 
 TG_TEST(body_and_rendering)
@@ -27,16 +28,19 @@ TG_TEST(body_and_rendering)
         "{\"model\":\"auto\",\"temperature\":0.7,\"messages\":["
         "{\"role\":\"system\",\"content\":\"You are terse.\"},"
         "{\"role\":\"user\",\"content\":\"Weather in Paris?\"},"
-        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":"
+        "\"function\","
         "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
         "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"18C, sunny\"},"
-        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"And this photo?\"},{\"type\":\"image_url\","
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"And this "
+        "photo?\"},{\"type\":\"image_url\","
         "\"image_url\":{\"url\":\"https://x\"}},{\"type\":\"input_audio\",\"input_audio\":{}}]}]}",
         0, NULL);
     TG_CHECK(req != NULL);
-    json_t *msg = json_loads("{\"role\":\"assistant\",\"content\":\"It is sunny, 18C.\",\"tool_calls\":[{\"id\":\"x\","
-                             "\"type\":\"function\",\"function\":{\"name\":\"log\",\"arguments\":\"{}\"}}]}",
-                             0, NULL);
+    json_t *msg = json_loads(
+        "{\"role\":\"assistant\",\"content\":\"It is sunny, 18C.\",\"tool_calls\":[{\"id\":\"x\","
+        "\"type\":\"function\",\"function\":{\"name\":\"log\",\"arguments\":\"{}\"}}]}",
+        0, NULL);
     struct tg_cmp_answer a;
     TG_CHECK(tg_compare_answer_message(msg, &a) == TG_OK);
     struct tg_rubric_opts o = {"gpt-verifier", 0, 0, TG_VERIFIER_MAX_TOKENS, 1};
@@ -47,21 +51,22 @@ TG_TEST(body_and_rendering)
     TG_CHECK(body != NULL);
     TG_CHECK_STR(json_string_value(json_object_get(body, "model")), "gpt-verifier");
     TG_CHECK(json_integer_value(json_object_get(body, "max_tokens")) == TG_VERIFIER_MAX_TOKENS);
-    TG_CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(body, "messages"), 0), "content")),
+    TG_CHECK_STR(json_string_value(json_object_get(
+                     json_array_get(json_object_get(body, "messages"), 0), "content")),
                  tg_verifier_system_prompt);
     const char *u = user_content(body);
-    static const char want[] =
-        "<conversation>\n"
-        "[system]\nYou are terse.\n\n"
-        "[user]\nWeather in Paris?\n\n"
-        "[assistant]\n[tool call] get_weather({\"city\":\"Paris\"})\n\n"
-        "[tool]\n18C, sunny\n\n"
-        "[user]\nAnd this photo?\n[image]\n[audio]\n\n"
-        "</conversation>\n\n"
-        "<answer>\nIt is sunny, 18C.\n[tool call] log({})\n</answer>\n\n";
+    static const char want[] = "<conversation>\n"
+                               "[system]\nYou are terse.\n\n"
+                               "[user]\nWeather in Paris?\n\n"
+                               "[assistant]\n[tool call] get_weather({\"city\":\"Paris\"})\n\n"
+                               "[tool]\n18C, sunny\n\n"
+                               "[user]\nAnd this photo?\n[image]\n[audio]\n\n"
+                               "</conversation>\n\n"
+                               "<answer>\nIt is sunny, 18C.\n[tool call] log({})\n</answer>\n\n";
     TG_CHECK_MSG(u && strncmp(u, want, sizeof(want) - 1) == 0, "got:\n%s", u ? u : "(null)");
     TG_CHECK(u && strcmp(u + sizeof(want) - 1, tg_verifier_instruction) == 0);
-    TG_CHECK(strstr(tg_verifier_instruction, "Rate 1-10 how likely this answer is correct and complete"));
+    TG_CHECK(strstr(tg_verifier_instruction,
+                    "Rate 1-10 how likely this answer is correct and complete"));
     TG_CHECK(strstr(tg_verifier_instruction, "Reply only {\"score\": N, \"reason\": \"...\"}"));
     json_decref(body);
     json_decref(msg);
@@ -108,10 +113,12 @@ TG_TEST(truncation_is_utf8_safe)
     tg_buf_init(&out, 0);
     TG_CHECK(tg_verifier_render_answer(&a, TG_VERIFIER_MAX_ANSWER_CHARS, &out) == TG_OK);
     TG_CHECK(out.len == 4 * 8000 + strlen("\n[... answer truncated at 8000 characters]"));
-    TG_CHECK(out.len > 32000 && strcmp(out.data + 32000, "\n[... answer truncated at 8000 characters]") == 0);
+    TG_CHECK(out.len > 32000 &&
+             strcmp(out.data + 32000, "\n[... answer truncated at 8000 characters]") == 0);
 
     /* The whole body stays valid UTF-8 JSON (jansson checks). */
-    json_t *req = json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story\"}]}", 0, NULL);
+    json_t *req =
+        json_loads("{\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story\"}]}", 0, NULL);
     struct tg_rubric_opts o = {"v", 0, 0, 0, 0};
     tg_buf_reset(&out);
     TG_CHECK(tg_verifier_body(req, &a, &o, &out) == TG_OK);
@@ -121,7 +128,8 @@ TG_TEST(truncation_is_utf8_safe)
 
     /* A long conversation keeps its end (the question being answered). */
     json_t *msgs = json_object_get(req, "messages");
-    json_array_insert_new(msgs, 0, json_pack("{s:s, s:s}", "role", "user", "content", "OLD-START padding padding"));
+    json_array_insert_new(
+        msgs, 0, json_pack("{s:s, s:s}", "role", "user", "content", "OLD-START padding padding"));
     tg_buf_reset(&out);
     TG_CHECK(tg_verifier_render_question(req, 30, &out) == TG_OK);
     TG_CHECK(strstr(out.data, "[... earlier conversation omitted ...]\n") == out.data);
@@ -150,7 +158,8 @@ TG_TEST(parse_accepts)
         struct tg_verifier_reply r;
         tg_rc rc = tg_verifier_parse(ok[i].reply, strlen(ok[i].reply), &r);
         TG_CHECK_MSG(rc == TG_OK && r.score == ok[i].score && strcmp(r.reason, ok[i].reason) == 0,
-                     "\"%s\": rc %d score %d reason \"%s\" (%s)", ok[i].reply, rc, r.score, r.reason, r.detail);
+                     "\"%s\": rc %d score %d reason \"%s\" (%s)", ok[i].reply, rc, r.score,
+                     r.reason, r.detail);
     }
 }
 
@@ -185,8 +194,8 @@ TG_TEST(parse_refuses)
     for (size_t i = 0; i < TG_ARRAY_LEN(bad); i++) {
         struct tg_verifier_reply r;
         tg_rc rc = tg_verifier_parse(bad[i].reply, strlen(bad[i].reply), &r);
-        TG_CHECK_MSG(rc == TG_ERR_INVALID && strcmp(r.detail, bad[i].detail) == 0, "\"%s\": rc %d detail \"%s\"",
-                     bad[i].reply, rc, r.detail);
+        TG_CHECK_MSG(rc == TG_ERR_INVALID && strcmp(r.detail, bad[i].detail) == 0,
+                     "\"%s\": rc %d detail \"%s\"", bad[i].reply, rc, r.detail);
     }
     struct tg_verifier_reply r;
     TG_CHECK(tg_verifier_parse(NULL, 0, &r) == TG_ERR_INVALID);
@@ -206,10 +215,13 @@ TG_TEST(parse_long_reason)
     TG_CHECK(tg_verifier_parse(b.data, b.len, &r) == TG_OK);
     size_t n = strlen(r.reason);
     TG_CHECK(n == 254);
-    TG_CHECK(n % 2 == 0 && (unsigned char)r.reason[n - 2] == 0xc3 && (unsigned char)r.reason[n - 1] == 0xa9);
+    TG_CHECK(n % 2 == 0 && (unsigned char)r.reason[n - 2] == 0xc3 &&
+             (unsigned char)r.reason[n - 1] == 0xa9);
     tg_buf_free(&b);
 
-    json_t *c = json_loads("{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"{\\\"score\\\": 4}\"}}]}", 0, NULL);
+    json_t *c = json_loads(
+        "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"{\\\"score\\\": 4}\"}}]}",
+        0, NULL);
     TG_CHECK(tg_verifier_parse_completion(c, &r) == TG_OK && r.score == 4);
     json_decref(c);
 }
@@ -300,11 +312,15 @@ TG_TEST(calibrate_cli)
     char *argv[] = {"calibrate", "--verifier", "--precision", "0.75", NULL};
     char *text = run_calibrate(input, 4, argv, &rc);
     TG_CHECK_INT(rc, 0);
-    TG_CHECK_MSG(text && strstr(text, "\nmin_score 8: precision 0.800 (target 0.750) on 5 accepted answers; "
-                                      "escalation rate 50.0%\n"),
-                 "%s", text ? text : "");
-    TG_CHECK(text && strstr(text, "10 scored answers (6 good, 4 not); 1 without a score, 2 bad lines"));
-    TG_CHECK(text && strstr(text, "          8         5      0.800      50.0%      66.7%       75.0%  <-\n"));
+    TG_CHECK_MSG(
+        text && strstr(text, "\nmin_score 8: precision 0.800 (target 0.750) on 5 accepted answers; "
+                             "escalation rate 50.0%\n"),
+        "%s", text ? text : "");
+    TG_CHECK(text &&
+             strstr(text, "10 scored answers (6 good, 4 not); 1 without a score, 2 bad lines"));
+    TG_CHECK(
+        text &&
+        strstr(text, "          8         5      0.800      50.0%      66.7%       75.0%  <-\n"));
     free(text);
 
     char *argv_json[] = {"calibrate", "--verifier", "--precision", "0.7", "--json", NULL};
@@ -320,7 +336,8 @@ TG_TEST(calibrate_cli)
 
     /* Unreachable precision: exit 1 and say so. */
     char *argv_hi[] = {"calibrate", "--verifier", "--precision", "1", NULL};
-    text = run_calibrate("{\"score\":10,\"label\":0}\n{\"score\":5,\"label\":1}\n", 4, argv_hi, &rc);
+    text =
+        run_calibrate("{\"score\":10,\"label\":0}\n{\"score\":5,\"label\":1}\n", 4, argv_hi, &rc);
     TG_CHECK_INT(rc, 1);
     TG_CHECK(text && strstr(text, "no min_score reaches precision 1.000"));
     free(text);
