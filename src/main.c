@@ -64,7 +64,9 @@ static const char usage[] =
     "\n"
     "Environment: model keys come from each model's api_key_env. Overrides:\n"
     "  TIERGATE_LISTEN, TIERGATE_REDIS_URL, TIERGATE_SHARDS, TIERGATE_LOG_LEVEL;\n"
-    "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY.\n"
+    "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY;\n"
+    "  TIERGATE_KEY: the gateway key `tiergate replay` sends (instead of --key).\n"
+    "`tiergate replay --help`, `compare --help`, `calibrate --verifier --help`: details.\n"
     "Signals: SIGHUP reloads the config (a bad one is refused, the old one stays);\n"
     "SIGTERM/SIGINT stop accepting, drain in-flight requests, then exit.\n";
 
