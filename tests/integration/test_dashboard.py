@@ -207,6 +207,14 @@ def shadow_agreement_and_errors_with_canned_metrics(w):
     eq(series["expensive"], "")
     check(report["metrics_requests"][0]["authorization"] is None, "no token, no header")
 
+    # The gateway restarted between two scrapes (counters went down): the
+    # window restarts from the new totals instead of going negative.
+    report = load("http://127.0.0.1:%d/dashboard#interval=1&window=600" % w.gw.port, scrapes=2,
+                  canned=[{"body": metrics_text(19, 3)}, {"body": metrics_text(1, 1)}])
+    series = report["charts"]["chart-agree"]["series"]
+    check(close(float(series["cheap"]), 0.5), series)
+    eq(report["texts"]["agree-cheap"], "50.0%")
+
     # /metrics behind a key the page was not given: the page says what to do.
     report = load("http://127.0.0.1:%d/dashboard#interval=1" % w.gw.port, scrapes=1,
                   canned=[{"status": 401, "body": '{"error":{"message":"metrics key required"}}'}],
