@@ -1012,7 +1012,6 @@ tg_rc tg_compare_judge_body(const json_t *request, const struct tg_cmp_answer *a
         opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
     struct tg_buf user;
     tg_buf_init(&user, 0);
-    size_t start = out->len;
     tg_rc rc = tg_buf_puts(&user, "<conversation>\n");
     if (rc == TG_OK)
         rc = tg_verifier_render_question(request, max_question, &user);
@@ -1027,29 +1026,7 @@ tg_rc tg_compare_judge_body(const json_t *request, const struct tg_cmp_answer *a
     if (rc == TG_OK)
         rc = tg_buf_printf(&user, "\n</answer_b>\n\n%s", tg_judge_question);
     if (rc == TG_OK)
-        rc = tg_buf_puts(out, "{\"model\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, opts->model, strlen(opts->model));
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, ",\"messages\":[{\"role\":\"system\",\"content\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, tg_judge_system_prompt, strlen(tg_judge_system_prompt));
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, "},{\"role\":\"user\",\"content\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, user.data, user.len);
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, "}]");
-    if (rc == TG_OK && opts->temperature_zero)
-        rc = tg_buf_puts(out, ",\"temperature\":0");
-    if (rc == TG_OK && opts->max_tokens)
-        rc = tg_buf_printf(out, ",\"max_tokens\":%u", opts->max_tokens);
-    if (rc == TG_OK)
-        rc = tg_buf_putc(out, '}');
-    if (rc != TG_OK && out->data) {
-        out->len = start;
-        out->data[start] = '\0';
-    }
+        rc = tg_rubric_body(opts, tg_judge_system_prompt, user.data, user.len, out);
     tg_buf_free(&user);
     return rc;
 }

@@ -232,6 +232,36 @@ out:
 
 /* --- the verifier's request and reply -------------------------------------- */
 
+tg_rc tg_rubric_body(const struct tg_rubric_opts *opts, const char *system, const char *user,
+                     size_t user_len, struct tg_buf *out)
+{
+    size_t start = out->len;
+    tg_rc rc = tg_buf_puts(out, "{\"model\":");
+    if (rc == TG_OK)
+        rc = tg_buf_json_str(out, opts->model, strlen(opts->model));
+    if (rc == TG_OK)
+        rc = tg_buf_puts(out, ",\"messages\":[{\"role\":\"system\",\"content\":");
+    if (rc == TG_OK)
+        rc = tg_buf_json_str(out, system, strlen(system));
+    if (rc == TG_OK)
+        rc = tg_buf_puts(out, "},{\"role\":\"user\",\"content\":");
+    if (rc == TG_OK)
+        rc = tg_buf_json_str(out, user ? user : "", user ? user_len : 0);
+    if (rc == TG_OK)
+        rc = tg_buf_puts(out, "}]");
+    if (rc == TG_OK && opts->temperature_zero)
+        rc = tg_buf_puts(out, ",\"temperature\":0");
+    if (rc == TG_OK && opts->max_tokens)
+        rc = tg_buf_printf(out, ",\"max_tokens\":%u", opts->max_tokens);
+    if (rc == TG_OK)
+        rc = tg_buf_putc(out, '}');
+    if (rc != TG_OK && out->data) { /* nothing half-written stays behind */
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc;
+}
+
 tg_rc tg_verifier_body(const json_t *request, const struct tg_cmp_answer *answer,
                        const struct tg_rubric_opts *opts, struct tg_buf *out)
 {
@@ -243,7 +273,6 @@ tg_rc tg_verifier_body(const json_t *request, const struct tg_cmp_answer *answer
         opts->max_question_chars ? opts->max_question_chars : TG_VERIFIER_MAX_QUESTION_CHARS;
     struct tg_buf user;
     tg_buf_init(&user, 0);
-    size_t start = out->len;
     tg_rc rc = tg_buf_puts(&user, "<conversation>\n");
     if (rc == TG_OK)
         rc = tg_verifier_render_question(request, max_question, &user);
@@ -254,29 +283,7 @@ tg_rc tg_verifier_body(const json_t *request, const struct tg_cmp_answer *answer
     if (rc == TG_OK)
         rc = tg_buf_printf(&user, "\n</answer>\n\n%s", tg_verifier_instruction);
     if (rc == TG_OK)
-        rc = tg_buf_puts(out, "{\"model\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, opts->model, strlen(opts->model));
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, ",\"messages\":[{\"role\":\"system\",\"content\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, tg_verifier_system_prompt, strlen(tg_verifier_system_prompt));
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, "},{\"role\":\"user\",\"content\":");
-    if (rc == TG_OK)
-        rc = tg_buf_json_str(out, user.data, user.len);
-    if (rc == TG_OK)
-        rc = tg_buf_puts(out, "}]");
-    if (rc == TG_OK && opts->temperature_zero)
-        rc = tg_buf_puts(out, ",\"temperature\":0");
-    if (rc == TG_OK && opts->max_tokens)
-        rc = tg_buf_printf(out, ",\"max_tokens\":%u", opts->max_tokens);
-    if (rc == TG_OK)
-        rc = tg_buf_putc(out, '}');
-    if (rc != TG_OK && out->data) {
-        out->len = start;
-        out->data[start] = '\0';
-    }
+        rc = tg_rubric_body(opts, tg_verifier_system_prompt, user.data, user.len, out);
     tg_buf_free(&user);
     return rc;
 }

@@ -86,6 +86,12 @@ tg_rc tg_verifier_render_question(const json_t *request, size_t max_chars, struc
 tg_rc tg_verifier_render_answer(const struct tg_cmp_answer *a, size_t max_chars,
                                 struct tg_buf *out);
 
+/* Appends the chat request body both rubrics send: {"model", "messages":
+ * [system, user], "temperature": 0 and "max_tokens" when opts asks}. On
+ * failure out is as it was. Returns TG_OK, TG_ERR_NOMEM, TG_ERR_TOO_LARGE. */
+tg_rc tg_rubric_body(const struct tg_rubric_opts *opts, const char *system, const char *user,
+                     size_t user_len, struct tg_buf *out);
+
 /* Byte length of the longest prefix of s[0..n) holding at most max_chars
  * UTF-8 code points and not ending inside a sequence. */
 size_t tg_utf8_prefix(const char *s, size_t n, size_t max_chars);

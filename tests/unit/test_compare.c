@@ -430,6 +430,14 @@ TG_TEST(judge_body)
     json_decref(body);
     free(big);
 
+    /* A capped buffer too small: refused, nothing half-written left behind. */
+    struct tg_buf capped;
+    tg_buf_init(&capped, 64);
+    TG_CHECK(tg_buf_puts(&capped, "prefix") == TG_OK);
+    TG_CHECK(tg_compare_judge_body(req, &a, &b, &o, &capped) == TG_ERR_TOO_LARGE);
+    TG_CHECK(capped.len == 6 && strcmp(capped.data, "prefix") == 0);
+    tg_buf_free(&capped);
+
     /* No messages: refused; no model: refused. */
     json_t *nomsg = json_loads("{\"model\":\"x\"}", 0, NULL);
     tg_buf_reset(&out);
