@@ -78,6 +78,8 @@ $(BUILD)/src/main.o: $(BUILD)/.malloc-$(or $(MALLOC),libc)
 $(BUILD)/.malloc-%:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.malloc-* && touch $@
 
+# The mock serves HTTPS with --tls-cert/--tls-key (tests/mock/tls.c).
+$(MOCK): LDLIBS += -lssl
 $(MOCK): $(MOCK_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LINK $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
