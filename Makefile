@@ -129,7 +129,7 @@ demo:
 
 bench:
 	@TG_DEPS_BENCH=1 TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
-	@$(MAKE) --no-print-directory all build/release/bench/router_bench
+	@$(MAKE) --no-print-directory all build/release/bench/router_bench build/release/bench/stream_client
 	@bench/run.sh build/release
 
 eval:
