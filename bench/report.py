@@ -127,13 +127,23 @@ def parse_cost(path):
         return None
     text = open(path).read()
     m = re.search(r"per request: (\d+) instructions", text)
-    top = []
+    top, by_object = [], {}
     for line in text.split("\n"):
         m2 = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*)", line)
-        if m2:
-            top.append({"ir": int(m2.group(1).replace(",", "")), "pct": float(m2.group(2)),
-                        "where": m2.group(3).strip()})
-    return {"instructions_per_request": int(m.group(1)) if m else None, "top": top}
+        if not m2 or "PROGRAM TOTALS" in line:
+            continue
+        ir, where = int(m2.group(1).replace(",", "")), m2.group(3).strip()
+        # "file:function [/path/to/object]" -> object basename, short function
+        obj = re.search(r"\[([^\]]+)\]\s*$", where)
+        if not obj:
+            continue  # an annotated source line, not a function total
+        obj = os.path.basename(obj.group(1))
+        obj = re.sub(r"\.so[.\d]*$", "", obj)
+        fn = re.sub(r"\s*\[[^\]]+\]\s*$", "", where).split(":", 1)[-1]
+        by_object[obj] = by_object.get(obj, 0) + ir
+        top.append({"ir": ir, "pct": float(m2.group(2)), "object": obj, "function": fn})
+    return {"instructions_per_request": int(m.group(1)) if m else None, "top": top,
+            "by_object": sorted(by_object.items(), key=lambda kv: -kv[1])}
 
 
 def main():
@@ -208,6 +218,15 @@ def markdown(meta, s):
                            k.get("rounds"), k.get("shards")))
     L.append("")
     p = s["peers"]
+    if p["targets"]:
+        peers_md(L, p)
+    tls_md(L, s, k)
+    streams_md(L, s, k)
+    rest_md(L, s, k)
+    return "\n".join(L)
+
+
+def peers_md(L, p):
     L.append("### 1. Peers, plain-HTTP upstream (median of rounds)")
     L.append("")
     L.append("| target | c=1 req/s | c=1 p50 / p99 | c=10 req/s | c=10 p50 / p99 | c=64 req/s | c=64 p50 / p99 | errors |")
@@ -251,6 +270,8 @@ def markdown(meta, s):
         L.append("| tiergate's added p50 / nginx's, c=1 | %s | | |" % rline(r))
     L.append("")
 
+
+def tls_md(L, s, k):
     t = s["tls"]
     if t["targets"]:
         L.append("### 2. HTTPS upstream (the mock serving TLS 1.3; median of rounds)")
@@ -286,6 +307,8 @@ def markdown(meta, s):
                          fmt(o["pinned"]["p50_ms"], 3), fmt(o["pinned"]["p90_ms"], 3)))
         L.append("")
 
+
+def streams_md(L, s, k):
     if s["streams"]:
         L.append("### 3. Streams (the mock drips %s chunks of 4 characters, one every %s ms; %s streams, "
                  "%s at once)" % (k.get("stream_tokens"), k.get("drip_ms"), k.get("stream_requests"),
@@ -311,6 +334,9 @@ def markdown(meta, s):
                 fmt(x["chunks_per_s"]), failed))
         L.append("")
 
+
+def rest_md(L, s, k):
+    p = s["peers"]
     o = s["own_time"]
     if o:
         L.append("### 4. The gateway's own time (`x-tiergate-overhead-ms`)")
@@ -353,12 +379,19 @@ def markdown(meta, s):
     if c:
         L.append("### 7. Instructions per pass-through request (callgrind, user space)")
         L.append("")
-        L.append("%s instructions per request. Largest items (self cost):" % fmt(c["instructions_per_request"]))
+        per = c["instructions_per_request"]
+        total = sum(v for _, v in c["by_object"]) or 1
+        L.append("**%s instructions per request** (`CALLGRIND=1 bench/cost_per_request.sh`). By library "
+                 "(self cost; callgrind counts every iteration of `rep stosb`, so libc's memset, mostly "
+                 "MHD's pool reset, looks bigger than it runs):" % fmt(per))
         L.append("")
-        L.append("| instructions per run | share | function |")
-        L.append("|---:|---:|---|")
-        for x in c["top"][:12]:
-            L.append("| %s | %.1f%% | `%s` |" % (fmt(x["ir"]), x["pct"], x["where"][:110]))
+        L.append("| library | per request | share |")
+        L.append("|---|---:|---:|")
+        for obj, ir in c["by_object"][:8]:
+            L.append("| %s | %s | %.0f%% |" % (obj, fmt(per * ir / total), 100.0 * ir / total))
+        L.append("")
+        L.append("Largest functions: " + "; ".join(
+            "`%s` (%s, %.1f%%)" % (x["function"][:60], x["object"], x["pct"]) for x in c["top"][:8]) + ".")
         L.append("")
     pk = p["targets"].get("portkey", {}).get("10")
     pub = PUBLISHED
@@ -383,7 +416,6 @@ def markdown(meta, s):
     for name, url, text in pub["others"]:
         L.append("- %s, %s: %s." % (name, url, text))
     L.append("")
-    return "\n".join(L)
 
 
 def plots(meta, s):

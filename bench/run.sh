@@ -25,6 +25,8 @@
 #   BENCH_STREAM_MODES "default" (no header) or e.g. "buffer prefix live"
 #   BENCH_DRIP_MS 20, BENCH_STREAM_TOKENS 64, BENCH_STREAM_REQUESTS 40 (10),
 #   BENCH_STREAM_CONNS 10, BENCH_COST 1 (0 skips section 7)
+#   BENCH_SECTIONS "peers tls streams own held router cost": a subset reruns just
+#     those (e.g. BENCH_SECTIONS=streams BENCH_STREAM_MODES='prefix live').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -43,11 +45,14 @@ STREAM_C=${BENCH_STREAM_CONNS:-10}
 OWN_N=$(q 50 400)
 COST=${BENCH_COST:-1}
 COST_N=$(q 200 1000)
+SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost} "
+want() { [[ $SECTIONS == *" $1 "* ]]; }
 TLS_SECS=$(( SECS / 2 > 2 ? SECS / 2 : 2 ))
 HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each connection a few
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
 mkdir -p "$out" bench/plots
+rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -288,6 +293,9 @@ if [ "$portkey_ok" = 1 ]; then
 fi
 : >"$results"
 
+pk_rss=0
+stream_hwm=0 stream_threads=0 before_threads=0
+if want peers; then
 echo "== 1. peers: ${SECS}s per run, $ROUNDS interleaved rounds"
 for round in $(seq "$ROUNDS"); do
     for c in 1 10 64; do
@@ -300,9 +308,11 @@ for round in $(seq "$ROUNDS"); do
         fi
     done
 done
-pass_rss=$(rss_kb "$tg_pid")
-pk_rss=0
 if [ "$portkey_ok" = 1 ]; then pk_rss=$(rss_kb "$pk_pid"); fi
+fi
+pass_rss=$(rss_kb "$tg_pid")
+
+if want tls; then
 
 echo "== 2. HTTPS upstream: ${TLS_SECS}s per run, $ROUNDS interleaved rounds"
 for round in $(seq "$ROUNDS"); do
@@ -316,6 +326,9 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+fi
+
+if want streams; then
 echo "== 3. streams: the mock drips $TOKENS chunks, one every ${DRIP} ms; $STREAM_N streams, $STREAM_C at once"
 content=$(python3 -c 'import sys; print(" ".join("t%02d" % (i % 100) for i in range(int(sys.argv[1]))))' "$TOKENS")
 curl -s "http://127.0.0.1:$mport/_mock/script" -d "{\"times\":-1,\"action\":{\"content\":\"$content \",\"chunk_chars\":4,\"drip_ms\":$DRIP}}" >/dev/null
@@ -355,7 +368,9 @@ if [ "$portkey_ok" = 1 ]; then
     stream_run portkey - "$pk_url" "$sbody_up" "x-portkey-provider: openai" "x-portkey-custom-host: http://127.0.0.1:$mport/v1"
 fi
 curl -s -X DELETE "http://127.0.0.1:$mport/_mock/script" >/dev/null
+fi
 
+if want own; then
 echo "== 4. the gateway's own time (x-tiergate-overhead-ms, $OWN_N sequential requests each)"
 python3 - "$tport" "$mport" "$out/own_time.json" "$OWN_N" <<'PY'
 import http.client, json, sys, statistics
@@ -385,6 +400,9 @@ json.dump(res, open(dest, "w"))
 for k, v in res.items():
     print("  %-16s p50 %.3f ms  p90 %.3f ms" % (k, v["p50_ms"], v["p90_ms"]))
 PY
+fi
+
+if want held; then
 
 echo "== 5. $STREAMS concurrent streams held 2 s each by the mock (${HELD_SECS}s)"
 curl -s "http://127.0.0.1:$mport/_mock/script" -d '{"times":-1,"action":{"hold_ms":2000,"chunk_chars":16}}' >/dev/null
@@ -394,19 +412,22 @@ stream_hwm=$(hwm_kb "$tg_pid"); stream_threads=$(threads "$tg_pid")
 wrk_run held nginx "$nginx_url" "$STREAMS" "$HELD_SECS" "$(body gpt-large 1 0.2)" 1
 curl -s -X DELETE "http://127.0.0.1:$mport/_mock/script" >/dev/null
 echo "  tiergate: peak RSS $((stream_hwm / 1024)) MB, threads $stream_threads (before: $before_threads)"
+fi
 python3 -c 'import json,sys; json.dump({"pass_rss_kb": int(sys.argv[1]), "portkey_rss_kb": int(sys.argv[2]),
     "held_hwm_kb": int(sys.argv[3]), "held_threads": int(sys.argv[4]), "threads_before": int(sys.argv[5]),
     "loadavg_end": open("/proc/loadavg").read().split()[:3]}, open(sys.argv[6], "w"))' \
     "$pass_rss" "$pk_rss" "$stream_hwm" "$stream_threads" "$before_threads" "$out/process.json"
 
-echo "== 6. router"
-rm -f "$out/router.txt"
-if [ -x "$BUILD/bench/router_bench" ]; then "$BUILD/bench/router_bench" | tee "$out/router.txt"; fi
+if want router && [ -x "$BUILD/bench/router_bench" ]; then
+    echo "== 6. router"
+    "$BUILD/bench/router_bench" | tee "$out/router.txt"
+fi
 
-rm -f "$out/cost.txt"
-if [ "$COST" = 1 ] && command -v valgrind >/dev/null; then
+if want cost && [ "$COST" = 1 ] && command -v valgrind >/dev/null; then
     echo "== 7. instructions per pass-through request (callgrind, $COST_N requests)"
-    CALLGRIND=1 TOP=12 bench/cost_per_request.sh "$BUILD" "$COST_N" | tee "$out/cost.txt"
+    CALLGRIND=1 TOP=400 bench/cost_per_request.sh "$BUILD" "$COST_N" >"$out/cost.txt"
+    echo "  (callgrind, $COST_N requests)" >>"$out/cost.txt"
+    head -1 "$out/cost.txt"
 fi
 
 # Stop the daemons before the report so its plots do not share the CPU with them.
