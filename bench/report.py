@@ -388,6 +388,8 @@ def rest_md(L, s, k):
         L.append("| library | per request | share |")
         L.append("|---|---:|---:|")
         for obj, ir in c["by_object"][:8]:
+            if ir < total * 0.005:
+                continue
             L.append("| %s | %s | %.0f%% |" % (obj, fmt(per * ir / total), 100.0 * ir / total))
         L.append("")
         L.append("Largest functions: " + "; ".join(
@@ -425,12 +427,14 @@ def plots(meta, s):
     os.makedirs(PLOTS, exist_ok=True)
     tag = "%s, %s%s" % (meta.get("started_utc", ""), meta.get("commit", ""),
                         " — smoke run, loaded machine" if meta.get("quick") else "")
+    short = {"direct": "mock direct", "nginx": "nginx", "tiergate": "tiergate", "tiergate-hit": "tiergate hit",
+             "portkey": "Portkey"}
     dat = os.path.join(OUT, "plot_peers.dat")
     with open(dat, "w") as f:
         for n in PEERS:
             t = s["peers"]["targets"].get(n)
             if t:
-                f.write('"%s" %s\n' % (LABEL[n], " ".join("%.0f" % (t.get(c, {}).get("rps") or 0)
+                f.write('"%s" %s\n' % (short[n], " ".join("%.0f" % (t.get(c, {}).get("rps") or 0)
                                                           for c in ("1", "10", "64"))))
     dat2 = os.path.join(OUT, "plot_tls.dat")
     with open(dat2, "w") as f:
@@ -438,7 +442,7 @@ def plots(meta, s):
             a = s["peers"]["targets"].get(n, {}).get("64")
             b = s["tls"]["targets"].get(n, {}).get("64")
             if a or b:
-                f.write('"%s" %.0f %.0f\n' % (LABEL[n], (a or {}).get("rps") or 0, (b or {}).get("rps") or 0))
+                f.write('"%s" %.0f %.0f\n' % (short[n], (a or {}).get("rps") or 0, (b or {}).get("rps") or 0))
     dat3 = os.path.join(OUT, "plot_ttft.dat")
     names = {"direct": "mock direct", "nginx": "nginx", "portkey": "Portkey",
              "tiergate-live-last-tier": "tiergate live", "tiergate-buffered-cheap": "tiergate buffered",
@@ -455,16 +459,16 @@ def plots(meta, s):
               "set yrange [0:*]\nset xtics noenhanced\n")
     scripts = {
         "peers_throughput.svg": common + (
-            "set title noenhanced 'Requests/s through each gateway, plain-HTTP upstream (median of rounds)\\n%s'\n"
+            "set title noenhanced \"Requests/s through each gateway, plain-HTTP upstream (median of rounds)\\n%s\"\n"
             "set ylabel 'requests/s'\n"
             "plot '%s' using 2:xtic(1) title '1 connection', '' using 3 title '10 connections', "
             "'' using 4 title '64 connections'\n") % (tag, dat),
         "tls_throughput.svg": common + (
-            "set title noenhanced 'Requests/s at 64 connections: plain-HTTP vs HTTPS upstream\\n%s'\n"
+            "set title noenhanced \"Requests/s at 64 connections: plain-HTTP vs HTTPS upstream\\n%s\"\n"
             "set ylabel 'requests/s'\n"
             "plot '%s' using 2:xtic(1) title 'HTTP upstream', '' using 3 title 'HTTPS upstream'\n") % (tag, dat2),
         "ttft.svg": common + (
-            "set title noenhanced 'Time to first token (the mock drips one chunk every %s ms)\\n%s'\n"
+            "set title noenhanced \"Time to first token (the mock drips one chunk every %s ms)\\n%s\"\n"
             "set ylabel 'ms'\n"
             "plot '%s' using 2:xtic(1) title 'p50', '' using 3 title 'p99'\n") % (
                 meta.get("knobs", {}).get("drip_ms"), tag, dat3),

@@ -248,7 +248,8 @@ int main(int argc, char **argv)
             } else {
                 char why[160];
                 snprintf(why, sizeof(why), "%s, HTTP %ld, [DONE] %s, error event %s, %ld chunks",
-                         curl_easy_strerror(msg->data.result), status, s->done ? "yes" : "no",
+                         msg->data.result == CURLE_OK ? "transfer complete" : curl_easy_strerror(msg->data.result),
+                         status, s->done ? "yes" : "no",
                          s->err_event ? "yes" : "no", s->chunks);
                 if (!first_error[0])
                     memcpy(first_error, why, sizeof(why));
