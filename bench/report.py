@@ -3,7 +3,9 @@
 """bench/report.py OUT_DIR - turns the raw runs bench/run.sh wrote into
 OUT_DIR/results.json (meta, every run, the summary), OUT_DIR/summary.md (the
 Markdown tables bench/RESULTS.md quotes) and SVG plots in bench/plots/ (with
-gnuplot, when installed). It measures nothing itself.
+gnuplot, when installed). With BENCH_PUBLISH=1 it also replaces the block
+between the latest-run markers in bench/RESULTS.md with summary.md. It
+measures nothing itself.
 
 Rounds: section 1 and 2 run every target once per round, back to back; each
 ratio is taken within a round and the median over rounds is the headline
@@ -17,7 +19,9 @@ import subprocess
 import sys
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "bench/out"
-PLOTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLOTS = os.path.join(HERE, "plots")
+BEGIN, END = "<!-- latest-run:begin -->", "<!-- latest-run:end -->"
 
 # Published figures of peers that cannot be installed here (PyPI and the Go
 # module proxy are unreachable from this machine). Quoted, never measured here.
@@ -197,6 +201,21 @@ def main():
         f.write(md)
     print(md)
     plots(meta, summary)
+    if os.environ.get("BENCH_PUBLISH") == "1":
+        publish(md)
+
+
+def publish(md):
+    path = os.path.join(HERE, "RESULTS.md")
+    text = open(path).read()
+    a, b = text.find(BEGIN), text.find(END)
+    if a < 0 or b < a:
+        print("BENCH_PUBLISH: no latest-run markers in %s; nothing replaced" % path)
+        return
+    text = text[:a + len(BEGIN)] + "\n" + md.rstrip("\n") + "\n" + text[b:]
+    with open(path, "w") as f:
+        f.write(text)
+    print("BENCH_PUBLISH: %s updated" % os.path.relpath(path))
 
 
 def rline(r, nd=2, unit=""):
@@ -269,6 +288,8 @@ def peers_md(L, p):
     if r:
         L.append("| tiergate's added p50 / nginx's, c=1 | %s | | |" % rline(r))
     L.append("")
+    L.append("![Requests/s through each gateway](plots/peers_throughput.svg)")
+    L.append("")
 
 
 def tls_md(L, s, k):
@@ -301,6 +322,9 @@ def tls_md(L, s, k):
                 L.append("- Portkey / nginx req/s with a TLS upstream, c=%d: %s" % (c, rline(r)))
         o = s["own_time"]
         if o.get("pinned_tls"):
+            L.append("")
+            L.append("![HTTP vs HTTPS upstream](plots/tls_throughput.svg)")
+            L.append("")
             L.append("- tiergate's own time (`x-tiergate-overhead-ms`, p50 / p90): %s / %s ms to a TLS "
                      "upstream, %s / %s ms to the plain one" % (
                          fmt(o["pinned_tls"]["p50_ms"], 3), fmt(o["pinned_tls"]["p90_ms"], 3),
@@ -332,6 +356,8 @@ def streams_md(L, s, k):
                 name, x["mode"], fmt(x["ttft_p50_ms"], 2), fmt(x["ttft_p99_ms"], 2),
                 fmt(x["ttft_added_p50_ms"], 2), fmt(x["stream_p50_ms"], 1), fmt(x["spread_p50_ms"], 1),
                 fmt(x["chunks_per_s"]), failed))
+        L.append("")
+        L.append("![Time to first token](plots/ttft.svg)")
         L.append("")
 
 
