@@ -275,11 +275,11 @@ PY
 # Fill the cache entry the hit runs ask for, and check that it hits.
 curl -s -o /dev/null "$tgc_url" -H 'content-type: application/json' -d "$hitbody"
 sleep 0.3
-curl -s -D - -o /dev/null "$tgc_url" -H 'content-type: application/json' -d "$hitbody" | grep -qi 'x-tiergate-cache: hit' \
+[[ $(curl -s -D - -o /dev/null "$tgc_url" -H 'content-type: application/json' -d "$hitbody") == *[Xx]-[Tt]iergate-[Cc]ache:\ hit* ]] \
     || { echo "bench: the cache-hit body did not hit"; exit 1; }
-curl -s "$tg_url" -H 'content-type: application/json' -d "$pass_tls" | grep -q '"Hello from gpt-large"' \
-    || { echo "bench: tiergate cannot reach the TLS mock"; exit 1; }
-curl -s "$nginx_tls" -H 'content-type: application/json' -d "$upbody" | grep -q '"Hello from gpt-large"' \
+[[ $(curl -s "$tg_url" -H 'content-type: application/json' -d "$pass_tls") == *'"Hello from gpt-large"'* ]] \
+    || { echo "bench: tiergate cannot reach the TLS mock"; tail -5 "$tmp/tg.log"; exit 1; }
+[[ $(curl -s "$nginx_tls" -H 'content-type: application/json' -d "$upbody") == *'"Hello from gpt-large"'* ]] \
     || { echo "bench: nginx cannot reach the TLS mock"; cat "$tmp/nginx-error.log"; exit 1; }
 
 echo "== warm-up"

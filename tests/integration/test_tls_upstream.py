@@ -75,7 +75,9 @@ WORLD = TlsWorld
 
 
 def ask(w, model, content="hello over TLS", **fields):
-    return w.gw.req("POST", "/v1/chat/completions", chat_body(content, model=model, **fields))
+    """Every call goes upstream: no-store keeps the cache out of it."""
+    return w.gw.req("POST", "/v1/chat/completions", chat_body(content, model=model, **fields),
+                    {"cache-control": "no-store"})
 
 
 @test
