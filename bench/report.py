@@ -229,12 +229,22 @@ def markdown(meta, s):
     k = meta.get("knobs", {})
     stamp = "smoke run (BENCH_QUICK=1)" if meta.get("quick") else "full run"
     la0 = " ".join(meta.get("loadavg_start", [])) or "?"
+    try:
+        busy = float(meta.get("loadavg_start", ["0"])[0]) >= 1.0
+    except ValueError:
+        busy = False
+    if busy:
+        L.append("> **Loaded machine:** the 1-minute load average was already %s when this run started "
+                 "(other jobs shared the cores), so these figures are noisy: read them as a check that "
+                 "every section works, not as results." % meta["loadavg_start"][0])
+        L.append("")
     la1 = " ".join(s["process"].get("loadavg_end", [])) or "?"
     L.append("Run of %s, commit %s, %s: %s, %s cores, Linux %s; load average %s at the start, %s at "
-             "the end. %s s per run, %s rounds; tiergate and nginx %s workers/shards; mock 1 thread; "
-             "wrk -t1." % (meta.get("started_utc", "?"), meta.get("commit", "?"), stamp, meta.get("cpu", "?"),
-                           meta.get("cores", "?"), meta.get("kernel", "?"), la0, la1, k.get("seconds"),
-                           k.get("rounds"), k.get("shards")))
+             "the end. %s s per run (%s s at 1 connection, %s s with the TLS upstream), %s rounds; tiergate "
+             "and nginx %s workers/shards; mock 1 thread; wrk -t1." % (
+                 meta.get("started_utc", "?"), meta.get("commit", "?"), stamp, meta.get("cpu", "?"),
+                 meta.get("cores", "?"), meta.get("kernel", "?"), la0, la1, k.get("seconds"),
+                 k.get("c1_seconds", k.get("seconds")), k.get("tls_seconds"), k.get("rounds"), k.get("shards")))
     L.append("")
     p = s["peers"]
     if p["targets"]:

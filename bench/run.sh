@@ -19,7 +19,7 @@
 # bench/out/summary.md, plots in bench/plots/.
 #
 # Knobs (defaults; BENCH_QUICK=1 gives a ~3 minute smoke run):
-#   BENCH_SECONDS 10 (2)   per wrk run in section 1; section 2 uses half
+#   BENCH_SECONDS 10 (2)   per wrk run in section 1 (half at 1 connection); section 2 uses half
 #   BENCH_ROUNDS 3 (1)     interleaved rounds of sections 1 and 2
 #   BENCH_STREAMS 5000 (500), BENCH_SHARDS 2, BENCH_PEERS "portkey" ("" = none)
 #   BENCH_STREAM_MODES "default" (no header) or e.g. "buffer prefix live"
@@ -44,10 +44,11 @@ STREAM_N=${BENCH_STREAM_REQUESTS:-$(q 10 40)}
 STREAM_C=${BENCH_STREAM_CONNS:-10}
 OWN_N=$(q 50 400)
 COST=${BENCH_COST:-1}
-COST_N=$(q 200 1000)
+COST_N=$(q 200 500)
 SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 TLS_SECS=$(( SECS / 2 > 2 ? SECS / 2 : 2 ))
+C1_SECS=$TLS_SECS   # one connection: latency, thousands of samples in half the time
 HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each connection a few
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
@@ -264,7 +265,7 @@ json.dump({
                  "wrk": cmd("wrk", "-v"), "redis": cmd("redis-server", "--version"),
                  "node": cmd("node", "-v"), "openssl": cmd("openssl", "version"),
                  "portkey": pk_ver or None},
-    "knobs": {"seconds": int(secs), "tls_seconds": int(tls_secs), "rounds": int(rounds),
+    "knobs": {"seconds": int(secs), "c1_seconds": int(tls_secs), "tls_seconds": int(tls_secs), "rounds": int(rounds),
               "streams": int(streams), "shards": int(shards), "drip_ms": int(drip),
               "stream_tokens": int(tokens), "stream_requests": int(sn), "stream_conns": int(sc),
               "stream_modes": modes.split()},
@@ -296,15 +297,17 @@ fi
 pk_rss=0
 stream_hwm=0 stream_threads=0 before_threads=0
 if want peers; then
-echo "== 1. peers: ${SECS}s per run, $ROUNDS interleaved rounds"
+echo "== 1. peers: ${SECS}s per run (${C1_SECS}s at 1 connection), $ROUNDS interleaved rounds"
 for round in $(seq "$ROUNDS"); do
     for c in 1 10 64; do
-        wrk_run peers direct "$direct" "$c" "$SECS" "$upbody" "$round"
-        wrk_run peers nginx "$nginx_url" "$c" "$SECS" "$upbody" "$round"
-        wrk_run peers tiergate "$tg_url" "$c" "$SECS" "$pass" "$round"
-        wrk_run peers tiergate-hit "$tgc_url" "$c" "$SECS" "$hitbody" "$round"
+        d=$SECS
+        if [ "$c" = 1 ]; then d=$C1_SECS; fi
+        wrk_run peers direct "$direct" "$c" "$d" "$upbody" "$round"
+        wrk_run peers nginx "$nginx_url" "$c" "$d" "$upbody" "$round"
+        wrk_run peers tiergate "$tg_url" "$c" "$d" "$pass" "$round"
+        wrk_run peers tiergate-hit "$tgc_url" "$c" "$d" "$hitbody" "$round"
         if [ "$portkey_ok" = 1 ]; then
-            wrk_run peers portkey "$pk_url" "$c" "$SECS" "$upbody" "$round" "$(pk_hdrs "http://127.0.0.1:$mport/v1")"
+            wrk_run peers portkey "$pk_url" "$c" "$d" "$upbody" "$round" "$(pk_hdrs "http://127.0.0.1:$mport/v1")"
         fi
     done
 done
