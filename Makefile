@@ -78,6 +78,8 @@ $(BUILD)/src/main.o: $(BUILD)/.malloc-$(or $(MALLOC),libc)
 $(BUILD)/.malloc-%:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.malloc-* && touch $@
 
+# The mock serves HTTPS with --tls-cert/--tls-key (tests/mock/tls.c).
+$(MOCK): LDLIBS += -lssl
 $(MOCK): $(MOCK_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	@$(if $(Q),echo "  LINK $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -127,7 +129,7 @@ demo:
 
 bench:
 	@TG_DEPS_BENCH=1 TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
-	@$(MAKE) --no-print-directory all build/release/bench/router_bench
+	@$(MAKE) --no-print-directory all build/release/bench/router_bench build/release/bench/stream_client
 	@bench/run.sh build/release
 
 eval:

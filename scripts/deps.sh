@@ -19,8 +19,11 @@ if [ "${TG_DEPS_NODE:-1}" = 1 ]; then
     command -v npm >/dev/null || need_pkgs+=(npm)
 fi
 # Benchmarks and compose validation: only when asked (make bench / make test).
+# (gnuplot draws bench/plots/; node runs the Portkey peer.)
 if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
-    for p in wrk nginx-light; do have_pkg "$p" || need_pkgs+=("$p"); done
+    for p in wrk nginx-light gnuplot-nox; do have_pkg "$p" || need_pkgs+=("$p"); done
+    command -v node >/dev/null || need_pkgs+=(nodejs)
+    command -v npm >/dev/null || need_pkgs+=(npm)
 fi
 # Tests: compose validation, clang + libclang-rt-14-dev for the libFuzzer
 # harnesses (make fuzz; make test replays their corpus), and Debian's
@@ -44,6 +47,20 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# make bench's peer: Portkey's open-source gateway, pinned by bench/peers/portkey's lock
+# file, installed under build/ (never committed). A failed install is not fatal:
+# the bench then reports Portkey as not measured.
+if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
+    pk=build/bench-peers/portkey
+    if ! cmp -s bench/peers/portkey/package-lock.json "$pk/package-lock.json" 2>/dev/null ||
+       [ ! -f "$pk/node_modules/@portkey-ai/gateway/package.json" ]; then
+        echo "deps: npm ci in $pk (Portkey gateway for make bench)"
+        mkdir -p "$pk" && cp bench/peers/portkey/package.json bench/peers/portkey/package-lock.json "$pk/"
+        (cd "$pk" && npm ci --no-audit --no-fund --loglevel=error) ||
+            { echo "deps: Portkey install failed; make bench will skip it" >&2; rm -f "$pk/package-lock.json"; }
+    fi
 fi
 
 # The end-to-end tests drive the gateway with the official openai npm client,

@@ -413,7 +413,7 @@ static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const 
     static const char *const keys[] = {
         "base_url", "upstream_model", "api_key_env", "input_per_mtok", "output_per_mtok",
         "connect_timeout_ms", "first_byte_timeout_ms", "idle_timeout_ms", "total_timeout_ms",
-        "headers", NULL};
+        "headers", "ca_file", NULL};
     char path[256];
     snprintf(path, sizeof(path), "models.%s", id);
     if (!json_is_object(o))
@@ -438,6 +438,7 @@ static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const 
     if (get_str(c, o, path, "base_url", 1, &m->base_url) != 0 ||
         get_str(c, o, path, "upstream_model", 1, &m->upstream_model) != 0 ||
         get_str(c, o, path, "api_key_env", 0, &m->api_key_env) != 0 ||
+        get_str(c, o, path, "ca_file", 0, &m->ca_file) != 0 ||
         get_num(c, o, path, "input_per_mtok", 0, 1e6, &m->input_per_mtok) != 0 ||
         get_num(c, o, path, "output_per_mtok", 0, 1e6, &m->output_per_mtok) != 0)
         return -1;
@@ -449,6 +450,14 @@ static int parse_model(struct ctx *c, struct tg_model *m, const char *id, const 
     snprintf(p2, sizeof(p2), "%s.base_url", path);
     if (strncmp(m->base_url, "http://", 7) != 0 && strncmp(m->base_url, "https://", 8) != 0)
         return fail(c, p2, "must start with http:// or https://");
+    if (m->ca_file) {
+        char why[512];
+        snprintf(p2, sizeof(p2), "%s.ca_file", path);
+        if (strncmp(m->base_url, "https://", 8) != 0)
+            return fail(c, p2, "only applies to an https:// base_url");
+        if (tg_upstream_ca_file_check(m->ca_file, why, sizeof(why)) != TG_OK)
+            return fail(c, p2, "%s", why);
+    }
     size_t bl = strlen(m->base_url);
     while (bl > 0 && m->base_url[bl - 1] == '/')
         m->base_url[--bl] = '\0';
@@ -919,6 +928,7 @@ static void free_config(struct tg_config *cfg)
         free(m->url);
         free(m->upstream_model);
         free(m->api_key_env);
+        free(m->ca_file);
         if (m->api_key)
             OPENSSL_cleanse(m->api_key, strlen(m->api_key));
         free(m->api_key);

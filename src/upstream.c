@@ -7,8 +7,12 @@
  * deadlines are curl's. Easy handles are pooled per shard.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -240,6 +244,46 @@ static void read_proxy_env(void)
     env_noproxy = env_noproxy ? env_noproxy : "";
 }
 
+/* curl's built-in trust store (the bundle file and hashed directory it was
+ * built with), read once. An https call sets its model's store every time:
+ * easy handles are pooled across models, and a model with a ca_file trusts
+ * that bundle alone, as nginx's proxy_ssl_trusted_certificate does. */
+static const char *ca_default_file, *ca_default_path;
+static pthread_once_t ca_once = PTHREAD_ONCE_INIT;
+
+static void read_ca_default(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    ca_default_file = v->cainfo;
+    ca_default_path = v->capath;
+}
+
+tg_rc tg_upstream_ca_file_check(const char *path, char *err, size_t errlen)
+{
+    tg_rc rc = TG_ERR_BAD_REQUEST;
+    X509_STORE *st = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        goto out;
+    }
+    fclose(f);
+    st = X509_STORE_new();
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (X509_STORE_load_file(st, path) != 1) {
+        snprintf(err, errlen, "%s holds no PEM certificate", path);
+        goto out;
+    }
+    rc = TG_OK;
+out:
+    X509_STORE_free(st);
+    ERR_clear_error();
+    return rc;
+}
+
 tg_rc tg_upstream_model_prepare(struct tg_model *m)
 {
     char line[4096];
@@ -324,8 +368,16 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     }
     CURL *e = call->easy;
     curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
+    int tls = strncmp(m->url, "https:", 6) == 0;
     pthread_once(&env_once, read_proxy_env);
-    curl_easy_setopt(e, CURLOPT_PROXY, strncmp(m->url, "https:", 6) == 0 ? env_proxy_https : env_proxy_http);
+    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
+    if (tls) {
+        /* Same strings call after call, so curl still reuses the
+         * connection and its cached CA store (keyed on the file name). */
+        pthread_once(&ca_once, read_ca_default);
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
+    }
     curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);

@@ -55,6 +55,11 @@ struct tg_call_opts {
 tg_rc tg_upstream_model_prepare(struct tg_model *m);
 void tg_upstream_model_release(struct tg_model *m);
 
+/* Checks at config load that `path` is a readable file holding at least one
+ * PEM certificate (a model's ca_file). Returns TG_OK, or TG_ERR_BAD_REQUEST
+ * with a short reason in err. Any thread. */
+tg_rc tg_upstream_ca_file_check(const char *path, char *err, size_t errlen);
+
 struct tg_upstream *tg_upstream_new(struct tg_loop *loop);
 /* Cancels every call still running (without callbacks). */
 void tg_upstream_free(struct tg_upstream *up);

@@ -14,11 +14,12 @@ fi
 
 TMP=$(mktemp -d)
 PID=
+TPID=
 cleanup() {
-    if [[ -n $PID ]]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-    fi
+    for p in $PID $TPID; do
+        kill -TERM "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -180,6 +181,46 @@ wait "$PID"
 rc=$?
 PID=
 [[ $rc -eq 0 ]] && ok "SIGTERM exits 0" || bad "SIGTERM exits 0" "exit $rc"
+
+# 12. TLS mode: a CA of our own, HTTPS with keep-alive, a stream and a large body
+#     through partial TLS writes, an untrusting client refused, SIGTERM exits 0
+if "$(dirname "$0")/gen_certs.sh" "$TMP/pki" 2>"$TMP/pki.err"; then
+    "$MOCK" --port 0 --tls-cert "$TMP/pki/server.pem" --tls-key "$TMP/pki/server.key" >"$TMP/tout" 2>"$TMP/terr" &
+    TPID=$!
+    TPORT=
+    for _ in $(seq 1 100); do
+        TPORT=$(sed -n 's/^mock_upstream listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$TMP/tout")
+        [[ -n $TPORT ]] && break
+        kill -0 "$TPID" 2>/dev/null || break
+        sleep 0.05
+    done
+    TB=https://127.0.0.1:$TPORT
+    tchat() { curl -sS --cacert "$TMP/pki/ca.pem" -d "{\"model\":\"$1\",\"messages\":[]${2:-}}" "$TB/v1/chat/completions"; }
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"model":"t1","messages":[]}' "$TB/v1/chat/completions" \
+        --next --cacert "$TMP/pki/ca.pem" -d '{"model":"t2","messages":[]}' "$TB/v1/chat/completions" \
+        >"$TMP/t1.txt" 2>"$TMP/t1.err"
+    curl -sS --cacert "$TMP/pki/ca.pem" "$TB/_mock/stats" >"$TMP/t1s.json"
+    jcheck "tls: two requests on one kept-alive connection" 'j["requests"] == 2 and j["connections"] == 1' "$TMP/t1s.json"
+    grep -q '"content":"Hello from t1"' "$TMP/t1.txt" && ok "tls: completion" || bad "tls: completion" "$(cat "$TMP/t1.txt" "$TMP/t1.err")"
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"times":-1,"action":{"content":"The quick brown fox jumps over the lazy dog","chunk_chars":5,"drip_ms":5}}' "$TB/_mock/script" >/dev/null
+    tchat t3 ',"stream":true' >"$TMP/t3.txt"
+    sse "$TMP/t3.txt" >"$TMP/t3.json"
+    jcheck "tls: dripped stream" 'j["content"] == "The quick brown fox jumps over the lazy dog" and j["done"] and j["n"] == 1 + 9 + 1' "$TMP/t3.json"
+    curl -sS --cacert "$TMP/pki/ca.pem" -X DELETE "$TB/_mock/script" >/dev/null
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"action":{"body_size":3000000}}' "$TB/_mock/script" >/dev/null
+    tchat t4 >"$TMP/t4.json"
+    jcheck "tls: 3 MB answer" 'len(j["choices"][0]["message"]["content"]) > 2900000' "$TMP/t4.json"
+    curl -sS -o /dev/null -d '{}' "$TB/v1/chat/completions" 2>/dev/null
+    rc=$?
+    [[ $rc -eq 60 ]] && ok "tls: client without the CA refuses (curl exit 60)" || bad "tls: untrusted" "curl exit $rc"
+    kill -TERM "$TPID"
+    wait "$TPID"
+    rc=$?
+    TPID=
+    [[ $rc -eq 0 ]] && ok "tls: SIGTERM exits 0" || bad "tls: SIGTERM exits 0" "exit $rc"
+else
+    bad "tls: gen_certs.sh" "$(cat "$TMP/pki.err")"
+fi
 
 echo "$PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]
