@@ -6,9 +6,9 @@
 # tests and fuzz harnesses link against.
 
 CC       ?= cc
-PKGS     := libmicrohttpd libcurl hiredis jansson libcrypto
+PKGS     := libmicrohttpd libcurl hiredis jansson libcrypto libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcurl -lhiredis -ljansson -lcrypto)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcurl -lhiredis -ljansson -lcrypto -lpcre2-8)
 
 WARN     := -Wall -Wextra -Wstrict-prototypes -Wpointer-arith -Wshadow -Wno-unused-parameter \
             -Werror=implicit-function-declaration -Werror=format-security
