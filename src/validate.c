@@ -634,9 +634,9 @@ static int check_json(struct run *rn, const json_t *msg, size_t i, struct tg_ver
         if (s == TG_SCHEMA_INVALID) {
             ok = verdict_fail(v, reason, "%s does not match the response schema: %s", what, err);
         } else if (s == TG_SCHEMA_REFUSED) {
-            ok = verdict_fail(v, reason, "%s could not be checked within the validation limits: %s",
-                              what, err);
             v->limit = tg_schema_stop_name(rn->budget.stopped);
+            ok = verdict_fail(v, reason, "%s could not be checked (validation limit %s): %s", what,
+                              v->limit ? v->limit : "?", err);
         } else if (s == TG_SCHEMA_UNUSABLE) {
             verdict_note(v, "json_schema not checked: %s", err);
         }
@@ -723,10 +723,9 @@ static int check_call(struct run *rn, const json_t *fn, const char *label, struc
             ok = verdict_fail(v, "tool_args", "%s do not match the parameters schema: %s", what,
                               err);
         } else if (s == TG_SCHEMA_REFUSED) {
-            ok = verdict_fail(v, "tool_args",
-                              "%s could not be checked within the validation limits: %s", what,
-                              err);
             v->limit = tg_schema_stop_name(rn->budget.stopped);
+            ok = verdict_fail(v, "tool_args", "%s could not be checked (validation limit %s): %s",
+                              what, v->limit ? v->limit : "?", err);
         } else if (s == TG_SCHEMA_UNUSABLE) {
             verdict_note(v, "tool_args schema not checked: %s", err);
         }

@@ -464,7 +464,8 @@ TG_TEST(json_schema_hostile_pattern_fails_on_the_match_limit)
     struct tg_verdict v = judge_json(&cfg, req, long_field_answer("code", 16000, 'a', "!"), 0);
     EXPECT_FAIL(v, "json_schema");
     TG_CHECK_STR(v.limit, "regex_match");
-    TG_CHECK_MSG(strstr(v.detail, "could not be checked within the validation limits") != NULL,
+    TG_CHECK_MSG(strstr(v.detail, "choices[0] content could not be checked (validation limit "
+                                  "regex_match): $.code: pattern") != NULL,
                  "%s", v.detail);
     TG_CHECK_MSG(strstr(v.detail, "$.code: pattern") != NULL, "%s", v.detail);
     /* The same on the final tier: never passed as valid. */
@@ -493,8 +494,8 @@ TG_TEST(strict_tool_hostile_pattern_fails_on_the_match_limit)
     struct tg_verdict v = judge_json(&cfg, req, call("save", text), 0);
     EXPECT_FAIL(v, "tool_args");
     TG_CHECK_STR(v.limit, "regex_match");
-    TG_CHECK_MSG(strstr(v.detail, "choices[0] tool call 0 (save) arguments could not be checked") !=
-                     NULL,
+    TG_CHECK_MSG(strstr(v.detail, "choices[0] tool call 0 (save) arguments could not be checked "
+                                  "(validation limit regex_match)") != NULL,
                  "%s", v.detail);
     free(text);
 }
@@ -610,8 +611,10 @@ TG_TEST(one_budget_for_all_choices)
     struct tg_verdict v = judge_json(&c, json_incref(req), json_incref(comp), 0);
     EXPECT_FAIL(v, "json_schema");
     TG_CHECK_STR(v.limit, "regex_total");
-    TG_CHECK_MSG(strncmp(v.detail, "choices[2] content could not be checked", 39) == 0, "%s",
-                 v.detail);
+    TG_CHECK_MSG(strncmp(v.detail,
+                         "choices[2] content could not be checked (validation limit regex_total)",
+                         70) == 0,
+                 "%s", v.detail);
     TG_CHECK_MSG(strstr(v.detail, "$[50]: pattern") != NULL, "%s", v.detail);
     c.max_regex_steps = 3 * 100 * TG_REGEX_FIRST(5);
     EXPECT_OK(judge_json(&c, req, comp, 0));
