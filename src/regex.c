@@ -3,10 +3,12 @@
  * regex.c - JSON Schema patterns on PCRE2 with a bounded cost. A small
  * front end rewrites ECMA-262 syntax into PCRE2 syntax with the same meaning
  * (`.`, `\s`, `\v`, `\u`, Annex B identity escapes, `[` in classes) and
- * refuses PCRE2-only constructs; the result is compiled once, anchored behind
- * a lazy `.*?` so that the whole search is one match attempt under one
- * backtracking limit (PCRE2 restarts its count at every start position of an
- * unanchored search, which would multiply the limit by the subject length).
+ * refuses PCRE2-only constructs (inline flags, verbs, atomic groups and
+ * possessive quantifiers, recursion, callouts); the result is compiled once,
+ * anchored behind a lazy `.*?` so that the whole search is one match attempt
+ * under one backtracking limit (PCRE2 restarts its count at every start
+ * position of an unanchored search, which would multiply the limit by the
+ * subject length).
  * Not here: flags (JSON Schema has none), capture extraction, replacement.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -411,6 +413,21 @@ static size_t klass(const char *s, size_t n, size_t i, int groups, struct rxout 
     return i + 1;
 }
 
+/* The index after a {n}, {n,} or {n,m} quantifier at s[i] == '{', or 0
+ * when the brace is a literal there. */
+static size_t quantifier_end(const char *s, size_t n, size_t i)
+{
+    size_t k = i + 1;
+    while (k < n && is_digit((unsigned char)s[k]))
+        k++;
+    if (k == i + 1)
+        return 0;
+    if (k < n && s[k] == ',')
+        for (k++; k < n && is_digit((unsigned char)s[k]); k++)
+            ;
+    return k < n && s[k] == '}' ? k + 1 : 0;
+}
+
 static int translate(const char *s, size_t n, struct rxout *o, char *err, size_t errlen)
 {
     int groups = count_groups(s, n), depth = 0;
@@ -468,6 +485,18 @@ static int translate(const char *s, size_t n, struct rxout *o, char *err, size_t
             puts_(o, "\\x{0}");
             i++;
             continue;
+        case '*':
+        case '+':
+        case '?':
+            if (i + 1 < n && s[i + 1] == '+')
+                return set_err(err, errlen,
+                               "possessive quantifier at offset %zu is not ECMA-262 syntax", i);
+            break;
+        case '{':
+            if ((k = quantifier_end(s, n, i)) && k < n && s[k] == '+')
+                return set_err(err, errlen,
+                               "possessive quantifier at offset %zu is not ECMA-262 syntax", i);
+            break;
         default:
             break;
         }
