@@ -6,9 +6,9 @@
 # tests and fuzz harnesses link against.
 
 CC       ?= cc
-PKGS     := libmicrohttpd libcurl hiredis jansson libcrypto
+PKGS     := libmicrohttpd libcurl hiredis jansson libcrypto libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcurl -lhiredis -ljansson -lcrypto)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -lcurl -lhiredis -ljansson -lcrypto -lpcre2-8)
 
 WARN     := -Wall -Wextra -Wstrict-prototypes -Wpointer-arith -Wshadow -Wno-unused-parameter \
             -Werror=implicit-function-declaration -Werror=format-security
@@ -151,6 +151,8 @@ soak:
 #   make fuzz [FUZZ_SECONDS=60]   runs each harness for FUZZ_SECONDS on a copy of its
 #                                 seed corpus (build/fuzz/corpus-<name>, kept between runs)
 #   make fuzz-replay              runs each harness once over tests/fuzz/corpus/<name>/
+# fuzz_schema_answer (a schema + answer pair) gets -timeout=5 on top of its own
+# per-input time assertion (the validator's budget plus slack).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     := build/fuzz
@@ -181,9 +183,11 @@ fuzz-bins: $(FUZZ_BINS)
 fuzz: fuzz-bins
 	@for f in $(FUZZ_NAMES); do \
 	    mkdir -p $(FUZZ_DIR)/corpus-$$f && cp tests/fuzz/corpus/$$f/* $(FUZZ_DIR)/corpus-$$f/ || exit 1; \
-	    dict=tests/fuzz/json.dict; [ $$f = fuzz_sse ] && dict=tests/fuzz/sse.dict; \
+	    dict=tests/fuzz/json.dict; timeout=25; \
+	    case $$f in fuzz_sse) dict=tests/fuzz/sse.dict;; fuzz_schema*) dict=tests/fuzz/schema.dict;; esac; \
+	    [ $$f = fuzz_schema_answer ] && timeout=5; \
 	    echo "== $$f: $(FUZZ_SECONDS) s on $(FUZZ_DIR)/corpus-$$f"; \
-	    $(FUZZ_DIR)/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=25 -rss_limit_mb=2048 \
+	    $(FUZZ_DIR)/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=$$timeout -rss_limit_mb=2048 \
 	        -dict=$$dict -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$f- \
 	        $(FUZZ_DIR)/corpus-$$f || exit 1; \
 	done

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev \
-         libjansson-dev libssl-dev libjemalloc-dev redis-server; do
+         libjansson-dev libssl-dev libjemalloc-dev libpcre2-dev redis-server; do
     have_pkg "$p" || need_pkgs+=("$p")
 done
 # Commands that may come from elsewhere than Debian (e.g. NodeSource's nodejs

@@ -376,6 +376,20 @@ static int parse_body(struct tg_chat *ch, int for_route)
     json_t *n = json_object_get(ch->json, "n");
     if (n && !json_is_null(n) && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 128))
         return bad(ch, "n", "n must be an integer between 1 and 128");
+    if (!for_route) {
+        /* Schemas the answers will be checked against must be checkable
+         * (size cap, patterns that compile): a 400 now, not a refused
+         * answer after paying for it (validate.h, docs/hardening.md). */
+        char vmsg[300], vparam[64];
+        tg_rc vrc = tg_validate_check_request(&cfg->validate, ch->json, vmsg, sizeof(vmsg), vparam,
+                                              sizeof(vparam));
+        if (vrc == TG_ERR_BAD_REQUEST)
+            return bad(ch, vparam, "%s", vmsg);
+        if (vrc != TG_OK) {
+            fail_request(ch, vrc, "out of memory", NULL);
+            return -1;
+        }
+    }
     return 0;
 }
 
