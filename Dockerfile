@@ -4,7 +4,7 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libmicrohttpd-dev \
-      libcurl4-openssl-dev libhiredis-dev libjansson-dev libssl-dev libjemalloc-dev \
+      libcurl4-openssl-dev libhiredis-dev libjansson-dev libssl-dev libjemalloc-dev libpcre2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -14,7 +14,7 @@ RUN make -j"$(nproc)" build/release/tiergate
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmicrohttpd12 libcurl4 libhiredis0.14 libjansson4 libjemalloc2 \
+ && apt-get install -y --no-install-recommends libmicrohttpd12 libcurl4 libhiredis0.14 libjansson4 libjemalloc2 libpcre2-8-0 \
       libssl3 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home tiergate

@@ -265,9 +265,23 @@ static int check_body(struct tg_chat *ch, int need_model)
     const struct tg_config *cfg = ch->req->cfg;
     struct tg_chatbody_error err;
     if (tg_chatbody_parse(&ch->body, tg_buf_head(&ch->req->body), tg_buf_unread(&ch->req->body),
-                          cfg->max_json_depth, cfg->max_messages, need_model, &err) == TG_OK)
+                          cfg->max_json_depth, cfg->max_messages, need_model, &err) != TG_OK)
+        return bad(ch, err.param[0] ? err.param : NULL, "%s", err.message);
+    if (!need_model)
         return 0;
-    return bad(ch, err.param[0] ? err.param : NULL, "%s", err.message);
+    /* Schemas the answers will be checked against must be checkable (size
+     * cap, patterns that compile): a 400 now, not a refused answer after
+     * paying for it (validate.h, docs/hardening.md). */
+    char vmsg[300], vparam[64];
+    tg_rc vrc = tg_validate_check_request(&cfg->validate, ch->body.json, vmsg, sizeof(vmsg), vparam,
+                                          sizeof(vparam));
+    if (vrc == TG_ERR_BAD_REQUEST)
+        return bad(ch, vparam[0] ? vparam : NULL, "%s", vmsg);
+    if (vrc != TG_OK) {
+        fail_request(ch, vrc, "out of memory", NULL, 0);
+        return -1;
+    }
+    return 0;
 }
 
 /* model -> starting point (DESIGN §1): "auto" routes, a tier name starts

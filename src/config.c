@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -537,6 +539,7 @@ static const struct item model_items[] = {
     UINT("first_byte_timeout_ms", MDL(first_byte_timeout_ms), 1, 3600000, 120000),
     UINT("idle_timeout_ms", MDL(idle_timeout_ms), 1, 3600000, 60000),
     UINT("total_timeout_ms", MDL(total_timeout_ms), 1, 86400000, 600000),
+    STR("ca_file", MDL(ca_file)),
     FN("headers", model_headers),
     {0},
 };
@@ -750,6 +753,21 @@ static int model_headers(struct ctx *c, void *base, const json_t *v, const char 
     return 0;
 }
 
+/* A model's ca_file must be a readable file holding at least one PEM
+ * certificate: refused at load, not at the first call. */
+static int ca_file_check(struct ctx *c, const char *file, const char *path)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return fail(c, path, "cannot read %s: %s", file, strerror(errno));
+    fclose(f);
+    X509_STORE *st = X509_STORE_new();
+    int ok = st && X509_STORE_load_file(st, file) == 1;
+    X509_STORE_free(st);
+    ERR_clear_error();
+    return ok ? 0 : fail(c, path, "%s holds no PEM certificate", file);
+}
+
 /* base_url + "/chat/completions", and the key from its variable. */
 static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
 {
@@ -757,6 +775,13 @@ static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
     snprintf(p, sizeof(p), "%s.base_url", path);
     if (strncmp(m->base_url, "http://", 7) != 0 && strncmp(m->base_url, "https://", 8) != 0)
         return fail(c, p, "must start with http:// or https://");
+    if (m->ca_file) {
+        snprintf(p, sizeof(p), "%s.ca_file", path);
+        if (strncmp(m->base_url, "https://", 8) != 0)
+            return fail(c, p, "only applies to an https:// base_url");
+        if (ca_file_check(c, m->ca_file, p) != 0)
+            return -1;
+    }
     size_t bl = strlen(m->base_url);
     while (bl > 0 && m->base_url[bl - 1] == '/')
         m->base_url[--bl] = '\0';
@@ -1083,6 +1108,7 @@ static void free_config(struct tg_config *cfg)
         free(m->url);
         free(m->upstream_model);
         free(m->api_key_env);
+        free(m->ca_file);
         if (m->api_key)
             OPENSSL_cleanse(m->api_key, strlen(m->api_key));
         free(m->api_key);

@@ -17,6 +17,8 @@
 #include "tiergate/alloc.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
+#include "tiergate/quality.h"
+#include "tiergate/replay.h"
 #include "tiergate/router.h"
 #include "tiergate/server.h"
 #include "tiergate/stats.h"
@@ -31,7 +33,10 @@ static const char usage[] =
     "usage: tiergate [-c FILE] [--check-config]\n"
     "       tiergate classify [-c FILE] < requests.jsonl > decisions.jsonl\n"
     "       tiergate calibrate [-c FILE] --shares CHEAP,MEDIUM,EXPENSIVE < sample.jsonl\n"
+    "       tiergate calibrate --verifier --precision P [--json] < labels.jsonl\n"
     "       tiergate stats [URL]\n"
+    "       tiergate replay [-c FILE] --url URL [--baseline ID] [--concurrency N] [--json] < prompts.jsonl\n"
+    "       tiergate compare [--a FIELD] [--b FIELD] [--label FIELD] [--summary] < pairs.jsonl\n"
     "       tiergate --version | --help\n"
     "\n"
     "An OpenAI-compatible LLM gateway: exact-match cache in Redis, a heuristic\n"
@@ -47,12 +52,21 @@ static const char usage[] =
     "              {\"id\",\"tier\",\"score\",\"features\"} per line; no upstream calls\n"
     "  calibrate   print router thresholds that send the given shares of a sample to\n"
     "              each tier (e.g. --shares 0.5,0.3,0.2)\n"
+    "              --verifier: the smallest validation.verifier.min_score whose accepted\n"
+    "              answers reach precision P on labelled verifier scores\n"
     "  stats       read a running gateway's /metrics (default http://127.0.0.1:8080)\n"
-    "              and print requests, hit rate, tier mix, escalations, cost vs baseline\n"
+    "              and print requests, hit rate, tier mix, escalations, cost vs baseline,\n"
+    "              shadow agreement by tier\n"
+    "  replay      run a suite of chat bodies through a running gateway as routed and\n"
+    "              pinned to the baseline model; per tier: cost side by side, agreement\n"
+    "  compare     the shadow comparison rules over pairs of answers (and, given a\n"
+    "              label, how well agreement tracks it)\n"
     "\n"
     "Environment: model keys come from each model's api_key_env. Overrides:\n"
     "  TIERGATE_LISTEN, TIERGATE_REDIS_URL, TIERGATE_SHARDS, TIERGATE_LOG_LEVEL;\n"
-    "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY.\n"
+    "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY;\n"
+    "  TIERGATE_KEY: the gateway key `tiergate replay` sends (instead of --key).\n"
+    "`tiergate replay --help`, `compare --help`, `calibrate --verifier --help`: details.\n"
     "Signals: SIGHUP reloads the config (a bad one is refused, the old one stays);\n"
     "SIGTERM/SIGINT stop accepting, drain in-flight requests, then exit.\n";
 
@@ -167,8 +181,16 @@ int main(int argc, char **argv)
 #endif
     if (argc > 1 && strcmp(argv[1], "classify") == 0)
         return router_tool(argc - 1, argv + 1, 0);
-    if (argc > 1 && strcmp(argv[1], "calibrate") == 0)
+    if (argc > 1 && strcmp(argv[1], "calibrate") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--verifier") == 0)
+                return tg_quality_calibrate_main(argc - 1, argv + 1, stdin, stdout);
         return router_tool(argc - 1, argv + 1, 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "compare") == 0)
+        return tg_quality_compare_main(argc - 1, argv + 1, stdin, stdout);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return tg_replay_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return tg_stats_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {

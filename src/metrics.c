@@ -42,6 +42,10 @@ struct tg_metrics_shard {
     uint64_t tokens[TG_METRICS_MAX_MODELS][2];
     uint64_t cost_micro_usd_x1000[TG_METRICS_MAX_MODELS]; /* nano-dollars */
     uint64_t baseline_nano_usd;
+    uint64_t shadow[TG_TIER__COUNT][TG_CMP__COUNT];
+    uint64_t shadow_nano_usd;
+    uint64_t shadow_dropped[TG_SHADOW_DROP__COUNT];
+    uint64_t verifier[TG_VERIFIER__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -50,6 +54,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct tg_metrics_shard *shards;
 static char *model_names[TG_METRICS_MAX_MODELS];
 static unsigned n_models;
+
+static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget"};
 
 unsigned tg_metrics_model_index(const char *model_id)
 {
@@ -184,6 +190,30 @@ void tg_metrics_inflight(struct tg_metrics_shard *m, long delta)
         __atomic_add_fetch(&m->inflight, delta, __ATOMIC_RELAXED);
 }
 
+void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_cmp_result result)
+{
+    if (m && tier >= 0 && tier < TG_TIER__COUNT && (unsigned)result < TG_CMP__COUNT)
+        INC(m->shadow[tier][result], 1);
+}
+
+void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd)
+{
+    if (m)
+        INC(m->shadow_nano_usd, nano(usd));
+}
+
+void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why)
+{
+    if (m && (unsigned)why < TG_SHADOW_DROP__COUNT)
+        INC(m->shadow_dropped[why], 1);
+}
+
+void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result)
+{
+    if (m && (unsigned)result < TG_VERIFIER__COUNT)
+        INC(m->verifier[result], 1);
+}
+
 /* --- rendering ------------------------------------------------------------ */
 
 #define SUM(expr)                                                                                  \
@@ -206,8 +236,9 @@ static void header(struct tg_buf *o, const char *name, const char *type, const c
     tg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render_hist(struct tg_buf *o, const char *name, const char *labels, const double *bounds,
-                        int n, const uint64_t *b, uint64_t count, uint64_t sum_us)
+static void render_hist(struct tg_buf *o, const char *name, const char *labels,
+                        const double *bounds, int n, const uint64_t *b, uint64_t count,
+                        uint64_t sum_us)
 {
     uint64_t cum = 0;
     const char *sep = labels[0] ? "," : "";
@@ -217,7 +248,8 @@ static void render_hist(struct tg_buf *o, const char *name, const char *labels, 
                       (unsigned long long)cum);
     }
     cum += b[n];
-    tg_buf_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
+    tg_buf_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                  (unsigned long long)cum);
     if (labels[0]) {
         tg_buf_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, (double)sum_us / 1e6,
                       name, labels, (unsigned long long)count);
@@ -230,7 +262,8 @@ static void render_hist(struct tg_buf *o, const char *name, const char *labels, 
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
 {
     pthread_mutex_lock(&mu);
-    header(o, "tiergate_requests_total", "counter", "Chat requests answered, by HTTP status, answering tier and cache result.");
+    header(o, "tiergate_requests_total", "counter",
+           "Chat requests answered, by HTTP status, answering tier and cache result.");
     for (int st = 0; st < N_STATUS; st++)
         for (int t = 0; t < N_TIER; t++)
             for (int c = 0; c < TG_CS__COUNT; c++) {
@@ -248,13 +281,16 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
                           tg_cache_status_name((enum tg_cache_status)c),
                           (unsigned long long)SUM(m->lookups[c]));
     header(o, "tiergate_cache_stores_total", "counter", "Cache stores by result.");
-    tg_buf_printf(o, "tiergate_cache_stores_total{result=\"ok\"} %llu\n", (unsigned long long)SUM(m->stores[1]));
-    tg_buf_printf(o, "tiergate_cache_stores_total{result=\"error\"} %llu\n", (unsigned long long)SUM(m->stores[0]));
+    tg_buf_printf(o, "tiergate_cache_stores_total{result=\"ok\"} %llu\n",
+                  (unsigned long long)SUM(m->stores[1]));
+    tg_buf_printf(o, "tiergate_cache_stores_total{result=\"error\"} %llu\n",
+                  (unsigned long long)SUM(m->stores[0]));
     header(o, "tiergate_route_decisions_total", "counter", "Router decisions by starting tier.");
     for (int t = 0; t < TG_TIER__COUNT; t++)
         tg_buf_printf(o, "tiergate_route_decisions_total{tier=\"%s\"} %llu\n", tg_tier_name(t),
                       (unsigned long long)SUM(m->routes[t]));
-    header(o, "tiergate_escalations_total", "counter", "Moves up the ladder to a higher tier, by reason.");
+    header(o, "tiergate_escalations_total", "counter",
+           "Moves up the ladder to a higher tier, by reason.");
     for (int f = 0; f < TG_TIER__COUNT; f++)
         for (int t = 0; t < TG_TIER__COUNT; t++)
             for (int r = 0; r < TG_RSN__COUNT; r++) {
@@ -296,9 +332,11 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
             continue;
         char labels[160];
         snprintf(labels, sizeof(labels), "model=\"%s\"", model_names[i]);
-        render_hist(o, "tiergate_upstream_duration_seconds", labels, up_bounds, UP_BUCKETS, b, count, sum);
+        render_hist(o, "tiergate_upstream_duration_seconds", labels, up_bounds, UP_BUCKETS, b,
+                    count, sum);
     }
-    header(o, "tiergate_request_duration_seconds", "histogram", "Chat request duration, arrival to last byte queued.");
+    header(o, "tiergate_request_duration_seconds", "histogram",
+           "Chat request duration, arrival to last byte queued.");
     {
         uint64_t b[REQ_BUCKETS + 1];
         for (int k = 0; k <= REQ_BUCKETS; k++)
@@ -310,18 +348,49 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
     for (unsigned i = 0; i < n_models; i++) {
         uint64_t p = SUM(m->tokens[i][0]), c = SUM(m->tokens[i][1]);
         if (p || c)
-            tg_buf_printf(o, "tiergate_tokens_total{model=\"%s\",kind=\"prompt\"} %llu\n"
-                             "tiergate_tokens_total{model=\"%s\",kind=\"completion\"} %llu\n",
-                          model_names[i], (unsigned long long)p, model_names[i], (unsigned long long)c);
+            tg_buf_printf(o,
+                          "tiergate_tokens_total{model=\"%s\",kind=\"prompt\"} %llu\n"
+                          "tiergate_tokens_total{model=\"%s\",kind=\"completion\"} %llu\n",
+                          model_names[i], (unsigned long long)p, model_names[i],
+                          (unsigned long long)c);
     }
-    header(o, "tiergate_cost_usd_total", "counter", "Spend at configured prices, failed attempts included.");
+    header(o, "tiergate_cost_usd_total", "counter",
+           "Spend at configured prices, failed attempts included.");
     for (unsigned i = 0; i < n_models; i++) {
         uint64_t v = SUM(m->cost_micro_usd_x1000[i]);
-        tg_buf_printf(o, "tiergate_cost_usd_total{model=\"%s\"} %.9f\n", model_names[i], (double)v / 1e9);
+        tg_buf_printf(o, "tiergate_cost_usd_total{model=\"%s\"} %.9f\n", model_names[i],
+                      (double)v / 1e9);
     }
     header(o, "tiergate_baseline_cost_usd_total", "counter",
            "What the answered requests would have cost at the baseline model.");
-    tg_buf_printf(o, "tiergate_baseline_cost_usd_total %.9f\n", (double)SUM(m->baseline_nano_usd) / 1e9);
+    tg_buf_printf(o, "tiergate_baseline_cost_usd_total %.9f\n",
+                  (double)SUM(m->baseline_nano_usd) / 1e9);
+    /* Quality families are always rendered (zeros included): dashboards
+     * tell "no shadow data yet" from a missing family. */
+    header(o, "tiergate_shadow_comparisons_total", "counter",
+           "Shadow comparisons of a served answer with the shadow model's, by answering tier and "
+           "result.");
+    for (int t = 0; t < TG_TIER__COUNT; t++)
+        for (int r = 0; r < TG_CMP__COUNT; r++)
+            tg_buf_printf(o, "tiergate_shadow_comparisons_total{tier=\"%s\",result=\"%s\"} %llu\n",
+                          tg_tier_name(t), tg_cmp_result_name((enum tg_cmp_result)r),
+                          (unsigned long long)SUM(m->shadow[t][r]));
+    header(o, "tiergate_shadow_cost_usd_total", "counter",
+           "Spend on shadow calls (never billed to a client key or in x-tiergate-cost-usd).");
+    tg_buf_printf(o, "tiergate_shadow_cost_usd_total %.9f\n",
+                  (double)SUM(m->shadow_nano_usd) / 1e9);
+    header(o, "tiergate_shadow_dropped_total", "counter",
+           "Sampled shadow calls not made, by reason.");
+    for (int d = 0; d < TG_SHADOW_DROP__COUNT; d++)
+        tg_buf_printf(o, "tiergate_shadow_dropped_total{reason=\"%s\"} %llu\n", drop_names[d],
+                      (unsigned long long)SUM(m->shadow_dropped[d]));
+    header(o, "tiergate_verifier_total", "counter",
+           "Verifier calls by result: pass, fail (escalated as low_confidence), error (answer "
+           "passed).");
+    for (int r = 0; r < TG_VERIFIER__COUNT; r++)
+        tg_buf_printf(o, "tiergate_verifier_total{result=\"%s\"} %llu\n",
+                      tg_verifier_result_name((enum tg_verifier_result)r),
+                      (unsigned long long)SUM(m->verifier[r]));
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;
@@ -330,7 +399,8 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
         tg_buf_printf(o, "tiergate_inflight_requests %lld\n", (long long)(v > 0 ? v : 0));
     }
     pthread_mutex_unlock(&mu);
-    header(o, "tiergate_breaker_state", "gauge", "Circuit breaker per model: 0 closed, 1 half-open, 2 open.");
+    header(o, "tiergate_breaker_state", "gauge",
+           "Circuit breaker per model: 0 closed, 1 half-open, 2 open.");
     uint64_t now = tg_now_ms();
     for (size_t i = 0; cfg && i < cfg->n_models; i++) {
         struct tg_breaker_snapshot snap;

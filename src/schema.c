@@ -1,57 +1,80 @@
 /* SPDX-License-Identifier: MIT
  *
  * schema.c - JSON Schema validation for the subset OpenAI structured outputs
- * use, plus allOf/oneOf/not. One recursive walk over (schema, value); the
- * first failure stops it. Deliberately not here: remote or $id-based refs,
- * patternProperties, prefixItems, format checks, unevaluated* (documented in
- * docs/validation.md with whether each is ignored or refused).
+ * use, plus allOf/oneOf/not, patternProperties and propertyNames. A schema is
+ * compiled once (its size counted, its patterns compiled by regex.c, enum
+ * sets hashed on first use); then one recursive walk over (schema, value)
+ * stops at the first failure. Every step, every JSON value hashed or compared
+ * and every regex search spends from the caller's budget, so the cost of a
+ * hostile schema or answer is bounded. Deliberately not here: remote or
+ * $id-based refs, prefixItems, format checks, unevaluated* (docs/validation.md
+ * says whether each is ignored or refused).
  */
 #include <limits.h>
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tiergate/common.h"
+#include "tiergate/regex.h"
 #include "tiergate/schema.h"
 
 /* Internal verdicts: the public ones. */
-#define V_OK 1
-#define V_FAIL 0
-#define V_BAD (-1)
+#define V_OK TG_SCHEMA_VALID
+#define V_FAIL TG_SCHEMA_INVALID
+#define V_BAD TG_SCHEMA_UNUSABLE
+#define V_STOP TG_SCHEMA_REFUSED
 
-/* Distinct patterns compiled per call, and their summed regcomp costs (see
- * RX_MAX_EXPANDED): past any of these, further patterns are skipped, so a
- * hostile schema buys at most about 100 ms of regcomp per validation. Each
- * pattern is compiled once per call: recompiling uncached ones for every
- * array item made one validation (40 patterns, 2,000 items) take 36 s. */
-#define RX_CACHE 256
-#define RX_MAX_CALL_EXPANDED ((size_t)256 * 1024)
-#define RX_MAX_CALL_QUADRATIC ((size_t)16 * 1000 * 1000)
-#define RX_MAX_PATTERN 1024
-#define RX_MAX_SUBJECT (64 * 1024)
 #define EQ_MAX_DEPTH 2048
+/* Enums up to this size are compared in order; larger ones through a hash set. */
+#define SMALL_ENUM 8
+/* The clock is read once per this many steps (and before every regex search). */
+#define TIME_CHECK_EVERY 256
+/* Schema positions deeper than this are not searched for patterns at compile
+ * time; a pattern reached below it is compiled when first used. */
+#define COMPILE_MAX_DEPTH 128
 
-struct rx_entry {
-    const json_t *pattern; /* borrowed from the schema: the cache key */
-    regex_t re;
-    int usable; /* 0: pattern not expressible in POSIX ERE, skipped */
+/* One pattern of the schema, keyed by its text (the same text compiles once). */
+struct rx_slot {
+    const char *src; /* borrowed from the schema */
+    size_t len;
+    uint64_t hash;
+    struct tg_regex *re; /* NULL: refused, `why` says why */
+    char why[120];
+};
+
+/* An enum's values as a hash set: open addressing over indexes into arr. */
+struct enum_set {
+    const json_t *arr; /* borrowed: the key */
+    uint64_t *hashes;  /* per value */
+    uint32_t *slots;   /* index + 1; 0 = empty */
+    size_t mask;
+    unsigned types; /* TYPE_BIT of every value */
+};
+
+struct tg_schema {
+    const json_t *root;
+    size_t nodes;
+    struct rx_slot *rx; /* open addressing by hash; src NULL = empty */
+    size_t rx_cap, rx_n;
+    struct enum_set **sets; /* open addressing by arr pointer */
+    size_t sets_cap, sets_n;
+    struct tg_regex_runner *run;
 };
 
 struct ctx {
+    struct tg_schema *sc;
+    struct tg_schema_budget *b;
     const json_t *root;
     char *err;
     size_t errlen;
     char path[512];
     size_t plen;
-    unsigned long steps;
     int nesting; /* check() calls on the C stack right now */
     int quiet;   /* inside anyOf/oneOf/not branches: failures are expected */
-    struct rx_entry rx[RX_CACHE];
-    size_t nrx;
-    size_t rx_expanded, rx_quadratic; /* summed over the patterns compiled so far */
+    int naming;  /* checking a property name (propertyNames) */
 };
 
 /* The walk, in the order a value meets it. */
@@ -64,8 +87,8 @@ static int check_number(struct ctx *c, const json_t *s, const json_t *v);
 static int check_array(struct ctx *c, const json_t *s, const json_t *v, int depth);
 static int check_object(struct ctx *c, const json_t *s, const json_t *v, int depth);
 static int check_combinators(struct ctx *c, const json_t *s, const json_t *v, int depth, int hops);
-static int pattern_match(struct ctx *c, const json_t *pattern, const char *str, size_t len);
-static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise, size_t cost[2]);
+static int pattern_test(struct ctx *c, const char *src, size_t len, const char *str, size_t n);
+static int enum_has(struct ctx *c, const json_t *e, const json_t *v);
 
 /* ---- error reporting ------------------------------------------------- */
 
@@ -73,7 +96,8 @@ static void put_err(struct ctx *c, const char *fmt, va_list ap)
 {
     if (!c->err || c->errlen == 0)
         return;
-    int n = snprintf(c->err, c->errlen, "%s: ", c->plen ? c->path : "$");
+    int n = snprintf(c->err, c->errlen, "%s%s: ", c->plen ? c->path : "$",
+                     c->naming ? " (property name)" : "");
     if (n < 0 || (size_t)n >= c->errlen)
         return;
     vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
@@ -106,6 +130,37 @@ static int bad(struct ctx *c, const char *fmt, ...)
         }
     }
     return V_BAD;
+}
+
+/* A bound was reached: the walk ends, the answer is refused. Always reported. */
+static int stop(struct ctx *c, enum tg_schema_stop why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int stop(struct ctx *c, enum tg_schema_stop why, const char *fmt, ...)
+{
+    c->b->stopped = why;
+    va_list ap;
+    va_start(ap, fmt);
+    put_err(c, fmt, ap);
+    va_end(ap);
+    return V_STOP;
+}
+
+/* Spends k steps; V_OK, or V_STOP when the step budget or the time is up. */
+static int charge(struct ctx *c, uint64_t k)
+{
+    struct tg_schema_budget *b = c->b;
+    uint64_t before = b->steps;
+    b->steps += k;
+    if (b->steps > b->max_steps)
+        return stop(c, TG_SCHEMA_STOP_STEPS,
+                    "validation stopped after %llu steps (validation.max_steps)",
+                    (unsigned long long)b->max_steps);
+    if (b->deadline_us && before / TIME_CHECK_EVERY != b->steps / TIME_CHECK_EVERY &&
+        tg_now_us() >= b->deadline_us)
+        return stop(c, TG_SCHEMA_STOP_TIME,
+                    "validation stopped at its time budget "
+                    "(validation.max_ms)");
+    return V_OK;
 }
 
 /* Keys come from the model's answer: keep them short and printable. */
@@ -192,6 +247,27 @@ static const char *type_of(const json_t *v)
     return "unknown";
 }
 
+/* One bit per JSON Schema equality class (all numbers are one). */
+static unsigned type_bit(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return 1u;
+    case JSON_ARRAY:
+        return 2u;
+    case JSON_STRING:
+        return 4u;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return 8u;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return 16u;
+    default:
+        return 32u;
+    }
+}
+
 /* JSON Schema: "integer" is any number with a zero fractional part, so 1.0 is one. */
 static int is_integral(const json_t *v)
 {
@@ -203,16 +279,40 @@ static int is_integral(const json_t *v)
     return isfinite(d) && floor(d) == d;
 }
 
-/* Numbers compare by value (1 == 1.0); objects by key set; arrays in order. */
-static int json_same(const json_t *a, const json_t *b, int depth)
+/* A real that is a whole number within int64: *out, and 1. */
+static int real_as_int(double d, json_int_t *out)
 {
+    /* -2^63 is exact as a double; 2^63 is not an int64. */
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || floor(d) != d)
+        return 0;
+    *out = (json_int_t)d;
+    return 1;
+}
+
+/* Mathematical equality of two numbers (JSON Schema: 1 == 1.0, and 2^53 + 1
+ * is not 2^53.0 even though both are the same double). */
+static int num_equal(const json_t *a, const json_t *b)
+{
+    if (json_is_integer(a) && json_is_integer(b))
+        return json_integer_value(a) == json_integer_value(b);
+    if (json_is_real(a) && json_is_real(b))
+        return json_real_value(a) == json_real_value(b);
+    const json_t *i = json_is_integer(a) ? a : b, *r = json_is_integer(a) ? b : a;
+    json_int_t k;
+    return real_as_int(json_real_value(r), &k) && k == json_integer_value(i);
+}
+
+/* Deep equality, counting one step per pair of values compared. 1 equal,
+ * 0 not, V_STOP when the budget ran out. Numbers compare by value (1 ==
+ * 1.0); objects by key set; arrays in order. */
+static int same(struct ctx *c, const json_t *a, const json_t *b, int depth)
+{
+    if (charge(c, 1) != V_OK)
+        return V_STOP;
     if (depth > EQ_MAX_DEPTH)
         return 0;
-    if (json_is_number(a) && json_is_number(b)) {
-        if (json_is_integer(a) && json_is_integer(b))
-            return json_integer_value(a) == json_integer_value(b);
-        return json_number_value(a) == json_number_value(b);
-    }
+    if (json_is_number(a) && json_is_number(b))
+        return num_equal(a, b);
     if (json_typeof(a) != json_typeof(b))
         return 0;
     switch (json_typeof(a)) {
@@ -223,9 +323,11 @@ static int json_same(const json_t *a, const json_t *b, int depth)
         size_t n = json_array_size(a);
         if (n != json_array_size(b))
             return 0;
-        for (size_t i = 0; i < n; i++)
-            if (!json_same(json_array_get(a, i), json_array_get(b, i), depth + 1))
-                return 0;
+        for (size_t i = 0; i < n; i++) {
+            int r = same(c, json_array_get(a, i), json_array_get(b, i), depth + 1);
+            if (r != 1)
+                return r;
+        }
         return 1;
     }
     case JSON_OBJECT: {
@@ -233,11 +335,13 @@ static int json_same(const json_t *a, const json_t *b, int depth)
             return 0;
         const char *k;
         const json_t *av;
-        json_object_foreach((json_t *)a, k, av)
-        {
+        json_object_foreach((json_t *)a, k, av) {
             const json_t *bv = json_object_get(b, k);
-            if (!bv || !json_same(av, bv, depth + 1))
+            if (!bv)
                 return 0;
+            int r = same(c, av, bv, depth + 1);
+            if (r != 1)
+                return r;
         }
         return 1;
     }
@@ -278,6 +382,434 @@ static long long count_kw(const json_t *kw)
     return -1;
 }
 
+/* ---- hashing (enum sets, pattern table) ------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then mixed */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return mix64(h ^ n);
+}
+
+/* A hash consistent with same(): values it calls equal hash equal (numbers
+ * by mathematical value, objects whatever their key order). One step per
+ * value. V_OK with *out, or V_STOP. */
+static int hash_json(struct ctx *c, const json_t *v, int depth, uint64_t *out)
+{
+    if (charge(c, 1) != V_OK)
+        return V_STOP;
+    uint64_t h;
+    json_int_t k;
+    if (depth > EQ_MAX_DEPTH) {
+        *out = 0x5eed; /* same() calls nothing this deep equal */
+        return V_OK;
+    }
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        h = hash_bytes(json_string_value(v), json_string_length(v)) ^ 0x5;
+        break;
+    case JSON_INTEGER:
+        h = mix64((uint64_t)json_integer_value(v) ^ 0x1111);
+        break;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        if (real_as_int(d, &k)) {
+            h = mix64((uint64_t)k ^ 0x1111);
+        } else {
+            uint64_t bits;
+            memcpy(&bits, &d, sizeof(bits));
+            h = mix64(bits ^ 0x2222);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        h = 0xa77a7;
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x) {
+            uint64_t e;
+            if (hash_json(c, x, depth + 1, &e) != V_OK)
+                return V_STOP;
+            h = mix64(h ^ e) + i;
+        }
+        break;
+    }
+    case JSON_OBJECT: {
+        uint64_t sum = 0;
+        const char *key;
+        const json_t *x;
+        json_object_foreach((json_t *)v, key, x) {
+            uint64_t e;
+            if (hash_json(c, x, depth + 1, &e) != V_OK)
+                return V_STOP;
+            sum += mix64(hash_bytes(key, strlen(key)) ^ mix64(e));
+        }
+        h = mix64(sum ^ 0x0b7ec7);
+        break;
+    }
+    case JSON_TRUE:
+        h = 0x7;
+        break;
+    case JSON_FALSE:
+        h = 0xf;
+        break;
+    default:
+        h = 0x0;
+        break;
+    }
+    *out = h;
+    return V_OK;
+}
+
+/* ---- compiling a schema -------------------------------------------------- */
+
+/* JSON values in v, counting stops once past max. */
+static size_t count_nodes(const json_t *v, size_t max, int depth)
+{
+    size_t n = 1;
+    if (depth > EQ_MAX_DEPTH)
+        return max + 1;
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x) {
+            if (n > max)
+                break;
+            n += count_nodes(x, max - n + 1, depth + 1);
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        const json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            if (n > max)
+                break;
+            n += count_nodes(x, max - n + 1, depth + 1);
+        }
+    }
+    return n;
+}
+
+static int rx_grow(struct tg_schema *sc)
+{
+    size_t cap = sc->rx_cap ? sc->rx_cap * 2 : 16;
+    struct rx_slot *t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < sc->rx_cap; i++) {
+        struct rx_slot *e = &sc->rx[i];
+        if (!e->src)
+            continue;
+        size_t j = e->hash & (cap - 1);
+        while (t[j].src)
+            j = (j + 1) & (cap - 1);
+        t[j] = *e;
+    }
+    free(sc->rx);
+    sc->rx = t;
+    sc->rx_cap = cap;
+    return 0;
+}
+
+/* The slot of pattern text src, compiling it on first sight (charged to the
+ * budget's compile caps). 0 with *out (whose re is NULL when the pattern is
+ * refused), -1 out of memory. */
+static int rx_get(struct tg_schema *sc, struct tg_schema_budget *b, const char *src, size_t len,
+                  struct rx_slot **out)
+{
+    uint64_t h = hash_bytes(src, len);
+    if (sc->rx_cap) {
+        for (size_t j = h & (sc->rx_cap - 1); sc->rx[j].src; j = (j + 1) & (sc->rx_cap - 1)) {
+            struct rx_slot *e = &sc->rx[j];
+            if (e->hash == h && e->len == len && memcmp(e->src, src, len) == 0) {
+                *out = e;
+                return 0;
+            }
+        }
+    }
+    if ((sc->rx_n + 1) * 2 > sc->rx_cap && rx_grow(sc) < 0)
+        return -1;
+    struct rx_slot e = {.src = src, .len = len, .hash = h};
+    if (b->patterns >= TG_SCHEMA_MAX_PATTERNS) {
+        snprintf(e.why, sizeof(e.why), "more than %u distinct patterns", TG_SCHEMA_MAX_PATTERNS);
+    } else {
+        size_t size = 0;
+        tg_rc rc = tg_regex_compile(src, len, &e.re, &size, e.why, sizeof(e.why));
+        if (rc == TG_ERR_NOMEM)
+            return -1;
+        if (rc == TG_OK) {
+            b->patterns++;
+            b->pattern_bytes += size;
+            if (b->pattern_bytes > TG_SCHEMA_MAX_PATTERN_MEMORY) {
+                tg_regex_free(e.re);
+                e.re = NULL;
+                snprintf(e.why, sizeof(e.why), "the patterns compile to more than %u bytes",
+                         TG_SCHEMA_MAX_PATTERN_MEMORY);
+            }
+        }
+    }
+    size_t j = h & (sc->rx_cap - 1);
+    while (sc->rx[j].src)
+        j = (j + 1) & (sc->rx_cap - 1);
+    sc->rx[j] = e;
+    sc->rx_n++;
+    *out = &sc->rx[j];
+    return 0;
+}
+
+/* JSON Pointer of the schema position being compiled (for error messages). */
+struct cpath {
+    char p[256];
+    size_t len;
+};
+
+static size_t cpath_push(struct cpath *cp, const char *seg)
+{
+    size_t mark = cp->len;
+    if (cp->len + 2 >= sizeof(cp->p))
+        return mark;
+    cp->p[cp->len++] = '/';
+    for (const char *s = seg; *s && cp->len + 5 < sizeof(cp->p); s++) {
+        if (*s == '~' || *s == '/') {
+            cp->p[cp->len++] = '~';
+            cp->p[cp->len++] = *s == '~' ? '0' : '1';
+        } else {
+            unsigned char ch = (unsigned char)*s;
+            cp->p[cp->len++] = (ch < 0x20 || ch == '"' || ch == '\\') ? '?' : (char)ch;
+        }
+    }
+    cp->p[cp->len] = '\0';
+    return mark;
+}
+
+static void cpath_pop(struct cpath *cp, size_t mark)
+{
+    cp->len = mark;
+    cp->p[mark] = '\0';
+}
+
+struct compiler {
+    struct tg_schema *sc;
+    struct tg_schema_budget *b;
+    struct cpath path;
+    char *err;
+    size_t errlen;
+};
+
+/* V_OK, V_STOP (refused pattern: err written), V_BAD (out of memory). */
+static int compile_pattern(struct compiler *k, const char *src, size_t len)
+{
+    struct rx_slot *e;
+    if (rx_get(k->sc, k->b, src, len, &e) < 0)
+        return V_BAD;
+    if (e->re)
+        return V_OK;
+    k->b->stopped = TG_SCHEMA_STOP_PATTERN;
+    if (k->err && k->errlen)
+        snprintf(k->err, k->errlen, "pattern \"%.60s\" at %s cannot be used: %s", src,
+                 k->path.len ? k->path.p : "/", e->why);
+    return V_STOP;
+}
+
+static int compile_walk(struct compiler *k, const json_t *s, int depth);
+
+static int compile_member(struct compiler *k, const json_t *s, const char *kw, int depth)
+{
+    const json_t *x = json_object_get(s, kw);
+    if (!x)
+        return V_OK;
+    size_t mark = cpath_push(&k->path, kw);
+    int r = V_OK;
+    if (json_is_array(x)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(x, i, e) {
+            char idx[24];
+            snprintf(idx, sizeof(idx), "%zu", i);
+            size_t m2 = cpath_push(&k->path, idx);
+            r = compile_walk(k, e, depth + 1);
+            cpath_pop(&k->path, m2);
+            if (r != V_OK)
+                break;
+        }
+    } else {
+        r = compile_walk(k, x, depth + 1);
+    }
+    cpath_pop(&k->path, mark);
+    return r;
+}
+
+/* An object of subschemas (properties, $defs, ...); patternProperties' keys
+ * are patterns too. */
+static int compile_map(struct compiler *k, const json_t *s, const char *kw, int keys_are_patterns,
+                       int depth)
+{
+    const json_t *x = json_object_get(s, kw);
+    if (!json_is_object(x))
+        return V_OK;
+    size_t mark = cpath_push(&k->path, kw);
+    const char *key;
+    const json_t *sub;
+    int r = V_OK;
+    json_object_foreach((json_t *)x, key, sub) {
+        size_t m2 = cpath_push(&k->path, key);
+        if (keys_are_patterns)
+            r = compile_pattern(k, key, strlen(key));
+        if (r == V_OK)
+            r = compile_walk(k, sub, depth + 1);
+        cpath_pop(&k->path, m2);
+        if (r != V_OK)
+            break;
+    }
+    cpath_pop(&k->path, mark);
+    return r;
+}
+
+/* Finds and compiles the patterns of every schema position under s. */
+static int compile_walk(struct compiler *k, const json_t *s, int depth)
+{
+    static const char *const one[] = {"additionalProperties",
+                                      "items",
+                                      "prefixItems",
+                                      "anyOf",
+                                      "allOf",
+                                      "oneOf",
+                                      "not",
+                                      "propertyNames",
+                                      "contains",
+                                      "if",
+                                      "then",
+                                      "else",
+                                      "additionalItems",
+                                      "unevaluatedItems",
+                                      "unevaluatedProperties"};
+    static const char *const maps[] = {"properties", "$defs", "definitions", "dependentSchemas",
+                                       "dependencies"};
+    int r;
+    if (!json_is_object(s) || depth > COMPILE_MAX_DEPTH)
+        return V_OK;
+    const json_t *pat = json_object_get(s, "pattern");
+    if (json_is_string(pat)) {
+        size_t mark = cpath_push(&k->path, "pattern");
+        r = compile_pattern(k, json_string_value(pat), json_string_length(pat));
+        cpath_pop(&k->path, mark);
+        if (r != V_OK)
+            return r;
+    }
+    if ((r = compile_map(k, s, "patternProperties", 1, depth)) != V_OK)
+        return r;
+    for (size_t i = 0; i < TG_ARRAY_LEN(maps); i++)
+        if ((r = compile_map(k, s, maps[i], 0, depth)) != V_OK)
+            return r;
+    for (size_t i = 0; i < TG_ARRAY_LEN(one); i++)
+        if ((r = compile_member(k, s, one[i], depth)) != V_OK)
+            return r;
+    return V_OK;
+}
+
+void tg_schema_budget_init(struct tg_schema_budget *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->max_steps = TG_SCHEMA_MAX_STEPS;
+    b->max_regex_steps = TG_SCHEMA_MAX_REGEX_STEPS;
+    b->max_nodes = TG_SCHEMA_MAX_NODES;
+}
+
+const char *tg_schema_stop_name(enum tg_schema_stop s)
+{
+    switch (s) {
+    case TG_SCHEMA_STOP_STEPS:
+        return "steps";
+    case TG_SCHEMA_STOP_REGEX_MATCH:
+        return "regex_match";
+    case TG_SCHEMA_STOP_REGEX_TOTAL:
+        return "regex_total";
+    case TG_SCHEMA_STOP_TIME:
+        return "time";
+    case TG_SCHEMA_STOP_SIZE:
+        return "schema_size";
+    case TG_SCHEMA_STOP_PATTERN:
+        return "pattern";
+    case TG_SCHEMA_STOP_NONE:
+        break;
+    }
+    return NULL;
+}
+
+int tg_schema_compile(const json_t *schema, struct tg_schema_budget *b, struct tg_schema **out,
+                      char *err, size_t errlen)
+{
+    int r = V_BAD;
+    struct compiler k = {.b = b, .err = err, .errlen = errlen};
+    if (err && errlen)
+        err[0] = '\0';
+    if (!schema) {
+        if (err && errlen)
+            snprintf(err, errlen, "unusable schema at $: no schema");
+        return V_BAD;
+    }
+    struct tg_schema *sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        goto out;
+    sc->root = schema;
+    sc->nodes = count_nodes(schema, b->max_nodes, 0);
+    if (sc->nodes > b->max_nodes) {
+        b->stopped = TG_SCHEMA_STOP_SIZE;
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "the schema has more than %zu JSON values (validation.max_schema_nodes)",
+                     b->max_nodes);
+        r = V_STOP;
+        goto out;
+    }
+    k.sc = sc;
+    r = compile_walk(&k, schema, 0);
+    if (r == V_OK) {
+        *out = sc;
+        return V_OK;
+    }
+out:
+    if (r == V_BAD && err && errlen)
+        snprintf(err, errlen, "unusable schema at $: out of memory");
+    tg_schema_free(sc);
+    return r;
+}
+
+static void set_free(struct enum_set *s)
+{
+    if (!s)
+        return;
+    free(s->hashes);
+    free(s->slots);
+    free(s);
+}
+
+void tg_schema_free(struct tg_schema *sc)
+{
+    if (!sc)
+        return;
+    for (size_t i = 0; i < sc->rx_cap; i++)
+        tg_regex_free(sc->rx[i].re);
+    free(sc->rx);
+    for (size_t i = 0; i < sc->sets_cap; i++)
+        set_free(sc->sets[i]);
+    free(sc->sets);
+    tg_regex_runner_free(sc->run);
+    free(sc);
+}
+
 /* ---- the walk ----------------------------------------------------------- */
 
 static int check_one(struct ctx *c, const json_t *s, const json_t *v, int depth, int hops);
@@ -297,9 +829,8 @@ static int check_one(struct ctx *c, const json_t *s, const json_t *v, int depth,
 {
     int r;
 
-    if (++c->steps > TG_SCHEMA_MAX_STEPS)
-        return bad(c, "more than %d evaluation steps (hostile or exploding schema)",
-                   TG_SCHEMA_MAX_STEPS);
+    if ((r = charge(c, 1)) != V_OK)
+        return r;
     if (hops > TG_SCHEMA_MAX_HOPS)
         return bad(c, "more than %d $ref/anyOf hops without progress ($ref cycle?)",
                    TG_SCHEMA_MAX_HOPS);
@@ -456,8 +987,7 @@ static int check_type(struct ctx *c, const json_t *s, const json_t *v)
     int match = 0;
     char want[160] = "";
     size_t wl = 0;
-    json_array_foreach(t, i, e)
-    {
+    json_array_foreach(t, i, e) {
         if (!json_is_string(e) || !type_known(json_string_value(e)))
             return bad(c, "type array holds an unknown type");
         if (type_matches(json_string_value(e), v))
@@ -470,30 +1000,135 @@ static int check_type(struct ctx *c, const json_t *s, const json_t *v)
     return match ? V_OK : fail(c, "expected %s, got %s", want, type_of(v));
 }
 
+/* ---- enum / const ------------------------------------------------------- */
+
+static int sets_grow(struct tg_schema *sc)
+{
+    size_t cap = sc->sets_cap ? sc->sets_cap * 2 : 8;
+    struct enum_set **t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < sc->sets_cap; i++) {
+        struct enum_set *e = sc->sets[i];
+        if (!e)
+            continue;
+        size_t j = mix64((uintptr_t)e->arr) & (cap - 1);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = e;
+    }
+    free(sc->sets);
+    sc->sets = t;
+    sc->sets_cap = cap;
+    return 0;
+}
+
+/* The hash set of enum array e, built on first use (one step per value
+ * hashed). V_OK with *out, V_STOP, or V_BAD (out of memory). */
+static int enum_set_of(struct ctx *c, const json_t *e, struct enum_set **out)
+{
+    struct tg_schema *sc = c->sc;
+    uint64_t key = mix64((uintptr_t)e);
+    if (sc->sets_cap) {
+        for (size_t j = key & (sc->sets_cap - 1); sc->sets[j]; j = (j + 1) & (sc->sets_cap - 1))
+            if (sc->sets[j]->arr == e) {
+                *out = sc->sets[j];
+                return V_OK;
+            }
+    }
+    size_t n = json_array_size(e), cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    struct enum_set *s = calloc(1, sizeof(*s));
+    if (!s || n > UINT32_MAX - 1 || !(s->hashes = malloc(n * sizeof(*s->hashes))) ||
+        !(s->slots = calloc(cap, sizeof(*s->slots)))) {
+        set_free(s);
+        return bad(c, "out of memory building an enum set");
+    }
+    s->arr = e;
+    s->mask = cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(e, i);
+        if (hash_json(c, x, 0, &s->hashes[i]) != V_OK) {
+            set_free(s);
+            return V_STOP;
+        }
+        s->types |= type_bit(x);
+        size_t j = s->hashes[i] & s->mask;
+        while (s->slots[j])
+            j = (j + 1) & s->mask;
+        s->slots[j] = (uint32_t)(i + 1);
+    }
+    if ((sc->sets_n + 1) * 2 > sc->sets_cap && sets_grow(sc) < 0) {
+        set_free(s);
+        return bad(c, "out of memory building an enum set");
+    }
+    size_t j = key & (sc->sets_cap - 1);
+    while (sc->sets[j])
+        j = (j + 1) & (sc->sets_cap - 1);
+    sc->sets[j] = s;
+    sc->sets_n++;
+    *out = s;
+    return V_OK;
+}
+
+/* 1 when v equals a value of enum array e, 0 when not, < 0 stop/bad. Small
+ * enums are compared in order; larger ones cost one hash of v plus the
+ * comparisons with the values sharing its hash, each counted. */
+static int enum_has(struct ctx *c, const json_t *e, const json_t *v)
+{
+    size_t n = json_array_size(e);
+    if (n <= SMALL_ENUM) {
+        for (size_t i = 0; i < n; i++) {
+            int r = same(c, json_array_get(e, i), v, 0);
+            if (r != 0)
+                return r;
+        }
+        return 0;
+    }
+    struct enum_set *s = NULL;
+    int r = enum_set_of(c, e, &s);
+    if (r != V_OK)
+        return r;
+    if (!(s->types & type_bit(v)))
+        return 0;
+    uint64_t h;
+    if ((r = hash_json(c, v, 0, &h)) != V_OK)
+        return r;
+    for (size_t j = h & s->mask; s->slots[j]; j = (j + 1) & s->mask) {
+        size_t i = s->slots[j] - 1;
+        if (s->hashes[i] != h)
+            continue;
+        if ((r = same(c, json_array_get(e, i), v, 0)) != 0)
+            return r;
+    }
+    return 0;
+}
+
 static int check_enum_const(struct ctx *c, const json_t *s, const json_t *v)
 {
     const json_t *e = json_object_get(s, "enum");
     if (e) {
         if (!json_is_array(e))
             return bad(c, "enum must be an array");
-        size_t i;
-        const json_t *x;
-        int found = 0;
-        json_array_foreach(e, i, x)
-        {
-            if (json_same(x, v, 0)) {
-                found = 1;
-                break;
-            }
-        }
-        if (!found)
+        int r = enum_has(c, e, v);
+        if (r < 0)
+            return r;
+        if (r == 0)
             return fail(c, "not one of the %zu allowed enum values", json_array_size(e));
     }
     const json_t *k = json_object_get(s, "const");
-    if (k && !json_same(k, v, 0))
-        return fail(c, "does not equal the const value");
+    if (k) {
+        int r = same(c, k, v, 0);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return fail(c, "does not equal the const value");
+    }
     return V_OK;
 }
+
+/* ---- strings, numbers, arrays, objects ------------------------------------ */
 
 static int check_string(struct ctx *c, const json_t *s, const json_t *v)
 {
@@ -522,9 +1157,9 @@ static int check_string(struct ctx *c, const json_t *s, const json_t *v)
     if (pat) {
         if (!json_is_string(pat))
             return bad(c, "pattern must be a string");
-        int m = pattern_match(c, pat, str, bytes);
+        int m = pattern_test(c, json_string_value(pat), json_string_length(pat), str, bytes);
         if (m < 0)
-            return bad(c, "out of memory compiling pattern");
+            return m;
         if (m == 0)
             return fail(c, "string does not match pattern \"%.60s\"", json_string_value(pat));
     }
@@ -629,63 +1264,120 @@ static int check_array(struct ctx *c, const json_t *s, const json_t *v, int dept
     return V_OK;
 }
 
+/* propertyNames: every key, as a string, against one schema. */
+static int check_names(struct ctx *c, const json_t *names, const json_t *v, int depth)
+{
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)v, key, val) {
+        json_t *k = json_stringn(key, strlen(key));
+        if (!k)
+            return bad(c, "out of memory checking propertyNames");
+        size_t mark = path_push(c, key, 0);
+        c->naming++;
+        int r = check(c, names, k, depth, 0);
+        c->naming--;
+        path_pop(c, mark);
+        json_decref(k);
+        if (r != V_OK)
+            return r;
+    }
+    return V_OK;
+}
+
+static int check_required(struct ctx *c, const json_t *req, const json_t *v)
+{
+    if (!json_is_array(req))
+        return bad(c, "required must be an array of strings");
+    size_t i;
+    const json_t *k;
+    json_array_foreach(req, i, k) {
+        if (!json_is_string(k))
+            return bad(c, "required must be an array of strings");
+        if (!json_object_get(v, json_string_value(k))) {
+            char key[52];
+            safe_key(key, sizeof(key), json_string_value(k));
+            return fail(c, "missing required property \"%s\"", key);
+        }
+    }
+    return V_OK;
+}
+
 static int check_object(struct ctx *c, const json_t *s, const json_t *v, int depth)
 {
     const json_t *req = json_object_get(s, "required");
     if (req) {
-        if (!json_is_array(req))
-            return bad(c, "required must be an array of strings");
-        size_t i;
-        const json_t *k;
-        json_array_foreach(req, i, k)
-        {
-            if (!json_is_string(k))
-                return bad(c, "required must be an array of strings");
-            if (!json_object_get(v, json_string_value(k))) {
-                char key[52];
-                safe_key(key, sizeof(key), json_string_value(k));
-                return fail(c, "missing required property \"%s\"", key);
-            }
-        }
+        int r = check_required(c, req, v);
+        if (r != V_OK)
+            return r;
     }
     const json_t *props = json_object_get(s, "properties");
     if (props && !json_is_object(props))
         return bad(c, "properties must be an object");
+    const json_t *pprops = json_object_get(s, "patternProperties");
+    if (pprops && !json_is_object(pprops))
+        return bad(c, "patternProperties must be an object");
     const json_t *addl = json_object_get(s, "additionalProperties");
     if (addl && !json_is_boolean(addl) && !json_is_object(addl))
         return bad(c, "additionalProperties must be a boolean or a schema");
-    /* patternProperties decides which keys are "additional": without it we
-     * would reject keys the client allowed. Alone it only restricts: ignored. */
-    if (addl && !json_is_true(addl) && json_object_get(s, "patternProperties"))
-        return bad(c, "patternProperties with additionalProperties is not supported");
-    if (!props && (!addl || json_is_true(addl)))
+    const json_t *names = json_object_get(s, "propertyNames");
+    if (names) {
+        int r = check_names(c, names, v, depth);
+        if (r != V_OK)
+            return r;
+    }
+    if (!props && !json_object_size(pprops) && (!addl || json_is_true(addl)))
         return V_OK;
     if (json_object_size(v) && depth + 1 > TG_SCHEMA_MAX_DEPTH)
         return fail(c, "nested deeper than %d levels", TG_SCHEMA_MAX_DEPTH);
 
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)v, key, val)
-    {
+    json_object_foreach((json_t *)v, key, val) {
+        int matched = 0, r;
+        size_t klen = strlen(key);
         const json_t *sub = props ? json_object_get(props, key) : NULL;
-        if (!sub) {
-            if (!addl || json_is_true(addl))
+        if (sub) {
+            matched = 1;
+            size_t mark = path_push(c, key, 0);
+            r = check(c, sub, val, depth + 1, 0);
+            path_pop(c, mark);
+            if (r != V_OK)
+                return r;
+        }
+        /* Every patternProperties entry whose pattern the key matches applies. */
+        const char *pk;
+        const json_t *psub;
+        json_object_foreach((json_t *)pprops, pk, psub) {
+            int m = pattern_test(c, pk, strlen(pk), key, klen);
+            if (m < 0)
+                return m;
+            if (!m)
                 continue;
-            if (json_is_false(addl)) {
-                char k[52];
-                safe_key(k, sizeof(k), key);
-                return fail(c, "unexpected property \"%s\" (additionalProperties is false)", k);
-            }
-            sub = addl;
+            matched = 1;
+            size_t mark = path_push(c, key, 0);
+            r = check(c, psub, val, depth + 1, 0);
+            path_pop(c, mark);
+            if (r != V_OK)
+                return r;
+        }
+        if (matched || !addl || json_is_true(addl))
+            continue;
+        if (json_is_false(addl)) {
+            char k[52];
+            safe_key(k, sizeof(k), key);
+            return fail(c, "unexpected property \"%s\" (additionalProperties is false)", k);
         }
         size_t mark = path_push(c, key, 0);
-        int r = check(c, sub, val, depth + 1, 0);
+        r = check(c, addl, val, depth + 1, 0);
         path_pop(c, mark);
         if (r != V_OK)
             return r;
     }
     return V_OK;
 }
+
+/* ---- combinators ----------------------------------------------------------- */
 
 /* A branch whose declared type accepts the value: the one whose own error
  * best explains an anyOf/oneOf miss (the nullable-object pattern). */
@@ -699,8 +1391,7 @@ static int branch_type_fits(const struct ctx *c, const json_t *b, const json_t *
                 return type_known(json_string_value(t)) && type_matches(json_string_value(t), v);
             size_t k;
             const json_t *e;
-            json_array_foreach(t, k, e)
-            {
+            json_array_foreach(t, k, e) {
                 if (json_is_string(e) && type_known(json_string_value(e)) &&
                     type_matches(json_string_value(e), v))
                     return 1;
@@ -722,8 +1413,7 @@ static int check_alternatives(struct ctx *c, const char *kw, const json_t *alts,
     size_t i, matched = 0;
     const json_t *b;
     c->quiet++;
-    json_array_foreach(alts, i, b)
-    {
+    json_array_foreach(alts, i, b) {
         int r = check(c, b, v, depth, hops + 1);
         if (r < 0) {
             c->quiet--;
@@ -744,8 +1434,7 @@ static int check_alternatives(struct ctx *c, const char *kw, const json_t *alts,
         /* Re-run the one branch whose type fits, loudly, for a precise reason. */
         const json_t *fit = NULL;
         size_t fits = 0;
-        json_array_foreach(alts, i, b)
-        {
+        json_array_foreach(alts, i, b) {
             if (branch_type_fits(c, b, v)) {
                 fit = b;
                 fits++;
@@ -769,8 +1458,7 @@ static int check_combinators(struct ctx *c, const json_t *s, const json_t *v, in
             return bad(c, "allOf must be a non-empty array of schemas");
         size_t i;
         const json_t *b;
-        json_array_foreach(all, i, b)
-        {
+        json_array_foreach(all, i, b) {
             if ((r = check(c, b, v, depth, hops + 1)) != V_OK)
                 return r;
         }
@@ -794,568 +1482,87 @@ static int check_combinators(struct ctx *c, const json_t *s, const json_t *v, in
     return V_OK;
 }
 
-/* ---- pattern ------------------------------------------------------------
- * JSON Schema patterns are ECMA-262 regexes; POSIX regcomp speaks ERE. The
- * translation covers what schema authors write (classes, \d \w \s, escapes,
- * (?:...), lazy quantifiers, \uXXXX) and gives '.', negated classes and
- * non-ASCII literals code-point semantics on UTF-8 input. Anything ERE can't
- * express (lookaround, backreferences, \p{...}) makes the pattern skipped, not
- * the answer failed. Compiled once per call per pattern (small cache). */
+/* ---- pattern -------------------------------------------------------------
+ * ECMA-262 patterns on PCRE2 (regex.c): compiled once per schema, searched
+ * unanchored (JSON Schema), each search under a backtracking limit and
+ * charged to the budget's regex account. A pattern that does not compile,
+ * or a search that runs out of its limit, refuses the answer: it is never
+ * skipped as if it matched. */
 
-struct out {
-    char *p;
-    size_t len, cap;
-    int overflow;
-};
-
-static void emit(struct out *o, const char *s, size_t n)
+/* 1 match, 0 no match, V_STOP / V_BAD. */
+static int pattern_test(struct ctx *c, const char *src, size_t len, const char *str, size_t n)
 {
-    if (o->len + n + 1 > o->cap) {
-        o->overflow = 1;
-        return;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-
-static void emits(struct out *o, const char *s)
-{
-    emit(o, s, strlen(s));
-}
-
-/* One ASCII byte as a literal atom outside a bracket expression. */
-static void emit_lit(struct out *o, char ch)
-{
-    if (strchr(".[]()*+?{}|^$\\", ch) && ch) {
-        char e[2] = {'\\', ch};
-        emit(o, e, 2);
-    } else {
-        emit(o, &ch, 1);
-    }
-}
-
-/* UTF-8 multi-byte sequence, for '.'-like atoms on a byte-wise regex engine. */
-#define MB_SEQ                                                                                     \
-    "[\xC2-\xDF][\x80-\xBF]"                                                                       \
-    "|[\xE0-\xEF][\x80-\xBF][\x80-\xBF]"                                                           \
-    "|[\xF0-\xF4][\x80-\xBF][\x80-\xBF][\x80-\xBF]"
-
-/* Emits a negated ASCII set ("0-9", "[:space:]", "\n\r") matching one code point. */
-static void emit_negated(struct out *o, const char *set, int bytewise)
-{
-    if (bytewise) {
-        emits(o, "([^");
-        emits(o, set);
-        emits(o, "\x80-\xFF]|" MB_SEQ ")");
-    } else {
-        emits(o, "[^");
-        emits(o, set);
-        emits(o, "]");
-    }
-}
-
-static int hexval(const char *p, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        int d = tg_hex_digit(p[i]);
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-static size_t utf8_encode(unsigned cp, char *b)
-{
-    if (cp < 0x80) {
-        b[0] = (char)cp;
+    struct tg_schema_budget *b = c->b;
+    struct rx_slot *e;
+    int r;
+    if (rx_get(c->sc, b, src, len, &e) < 0)
+        return bad(c, "out of memory compiling a pattern");
+    if (!e->re)
+        return stop(c, TG_SCHEMA_STOP_PATTERN, "pattern \"%.60s\" cannot be used: %s", src, e->why);
+    if ((r = charge(c, 1)) != V_OK)
+        return r;
+    uint64_t left = b->regex_steps < b->max_regex_steps ? b->max_regex_steps - b->regex_steps : 0;
+    uint64_t before = left;
+    enum tg_regex_result m = tg_regex_search(&c->sc->run, e->re, str, n, &left, b->deadline_us);
+    b->regex_steps += before - left;
+    switch (m) {
+    case TG_REGEX_MATCH:
         return 1;
-    }
-    if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    b[0] = (char)(0xE0 | (cp >> 12));
-    b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    b[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-}
-
-/* A bracket expression "[...]" starting at *pp (just past '['). POSIX puts
- * ']' first, '-' last and treats '\' literally, so the items are regrouped. */
-static int translate_class(const char **pp, struct out *o, int bytewise)
-{
-    const char *p = *pp;
-    int neg = 0, has_rbr = 0, has_lbr = 0, has_caret = 0, has_dash = 0;
-    char items[256];
-    size_t n = 0;
-
-    if (*p == '^') {
-        neg = 1;
-        p++;
-    }
-    if (*p == ']')
-        return -1; /* ECMA "[]" / "[^]": match nothing / anything */
-    while (*p && *p != ']') {
-        char lit = 0;
-        const char *add = NULL;
-        unsigned char ch = (unsigned char)*p;
-        if (ch >= 0x80)
-            return -1; /* non-ASCII in a class: bytes, not code points */
-        if (ch == '\\') {
-            p++;
-            switch (*p) {
-            case 'd':
-                add = "0-9";
-                break;
-            case 'w':
-                add = "A-Za-z0-9_";
-                break;
-            case 's':
-                add = "[:space:]";
-                break;
-            case 'n':
-                lit = '\n';
-                break;
-            case 't':
-                lit = '\t';
-                break;
-            case 'r':
-                lit = '\r';
-                break;
-            case 'f':
-                lit = '\f';
-                break;
-            case 'v':
-                lit = '\v';
-                break;
-            case 'b':
-                lit = '\b';
-                break;
-            case 'x':
-            case 'u': {
-                int w = *p == 'x' ? 2 : 4;
-                int cp = hexval(p + 1, w);
-                if (cp <= 0 || cp >= 0x80)
-                    return -1;
-                lit = (char)cp;
-                p += w;
-                break;
-            }
-            case '\0':
-                return -1;
-            default:
-                if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= '0' && *p <= '9'))
-                    return -1; /* \D \W \S \p ... inside a class */
-                lit = *p;
-                break;
-            }
-            p++;
-            if (*p == '-' && p[1] && p[1] != ']')
-                return -1; /* a range from an escaped endpoint */
-        } else if (ch == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-            return -1;
-        } else if (p[1] == '-' && p[2] && p[2] != ']') {
-            /* A range: plain ASCII endpoints only. */
-            char lo = p[0], hi = p[2];
-            if (strchr("\\[]^-", hi) || strchr("[^", lo) || (unsigned char)hi >= 0x80 || hi < lo)
-                return -1;
-            char r[3] = {lo, '-', hi};
-            if (n + 3 >= sizeof(items))
-                return -1;
-            memcpy(items + n, r, 3);
-            n += 3;
-            p += 3;
-            continue;
-        } else {
-            lit = *p++;
-        }
-        if (add) {
-            size_t k = strlen(add);
-            if (n + k >= sizeof(items))
-                return -1;
-            memcpy(items + n, add, k);
-            n += k;
-        } else if (lit == ']') {
-            has_rbr = 1;
-        } else if (lit == '[') {
-            has_lbr = 1;
-        } else if (lit == '^') {
-            has_caret = 1;
-        } else if (lit == '-') {
-            has_dash = 1;
-        } else {
-            if (n + 1 >= sizeof(items))
-                return -1;
-            items[n++] = lit;
-        }
-    }
-    if (*p != ']')
-        return -1;
-    *pp = p + 1;
-    items[n] = '\0';
-
-    if (!neg && !n && !has_rbr && !has_lbr && has_caret) {
-        /* '^' must not come first: "[-^]", or a plain escaped caret. */
-        emits(o, has_dash ? "[-^]" : "\\^");
+    case TG_REGEX_NOMATCH:
         return 0;
+    case TG_REGEX_OVER_MATCH:
+        return stop(c, TG_SCHEMA_STOP_REGEX_MATCH,
+                    "pattern \"%.60s\" needs more than %llu backtracking steps on this "
+                    "%zu-byte string",
+                    src, (unsigned long long)TG_REGEX_MAX(n), n);
+    case TG_REGEX_OVER_MEMORY:
+        return stop(c, TG_SCHEMA_STOP_REGEX_MATCH,
+                    "pattern \"%.60s\" needs more than %d MiB of backtracking memory on this "
+                    "%zu-byte string",
+                    src, TG_REGEX_MAX_MEMORY / (1024 * 1024), n);
+    case TG_REGEX_OVER_TOTAL:
+        return stop(c, TG_SCHEMA_STOP_REGEX_TOTAL,
+                    "pattern \"%.60s\": the answer's regex budget of %llu steps is spent "
+                    "(validation.max_regex_steps)",
+                    src, (unsigned long long)b->max_regex_steps);
+    case TG_REGEX_OVER_TIME:
+        return stop(c, TG_SCHEMA_STOP_TIME,
+                    "validation stopped at its time budget (validation.max_ms)");
+    case TG_REGEX_ERROR:
+        break;
     }
-    if (neg && bytewise)
-        emits(o, "([^");
-    else
-        emits(o, neg ? "[^" : "[");
-    if (has_rbr)
-        emits(o, "]");
-    emits(o, items);
-    if (has_lbr)
-        emits(o, "[");
-    if (has_caret)
-        emits(o, "^");
-    if (neg && bytewise)
-        emits(o, "\x80-\xFF");
-    if (has_dash)
-        emits(o, "-");
-    emits(o, "]");
-    if (neg && bytewise)
-        emits(o, "|" MB_SEQ ")");
-    return 0;
+    return bad(c, "pattern \"%.60s\" could not be searched (out of memory)", src);
 }
 
-/* glibc's regcomp spells out a quantified operand once per copy it needs
- * (x+ is x x*, x{2,5} is x x x x? x?), so nested quantifiers multiply, and
- * the optional copies of x{n,m} nest m-n deep, which costs memory and time
- * quadratic in m-n: "^[a-z]{0,16000}$" alone takes 8 GB and 20 s, and a
- * client's schema reaches this code on a shard's thread. ecma_to_ere keeps
- * two accounts per open group, the expanded size (ERE bytes) and the
- * quadratic term (optional copies squared times operand size), and gives up
- * past these bounds (about 10 MB and 10 ms of regcomp): the pattern is then
- * skipped like any other it cannot express. Copies of an operand that can
- * match the empty string are worse still (glibc's epsilon closures go
- * exponential: "((((()+)+)+)+)+" takes 12 s), so x+ is written x* for such
- * an x (the same language) and x{n,m} with copies of it is skipped. */
-#define RX_MAX_NEST 32
-#define RX_MAX_EXPANDED ((size_t)64 * 1024)
-#define RX_MAX_QUADRATIC ((size_t)1000 * 1000)
+/* ---- entry points ----------------------------------------------------------- */
 
-/* For the (well-formed) quantifier at q ('*', '+', '?', "{n}", "{n,}",
- * "{n,m}"): how many copies of its operand glibc makes, and how many of
- * them are nested optionals. Both saturate above RX_MAX_EXPANDED. */
-static void quant_shape(const char *q, size_t *copies, size_t *optional)
+int tg_schema_check(struct tg_schema *sc, const json_t *value, struct tg_schema_budget *b,
+                    char *err, size_t errlen)
 {
-    *optional = 0;
-    if (*q != '{') {
-        *copies = *q == '+' ? 2 : 1;
-        return;
+    if (err && errlen)
+        err[0] = '\0';
+    struct ctx c = {.sc = sc, .b = b, .root = sc ? sc->root : NULL, .err = err, .errlen = errlen};
+    if (!sc || !value)
+        return bad(&c, "no schema or no value");
+    if (b->stopped == TG_SCHEMA_STOP_STEPS || b->stopped == TG_SCHEMA_STOP_REGEX_TOTAL ||
+        b->stopped == TG_SCHEMA_STOP_TIME) {
+        if (err && errlen)
+            snprintf(err, errlen, "the validation budget is already spent (%s)",
+                     tg_schema_stop_name(b->stopped));
+        return V_STOP;
     }
-    size_t n = 0, m = 0;
-    int comma = 0, has_m = 0;
-    for (q++; *q != '}'; q++) {
-        if (*q == ',') {
-            comma = 1;
-            continue;
-        }
-        size_t *v = comma ? &m : &n;
-        has_m |= comma;
-        if (*v <= RX_MAX_EXPANDED)
-            *v = *v * 10 + (size_t)(*q - '0');
-    }
-    if (!comma)
-        *copies = n;
-    else if (!has_m)
-        *copies = n + 1;
-    else {
-        *copies = n > m ? n : m;
-        *optional = m > n ? m - n : 0;
-    }
-    if (!*copies)
-        *copies = 1;
+    return check(&c, sc->root, value, 0, 0);
 }
-
-/* Returns 0 and the ERE in dst (cost: its expanded size and quadratic term),
- * or -1 when the pattern can't be expressed. */
-static int ecma_to_ere(const char *src, char *dst, size_t dstlen, int bytewise, size_t cost[2])
-{
-    struct out o = {dst, 0, dstlen, 0};
-    const char *p = src;
-    int after_quant = 0, prev_quant = 0;
-    /* Per open group: expanded size and quadratic term; the same for the
-     * last atom (size 0: no atom to quantify). See RX_MAX_EXPANDED. */
-    size_t grp[RX_MAX_NEST + 1] = {0}, grp_q[RX_MAX_NEST + 1] = {0};
-    size_t atom = 0, atom_q = 0;
-    /* Can it match the empty string: the current alternative of each open
-     * group so far, any finished alternative, the last atom, and the current
-     * alternative as it was before that atom. */
-    char alt_null[RX_MAX_NEST + 1] = {1}, any_null[RX_MAX_NEST + 1] = {0};
-    int atom_null = 0, alt_before = 1;
-    int depth = 0;
-    dst[0] = '\0';
-
-    while (*p) {
-        unsigned char ch = (unsigned char)*p;
-        int quant = 0;
-        const char *tok = p;
-        size_t before = o.len;
-        if (after_quant && ch == '?') {
-            p++; /* lazy quantifier: same verdict for a yes/no match */
-            after_quant = 0;
-            continue;
-        }
-        if (ch >= 0x80) {
-            /* A literal code point: grouped so a quantifier covers all of it. */
-            size_t k = 1;
-            while (((unsigned char)p[k] & 0xC0) == 0x80)
-                k++;
-            emits(&o, "(");
-            emit(&o, p, k);
-            emits(&o, ")");
-            p += k;
-        } else if (ch == '\\') {
-            p++;
-            switch (*p) {
-            case 'd':
-                emits(&o, "[0-9]");
-                break;
-            case 'w':
-                emits(&o, "[A-Za-z0-9_]");
-                break;
-            case 's':
-                emits(&o, "[[:space:]]");
-                break;
-            case 'D':
-                emit_negated(&o, "0-9", bytewise);
-                break;
-            case 'W':
-                emit_negated(&o, "A-Za-z0-9_", bytewise);
-                break;
-            case 'S':
-                emit_negated(&o, "[:space:]", bytewise);
-                break;
-            case 'b':
-                emits(&o, "\\b");
-                break;
-            case 'B':
-                emits(&o, "\\B");
-                break;
-            case 'n':
-                emit_lit(&o, '\n');
-                break;
-            case 't':
-                emit_lit(&o, '\t');
-                break;
-            case 'r':
-                emit_lit(&o, '\r');
-                break;
-            case 'f':
-                emit_lit(&o, '\f');
-                break;
-            case 'v':
-                emit_lit(&o, '\v');
-                break;
-            case 'x':
-            case 'u': {
-                int w = *p == 'x' ? 2 : 4;
-                int cp = hexval(p + 1, w);
-                if (cp <= 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-                    return -1;
-                char b[4];
-                size_t k = utf8_encode((unsigned)cp, b);
-                if (k == 1) {
-                    emit_lit(&o, b[0]);
-                } else {
-                    emits(&o, "(");
-                    emit(&o, b, k);
-                    emits(&o, ")");
-                }
-                p += w;
-                break;
-            }
-            default:
-                /* Backreferences, \p{..}, \k<..>, \c, \0: no ERE equivalent. */
-                if (!*p || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-                    (*p >= '0' && *p <= '9'))
-                    return -1;
-                emit_lit(&o, *p);
-                break;
-            }
-            p++;
-        } else if (ch == '[') {
-            p++;
-            if (translate_class(&p, &o, bytewise) < 0)
-                return -1;
-        } else if (ch == '.') {
-            if (bytewise)
-                emits(&o, "([^\n\r\x80-\xFF]|" MB_SEQ ")");
-            else
-                emits(&o, "[^\n\r]");
-            p++;
-        } else if (ch == '(') {
-            if (p[1] == '?') {
-                if (p[2] != ':')
-                    return -1; /* lookaround, named groups */
-                p += 3;
-            } else {
-                p++;
-            }
-            emits(&o, "(");
-        } else if (ch == '*' || ch == '+' || ch == '?') {
-            emit(&o, p++, 1);
-            quant = 1;
-        } else if (ch == '{') {
-            /* {n}, {n,}, {n,m} are quantifiers; any other brace is a literal. */
-            const char *q = p + 1;
-            while (*q >= '0' && *q <= '9')
-                q++;
-            int ok = q > p + 1;
-            if (ok && *q == ',') {
-                q++;
-                while (*q >= '0' && *q <= '9')
-                    q++;
-            }
-            if (ok && *q == '}') {
-                emit(&o, p, (size_t)(q - p + 1));
-                p = q + 1;
-                quant = 1;
-            } else {
-                emits(&o, "\\{");
-                p++;
-            }
-        } else if (ch == '}') {
-            emits(&o, "\\}");
-            p++;
-        } else if (ch == ']') {
-            emits(&o, "\\]");
-            p++;
-        } else {
-            emit(&o, p++, 1); /* ^ $ | ) and ordinary characters */
-        }
-        after_quant = quant;
-        /* The regcomp cost accounts (see RX_MAX_EXPANDED). */
-        if (quant) {
-            /* ECMA-262 refuses a quantifier on nothing or on a quantifier. */
-            size_t copies, optional;
-            quant_shape(tok, &copies, &optional);
-            if (!atom || prev_quant)
-                return -1;
-            if (atom_null && *tok == '+') {
-                o.p[o.len - 1] = '*'; /* the '+' just written */
-                copies = 1;
-            }
-            if ((atom_null && copies > 1) || copies > RX_MAX_EXPANDED / atom ||
-                optional > RX_MAX_EXPANDED || atom_q > RX_MAX_QUADRATIC)
-                return -1;
-            if (*tok == '*' || *tok == '?' || (*tok == '{' && strtoul(tok + 1, NULL, 10) == 0))
-                atom_null = 1;
-            alt_null[depth] = (char)(alt_before && atom_null);
-            size_t nested = optional * optional * atom;
-            grp[depth] += atom * (copies - 1);
-            grp_q[depth] += atom_q * (copies - 1) + nested;
-            atom *= copies;
-            atom_q = atom_q * copies + nested;
-        } else if (ch == '(') {
-            if (++depth > RX_MAX_NEST)
-                return -1;
-            grp[depth] = grp_q[depth] = 0;
-            alt_null[depth] = 1;
-            any_null[depth] = 0;
-            atom = atom_q = 0;
-        } else if (ch == ')') {
-            if (depth == 0)
-                return -1;
-            atom = grp[depth] + 2;
-            atom_q = grp_q[depth];
-            atom_null = alt_null[depth] || any_null[depth];
-            depth--;
-            grp[depth] += atom;
-            grp_q[depth] += atom_q;
-            alt_before = alt_null[depth];
-            alt_null[depth] = (char)(alt_before && atom_null);
-        } else if (ch == '|' || ch == '^' || ch == '$') {
-            grp[depth] += 1;
-            atom = atom_q = 0;
-            if (ch == '|') {
-                any_null[depth] = (char)(any_null[depth] || alt_null[depth]);
-                alt_null[depth] = 1;
-            }
-        } else {
-            atom = o.len - before;
-            atom_q = 0;
-            grp[depth] += atom;
-            /* \b and \B are zero-width: they match "nothing" too. */
-            atom_null = tok[0] == '\\' && (tok[1] == 'b' || tok[1] == 'B');
-            alt_before = alt_null[depth];
-            alt_null[depth] = (char)(alt_before && atom_null);
-        }
-        prev_quant = quant;
-        if (grp[depth] > RX_MAX_EXPANDED || grp_q[depth] > RX_MAX_QUADRATIC)
-            return -1;
-    }
-    cost[0] = grp[0];
-    cost[1] = grp_q[0];
-    return o.overflow ? -1 : 0;
-}
-
-/* 1 match, 0 no match (or pattern skipped: 1), -1 out of memory. */
-static int pattern_match(struct ctx *c, const json_t *pattern, const char *str, size_t len)
-{
-    struct rx_entry *e = NULL;
-    for (size_t i = 0; i < c->nrx; i++)
-        if (c->rx[i].pattern == pattern)
-            e = &c->rx[i];
-    if (!e) {
-        if (c->nrx == RX_CACHE)
-            return 1;
-        e = &c->rx[c->nrx];
-        e->pattern = pattern;
-        e->usable = 0;
-        const char *src = json_string_value(pattern);
-        size_t srclen = json_string_length(pattern);
-        if (srclen <= RX_MAX_PATTERN && strlen(src) == srclen) {
-            size_t cap = srclen * 64 + 64;
-            char *ere = malloc(cap);
-            if (!ere)
-                return -1;
-            size_t cost[2] = {0, 0};
-            if (ecma_to_ere(src, ere, cap, MB_CUR_MAX == 1, cost) == 0 &&
-                cost[0] <= RX_MAX_CALL_EXPANDED - c->rx_expanded &&
-                cost[1] <= RX_MAX_CALL_QUADRATIC - c->rx_quadratic &&
-                regcomp(&e->re, ere, REG_EXTENDED | REG_NOSUB) == 0) {
-                e->usable = 1;
-                c->rx_expanded += cost[0];
-                c->rx_quadratic += cost[1];
-            }
-            free(ere);
-        }
-        c->nrx++;
-    }
-    int r = 1;
-    if (e->usable && len <= RX_MAX_SUBJECT && strlen(str) == len)
-        r = regexec(&e->re, str, 0, NULL, 0) == 0;
-    return r;
-}
-
-/* ---- entry point ---------------------------------------------------------- */
 
 int tg_schema_validate(const json_t *schema, const json_t *value, char *err, size_t errlen)
 {
-    struct ctx *c = calloc(1, sizeof(*c));
-    if (!c) {
-        if (err && errlen)
-            snprintf(err, errlen, "out of memory");
-        return V_BAD;
-    }
-    if (err && errlen)
-        err[0] = '\0';
-    c->root = schema;
-    c->err = err;
-    c->errlen = errlen;
-    int r = schema && value ? check(c, schema, value, 0, 0) : bad(c, "no schema or no value");
-    for (size_t i = 0; i < c->nrx; i++)
-        if (c->rx[i].usable)
-            regfree(&c->rx[i].re);
-    free(c);
+    struct tg_schema_budget b;
+    struct tg_schema *sc = NULL;
+    tg_schema_budget_init(&b);
+    int r = tg_schema_compile(schema, &b, &sc, err, errlen);
+    if (r != V_OK)
+        return r;
+    r = tg_schema_check(sc, value, &b, err, errlen);
+    tg_schema_free(sc);
     return r;
 }

@@ -27,6 +27,7 @@
 #include "tiergate/cache.h"
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
+#include "tiergate/dashboard.h"
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
@@ -372,6 +373,7 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
         {"/metrics", "GET", TG_EP_METRICS},
         {"/admin/cache", "DELETE", TG_EP_ADMIN_CACHE},
         {"/admin/breakers", "GET", TG_EP_ADMIN_BREAKERS},
+        {"/dashboard", "GET", TG_EP_DASHBOARD},
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(routes); i++) {
         int exact = strcmp(url, routes[i].path) == 0;
@@ -441,6 +443,7 @@ static int authorize(struct tg_req *req)
     case TG_EP_HEALTHZ:
     case TG_EP_READYZ:
     case TG_EP_METRICS:
+    case TG_EP_DASHBOARD: /* a static page: the data is in /metrics */
         return 0;
     case TG_EP_ADMIN_CACHE:
     case TG_EP_ADMIN_BREAKERS:
@@ -508,6 +511,9 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_ROUTE:
         tg_chat_route(req);
+        break;
+    case TG_EP_DASHBOARD:
+        tg_dashboard_handle(req);
         break;
     default:
         tg_admin_handle(req);

@@ -4,7 +4,8 @@
  * curl call (this is a CLI, not the daemon), parses the exposition format
  * line by line and prints ratios: hit rate over lookups, tier mix over
  * upstream-answered requests, escalations over upstream-answered requests,
- * saving = baseline - cost.
+ * saving = baseline - cost, and shadow agreement = agree / (agree +
+ * disagree) per answering tier ("no data" before any comparison).
  */
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -42,7 +43,19 @@ static int label(const char *labels, size_t len, const char *name, char *out, si
 
 static int tier_index(const char *t)
 {
-    return strcmp(t, "cheap") == 0 ? 0 : strcmp(t, "medium") == 0 ? 1 : strcmp(t, "expensive") == 0 ? 2 : -1;
+    return strcmp(t, "cheap") == 0       ? 0
+           : strcmp(t, "medium") == 0    ? 1
+           : strcmp(t, "expensive") == 0 ? 2
+                                         : -1;
+}
+
+/* agree, disagree, error: the order of tg_stats.shadow's second index. */
+static int result_index(const char *r)
+{
+    return strcmp(r, "agree") == 0      ? 0
+           : strcmp(r, "disagree") == 0 ? 1
+           : strcmp(r, "error") == 0    ? 2
+                                        : -1;
 }
 
 int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
@@ -86,7 +99,8 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
                 continue;
         }
         char num[64];
-        size_t vl = (size_t)(le - sp - 1) < sizeof(num) - 1 ? (size_t)(le - sp - 1) : sizeof(num) - 1;
+        size_t vl =
+            (size_t)(le - sp - 1) < sizeof(num) - 1 ? (size_t)(le - sp - 1) : sizeof(num) - 1;
         memcpy(num, sp + 1, vl);
         num[vl] = '\0';
         double v = strtod(num, NULL);
@@ -142,11 +156,29 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
             s->cost_usd += v;
         } else if (strcmp(name, "tiergate_baseline_cost_usd_total") == 0) {
             s->baseline_usd += v;
+        } else if (strcmp(name, "tiergate_shadow_comparisons_total") == 0 &&
+                   label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0 &&
+                   label(labels, llen, "result", b, sizeof(b)) == 0 && result_index(b) >= 0) {
+            s->shadow[tier_index(a)][result_index(b)] += v;
+        } else if (strcmp(name, "tiergate_shadow_cost_usd_total") == 0) {
+            s->shadow_cost_usd += v;
+        } else if (strcmp(name, "tiergate_shadow_dropped_total") == 0) {
+            s->shadow_dropped += v;
+        } else if (strcmp(name, "tiergate_verifier_total") == 0 &&
+                   label(labels, llen, "result", a, sizeof(a)) == 0) {
+            int r = strcmp(a, "pass") == 0    ? 0
+                    : strcmp(a, "fail") == 0  ? 1
+                    : strcmp(a, "error") == 0 ? 2
+                                              : -1;
+            if (r >= 0)
+                s->verifier[r] += v;
         } else if (strcmp(name, "tiergate_breaker_state") == 0 &&
                    label(labels, llen, "model", a, sizeof(a)) == 0) {
             size_t used = strlen(s->breakers);
             snprintf(s->breakers + used, sizeof(s->breakers) - used, "%s%s=%s", used ? " " : "", a,
-                     v >= 2 ? "open" : v >= 1 ? "half-open" : "closed");
+                     v >= 2   ? "open"
+                     : v >= 1 ? "half-open"
+                              : "closed");
         }
     }
     for (size_t i = 0; i < n_reasons; i++)
@@ -170,22 +202,50 @@ void tg_stats_print(const struct tg_stats *s, const char *source, FILE *o)
     fprintf(o, "tiergate stats - %s\n", source);
     fprintf(o, "  requests        %10.0f   2xx %.0f  4xx %.0f  5xx %.0f\n", s->requests, s->req_2xx,
             s->req_4xx, s->req_5xx);
-    fprintf(o, "  cache hit rate  %9.1f%%   %.0f hits of %.0f lookups, %.0f errors\n", pct(s->hits, lookups),
-            s->hits, lookups, s->lookup_errors);
-    fprintf(o, "  tier mix        cheap %.1f%%  medium %.1f%%  expensive %.1f%%  (of %.0f upstream answers)\n",
+    fprintf(o, "  cache hit rate  %9.1f%%   %.0f hits of %.0f lookups, %.0f errors\n",
+            pct(s->hits, lookups), s->hits, lookups, s->lookup_errors);
+    fprintf(o,
+            "  tier mix        cheap %.1f%%  medium %.1f%%  expensive %.1f%%  (of %.0f upstream "
+            "answers)\n",
             pct(s->answered_tier[0], answered), pct(s->answered_tier[1], answered),
             pct(s->answered_tier[2], answered), answered);
-    fprintf(o, "  router          cheap %.0f  medium %.0f  expensive %.0f\n", s->routes[0], s->routes[1],
-            s->routes[2]);
-    fprintf(o, "  escalations     %9.1f%%   %.0f of %.0f upstream answers", pct(s->escalations, answered),
-            s->escalations, answered);
+    fprintf(o, "  router          cheap %.0f  medium %.0f  expensive %.0f\n", s->routes[0],
+            s->routes[1], s->routes[2]);
+    fprintf(o, "  escalations     %9.1f%%   %.0f of %.0f upstream answers",
+            pct(s->escalations, answered), s->escalations, answered);
     if (s->top_reason[0])
         fprintf(o, "; top reason %s (%.0f)", s->top_reason, s->top_reason_count);
     fputc('\n', o);
-    fprintf(o, "  fallbacks       %9.1f%%   %.0f same-tier moves\n", pct(s->fallbacks, answered), s->fallbacks);
+    fprintf(o, "  fallbacks       %9.1f%%   %.0f same-tier moves\n", pct(s->fallbacks, answered),
+            s->fallbacks);
     fprintf(o, "  cost            $%.6f   baseline $%.6f   saved $%.6f (%.1f%%)\n", s->cost_usd,
             s->baseline_usd, saved, pct(saved, s->baseline_usd));
     fprintf(o, "  breakers        %s\n", s->breakers[0] ? s->breakers : "(none)");
+    /* Quality beside cost: optimise the numbers above only while these hold. */
+    double errors = s->shadow[0][2] + s->shadow[1][2] + s->shadow[2][2];
+    double judged = 0;
+    fprintf(o, "  shadow agreement");
+    for (int t = 0; t < 3; t++) {
+        double n = s->shadow[t][0] + s->shadow[t][1];
+        judged += n;
+        static const char *const names[] = {"cheap", "medium", "expensive"};
+        if (n > 0)
+            fprintf(o, " %s %.1f%% (%.0f/%.0f)", names[t], pct(s->shadow[t][0], n), s->shadow[t][0],
+                    n);
+        else
+            fprintf(o, " %s no data", names[t]);
+        fputs(t < 2 ? " " : "\n", o);
+    }
+    fprintf(o, "                  %.0f compared, %.0f errors, %.0f dropped, shadow spend $%.6f\n",
+            judged, errors, s->shadow_dropped, s->shadow_cost_usd);
+    double vtotal = s->verifier[0] + s->verifier[1] + s->verifier[2];
+    if (vtotal > 0)
+        fprintf(o,
+                "  verifier        pass %.0f  fail %.0f (%.1f%% escalated)  error %.0f (passed "
+                "unverified)\n",
+                s->verifier[0], s->verifier[1], pct(s->verifier[1], vtotal), s->verifier[2]);
+    else
+        fprintf(o, "  verifier        no calls\n");
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -204,7 +264,10 @@ int tg_stats_main(int argc, char **argv)
     char url[1024];
     size_t bl = strlen(base);
     int has = bl >= 8 && strcmp(base + bl - 8, "/metrics") == 0;
-    snprintf(url, sizeof(url), "%s%s%s", base, has ? "" : (bl && base[bl - 1] == '/') ? "" : "/",
+    snprintf(url, sizeof(url), "%s%s%s", base,
+             has                           ? ""
+             : (bl && base[bl - 1] == '/') ? ""
+                                           : "/",
              has ? "" : "metrics");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURL *e = curl_easy_init();

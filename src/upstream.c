@@ -7,8 +7,10 @@
  * deadlines are curl's. Easy handles are pooled per shard.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +41,7 @@ struct tg_upstream {
 struct tg_call {
     struct tg_upstream *up;
     CURL *easy;
-    struct curl_slist *hdrs;     /* borrowed from the model, or our rid_node */
+    struct curl_slist *hdrs; /* borrowed from the model, or our rid_node */
     struct curl_slist rid_node;
     char rid_line[96];
     const struct tg_call_ops *ops;
@@ -240,6 +242,20 @@ static void read_proxy_env(void)
     env_noproxy = env_noproxy ? env_noproxy : "";
 }
 
+/* curl's built-in trust store (the bundle file and hashed directory it was
+ * built with), read once. An https call sets its model's store every time:
+ * easy handles are pooled across models, and a model with a ca_file trusts
+ * that bundle alone, as nginx's proxy_ssl_trusted_certificate does. */
+static const char *ca_default_file, *ca_default_path;
+static pthread_once_t ca_once = PTHREAD_ONCE_INIT;
+
+static void read_ca_default(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    ca_default_file = v->cainfo;
+    ca_default_path = v->capath;
+}
+
 tg_rc tg_upstream_model_prepare(struct tg_model *m)
 {
     char line[4096];
@@ -248,7 +264,8 @@ tg_rc tg_upstream_model_prepare(struct tg_model *m)
               !(n = curl_slist_append(l, "Expect:")) || !(l = n) ||
               !(n = curl_slist_append(l, "User-Agent: tiergate/" TG_VERSION)) || !(l = n);
     if (!bad && m->api_key) {
-        if ((size_t)snprintf(line, sizeof(line), "Authorization: Bearer %s", m->api_key) >= sizeof(line))
+        if ((size_t)snprintf(line, sizeof(line), "Authorization: Bearer %s", m->api_key) >=
+            sizeof(line))
             bad = 1;
         else if (!(n = curl_slist_append(l, line)))
             bad = 1;
@@ -256,7 +273,8 @@ tg_rc tg_upstream_model_prepare(struct tg_model *m)
             l = n;
     }
     for (size_t i = 0; !bad && i < m->n_headers; i++) {
-        if ((size_t)snprintf(line, sizeof(line), "%s: %s", m->headers[i].name, m->headers[i].value) >= sizeof(line) ||
+        if ((size_t)snprintf(line, sizeof(line), "%s: %s", m->headers[i].name,
+                             m->headers[i].value) >= sizeof(line) ||
             !(n = curl_slist_append(l, line)))
             bad = 1;
         else
@@ -324,8 +342,16 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     }
     CURL *e = call->easy;
     curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
+    int tls = strncmp(m->url, "https:", 6) == 0;
     pthread_once(&env_once, read_proxy_env);
-    curl_easy_setopt(e, CURLOPT_PROXY, strncmp(m->url, "https:", 6) == 0 ? env_proxy_https : env_proxy_http);
+    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
+    if (tls) {
+        /* Same strings call after call, so curl still reuses the
+         * connection and its cached CA store (keyed on the file name). */
+        pthread_once(&ca_once, read_ca_default);
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
+    }
     curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
@@ -349,7 +375,8 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     call->start_us = tg_now_us();
-    if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) != TG_OK ||
+    if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) !=
+            TG_OK ||
         curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         tg_timer_stop(up->loop, &call->deadline);
         curl_easy_cleanup(e);
@@ -424,7 +451,8 @@ static void on_deadline(struct tg_loop *loop, void *ud)
     struct tg_call *call = ud;
     uint64_t now = tg_now_us();
     if (!call->first_byte_us) {
-        snprintf(call->errbuf, sizeof(call->errbuf), "no response within %u ms", call->first_byte_ms);
+        snprintf(call->errbuf, sizeof(call->errbuf), "no response within %u ms",
+                 call->first_byte_ms);
         tg_call_fail(call, TG_ERR_TIMEOUT);
         return;
     }
@@ -445,7 +473,8 @@ static void mark_activity(struct tg_call *call)
     if (!call->first_byte_us) {
         call->first_byte_us = now;
         /* From now on the deadline is the idle one. */
-        if (tg_timer_start(call->up->loop, &call->deadline, call->idle_ms, on_deadline, call) != TG_OK)
+        if (tg_timer_start(call->up->loop, &call->deadline, call->idle_ms, on_deadline, call) !=
+            TG_OK)
             call->abort_rc = TG_ERR_NOMEM;
     }
     call->last_data_us = now;

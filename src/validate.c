@@ -21,6 +21,9 @@
 #define MAX_PHRASE_LEN 200
 #define DEFAULT_MIN_HITS 2
 #define DEFAULT_MIN_MEAN_PROB 0.5
+/* The schema checks of one answer: 250 ms at most, whatever the counting
+ * budgets (schema.h) allow; docs/hardening.md explains the numbers. */
+#define DEFAULT_MAX_MS 250
 
 /* Phrases a model uses when it is abstaining or guessing. Stored already
  * normalised (see normalize()). Two distinct ones are needed by default: one
@@ -67,14 +70,32 @@ struct req_info {
     const json_t *choice; /* tool_choice */
 };
 
+/* A schema compiled for this answer (each compiled once per call). */
+struct compiled {
+    const json_t *schema; /* borrowed from the request: the key */
+    struct tg_schema *sc; /* NULL when rc is not TG_SCHEMA_VALID */
+    int rc;
+    char err[200];
+};
+
+/* The judging of one answer: what the request asks, and the schema checks'
+ * shared budget and compiled schemas. */
+struct run {
+    const struct tg_validate_config *cfg;
+    struct req_info ri;
+    struct tg_schema_budget budget;
+    struct compiled *schemas;
+    size_t n_schemas, cap_schemas;
+};
+
 /* A completion meets these in this order. */
 static void read_request(const json_t *request, struct req_info *ri);
 static int check_well_formed(const json_t *completion, struct tg_verdict *v);
 static int check_non_empty(const json_t *msg, size_t i, struct tg_verdict *v);
-static int check_json(const struct tg_validate_config *cfg, const struct req_info *ri,
-                      const json_t *msg, size_t i, struct tg_verdict *v);
-static int check_tools(const struct req_info *ri, const json_t *msg, size_t i,
-                       struct tg_verdict *v);
+static int check_json(struct run *rn, const json_t *msg, size_t i, struct tg_verdict *v);
+static int check_tools(struct run *rn, const json_t *msg, size_t i, struct tg_verdict *v);
+static int run_schema(struct run *rn, const json_t *schema, const json_t *value, char *err,
+                      size_t errlen);
 static int check_hedging(const struct tg_validate_config *cfg, const json_t *msg, size_t i,
                          struct tg_verdict *v);
 static double mean_prob(const json_t *choices);
@@ -260,8 +281,7 @@ static tg_rc parse_hedging(const json_t *h, struct tg_validate_config *c, struct
         return cfg_error(err, "validation.hedging", "must be true, false or an object");
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)h, key, val)
-    {
+    json_object_foreach((json_t *)h, key, val) {
         if (strcmp(key, "enabled") && strcmp(key, "phrases") && strcmp(key, "min_hits")) {
             char path[128];
             snprintf(path, sizeof(path), "validation.hedging.%.64s", key);
@@ -294,8 +314,7 @@ static tg_rc parse_logprobs(const json_t *l, struct tg_validate_config *c, struc
         return cfg_error(err, "validation.logprobs", "must be true, false or an object");
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)l, key, val)
-    {
+    json_object_foreach((json_t *)l, key, val) {
         if (strcmp(key, "enabled") && strcmp(key, "min_mean_prob") && strcmp(key, "request")) {
             char path[128];
             snprintf(path, sizeof(path), "validation.logprobs.%.64s", key);
@@ -318,6 +337,33 @@ static tg_rc parse_logprobs(const json_t *l, struct tg_validate_config *c, struc
     return TG_OK;
 }
 
+/* The budget keys: integers within [lo, hi]. */
+static const struct {
+    const char *key;
+    uint64_t lo, hi;
+} limit_keys[] = {
+    {"max_ms", 1, 60000},
+    {"max_steps", 1000, 10000000000ULL},
+    {"max_regex_steps", 1000, 100000000000ULL},
+    {"max_schema_nodes", 1, 10000000},
+};
+
+static tg_rc parse_limit(const json_t *obj, size_t i, uint64_t *out, struct tg_cfg_error *err)
+{
+    const json_t *v = json_object_get(obj, limit_keys[i].key);
+    char path[64];
+    if (!v)
+        return TG_OK;
+    snprintf(path, sizeof(path), "validation.%s", limit_keys[i].key);
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)limit_keys[i].lo ||
+        (uint64_t)json_integer_value(v) > limit_keys[i].hi)
+        return cfg_error(err, path, "must be an integer from %llu to %llu",
+                         (unsigned long long)limit_keys[i].lo,
+                         (unsigned long long)limit_keys[i].hi);
+    *out = (uint64_t)json_integer_value(v);
+    return TG_OK;
+}
+
 tg_rc tg_validate_config_parse(const json_t *obj, struct tg_validate_config *out,
                                struct tg_cfg_error *err)
 {
@@ -334,6 +380,10 @@ tg_rc tg_validate_config_parse(const json_t *obj, struct tg_validate_config *out
         .logprobs = 1,
         .min_mean_prob = DEFAULT_MIN_MEAN_PROB,
         .request_logprobs = 0,
+        .max_ms = DEFAULT_MAX_MS,
+        .max_steps = TG_SCHEMA_MAX_STEPS,
+        .max_regex_steps = TG_SCHEMA_MAX_REGEX_STEPS,
+        .max_schema_nodes = TG_SCHEMA_MAX_NODES,
     };
     tg_rc rc = TG_ERR_NOMEM;
     size_t n = TG_ARRAY_LEN(default_phrases);
@@ -349,12 +399,13 @@ tg_rc tg_validate_config_parse(const json_t *obj, struct tg_validate_config *out
     if (obj) {
         const char *key;
         const json_t *val;
-        json_object_foreach((json_t *)obj, key, val)
-        {
+        json_object_foreach((json_t *)obj, key, val) {
             char path[128];
             int known = !strcmp(key, "hedging") || !strcmp(key, "logprobs");
             for (size_t i = 0; i < TG_ARRAY_LEN(bools); i++)
                 known |= !strcmp(key, bools[i]);
+            for (size_t i = 0; i < TG_ARRAY_LEN(limit_keys); i++)
+                known |= !strcmp(key, limit_keys[i].key);
             snprintf(path, sizeof(path), "validation.%.64s", key);
             if (!known) {
                 rc = cfg_error(err, path, "unknown key");
@@ -369,6 +420,15 @@ tg_rc tg_validate_config_parse(const json_t *obj, struct tg_validate_config *out
             if ((rc = parse_bool(obj, bools[i], path, fields[i], err)) != TG_OK)
                 goto out;
         }
+        uint64_t lim[TG_ARRAY_LEN(limit_keys)] = {c.max_ms, c.max_steps, c.max_regex_steps,
+                                                  c.max_schema_nodes};
+        for (size_t i = 0; i < TG_ARRAY_LEN(limit_keys); i++)
+            if ((rc = parse_limit(obj, i, &lim[i], err)) != TG_OK)
+                goto out;
+        c.max_ms = (unsigned)lim[0];
+        c.max_steps = lim[1];
+        c.max_regex_steps = lim[2];
+        c.max_schema_nodes = (size_t)lim[3];
         const json_t *h = json_object_get(obj, "hedging");
         if (h && (rc = parse_hedging(h, &c, err)) != TG_OK)
             goto out;
@@ -427,8 +487,7 @@ static int check_well_formed(const json_t *completion, struct tg_verdict *v)
     }
     size_t i;
     const json_t *ch;
-    json_array_foreach(choices, i, ch)
-    {
+    json_array_foreach(choices, i, ch) {
         const json_t *msg = json_object_get(ch, "message");
         if (!json_is_object(msg))
             return verdict_fail(v, TG_CHK_MALFORMED, "choices[%zu] has no message object", i);
@@ -539,9 +598,10 @@ static const char *json_kind(const json_t *j)
 
 /* response_format json_object: content parses as a JSON object.
  * response_format json_schema: content parses and matches the schema. */
-static int check_json(const struct tg_validate_config *cfg, const struct req_info *ri,
-                      const json_t *msg, size_t i, struct tg_verdict *v)
+static int check_json(struct run *rn, const json_t *msg, size_t i, struct tg_verdict *v)
 {
+    const struct tg_validate_config *cfg = rn->cfg;
+    const struct req_info *ri = &rn->ri;
     int want_obj = ri->rf_type && strcmp(ri->rf_type, "json_object") == 0 && cfg->json_object;
     int want_schema = ri->rf_type && strcmp(ri->rf_type, "json_schema") == 0 && cfg->json_schema;
     if (!want_obj && !want_schema)
@@ -579,11 +639,16 @@ static int check_json(const struct tg_validate_config *cfg, const struct req_inf
         ok = verdict_fail(v, reason, "%s is %s, not a JSON object", what, json_kind(j));
     } else if (want_schema) {
         char err[200];
-        int s = tg_schema_validate(ri->schema, j, err, sizeof(err));
-        if (s == 0)
+        int s = run_schema(rn, ri->schema, j, err, sizeof(err));
+        if (s == TG_SCHEMA_INVALID) {
             ok = verdict_fail(v, reason, "%s does not match the response schema: %s", what, err);
-        else if (s < 0)
+        } else if (s == TG_SCHEMA_REFUSED) {
+            v->limit = tg_schema_stop_name(rn->budget.stopped);
+            ok = verdict_fail(v, reason, "%s could not be checked (validation limit %s): %s", what,
+                              v->limit ? v->limit : "?", err);
+        } else if (s == TG_SCHEMA_UNUSABLE) {
             verdict_note(v, "json_schema not checked: %s", err);
+        }
     }
     json_decref(j);
     return ok;
@@ -595,15 +660,13 @@ static const json_t *find_function(const struct req_info *ri, const char *name)
 {
     size_t k;
     const json_t *t;
-    json_array_foreach(ri->tools, k, t)
-    {
+    json_array_foreach(ri->tools, k, t) {
         const json_t *f = json_object_get(t, "function");
         const char *n = json_string_value(json_object_get(f, "name"));
         if (n && strcmp(n, name) == 0)
             return f;
     }
-    json_array_foreach(ri->funcs, k, t)
-    {
+    json_array_foreach(ri->funcs, k, t) {
         const char *n = json_string_value(json_object_get(t, "name"));
         if (n && strcmp(n, name) == 0)
             return t;
@@ -615,8 +678,7 @@ static int request_lists_functions(const struct req_info *ri)
 {
     size_t k;
     const json_t *t;
-    json_array_foreach(ri->tools, k, t)
-    {
+    json_array_foreach(ri->tools, k, t) {
         if (json_is_string(json_object_get(json_object_get(t, "function"), "name")))
             return 1;
     }
@@ -625,9 +687,9 @@ static int request_lists_functions(const struct req_info *ri)
 
 /* One function call: a known name and arguments that parse as a JSON object
  * (and match the parameters schema when the tool is declared strict). */
-static int check_call(const struct req_info *ri, const json_t *fn, const char *label,
-                      struct tg_verdict *v)
+static int check_call(struct run *rn, const json_t *fn, const char *label, struct tg_verdict *v)
 {
+    const struct req_info *ri = &rn->ri;
     char name[72];
     const char *fname = json_string_value(json_object_get(fn, "name"));
     const json_t *args = json_object_get(fn, "arguments");
@@ -662,19 +724,26 @@ static int check_call(const struct req_info *ri, const json_t *fn, const char *l
          * calling); without it the client expects only loose adherence. */
         const json_t *params = json_object_get(def, "parameters");
         char err[200];
-        int s = params ? tg_schema_validate(params, j, err, sizeof(err)) : 1;
-        if (s == 0)
+        int s = params ? run_schema(rn, params, j, err, sizeof(err)) : TG_SCHEMA_VALID;
+        if (s == TG_SCHEMA_INVALID) {
             ok = verdict_fail(v, TG_CHK_TOOL_ARGS, "%s do not match the parameters schema: %s",
                               what, err);
-        else if (s < 0)
+        } else if (s == TG_SCHEMA_REFUSED) {
+            v->limit = tg_schema_stop_name(rn->budget.stopped);
+            ok = verdict_fail(v, TG_CHK_TOOL_ARGS,
+                              "%s could not be checked (validation limit %s): %s", what,
+                              v->limit ? v->limit : "?", err);
+        } else if (s == TG_SCHEMA_UNUSABLE) {
             verdict_note(v, "tool_args schema not checked: %s", err);
+        }
     }
     json_decref(j);
     return ok;
 }
 
-static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, struct tg_verdict *v)
+static int check_tools(struct run *rn, const json_t *msg, size_t i, struct tg_verdict *v)
 {
+    const struct req_info *ri = &rn->ri;
     const json_t *calls = json_object_get(msg, "tool_calls");
     const json_t *legacy = json_object_get(msg, "function_call");
     size_t k;
@@ -692,8 +761,7 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
         return verdict_fail(v, TG_CHK_TOOL_ARGS,
                             "choices[%zu]: tool_choice requires a tool call and none was made", i);
     int forced_seen = 0;
-    json_array_foreach(calls, k, call)
-    {
+    json_array_foreach(calls, k, call) {
         snprintf(label, sizeof(label), "choices[%zu] tool call %zu", i, k);
         const char *type = json_string_value(json_object_get(call, "type"));
         if (type && strcmp(type, "function") != 0)
@@ -701,7 +769,7 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
         const json_t *fn = json_object_get(call, "function");
         if (!json_is_object(fn))
             return verdict_fail(v, TG_CHK_TOOL_ARGS, "%s has no function object", label);
-        int r = check_call(ri, fn, label, v);
+        int r = check_call(rn, fn, label, v);
         if (r != 1)
             return r;
         const char *fname = json_string_value(json_object_get(fn, "name"));
@@ -710,7 +778,7 @@ static int check_tools(const struct req_info *ri, const json_t *msg, size_t i, s
     }
     if (json_is_object(legacy)) {
         snprintf(label, sizeof(label), "choices[%zu] function_call", i);
-        int r = check_call(ri, legacy, label, v);
+        int r = check_call(rn, legacy, label, v);
         if (r != 1)
             return r;
     }
@@ -770,14 +838,12 @@ static double mean_prob(const json_t *choices)
     double lowest = -1;
     size_t i;
     const json_t *ch;
-    json_array_foreach(choices, i, ch)
-    {
+    json_array_foreach(choices, i, ch) {
         const json_t *toks = json_object_get(json_object_get(ch, "logprobs"), "content");
         double sum = 0;
         size_t n = 0, k;
         const json_t *t;
-        json_array_foreach(toks, k, t)
-        {
+        json_array_foreach(toks, k, t) {
             const json_t *lp = json_object_get(t, "logprob");
             if (!json_is_number(lp))
                 continue;
@@ -794,33 +860,97 @@ static double mean_prob(const json_t *choices)
     return lowest;
 }
 
+/* ---- schemas: compiled once per answer, one budget ------------------------- */
+
+static void run_init(struct run *rn, const struct tg_validate_config *cfg, const json_t *request,
+                     int with_deadline)
+{
+    memset(rn, 0, sizeof(*rn));
+    rn->cfg = cfg;
+    read_request(request, &rn->ri);
+    tg_schema_budget_init(&rn->budget);
+    rn->budget.max_steps = cfg->max_steps;
+    rn->budget.max_regex_steps = cfg->max_regex_steps;
+    rn->budget.max_nodes = cfg->max_schema_nodes;
+    if (with_deadline)
+        rn->budget.deadline_us = tg_now_us() + (uint64_t)cfg->max_ms * 1000u;
+}
+
+static void run_free(struct run *rn)
+{
+    for (size_t i = 0; i < rn->n_schemas; i++)
+        tg_schema_free(rn->schemas[i].sc);
+    free(rn->schemas);
+    rn->schemas = NULL;
+    rn->n_schemas = rn->cap_schemas = 0;
+}
+
+/* The compiled form of schema, compiling it on first use (its result, good
+ * or not, is kept: a schema is compiled once per answer). NULL when out of
+ * memory. */
+static struct compiled *compiled_for(struct run *rn, const json_t *schema)
+{
+    for (size_t i = 0; i < rn->n_schemas; i++)
+        if (rn->schemas[i].schema == schema)
+            return &rn->schemas[i];
+    if (rn->n_schemas == rn->cap_schemas) {
+        size_t cap = rn->cap_schemas ? rn->cap_schemas * 2 : 4;
+        struct compiled *t = realloc(rn->schemas, cap * sizeof(*t));
+        if (!t)
+            return NULL;
+        rn->schemas = t;
+        rn->cap_schemas = cap;
+    }
+    struct compiled *e = &rn->schemas[rn->n_schemas++];
+    memset(e, 0, sizeof(*e));
+    e->schema = schema;
+    e->rc = tg_schema_compile(schema, &rn->budget, &e->sc, e->err, sizeof(e->err));
+    return e;
+}
+
+/* tg_schema_check's result for value against schema, on the answer's budget. */
+static int run_schema(struct run *rn, const json_t *schema, const json_t *value, char *err,
+                      size_t errlen)
+{
+    struct compiled *e = compiled_for(rn, schema);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return TG_SCHEMA_UNUSABLE;
+    }
+    if (e->rc != TG_SCHEMA_VALID) {
+        snprintf(err, errlen, "%s", e->err);
+        return e->rc;
+    }
+    return tg_schema_check(e->sc, value, &rn->budget, err, errlen);
+}
+
 tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t *request,
                              const json_t *completion, int final, struct tg_verdict *out)
 {
     assert(cfg && out);
-    struct tg_verdict v = {.ok = 1, .reason = TG_CHK_PASSED, .detail = "", .mean_prob = -1};
-    struct req_info ri;
+    struct tg_verdict v = {
+        .ok = 1, .reason = TG_CHK_PASSED, .detail = "", .mean_prob = -1, .limit = NULL};
+    struct run rn;
     const json_t *choices = json_object_get(completion, "choices");
     size_t i;
     const json_t *ch;
     int r = 1;
 
-    read_request(request, &ri);
+    run_init(&rn, cfg, request, 1);
     if (cfg->well_formed && !check_well_formed(completion, &v))
         goto done;
     v.mean_prob = mean_prob(choices);
 
     /* Structural checks over every choice first: they hold on every tier. */
-    json_array_foreach(choices, i, ch)
-    {
+    json_array_foreach(choices, i, ch) {
         const json_t *msg = json_object_get(ch, "message");
         if (!json_is_object(msg))
             continue; /* only reachable with well_formed off */
         if (cfg->non_empty && (r = check_non_empty(msg, i, &v)) != 1)
             goto done;
-        if ((r = check_json(cfg, &ri, msg, i, &v)) != 1)
+        if ((r = check_json(&rn, msg, i, &v)) != 1)
             goto done;
-        if (cfg->tool_args && (r = check_tools(&ri, msg, i, &v)) != 1)
+        if (cfg->tool_args && (r = check_tools(&rn, msg, i, &v)) != 1)
             goto done;
     }
     if (final)
@@ -828,11 +958,10 @@ tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t 
 
     /* Heuristics: only where a dearer tier can still answer. Hedging is not
      * looked for in JSON answers, whose strings are data, not the model's voice. */
-    int json_mode = ri.rf_type && (strcmp(ri.rf_type, "json_object") == 0 ||
-                                   strcmp(ri.rf_type, "json_schema") == 0);
+    int json_mode = rn.ri.rf_type && (strcmp(rn.ri.rf_type, "json_object") == 0 ||
+                                      strcmp(rn.ri.rf_type, "json_schema") == 0);
     if (cfg->hedging && !json_mode) {
-        json_array_foreach(choices, i, ch)
-        {
+        json_array_foreach(choices, i, ch) {
             const json_t *msg = json_object_get(ch, "message");
             if (json_is_object(msg) && (r = check_hedging(cfg, msg, i, &v)) != 1)
                 goto done;
@@ -842,10 +971,85 @@ tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t 
         verdict_fail(&v, TG_CHK_LOW_CONFIDENCE, "mean token probability %.3f is below %.3f",
                      v.mean_prob, cfg->min_mean_prob);
 done:
+    run_free(&rn);
     if (r < 0)
         return TG_ERR_NOMEM;
     *out = v;
     return TG_OK;
+}
+
+/* One schema of the request: refused when over the size cap or when a
+ * pattern cannot be used. */
+static tg_rc request_schema(struct run *rn, const json_t *schema, const char *where, char *msg,
+                            size_t msglen, char *param, size_t paramlen, const char *pfmt, ...)
+    __attribute__((format(printf, 8, 9)));
+static tg_rc request_schema(struct run *rn, const json_t *schema, const char *where, char *msg,
+                            size_t msglen, char *param, size_t paramlen, const char *pfmt, ...)
+{
+    if (!json_is_object(schema) && !json_is_boolean(schema))
+        return TG_OK; /* nothing to check against: the answer check notes it */
+    struct compiled *e = compiled_for(rn, schema);
+    if (!e)
+        return TG_ERR_NOMEM;
+    if (e->rc == TG_SCHEMA_VALID)
+        return TG_OK;
+    if (e->rc != TG_SCHEMA_REFUSED)
+        return TG_ERR_NOMEM; /* compile is unusable only when out of memory */
+    snprintf(msg, msglen, "%s cannot be checked by the gateway: %s", where, e->err);
+    va_list ap;
+    va_start(ap, pfmt);
+    vsnprintf(param, paramlen, pfmt, ap);
+    va_end(ap);
+    return TG_ERR_BAD_REQUEST;
+}
+
+static int is_strict_function(const json_t *f)
+{
+    return json_is_object(f) && json_is_true(json_object_get(f, "strict")) &&
+           json_object_get(f, "parameters");
+}
+
+tg_rc tg_validate_check_request(const struct tg_validate_config *cfg, const json_t *request,
+                                char *msg, size_t msglen, char *param, size_t paramlen)
+{
+    struct run rn;
+    tg_rc rc = TG_OK;
+    size_t i;
+    const json_t *t;
+
+    run_init(&rn, cfg, request, 0);
+    if (cfg->json_schema && rn.ri.rf_type && strcmp(rn.ri.rf_type, "json_schema") == 0) {
+        rc = request_schema(&rn, rn.ri.schema, "response_format.json_schema.schema", msg, msglen,
+                            param, paramlen, "response_format");
+        if (rc != TG_OK)
+            goto out;
+    }
+    if (!cfg->tool_args)
+        goto out;
+    json_array_foreach(rn.ri.tools, i, t) {
+        const json_t *f = json_object_get(t, "function");
+        if (!is_strict_function(f))
+            continue;
+        char where[64];
+        snprintf(where, sizeof(where), "tools[%zu].function.parameters", i);
+        rc = request_schema(&rn, json_object_get(f, "parameters"), where, msg, msglen, param,
+                            paramlen, "tools[%zu].function.parameters", i);
+        if (rc != TG_OK)
+            goto out;
+    }
+    json_array_foreach(rn.ri.funcs, i, t) {
+        if (!is_strict_function(t))
+            continue;
+        char where[64];
+        snprintf(where, sizeof(where), "functions[%zu].parameters", i);
+        rc = request_schema(&rn, json_object_get(t, "parameters"), where, msg, msglen, param,
+                            paramlen, "functions[%zu].parameters", i);
+        if (rc != TG_OK)
+            goto out;
+    }
+out:
+    run_free(&rn);
+    return rc;
 }
 
 int tg_validate_wants_logprobs(const struct tg_validate_config *cfg, const json_t *request,
@@ -860,8 +1064,7 @@ void tg_validate_strip_logprobs(json_t *completion)
 {
     size_t i;
     json_t *ch;
-    json_array_foreach(json_object_get(completion, "choices"), i, ch)
-    {
+    json_array_foreach(json_object_get(completion, "choices"), i, ch) {
         if (json_is_object(ch) && json_object_get(ch, "logprobs"))
             json_object_set_new(ch, "logprobs", json_null());
     }

@@ -31,6 +31,7 @@ struct tg_model {
     char *api_key; /* from the environment at load; NULL when unset */
     double input_per_mtok, output_per_mtok;
     unsigned connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
+    char *ca_file; /* https only: PEM CA bundle trusted instead of the system store; NULL: system */
     struct tg_header_kv *headers;
     size_t n_headers;
     int tier;                   /* lowest tier listing it, -1 when none */

@@ -16,6 +16,8 @@
 #include "tiergate/cachestatus.h"
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
+#include "tiergate/compare.h"
+#include "tiergate/verifier.h"
 
 #define TG_METRICS_MAX_MODELS 256
 
@@ -45,6 +47,20 @@ void tg_metrics_tokens(struct tg_metrics_shard *m, unsigned model, uint64_t prom
 void tg_metrics_cost(struct tg_metrics_shard *m, unsigned model, double usd);
 void tg_metrics_baseline(struct tg_metrics_shard *m, double usd);
 void tg_metrics_inflight(struct tg_metrics_shard *m, long delta);
+
+/* Why a sampled shadow call was not made (tiergate_shadow_dropped_total{reason}). */
+enum tg_shadow_drop {
+    TG_SHADOW_DROP_QUEUE_FULL = 0, /* the shard's shadow queue was full */
+    TG_SHADOW_DROP_BUDGET,         /* shadow.max_usd_per_day reached for the UTC day */
+    TG_SHADOW_DROP__COUNT
+};
+
+/* Shadow evaluation and the verifier (shard loop thread only). tier: the
+ * tier that answered the client (0..2; anything else is not counted). */
+void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_cmp_result result);
+void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd);
+void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why);
+void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */

@@ -40,6 +40,7 @@ enum tg_endpoint {
     TG_EP_METRICS,
     TG_EP_ADMIN_CACHE,
     TG_EP_ADMIN_BREAKERS,
+    TG_EP_DASHBOARD,
 };
 
 struct tg_shard {

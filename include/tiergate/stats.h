@@ -3,7 +3,9 @@
  * stats.h - `tiergate stats [URL]`: reads a running gateway's /metrics and
  * prints the dashboard the seeds ask for, in a terminal: requests, cache
  * hit rate, tier mix, escalation and fallback rates, cost against the
- * baseline and the saving. The parser is separate so tests can feed it text.
+ * baseline and the saving, and the quality panel next to it (shadow
+ * agreement by tier, verifier results). The parser is separate so tests
+ * can feed it text.
  */
 #ifndef TIERGATE_STATS_H
 #define TIERGATE_STATS_H
@@ -23,6 +25,11 @@ struct tg_stats {
     double upstream_attempts;
     double cost_usd, baseline_usd;
     char breakers[512]; /* "mini=closed mid=open" */
+    /* Quality: shadow comparisons by answering tier x agree/disagree/error,
+     * shadow spend and drops, verifier results pass/fail/error. */
+    double shadow[3][3];
+    double shadow_cost_usd, shadow_dropped;
+    double verifier[3];
 };
 
 /* Parses Prometheus text (borrowed) into *out. Returns 0, or -1 when the

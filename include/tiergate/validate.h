@@ -5,12 +5,15 @@
  * arguments, and two quality heuristics (hedging phrases, mean token
  * probability) that only run on tiers that can still escalate. It judges one
  * parsed answer; it does not call upstreams, escalate or build retry prompts.
+ * The schema checks of one answer share one budget (steps, regex backtracking,
+ * wall time: docs/hardening.md), so no answer can hold a shard for long.
  * Leaf module: jansson and schema.c. Contract and defaults: docs/validation.md.
  */
 #ifndef TIERGATE_VALIDATE_H
 #define TIERGATE_VALIDATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -37,6 +40,13 @@ struct tg_validate_config {
     int logprobs;
     double min_mean_prob;
     int request_logprobs; /* the gateway asks non-final tiers for logprobs */
+    /* Bounds on the schema checks of one answer (all choices, all tool
+     * calls): wall time, steps, regex backtracking units, and the size of
+     * one schema in JSON values (struct tg_schema_budget). */
+    unsigned max_ms;
+    uint64_t max_steps;
+    uint64_t max_regex_steps;
+    size_t max_schema_nodes;
 };
 
 /* Parses the "validation" object; obj may be NULL (all defaults). Unknown keys
@@ -83,6 +93,11 @@ struct tg_verdict {
      * choices[i].logprobs.content; -1 when the answer has no logprobs.
      * Reported on every tier, enforced only on non-final ones. */
     double mean_prob;
+    /* Static string naming the bound that stopped a schema check, NULL when
+     * none did: "steps", "regex_match", "regex_total", "time",
+     * "schema_size", "pattern" (tg_schema_stop_name). Such an answer fails
+     * json_schema / tool_args: it was not shown to be valid. */
+    const char *limit;
 };
 
 /* Judges one upstream answer. request: the client's chat body (reads
@@ -90,12 +105,31 @@ struct tg_verdict {
  * the upstream's parsed chat.completion. final: nonzero when no higher tier
  * may be tried (last tier, max-tier cap, pinned model): the hedging and
  * logprob heuristics are skipped; structural checks still report.
- * Every choice is checked; the first failure wins.
+ * Every choice is checked; the first failure wins. The schema checks of all
+ * choices and tool calls share one budget of cfg->max_ms, max_steps and
+ * max_regex_steps; a check the budget stops fails the answer (out->limit).
+ * Schemas are compiled once per call (each pattern once).
  * Returns TG_OK with *out filled (ok or not); TG_ERR_NOMEM (out of memory
  * while judging: *out is not written; fail the request as for any OOM).
  * All arguments borrowed. Thread-safe (no shared mutable state). */
 tg_rc tg_validate_completion(const struct tg_validate_config *cfg, const json_t *request,
                              const json_t *completion, int final, struct tg_verdict *out);
+
+/* Request-time check of the schemas the answers will be checked against:
+ * response_format.json_schema.schema (when json_schema is on) and the
+ * parameters of every strict function in tools[] / functions[] (when
+ * tool_args is on). Each must have at most max_schema_nodes JSON values,
+ * and every pattern in them must compile (ECMA-262, within the pattern caps).
+ * Returns TG_OK; TG_ERR_BAD_REQUEST with a client-facing message in msg and
+ * the offending parameter in param ("response_format",
+ * "tools[3].function.parameters"): answer 400 invalid_request_error;
+ * TG_ERR_NOMEM. A schema the checks could not use for another reason
+ * (unsupported keyword) is not refused here: the answer check notes it.
+ * request borrowed. Thread-safe. Compiling costs about 1-100 us per
+ * pattern and is capped per request (TG_SCHEMA_MAX_PATTERNS and
+ * TG_SCHEMA_MAX_PATTERN_MEMORY). */
+tg_rc tg_validate_check_request(const struct tg_validate_config *cfg, const json_t *request,
+                                char *msg, size_t msglen, char *param, size_t paramlen);
 
 /* 1 when the gateway should add "logprobs": true to this attempt's upstream
  * request: logprobs.request is on, the logprob check is on, the tier is not

@@ -242,12 +242,14 @@ class Mock(Proc):
         check(r.status == 200, "mock control %s %s: %r" % (method, path, r))
         return r.json()
 
-    def script(self, action=None, model=None, times=1, path_prefix=None):
+    def script(self, action=None, model=None, times=1, path_prefix=None, body_contains=None):
         rule = {"times": times, "action": action or {}}
         if model:
             rule["model"] = model
         if path_prefix:
             rule["path_prefix"] = path_prefix
+        if body_contains:
+            rule["body_contains"] = body_contains
         return self.ctl("POST", "/_mock/script", rule)
 
     def reset(self):

@@ -220,5 +220,6 @@ def grafana_dashboard_queries_real_metrics(w):
     missing = sorted(used - declared)
     eq(missing, [], "dashboard metrics missing from /metrics")
     for needed in ("tiergate_cost_usd_total", "tiergate_baseline_cost_usd_total", "tiergate_breaker_state",
-                   "tiergate_escalations_total", "tiergate_cache_lookups_total", "tiergate_request_duration_seconds"):
+                   "tiergate_escalations_total", "tiergate_cache_lookups_total", "tiergate_request_duration_seconds",
+                   "tiergate_shadow_comparisons_total", "tiergate_verifier_total", "tiergate_shadow_cost_usd_total"):
         check(needed in used, needed + " charted")

@@ -2,8 +2,9 @@
  *
  * mock.h - internal interfaces of the mock OpenAI upstream (tests/mock/):
  * the HTTP/1.1 request parser (http.c), the shared script/record/stats state
- * and control API (script.c), and the reply builder that turns an action into
- * a timed send plan (reply.c). Not part of libtiergate; never installed.
+ * and control API (script.c), the reply builder that turns an action into a
+ * timed send plan (reply.c) and the optional TLS transport (tls.c). Not part
+ * of libtiergate; never installed.
  */
 #ifndef TIERGATE_MOCK_H
 #define TIERGATE_MOCK_H
@@ -12,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tiergate/buf.h"
 
@@ -154,6 +156,7 @@ struct mock_chat_info {
     bool include_usage;
     int n;
     size_t body_len;
+    const char *body; /* borrowed: the raw request body, for body_contains rules */
     uint64_t seq;
 };
 
@@ -211,5 +214,29 @@ struct mock_plan {
 struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock_chat_info *ci,
                                   bool close);
 void mock_plan_free(struct mock_plan *p);
+
+/* ---- tls.c: the optional TLS transport ------------------------------- */
+
+struct mock_tls; /* one server-side TLS session (OpenSSL), opaque */
+
+/* Loads a PEM certificate chain and its key into the process-wide server
+ * context (before the loops start). Returns false with a message in err. */
+bool mock_tls_init(const char *cert_file, const char *key_file, char *err, size_t errlen);
+bool mock_tls_on(void);
+void mock_tls_cleanup(void);
+/* A session on a connected non-blocking socket (the fd stays the caller's),
+ * or NULL when out of memory. The handshake runs inside the first reads. */
+struct mock_tls *mock_tls_new(int fd);
+/* Shaped like recv()/send(): bytes moved, 0 on EOF (recv), or -1 with errno
+ * (EAGAIN: try again when the socket is ready; mock_tls_wants_write() says
+ * whether that means writable, even for a read). */
+ssize_t mock_tls_recv(struct mock_tls *t, void *buf, size_t n);
+ssize_t mock_tls_send(struct mock_tls *t, const void *buf, size_t n);
+bool mock_tls_wants_write(const struct mock_tls *t);
+/* Decrypted bytes buffered inside OpenSSL that epoll cannot see. */
+bool mock_tls_pending(const struct mock_tls *t);
+/* Sends close_notify (best effort) before an orderly close. */
+void mock_tls_shutdown(struct mock_tls *t);
+void mock_tls_free(struct mock_tls *t);
 
 #endif

@@ -4,7 +4,9 @@
  * tiergate's integration tests, end-to-end tests and benchmarks. Each of T
  * threads runs one non-blocking epoll loop on its own SO_REUSEPORT socket with
  * a timer heap for delays, drips and stalls; no thread per connection, no
- * busy waiting. Usage: mock_upstream [--host H] [--port N] [--threads T] [--no-record]
+ * busy waiting. With --tls-cert/--tls-key it serves HTTPS instead (tls.c).
+ * Usage: mock_upstream [--host H] [--port N] [--threads T] [--no-record]
+ *                      [--tls-cert FILE --tls-key FILE]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +46,7 @@ struct loop;
  * chat plan is being sent, further pipelined requests wait in `in`. */
 struct conn {
     int fd;
+    struct mock_tls *tls; /* NULL: plain TCP */
     enum conn_state state;
     uint32_t events; /* registered with epoll */
     bool rd_eof;     /* the client shut its side */
@@ -193,12 +196,18 @@ static void on_accept(struct loop *l)
         }
         c->fd = fd;
         c->loop = l;
+        if (mock_tls_on() && !(c->tls = mock_tls_new(fd))) {
+            close(fd);
+            free(c);
+            continue;
+        }
         c->heap_idx = NO_TIMER;
         tg_buf_init(&c->in, IN_CAP);
         tg_buf_init(&c->out, OUT_CAP);
         c->events = EPOLLIN | EPOLLRDHUP;
         struct epoll_event ev = {.events = c->events, .data.ptr = c};
         if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            mock_tls_free(c->tls);
             close(fd);
             free(c);
             continue;
@@ -226,6 +235,10 @@ static void conn_free(struct conn *c, bool aborted)
         l->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (c->tls) {
+        mock_tls_shutdown(c->tls);
+        mock_tls_free(c->tls);
+    }
     close(c->fd); /* also removes it from the epoll set */
     tg_buf_free(&c->in);
     tg_buf_free(&c->out);
@@ -238,6 +251,8 @@ static void conn_reset(struct conn *c)
 {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    mock_tls_free(c->tls); /* no close_notify: the peer sees the reset */
+    c->tls = NULL;
     if (c->plan) {
         mock_chat_end(false);
         mock_plan_free(c->plan);
@@ -258,18 +273,31 @@ static void in_consume(struct tg_buf *b, size_t n)
         b->data[b->len] = '\0';
 }
 
+/* The transport: plain socket calls, or the TLS session's. */
+static ssize_t io_recv(struct conn *c, void *buf, size_t n)
+{
+    return c->tls ? mock_tls_recv(c->tls, buf, n) : recv(c->fd, buf, n, 0);
+}
+
+static ssize_t io_send(struct conn *c, const void *buf, size_t n)
+{
+    return c->tls ? mock_tls_send(c->tls, buf, n) : send(c->fd, buf, n, MSG_NOSIGNAL);
+}
+
 static void on_readable(struct conn *c)
 {
     struct loop *l = c->loop;
     for (int rounds = 0; rounds < 16; rounds++) {
-        ssize_t n = recv(c->fd, l->scratch, READ_CHUNK, 0);
+        ssize_t n = io_recv(c, l->scratch, READ_CHUNK);
         if (n > 0) {
             /* After an error reply or during the lingering close, input is dropped. */
             if (c->state == C_OPEN && tg_buf_append(&c->in, l->scratch, (size_t)n) != TG_OK) {
                 conn_free(c, true);
                 return;
             }
-            if ((size_t)n < READ_CHUNK)
+            /* A short read drained the socket; with TLS, OpenSSL may still
+             * hold decrypted bytes that epoll will not report. */
+            if ((size_t)n < READ_CHUNK && !(c->tls && mock_tls_pending(c->tls)))
                 break;
             continue;
         }
@@ -293,7 +321,8 @@ static void set_events(struct conn *c)
     uint32_t want = 0;
     if (!c->rd_eof)
         want |= EPOLLIN | EPOLLRDHUP;
-    if (tg_buf_unread(&c->out) || (c->plan && c->plan->written < c->plan->released))
+    if (tg_buf_unread(&c->out) || (c->plan && c->plan->written < c->plan->released) ||
+        (c->tls && mock_tls_wants_write(c->tls)))
         want |= EPOLLOUT;
     if (want == c->events)
         return;
@@ -351,6 +380,8 @@ static void conn_run(struct conn *c)
         }
         /* RFC 9112 9.6: half-close, then read until the client closes, so
          * unread input does not turn our close into a reset. */
+        if (c->tls)
+            mock_tls_shutdown(c->tls);
         shutdown(c->fd, SHUT_WR);
         c->state = C_LINGER;
         if (!timer_set(c, tg_now_ms() + LINGER_MS)) {
@@ -371,10 +402,10 @@ static void conn_run(struct conn *c)
     set_events(c);
 }
 
-static int send_some(int fd, const char *p, size_t n, size_t *sent)
+static int send_some(struct conn *c, const char *p, size_t n, size_t *sent)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, p, n);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -397,14 +428,14 @@ static int conn_flush(struct conn *c)
     size_t unread = tg_buf_unread(&c->out);
     if (unread) {
         size_t sent = 0;
-        int rc = send_some(c->fd, tg_buf_head(&c->out), unread, &sent);
+        int rc = send_some(c, tg_buf_head(&c->out), unread, &sent);
         tg_buf_consume(&c->out, sent);
         if (rc != 0)
             return rc < 0 ? -1 : 0;
     }
     struct mock_plan *p = c->plan;
     if (p && p->written < p->released) {
-        int rc = send_some(c->fd, p->buf.data + p->written, p->released - p->written, &p->written);
+        int rc = send_some(c, p->buf.data + p->written, p->released - p->written, &p->written);
         if (rc < 0)
             return -1;
     }
@@ -616,7 +647,10 @@ static void *loop_main(void *arg)
                 l->stop = true;
             } else {
                 struct conn *c = ptr;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                /* A TLS read that had to write (handshake, key update)
+                 * is retried as a read once the socket is writable. */
+                if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+                    (c->tls && mock_tls_wants_write(c->tls)))
                     on_readable(c);
                 else
                     conn_run(c);
@@ -715,8 +749,10 @@ static void loop_destroy(struct loop *l)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: mock_upstream [--host 127.0.0.1] [--port N] [--threads T] [--no-record]\n"
+               "                     [--tls-cert FILE --tls-key FILE]\n"
                "  --port 0 (default) binds a free port; the ready line names it:\n"
-               "  mock_upstream listening on <host>:<port>\n");
+               "  mock_upstream listening on <host>:<port>\n"
+               "  --tls-cert/--tls-key (PEM chain and key, both or neither): serve HTTPS\n");
 }
 
 static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -744,6 +780,7 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
+    const char *tls_cert = NULL, *tls_key = NULL;
     unsigned long port = 0, threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -761,6 +798,10 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--no-record") == 0) {
             g_record = false;
+        } else if (strcmp(a, "--tls-cert") == 0 && i + 1 < argc) {
+            tls_cert = argv[++i];
+        } else if (strcmp(a, "--tls-key") == 0 && i + 1 < argc) {
+            tls_key = argv[++i];
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -770,6 +811,17 @@ int main(int argc, char **argv)
         }
     }
 
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "mock_upstream: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (tls_cert) {
+        char err[512];
+        if (!mock_tls_init(tls_cert, tls_key, err, sizeof(err))) {
+            fprintf(stderr, "mock_upstream: %s\n", err);
+            return 2;
+        }
+    }
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;
@@ -825,5 +877,6 @@ out:
     for (size_t i = 0; i < ready; i++)
         loop_destroy(&loops[i]);
     mock_state_free();
+    mock_tls_cleanup();
     return rc;
 }

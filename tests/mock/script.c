@@ -21,6 +21,8 @@ struct rule {
     char *model;       /* NULL: any model */
     char *path_prefix; /* NULL: any path */
     size_t prefix_len;
+    char *body_contains; /* NULL: any body */
+    size_t contains_len;
     long long times;   /* left; -1 forever */
     struct mock_action *act;
 };
@@ -452,6 +454,7 @@ static void rule_clear(struct rule *r)
 {
     free(r->model);
     free(r->path_prefix);
+    free(r->body_contains);
     mock_action_put(r->act);
 }
 
@@ -485,6 +488,12 @@ static bool rule_parse(json_t *o, struct rule *r, char *err, size_t errlen)
                 goto fail;
             }
             r->path_prefix = jstr_dup(v, &r->prefix_len);
+        } else if (strcmp(k, "body_contains") == 0) {
+            if (!json_is_string(v) || json_string_length(v) == 0) {
+                snprintf(err, errlen, "\"body_contains\" must be a non-empty string");
+                goto fail;
+            }
+            r->body_contains = jstr_dup(v, &r->contains_len);
         } else if (strcmp(k, "times") == 0) {
             if (!json_is_integer(v) || (json_integer_value(v) < 1 && json_integer_value(v) != -1)) {
                 snprintf(err, errlen, "\"times\" must be a positive integer or -1");
@@ -588,6 +597,11 @@ static int script_list(struct tg_buf *body)
             mock_json_str_bytes(body, r->path_prefix, r->prefix_len);
         else
             tg_buf_puts(body, "null");
+        tg_buf_puts(body, ",\"body_contains\":");
+        if (r->body_contains)
+            mock_json_str_bytes(body, r->body_contains, r->contains_len);
+        else
+            tg_buf_puts(body, "null");
         tg_buf_printf(body, ",\"times\":%lld}", r->times);
     }
     pthread_mutex_unlock(&S.mu);
@@ -632,6 +646,7 @@ void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t le
     memset(ci, 0, sizeof(*ci));
     ci->n = 1;
     ci->body_len = len;
+    ci->body = body;
     json_t *root = json_loadb(body, len, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
@@ -746,6 +761,9 @@ struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path,
             continue;
         if (r->path_prefix &&
             (path_len < r->prefix_len || memcmp(path, r->path_prefix, r->prefix_len) != 0))
+            continue;
+        if (r->body_contains &&
+            (!ci->body || !memmem(ci->body, ci->body_len, r->body_contains, r->contains_len)))
             continue;
         act = r->act;
         atomic_fetch_add(&act->refs, 1);

@@ -14,11 +14,12 @@ fi
 
 TMP=$(mktemp -d)
 PID=
+TPID=
 cleanup() {
-    if [[ -n $PID ]]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-    fi
+    for p in $PID $TPID; do
+        kill -TERM "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -120,6 +121,16 @@ done
 [[ $got == "Hello from m|from p2|from p2|" ]] && ok "rule by path_prefix" || bad "rule by path_prefix" "$got"
 curl -sS -X DELETE "$BASE/_mock/script" >/dev/null
 
+# 3b. body_contains (a marker anywhere in the raw body)
+script '{"body_contains":"marker-7","times":-1,"action":{"content":"by body"}}'
+got=
+for extra in ',"user":"marker-7"' ',"user":"marker-8"' ',"user":"xmarker-7x"'; do
+    c=$(chat /v1/chat/completions m "$extra" | content_of)
+    got+="$c|"
+done
+[[ $got == "by body|Hello from m|by body|" ]] && ok "rule by body_contains" || bad "rule by body_contains" "$got"
+curl -sS -X DELETE "$BASE/_mock/script" >/dev/null
+
 # 4. 429 with retry-after
 script '{"action":{"status":429,"headers":{"retry-after":"2"}}}'
 code=$(curl -sS -o "$TMP/c4.json" -D "$TMP/h4" -w '%{http_code}' -d '{"model":"m","messages":[]}' "$BASE/v1/chat/completions")
@@ -157,9 +168,9 @@ curl -sS "$BASE/_mock/requests" >"$TMP/r9.json"
 jcheck "record: authorization header" 'len(j) == 1 and j[0]["headers"]["authorization"] == "Bearer sk-selftest" and j[0]["method"] == "POST" and j[0]["path"] == "/v1/chat/completions"' "$TMP/r9.json"
 jcheck "record: raw body" 'j[0]["body"] == "{\"model\":\"rec-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":0.7}" and j[0]["model"] == "rec-model" and j[0]["stream"] is False' "$TMP/r9.json"
 
-# 10. stats
+# 10. stats (17 chat requests so far)
 curl -sS "$BASE/_mock/stats" >"$TMP/st.json"
-jcheck "stats" 'j["requests"] == 14 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
+jcheck "stats" 'j["requests"] == 17 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
 curl -sS -X POST "$BASE/_mock/reset" >/dev/null
 curl -sS "$BASE/_mock/requests" >"$TMP/r10.json"
 jcheck "reset clears records" 'j == []' "$TMP/r10.json"
@@ -170,6 +181,46 @@ wait "$PID"
 rc=$?
 PID=
 [[ $rc -eq 0 ]] && ok "SIGTERM exits 0" || bad "SIGTERM exits 0" "exit $rc"
+
+# 12. TLS mode: a CA of our own, HTTPS with keep-alive, a stream and a large body
+#     through partial TLS writes, an untrusting client refused, SIGTERM exits 0
+if "$(dirname "$0")/gen_certs.sh" "$TMP/pki" 2>"$TMP/pki.err"; then
+    "$MOCK" --port 0 --tls-cert "$TMP/pki/server.pem" --tls-key "$TMP/pki/server.key" >"$TMP/tout" 2>"$TMP/terr" &
+    TPID=$!
+    TPORT=
+    for _ in $(seq 1 100); do
+        TPORT=$(sed -n 's/^mock_upstream listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$TMP/tout")
+        [[ -n $TPORT ]] && break
+        kill -0 "$TPID" 2>/dev/null || break
+        sleep 0.05
+    done
+    TB=https://127.0.0.1:$TPORT
+    tchat() { curl -sS --cacert "$TMP/pki/ca.pem" -d "{\"model\":\"$1\",\"messages\":[]${2:-}}" "$TB/v1/chat/completions"; }
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"model":"t1","messages":[]}' "$TB/v1/chat/completions" \
+        --next --cacert "$TMP/pki/ca.pem" -d '{"model":"t2","messages":[]}' "$TB/v1/chat/completions" \
+        >"$TMP/t1.txt" 2>"$TMP/t1.err"
+    curl -sS --cacert "$TMP/pki/ca.pem" "$TB/_mock/stats" >"$TMP/t1s.json"
+    jcheck "tls: two requests on one kept-alive connection" 'j["requests"] == 2 and j["connections"] == 1' "$TMP/t1s.json"
+    grep -q '"content":"Hello from t1"' "$TMP/t1.txt" && ok "tls: completion" || bad "tls: completion" "$(cat "$TMP/t1.txt" "$TMP/t1.err")"
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"times":-1,"action":{"content":"The quick brown fox jumps over the lazy dog","chunk_chars":5,"drip_ms":5}}' "$TB/_mock/script" >/dev/null
+    tchat t3 ',"stream":true' >"$TMP/t3.txt"
+    sse "$TMP/t3.txt" >"$TMP/t3.json"
+    jcheck "tls: dripped stream" 'j["content"] == "The quick brown fox jumps over the lazy dog" and j["done"] and j["n"] == 1 + 9 + 1' "$TMP/t3.json"
+    curl -sS --cacert "$TMP/pki/ca.pem" -X DELETE "$TB/_mock/script" >/dev/null
+    curl -sS --cacert "$TMP/pki/ca.pem" -d '{"action":{"body_size":3000000}}' "$TB/_mock/script" >/dev/null
+    tchat t4 >"$TMP/t4.json"
+    jcheck "tls: 3 MB answer" 'len(j["choices"][0]["message"]["content"]) > 2900000' "$TMP/t4.json"
+    curl -sS -o /dev/null -d '{}' "$TB/v1/chat/completions" 2>/dev/null
+    rc=$?
+    [[ $rc -eq 60 ]] && ok "tls: client without the CA refuses (curl exit 60)" || bad "tls: untrusted" "curl exit $rc"
+    kill -TERM "$TPID"
+    wait "$TPID"
+    rc=$?
+    TPID=
+    [[ $rc -eq 0 ]] && ok "tls: SIGTERM exits 0" || bad "tls: SIGTERM exits 0" "exit $rc"
+else
+    bad "tls: gen_certs.sh" "$(cat "$TMP/pki.err")"
+fi
 
 echo "$PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -42,6 +42,7 @@ TG_TEST(names)
     TG_CHECK_STR(tg_outcome_name(TG_OUT__COUNT), "unknown");
     TG_CHECK_STR(tg_reason_name(TG_RSN_LOW_CONFIDENCE), "low_confidence");
     TG_CHECK_STR(tg_reason_name(TG_RSN_BREAKER_OPEN), "breaker_open");
+    TG_CHECK_STR(tg_reason_name(TG_RSN_INCONSISTENT), "inconsistent");
     TG_CHECK_STR(tg_reason_name(TG_RSN__COUNT), "unknown");
     /* Which reason a failed check escalates for: tests/unit/test_cascade.c. */
 }
@@ -106,6 +107,22 @@ TG_TEST(render_sums_shards)
     tg_metrics_inflight(a, 3);
     tg_metrics_inflight(b, 1);
     tg_metrics_inflight(a, -2);
+    /* Shadow evaluation and the verifier. */
+    tg_metrics_shadow_comparison(a, TG_TIER_CHEAP, TG_CMP_AGREE);
+    tg_metrics_shadow_comparison(b, TG_TIER_CHEAP, TG_CMP_AGREE);
+    tg_metrics_shadow_comparison(b, TG_TIER_CHEAP, TG_CMP_DISAGREE);
+    tg_metrics_shadow_comparison(a, TG_TIER_MEDIUM, TG_CMP_ERROR);
+    tg_metrics_shadow_comparison(a, -1, TG_CMP_AGREE);                     /* ignored */
+    tg_metrics_shadow_comparison(a, TG_TIER_CHEAP, (enum tg_cmp_result)7); /* ignored */
+    tg_metrics_shadow_cost(a, 0.0075);
+    tg_metrics_shadow_cost(b, 0.0005);
+    tg_metrics_shadow_dropped(a, TG_SHADOW_DROP_QUEUE_FULL);
+    tg_metrics_shadow_dropped(b, TG_SHADOW_DROP_BUDGET);
+    tg_metrics_shadow_dropped(b, TG_SHADOW_DROP_BUDGET);
+    tg_metrics_verifier(a, TG_VERIFIER_PASS);
+    tg_metrics_verifier(b, TG_VERIFIER_PASS);
+    tg_metrics_verifier(b, TG_VERIFIER_FAIL);
+    tg_metrics_verifier(NULL, TG_VERIFIER_ERROR); /* no shard: ignored */
 
     tg_buf_init(&out, 0);
     TG_CHECK_INT(tg_metrics_render(NULL, &out), TG_OK);
@@ -185,6 +202,21 @@ TG_TEST(render_sums_shards)
     CHECK_LINE("tiergate_cost_usd_total{model=\"mid\"} 0.000000000");
     CHECK_LINE("tiergate_baseline_cost_usd_total 0.030000000");
     CHECK_LINE("tiergate_inflight_requests 2");
+    CHECK_LINE("# TYPE tiergate_shadow_comparisons_total counter");
+    CHECK_LINE("tiergate_shadow_comparisons_total{tier=\"cheap\",result=\"agree\"} 2");
+    CHECK_LINE("tiergate_shadow_comparisons_total{tier=\"cheap\",result=\"disagree\"} 1");
+    CHECK_LINE("tiergate_shadow_comparisons_total{tier=\"cheap\",result=\"error\"} 0");
+    CHECK_LINE("tiergate_shadow_comparisons_total{tier=\"medium\",result=\"error\"} 1");
+    CHECK_LINE(
+        "tiergate_shadow_comparisons_total{tier=\"expensive\",result=\"agree\"} 0"); /* zeros
+                                                                                        rendered */
+    CHECK_NO_LINE_WITH("tiergate_shadow_comparisons_total{tier=\"none\"");
+    CHECK_LINE("tiergate_shadow_cost_usd_total 0.008000000");
+    CHECK_LINE("tiergate_shadow_dropped_total{reason=\"queue_full\"} 1");
+    CHECK_LINE("tiergate_shadow_dropped_total{reason=\"budget\"} 2");
+    CHECK_LINE("tiergate_verifier_total{result=\"pass\"} 2");
+    CHECK_LINE("tiergate_verifier_total{result=\"fail\"} 1");
+    CHECK_LINE("tiergate_verifier_total{result=\"error\"} 0");
     CHECK_LINE("# TYPE tiergate_breaker_state gauge");
     CHECK_NO_LINE_WITH("tiergate_breaker_state{"); /* no config: no gauges */
 }

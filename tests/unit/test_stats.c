@@ -64,6 +64,16 @@ TG_TEST(parse_sample)
     TG_CHECK_NEAR(s->cost_usd, 0.357945678, 1e-12);
     TG_CHECK_NEAR(s->baseline_usd, 1.234, 1e-12);
     TG_CHECK_STR(s->breakers, "mini=closed mid=half-open large=open");
+    TG_CHECK_NEAR(s->shadow[0][0], 46, 0);
+    TG_CHECK_NEAR(s->shadow[0][1], 4, 0);
+    TG_CHECK_NEAR(s->shadow[0][2], 2, 0);
+    TG_CHECK_NEAR(s->shadow[1][0], 34, 0);
+    TG_CHECK_NEAR(s->shadow[2][0] + s->shadow[2][1], 0, 0); /* tier="none" is not a tier */
+    TG_CHECK_NEAR(s->shadow_cost_usd, 0.0123, 1e-12);
+    TG_CHECK_NEAR(s->shadow_dropped, 4, 0);
+    TG_CHECK_NEAR(s->verifier[0], 120, 0);
+    TG_CHECK_NEAR(s->verifier[1], 14, 0);
+    TG_CHECK_NEAR(s->verifier[2], 1, 0);
     sample_ok = 1;
 }
 
@@ -97,6 +107,9 @@ TG_TEST(print_sample)
         "  fallbacks             4.5%   5 same-tier moves\n",
         "  cost            $0.357946   baseline $1.234000   saved $0.876054 (71.0%)\n",
         "  breakers        mini=closed mid=half-open large=open\n",
+        "  shadow agreement cheap 92.0% (46/50)  medium 97.1% (34/35)  expensive no data\n",
+        "                  85 compared, 2 errors, 4 dropped, shadow spend $0.012300\n",
+        "  verifier        pass 120  fail 14 (10.4% escalated)  error 1 (passed unverified)\n",
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(want); i++)
         TG_CHECK_MSG(strstr(out, want[i]) != NULL, "missing line: %s--- got:\n%s", want[i], out);
@@ -115,6 +128,9 @@ TG_TEST(print_empty_has_no_nan)
     TG_CHECK(strstr(out, "  cache hit rate        0.0%   0 hits of 0 lookups, 0 errors\n") != NULL);
     TG_CHECK(strstr(out, "  breakers        (none)\n") != NULL);
     TG_CHECK(strstr(out, "top reason") == NULL);
+    TG_CHECK(strstr(out, "  shadow agreement cheap no data  medium no data  expensive no data\n") !=
+             NULL);
+    TG_CHECK(strstr(out, "  verifier        no calls\n") != NULL);
     free(out);
 }
 

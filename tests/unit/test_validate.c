@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tg_test.h"
+#include "tiergate/regex.h"
 #include "tiergate/validate.h"
 
 static struct tg_validate_config cfg; /* defaults, parsed in main */
@@ -68,8 +69,8 @@ static struct tg_verdict judge(const char *request, json_t *comp, int final)
     do {                                                                                           \
         struct tg_verdict v_ = (v);                                                                \
         const char *r_ = tg_validate_check_name(v_.reason);                                        \
-        TG_CHECK_MSG(v_.ok &&v_.reason == TG_CHK_PASSED, "expected ok, got %s: %s",                \
-                     r_ ? r_ : "?", v_.detail);                                                    \
+        TG_CHECK_MSG(v_.ok &&v_.reason == TG_CHK_PASSED, "expected ok, got %s: %s", r_ ? r_ : "?", \
+                     v_.detail);                                                                   \
     } while (0)
 
 #define EXPECT_FAIL(v, why)                                                                        \
@@ -94,6 +95,10 @@ TG_TEST(config_defaults)
     TG_CHECK_INT(cfg.logprobs, 1);
     TG_CHECK_NEAR(cfg.min_mean_prob, 0.5, 1e-12);
     TG_CHECK_INT(cfg.request_logprobs, 0);
+    TG_CHECK_INT(cfg.max_ms, 250);
+    TG_CHECK_INT(cfg.max_steps, 1000000);
+    TG_CHECK_INT(cfg.max_regex_steps, 50000000);
+    TG_CHECK_INT(cfg.max_schema_nodes, 100000);
 }
 
 TG_TEST(config_full)
@@ -104,7 +109,9 @@ TG_TEST(config_full)
                   "\"json_schema\":true,\"tool_args\":false,"
                   "\"hedging\":{\"enabled\":true,\"min_hits\":1,"
                   "\"phrases\":[\"I\\u2019M  Not\\nSURE\",\"no idea\"]},"
-                  "\"logprobs\":{\"enabled\":true,\"min_mean_prob\":0.7,\"request\":true}}");
+                  "\"logprobs\":{\"enabled\":true,\"min_mean_prob\":0.7,\"request\":true},"
+                  "\"max_ms\":50,\"max_steps\":5000,\"max_regex_steps\":70000,"
+                  "\"max_schema_nodes\":300}");
     TG_CHECK_INT(tg_validate_config_parse(o, &c, &err), TG_OK);
     TG_CHECK_INT(c.non_empty, 0);
     TG_CHECK_INT(c.json_object, 0);
@@ -115,6 +122,10 @@ TG_TEST(config_full)
     TG_CHECK_INT(c.hedging_min_hits, 1);
     TG_CHECK_NEAR(c.min_mean_prob, 0.7, 1e-12);
     TG_CHECK_INT(c.request_logprobs, 1);
+    TG_CHECK_INT(c.max_ms, 50);
+    TG_CHECK_INT(c.max_steps, 5000);
+    TG_CHECK_INT(c.max_regex_steps, 70000);
+    TG_CHECK_INT(c.max_schema_nodes, 300);
     tg_validate_config_free(&c);
     TG_CHECK(c.hedging_phrases == NULL && c.n_hedging == 0);
     tg_validate_config_free(&c); /* twice is harmless */
@@ -152,6 +163,13 @@ TG_TEST(config_errors_have_paths)
         {"{\"logprobs\":{\"request\":1}}", "validation.logprobs.request"},
         {"{\"logprobs\":{\"top_logprobs\":1}}", "validation.logprobs.top_logprobs"},
         {"{\"logprobs\":null}", "validation.logprobs"},
+        {"{\"max_ms\":0}", "validation.max_ms"},
+        {"{\"max_ms\":60001}", "validation.max_ms"},
+        {"{\"max_ms\":\"250\"}", "validation.max_ms"},
+        {"{\"max_steps\":999}", "validation.max_steps"},
+        {"{\"max_regex_steps\":1.5}", "validation.max_regex_steps"},
+        {"{\"max_schema_nodes\":-1}", "validation.max_schema_nodes"},
+        {"{\"max_schema_node\":5}", "validation.max_schema_node"},
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(bad); i++) {
         struct tg_validate_config c;
@@ -396,6 +414,214 @@ TG_TEST(tool_choice_obligations)
     EXPECT_OK(judge(forced, call("book", "{\"n\":1}"), 0));
 }
 
+/* ---- bounded schema checks (issue 21) --------------------------------------------- */
+
+/* A chat request whose response_format schema is `schema` (JSON text). */
+static json_t *rf_request(const char *schema)
+{
+    json_t *r = J("{\"model\":\"auto\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],"
+                  "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"s\","
+                  "\"strict\":true,\"schema\":null}}}");
+    json_object_set_new(json_object_get(json_object_get(r, "response_format"), "json_schema"),
+                        "schema", J(schema));
+    return r;
+}
+
+/* {"<key>": "<n copies of ch><tail>"} as answer content. */
+static json_t *long_field_answer(const char *key, size_t n, char ch, const char *tail)
+{
+    size_t t = strlen(tail);
+    char *str = malloc(n + t + 1);
+    memset(str, ch, n);
+    memcpy(str + n, tail, t + 1);
+    json_t *o = json_pack("{s:s}", key, str);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_t *c = text_answer(text);
+    free(text);
+    free(str);
+    json_decref(o);
+    return c;
+}
+
+static struct tg_verdict judge_json(const struct tg_validate_config *c, json_t *req, json_t *comp,
+                                    int final)
+{
+    struct tg_verdict v;
+    memset(&v, 0x5a, sizeof(v));
+    TG_CHECK_INT(tg_validate_completion(c, req, comp, final, &v), TG_OK);
+    json_decref(req);
+    json_decref(comp);
+    return v;
+}
+
+/* F1: the reviewer's 16,001-character answer against (a{1,40}){1,40}$ froze
+ * the shard for 24.6 s. Now the search stops at its backtracking limit and
+ * the answer fails json_schema, naming the bound (a count: no deadline can
+ * be involved, the default 250 ms is far from reached on a correct build). */
+TG_TEST(json_schema_hostile_pattern_fails_on_the_match_limit)
+{
+    json_t *req = rf_request("{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\","
+                             "\"pattern\":\"(a{1,40}){1,40}$\"}}}");
+    struct tg_verdict v = judge_json(&cfg, req, long_field_answer("code", 16000, 'a', "!"), 0);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK_STR(v.limit, "regex_match");
+    TG_CHECK_MSG(strstr(v.detail, "choices[0] content could not be checked (validation limit "
+                                  "regex_match): $.code: pattern") != NULL,
+                 "%s", v.detail);
+    TG_CHECK_MSG(strstr(v.detail, "$.code: pattern") != NULL, "%s", v.detail);
+    /* The same on the final tier: never passed as valid. */
+    req = rf_request("{\"properties\":{\"code\":{\"pattern\":\"(a+)+$\"}}}");
+    v = judge_json(&cfg, req, long_field_answer("code", 4000, 'a', "!"), 1);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK_STR(v.limit, "regex_match");
+    /* A legitimate long answer against a linear pattern passes. */
+    req = rf_request("{\"properties\":{\"code\":{\"pattern\":\"^a+!$\"}}}");
+    v = judge_json(&cfg, req, long_field_answer("code", 16000, 'a', "!"), 0);
+    EXPECT_OK(v);
+    TG_CHECK(v.limit == NULL);
+}
+
+/* F1 for tools: a strict tool's parameter pattern on 4,000 characters. */
+TG_TEST(strict_tool_hostile_pattern_fails_on_the_match_limit)
+{
+    json_t *req = J("{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"save\","
+                    "\"strict\":true,\"parameters\":{\"type\":\"object\",\"properties\":{\"text\":"
+                    "{\"type\":\"string\",\"pattern\":\"^(\\\\w+\\\\s?)*$\"}}}}}]}");
+    char *text = malloc(4000 + 32);
+    memcpy(text, "{\"text\":\"", 9);
+    for (int i = 0; i < 3990; i++)
+        text[9 + i] = i % 10 == 9 ? ' ' : 'w';
+    memcpy(text + 9 + 3990, "!\"}", 4);
+    struct tg_verdict v = judge_json(&cfg, req, call("save", text), 0);
+    EXPECT_FAIL(v, "tool_args");
+    TG_CHECK_STR(v.limit, "regex_match");
+    TG_CHECK_MSG(strstr(v.detail, "choices[0] tool call 0 (save) arguments could not be checked "
+                                  "(validation limit regex_match)") != NULL,
+                 "%s", v.detail);
+    free(text);
+}
+
+/* F2: a 200,000-value enum is over max_schema_nodes: the request is refused
+ * with a 400 before anything goes upstream (tg_validate_check_request), and
+ * an answer judged against it anyway fails on the size cap. */
+TG_TEST(huge_enum_schema_refused)
+{
+    json_t *e = json_array();
+    for (int i = 0; i < 200000; i++)
+        json_array_append_new(e, json_integer(i));
+    json_t *req = rf_request("{\"type\":\"object\",\"properties\":{\"n\":{\"enum\":[]}}}");
+    json_t *n = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(req, "response_format"), "json_schema"),
+                            "schema"),
+            "properties"),
+        "n");
+    json_object_set_new(n, "enum", e);
+    char msg[300], param[64];
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_ERR_BAD_REQUEST);
+    TG_CHECK_STR(param, "response_format");
+    TG_CHECK_STR(msg, "response_format.json_schema.schema cannot be checked by the gateway: the "
+                      "schema has more than 100000 JSON values (validation.max_schema_nodes)");
+    struct tg_verdict v = judge_json(&cfg, json_incref(req), text_answer("{\"n\":-1}"), 0);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK_STR(v.limit, "schema_size");
+    /* Below the cap it is checked, through a hash set. */
+    struct tg_validate_config c = cfg;
+    c.max_schema_nodes = 300000;
+    TG_CHECK_INT(tg_validate_check_request(&c, req, msg, sizeof(msg), param, sizeof(param)), TG_OK);
+    EXPECT_OK(judge_json(&c, json_incref(req), text_answer("{\"n\":199999}"), 0));
+    v = judge_json(&c, json_incref(req), text_answer("{\"n\":200000}"), 0);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK(v.limit == NULL);
+    TG_CHECK(strstr(v.detail, "not one of the 200000 allowed enum values") != NULL);
+    json_decref(req);
+}
+
+/* Request-time refusals name the parameter; schemas the answers will not be
+ * checked against (non-strict tools, json_schema off) are not refused. */
+TG_TEST(check_request_patterns)
+{
+    char msg[300], param[64];
+    json_t *req = rf_request("{\"properties\":{\"a\":{\"pattern\":\"^[a-z]+$\"}}}");
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_OK);
+    json_decref(req);
+    req = rf_request("{\"properties\":{\"a\":{\"pattern\":\"(unclosed\"}}}");
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_ERR_BAD_REQUEST);
+    TG_CHECK_STR(param, "response_format");
+    TG_CHECK_STR(msg, "response_format.json_schema.schema cannot be checked by the gateway: "
+                      "pattern \"(unclosed\" at /properties/a/pattern cannot be used: missing ')'");
+    struct tg_validate_config c = cfg;
+    c.json_schema = 0;
+    TG_CHECK_INT(tg_validate_check_request(&c, req, msg, sizeof(msg), param, sizeof(param)), TG_OK);
+    /* Judged anyway, the answer fails: an unusable pattern is never skipped. */
+    struct tg_verdict v = judge_json(&cfg, json_incref(req), text_answer("{\"a\":\"x\"}"), 0);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK_STR(v.limit, "pattern");
+    json_decref(req);
+
+    req =
+        J("{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"loose\",\"parameters\":"
+          "{\"properties\":{\"a\":{\"pattern\":\"(?i)x\"}}}}},{\"type\":\"function\","
+          "\"function\":{\"name\":\"tight\",\"strict\":true,\"parameters\":{\"properties\":{\"a\":"
+          "{\"pattern\":\"(?i)x\"}}}}}]}");
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_ERR_BAD_REQUEST);
+    TG_CHECK_STR(param, "tools[1].function.parameters");
+    TG_CHECK(strstr(msg, "\"(?i\" at offset 0 is not ECMA-262 syntax") != NULL);
+    c = cfg;
+    c.tool_args = 0;
+    TG_CHECK_INT(tg_validate_check_request(&c, req, msg, sizeof(msg), param, sizeof(param)), TG_OK);
+    json_decref(req);
+    req = J("{\"functions\":[{\"name\":\"f\",\"strict\":true,\"parameters\":{\"patternProperties\":"
+            "{\"[\":{}}}}]}");
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_ERR_BAD_REQUEST);
+    TG_CHECK_STR(param, "functions[0].parameters");
+    json_decref(req);
+    /* No schemas at all. */
+    req = J("{\"messages\":[]}");
+    TG_CHECK_INT(tg_validate_check_request(&cfg, req, msg, sizeof(msg), param, sizeof(param)),
+                 TG_OK);
+    json_decref(req);
+    TG_CHECK_INT(tg_validate_check_request(&cfg, NULL, msg, sizeof(msg), param, sizeof(param)),
+                 TG_OK);
+}
+
+/* One budget for the whole answer: n choices share it, so a budget that
+ * covers two choices' searches stops on the third. Counting, not timing. */
+TG_TEST(one_budget_for_all_choices)
+{
+    json_t *req = rf_request("{\"type\":\"array\",\"items\":{\"pattern\":\"^[0-9]+$\"}}");
+    json_t *comp = completion("{\"role\":\"assistant\",\"content\":\"x\"}");
+    json_t *choices = json_object_get(comp, "choices");
+    json_t *arr = json_array();
+    for (int i = 0; i < 100; i++)
+        json_array_append_new(arr, json_string("12345"));
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    json_object_set_new(json_object_get(json_array_get(choices, 0), "message"), "content",
+                        json_string(text));
+    for (int i = 1; i < 3; i++)
+        json_array_append_new(choices, json_deep_copy(json_array_get(choices, 0)));
+    free(text);
+    struct tg_validate_config c = cfg;
+    /* Each search of "12345" is charged TG_REGEX_FIRST(5), its first try's limit. */
+    c.max_regex_steps = (2 * 100 + 50) * TG_REGEX_FIRST(5);
+    struct tg_verdict v = judge_json(&c, json_incref(req), json_incref(comp), 0);
+    EXPECT_FAIL(v, "json_schema");
+    TG_CHECK_STR(v.limit, "regex_total");
+    TG_CHECK_MSG(strncmp(v.detail,
+                         "choices[2] content could not be checked (validation limit regex_total)",
+                         70) == 0,
+                 "%s", v.detail);
+    TG_CHECK_MSG(strstr(v.detail, "$[50]: pattern") != NULL, "%s", v.detail);
+    c.max_regex_steps = 3 * 100 * TG_REGEX_FIRST(5);
+    EXPECT_OK(judge_json(&c, req, comp, 0));
+}
+
 /* ---- hedging ---------------------------------------------------------------------- */
 
 #define HEDGY "I'm not sure, but I think it might be 42. Honestly, I don't know the exact figure."
@@ -517,6 +743,11 @@ int main(void)
     TG_RUN(json_schema_pass_and_fail);
     TG_RUN(tool_args_pass_and_fail);
     TG_RUN(tool_choice_obligations);
+    TG_RUN(json_schema_hostile_pattern_fails_on_the_match_limit);
+    TG_RUN(strict_tool_hostile_pattern_fails_on_the_match_limit);
+    TG_RUN(huge_enum_schema_refused);
+    TG_RUN(check_request_patterns);
+    TG_RUN(one_budget_for_all_choices);
     TG_RUN(hedging_pass_and_fail);
     TG_RUN(final_tier_skips_heuristics);
     TG_RUN(logprobs_pass_and_fail);
