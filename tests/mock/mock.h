@@ -184,6 +184,23 @@ void mock_stats_connection(int delta);
 int mock_control(const char *method, size_t method_len, const char *path, size_t path_len,
                  const char *req_body, size_t req_len, struct tg_buf *body);
 
+/* ---- bow.c: the deterministic bag-of-words embedding -------------------- */
+
+#define MOCK_EMBED_DIMS 256      /* default for model names not listed below */
+#define MOCK_EMBED_MAX_DIMS 8192 /* cap on "dimensions" */
+
+/* Adds the words of text[0..len) to v[0..dims) (zeroed by the caller):
+ * words are runs of ASCII letters/digits and non-ASCII bytes, ASCII
+ * lower-cased; each adds +-1 at FNV-1a(word) % dims, sign from the hash's
+ * top bit. Returns the number of words (the mock's token count). */
+size_t mock_bow_text(float *v, size_t dims, const char *text, size_t len);
+/* Same for an input given as token ids: each id is the word "#<id>". */
+size_t mock_bow_tokens(float *v, size_t dims, const long long *ids, size_t n);
+/* L2-normalises v; a vector with no words becomes the empty word's. */
+void mock_bow_finish(float *v, size_t dims);
+/* 3072 for "*3-large*", 1536 for "*3-small*" and "*ada-002*", else 256. */
+size_t mock_bow_default_dims(const char *model);
+
 /* ---- reply.c: from an action to bytes on a timeline ------------------- */
 
 enum mock_end { MOCK_END_DONE = 0, MOCK_END_RESET, MOCK_END_STALL };
