@@ -146,8 +146,13 @@ struct mock_action {
     long error_after; /* -1: none */
 };
 
-/* What the reply builder needs from a chat request. */
+/* Which model endpoint a request is for, from its path's last segments. */
+enum mock_endpoint { MOCK_EP_CHAT = 0, MOCK_EP_EMBEDDINGS };
+
+/* What the reply builder needs from a chat or embeddings request. */
 struct mock_chat_info {
+    enum mock_endpoint ep; /* set by mock_chat_begin from the path */
+    const char *body;      /* the request body, borrowed until the plan is built */
     char *model; /* owned, or NULL when the request has no string "model" */
     bool json_ok;
     bool stream;
@@ -168,10 +173,11 @@ void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t le
 tg_rc mock_record_render(struct tg_buf *out, const struct mock_http_head *h, const char *buf,
                          const char *body, size_t body_len, const struct mock_chat_info *ci);
 
-/* Counts a chat request, assigns ci->seq, stores the record (borrowed bytes,
- * copied; NULL when recording is off) and picks the action: the first rule
- * whose filters match, or the default. Returns a reference: release it with
- * mock_action_put. Thread-safe. */
+/* Counts a chat or embeddings request (ci->ep from the path), assigns
+ * ci->seq, stores the record (borrowed bytes, copied; NULL when recording
+ * is off) and picks the action: the first rule whose filters match, or the
+ * default. Returns a reference: release it with mock_action_put.
+ * Thread-safe. */
 struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path, size_t path_len,
                                     const char *record, size_t record_len);
 /* A chat request ended; `aborted`: the client went away before the mock was done. */
@@ -200,6 +206,14 @@ size_t mock_bow_tokens(float *v, size_t dims, const long long *ids, size_t n);
 void mock_bow_finish(float *v, size_t dims);
 /* 3072 for "*3-large*", 1536 for "*3-small*" and "*ada-002*", else 256. */
 size_t mock_bow_default_dims(const char *model);
+
+/* ---- embed.c: the /v1/embeddings answer --------------------------------- */
+
+/* Renders the answer to the embeddings request in ci (ci->body) into out:
+ * 200 with the vectors, or a 400 error naming the bad field; *status gets
+ * which (a scripted 2xx status is kept). TG_ERR_NOMEM on allocation failure. */
+tg_rc mock_embed_render(struct tg_buf *out, const struct mock_action *a,
+                        const struct mock_chat_info *ci, int *status);
 
 /* ---- reply.c: from an action to bytes on a timeline ------------------- */
 
