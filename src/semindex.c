@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  *
  * semindex.c - in-process vector index for the semantic cache. Per
- * namespace, entries live in growing blocks of parallel arrays (256-bit
- * sign hashes, entry ids, int8 vectors), so a search streams 32 bytes per
+ * namespace, entries live in growing blocks of parallel arrays (512-bit
+ * sign hashes, entry ids, int8 vectors), so a search streams 64 bytes per
  * entry through popcount and touches vectors only for the few candidates
  * the hashes let through. Entry bookkeeping (key, expiry, meta, insertion
  * order for eviction) sits in one table with stable ids and a chained hash
@@ -10,12 +10,13 @@
  *
  * Sign hashes: SimHash (Charikar 2002) needs random hyperplanes; a 3-round
  * randomised Hadamard rotation (H D3 H D2 H D1, as in Andoni et al.'s
- * cross-polytope LSH) gives them in O(P log P) instead of O(256 * dims),
+ * cross-polytope LSH) gives them in O(P log P) instead of O(512 * dims),
  * and measured (bench) it matches Gaussian hyperplanes: the Hamming
- * distance of two vectors at angle t is ~ Binomial(256, t/pi). The search
+ * distance of two vectors at angle t is ~ Binomial(512, t/pi). The search
  * keeps candidates up to the distance that Binomial exceeds with
- * probability 1e-9 at the threshold's angle, so a vector that scores >=
- * threshold is missed with probability < 1e-9 (unless more than
+ * probability 1e-6 at the threshold's angle (on the first 128 bits of the
+ * hash, the first 256, all 512), so a vector that scores >= threshold is
+ * missed with probability < 3e-6 (unless more than
  * RERANK_MAX entries are that close, in which case the closest in Hamming
  * distance are re-ranked and the search counts as truncated).
  *
@@ -23,15 +24,36 @@
  */
 #include <math.h>
 #include <pthread.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TG_X86 1
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tiergate/semindex.h"
 
-#define HASH_WORDS 4 /* 256 bits */
+/* 512 sign bits, stored in three arrays and tested in three stages, each
+ * with its own cut: the first 128 bits of every entry are scanned; bits
+ * 128-255 are read only for entries within the 128-bit cut, bits 256-511
+ * only for those within the 256-bit cut. Unrelated entries (cosine < 0.5)
+ * almost never pass the first stage, so a search mostly streams 16 bytes
+ * per entry; where every entry is close to every other (one-domain
+ * traffic, models that score unrelated text ~0.8) the 512-bit cut still
+ * lets only ~0.03% through to re-ranking, where 256 bits let ~14% and 128
+ * bits ~77% (threshold 0.97; bench/semantic.md). */
+#define HASH_WORDS 8
+#define S0_WORDS 2 /* bits 0-127 */
+#define S1_WORDS 2 /* bits 128-255 */
+#define S2_WORDS 4 /* bits 256-511 */
 #define HASH_BITS (HASH_WORDS * 64)
-#define MISS_PROB 1e-9
+/* Per stage (128, 256, 512 bits): a vector scoring >= threshold is
+ * missed with probability < 3e-6 by the binomial bound; the rotation's
+ * measured variance is below binomial, so less in fact. A miss costs an
+ * upstream call, never a wrong answer: 1e-9 would let 30x more candidates
+ * through in dense namespaces (bench/semantic.md). */
+#define MISS_PROB 1e-6
 #define NIL UINT32_MAX
 
 /* Blocks of a namespace grow 4, 4, 8, 16, ... 512, then 1024 each, so a
@@ -43,7 +65,9 @@
 
 struct block {
     uint32_t cap;
-    uint64_t (*bits)[HASH_WORDS];
+    uint64_t (*h0)[S0_WORDS]; /* sign-hash stages, see S0_WORDS */
+    uint64_t (*h1)[S1_WORDS];
+    uint64_t (*h2)[S2_WORDS];
     uint32_t *id;
     int8_t *vec; /* cap * dims */
 };
@@ -73,6 +97,7 @@ struct tg_semindex {
     unsigned dims, padded; /* padded: power of two >= max(dims, 256) for the rotation */
     size_t max_entries;
     float *signs; /* 3 * padded random +-1 */
+    int64_t (*dot)(const int16_t *q, const int8_t *v, unsigned d);
 
     struct entry *ent;
     uint32_t ent_cap, nentries, free_head;
@@ -117,25 +142,53 @@ tg_rc tg_semindex_quantize(const float *v, unsigned dims, int8_t *q)
     return TG_OK;
 }
 
+/* In-place Walsh-Hadamard transform of n floats (n a power of two >= 8).
+ * Stages of span 1, 2, 4 run as one 8-point transform per block; wider ones
+ * eight lanes at a time (GCC vector extension: SSE2 on baseline x86-64). */
+typedef float v8f __attribute__((vector_size(32)));
+
 static void fwht(float *a, unsigned n)
 {
-    for (unsigned h = 1; h < n; h <<= 1)
+    for (unsigned i = 0; i < n; i += 8) {
+        float *p = a + i;
+        float b0 = p[0] + p[1], b1 = p[0] - p[1], b2 = p[2] + p[3], b3 = p[2] - p[3];
+        float b4 = p[4] + p[5], b5 = p[4] - p[5], b6 = p[6] + p[7], b7 = p[6] - p[7];
+        float c0 = b0 + b2, c1 = b1 + b3, c2 = b0 - b2, c3 = b1 - b3;
+        float c4 = b4 + b6, c5 = b5 + b7, c6 = b4 - b6, c7 = b5 - b7;
+        p[0] = c0 + c4, p[1] = c1 + c5, p[2] = c2 + c6, p[3] = c3 + c7;
+        p[4] = c0 - c4, p[5] = c1 - c5, p[6] = c2 - c6, p[7] = c3 - c7;
+    }
+    for (unsigned h = 8; h < n; h <<= 1)
         for (unsigned i = 0; i < n; i += h << 1)
-            for (unsigned j = i; j < i + h; j++) {
-                float x = a[j], y = a[j + h];
-                a[j] = x + y;
-                a[j + h] = x - y;
+            for (unsigned j = i; j < i + h; j += 8) {
+                v8f x, y;
+                memcpy(&x, a + j, sizeof(x));
+                memcpy(&y, a + j + h, sizeof(y));
+                v8f s = x + y, d = x - y;
+                memcpy(a + j, &s, sizeof(s));
+                memcpy(a + j + h, &d, sizeof(d));
             }
 }
 
-/* t[0..padded) holds the vector, zero-padded; it is rotated in place. */
+/* t[0..padded) holds the vector, zero-padded; it is overwritten. Three
+ * rounds of sign flips and Hadamard transforms; of the last round only the
+ * first 512 outputs are needed, and with H_P = H_(P/512) (x) H_512 those are
+ * H_512 applied to the sum of the 512-wide slices. */
 static void sign_hash(const struct tg_semindex *ix, float *t, uint64_t out[HASH_WORDS])
 {
+    unsigned P = ix->padded;
     for (int r = 0; r < 3; r++) {
-        const float *s = ix->signs + (size_t)r * ix->padded;
-        for (unsigned i = 0; i < ix->padded; i++)
+        const float *s = ix->signs + (size_t)r * P;
+        for (unsigned i = 0; i < P; i++)
             t[i] *= s[i];
-        fwht(t, ix->padded);
+        if (r < 2) {
+            fwht(t, P);
+        } else {
+            for (unsigned k = HASH_BITS; k < P; k += HASH_BITS)
+                for (unsigned i = 0; i < HASH_BITS; i++)
+                    t[i] += t[k + i];
+            fwht(t, HASH_BITS);
+        }
     }
     memset(out, 0, HASH_WORDS * sizeof(uint64_t));
     for (unsigned b = 0; b < HASH_BITS; b++)
@@ -143,20 +196,71 @@ static void sign_hash(const struct tg_semindex *ix, float *t, uint64_t out[HASH_
             out[b >> 6] |= 1ull << (b & 63);
 }
 
-static float dot_q8(const float *q, const int8_t *v, unsigned d)
+/* Re-ranking: the query is held as int16 (scale 4095 on its largest
+ * component: error ~1e-5 on a cosine) and multiplied with the stored int8
+ * vector in int32 lanes: |4095 * 127| * 2 per pair, at most 8192/8 pairs per
+ * lane, stays far below 2^31. SSE2 (x86-64 baseline) or AVX2 when the CPU
+ * has it; plain C elsewhere. */
+#define Q16_SCALE 4095.0f
+
+static int64_t dot_tail(const int16_t *q, const int8_t *v, unsigned from, unsigned d)
 {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    unsigned i = 0;
-    for (; i + 4 <= d; i += 4) {
-        s0 += q[i] * (float)v[i];
-        s1 += q[i + 1] * (float)v[i + 1];
-        s2 += q[i + 2] * (float)v[i + 2];
-        s3 += q[i + 3] * (float)v[i + 3];
-    }
-    for (; i < d; i++)
-        s0 += q[i] * (float)v[i];
-    return (s0 + s1) + (s2 + s3);
+    int64_t s = 0;
+    for (unsigned i = from; i < d; i++)
+        s += (int32_t)q[i] * v[i];
+    return s;
 }
+
+#ifdef TG_X86
+static int64_t dot_sse2(const int16_t *q, const int8_t *v, unsigned d)
+{
+    __m128i acc = _mm_setzero_si128();
+    unsigned i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(v + i));
+        b = _mm_srai_epi16(_mm_unpacklo_epi8(b, b), 8); /* sign-extend 8 int8 */
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(q + i));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(a, b));
+    }
+    int32_t l[4];
+    _mm_storeu_si128((__m128i *)(void *)l, acc);
+    return (int64_t)l[0] + l[1] + l[2] + l[3] + dot_tail(q, v, i, d);
+}
+
+__attribute__((target("avx2"))) static int64_t dot_avx2(const int16_t *q, const int8_t *v,
+                                                         unsigned d)
+{
+    __m256i acc = _mm256_setzero_si256();
+    unsigned i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(v + i)));
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(q + i));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+    int32_t l[8];
+    _mm256_storeu_si256((__m256i *)(void *)l, acc);
+    int64_t s = 0;
+    for (int k = 0; k < 8; k++)
+        s += l[k];
+    return s + dot_tail(q, v, i, d);
+}
+
+static int64_t (*pick_dot(void))(const int16_t *, const int8_t *, unsigned)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? dot_avx2 : dot_sse2;
+}
+#else
+static int64_t dot_tail_all(const int16_t *q, const int8_t *v, unsigned d)
+{
+    return dot_tail(q, v, 0, d);
+}
+
+static int64_t (*pick_dot(void))(const int16_t *, const int8_t *, unsigned)
+{
+    return dot_tail_all; /* dot_tail from 0 */
+}
+#endif
 
 /* Prepares a stored vector: sign hash of the dequantised vector (every
  * replica hashes what Redis holds, whatever float it came from) and 1/|q|. */
@@ -177,26 +281,26 @@ static tg_rc prepare_q8(const struct tg_semindex *ix, const int8_t *q, uint64_t 
     return TG_OK;
 }
 
-/* Hamming cut for a threshold: the smallest k with
- * P[Binomial(256, acos(t)/pi) > k] <= MISS_PROB, plus 2 for the int8
+/* Hamming cut over `bits` sign bits for a threshold: the smallest k with
+ * P[Binomial(bits, acos(t)/pi) > k] <= MISS_PROB, plus 2 for the int8
  * rounding between a float query and a stored vector. */
-static unsigned hamming_cut(float threshold)
+static unsigned hamming_cut(float threshold, unsigned bits)
 {
     if (!(threshold > -1.0f))
-        return HASH_BITS;
+        return bits;
     double t = threshold >= 1.0f ? 1.0 : threshold, p = acos(t) / M_PI;
     if (p <= 0)
         return 4;
     if (p >= 1)
-        return HASH_BITS;
+        return bits;
     /* log pmf by the ratio pmf(i+1)/pmf(i) = (n-i)/(i+1) * p/(1-p) */
-    double lp[HASH_BITS + 1], l = HASH_BITS * log1p(-p), r = log(p) - log1p(-p);
-    for (unsigned i = 0; i <= HASH_BITS; i++) {
+    double lp[HASH_BITS + 1], l = bits * log1p(-p), r = log(p) - log1p(-p);
+    for (unsigned i = 0; i <= bits; i++) {
         lp[i] = l;
-        l += log((double)(HASH_BITS - i) / (double)(i + 1)) + r;
+        l += log((double)(bits - i) / (double)(i + 1)) + r;
     }
     double tail = 0;
-    unsigned k = HASH_BITS;
+    unsigned k = bits;
     while (k > 0) {
         double next = tail + exp(lp[k]);
         if (next > MISS_PROB)
@@ -205,19 +309,25 @@ static unsigned hamming_cut(float threshold)
         k--;
     }
     k += 2;
-    return k < 4 ? 4 : k > HASH_BITS ? HASH_BITS : k;
+    return k < 4 ? 4 : k > bits ? bits : k;
 }
 
-static unsigned cut_for(struct tg_semindex *ix, float threshold)
+/* The three stage cuts for a threshold, cached for the last threshold asked
+ * (one per index in practice): threshold bits << 32 | three 10-bit cuts. */
+static void cut_for(struct tg_semindex *ix, float threshold, unsigned cut[3])
 {
     uint32_t tb;
     memcpy(&tb, &threshold, sizeof(tb));
     uint64_t c = __atomic_load_n(&ix->cut_cache, __ATOMIC_RELAXED);
-    if (c && (uint32_t)(c >> 32) == tb)
-        return (unsigned)(c & 0xffffffffu);
-    unsigned k = hamming_cut(threshold);
-    __atomic_store_n(&ix->cut_cache, ((uint64_t)tb << 32) | k, __ATOMIC_RELAXED);
-    return k;
+    if (!c || (uint32_t)(c >> 32) != tb) {
+        c = (uint64_t)tb << 32 | (uint64_t)hamming_cut(threshold, 64 * S0_WORDS) << 20 |
+            (uint64_t)hamming_cut(threshold, 64 * (S0_WORDS + S1_WORDS)) << 10 |
+            hamming_cut(threshold, HASH_BITS);
+        __atomic_store_n(&ix->cut_cache, c, __ATOMIC_RELAXED);
+    }
+    cut[0] = (unsigned)(c >> 20) & 1023;
+    cut[1] = (unsigned)(c >> 10) & 1023;
+    cut[2] = (unsigned)c & 1023;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -258,8 +368,10 @@ static struct block *block_new(struct tg_semindex *ix, uint32_t cap)
     if (!bl)
         return NULL;
     bl->cap = cap;
-    bl->bits = (void *)(bl + 1);
-    bl->id = (uint32_t *)(bl->bits + cap);
+    bl->h0 = (void *)(bl + 1);
+    bl->h1 = (void *)(bl->h0 + cap);
+    bl->h2 = (void *)(bl->h1 + cap);
+    bl->id = (uint32_t *)(bl->h2 + cap);
     bl->vec = (int8_t *)(bl->id + cap);
     ix->bytes += block_bytes(ix, cap);
     return bl;
@@ -460,7 +572,9 @@ static void entry_remove(struct tg_semindex *ix, uint32_t id)
         slot_locate(e->slot, &bd, &od);
         slot_locate(last, &bs, &os);
         struct block *dst = n->blocks[bd], *src = n->blocks[bs];
-        memcpy(dst->bits[od], src->bits[os], sizeof(dst->bits[od]));
+        memcpy(dst->h0[od], src->h0[os], sizeof(dst->h0[od]));
+        memcpy(dst->h1[od], src->h1[os], sizeof(dst->h1[od]));
+        memcpy(dst->h2[od], src->h2[os], sizeof(dst->h2[od]));
         memcpy(dst->vec + (size_t)od * ix->dims, src->vec + (size_t)os * ix->dims, ix->dims);
         dst->id[od] = src->id[os];
         ix->ent[dst->id[od]].slot = e->slot;
@@ -527,6 +641,7 @@ struct tg_semindex *tg_semindex_new(unsigned dims, size_t max_entries)
         ix->padded <<= 1;
     ix->max_entries = max_entries;
     ix->head = ix->tail = ix->free_head = NIL;
+    ix->dot = pick_dot();
     ix->signs = malloc(3 * (size_t)ix->padded * sizeof(float));
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
@@ -680,7 +795,9 @@ static tg_rc put_locked(struct tg_semindex *ix, const char *name, const uint8_t 
     uint32_t b, off;
     slot_locate(e->slot, &b, &off);
     struct block *bl = n->blocks[b];
-    memcpy(bl->bits[off], bits, sizeof(bl->bits[off]));
+    memcpy(bl->h0[off], bits, sizeof(bl->h0[off]));
+    memcpy(bl->h1[off], bits + S0_WORDS, sizeof(bl->h1[off]));
+    memcpy(bl->h2[off], bits + S0_WORDS + S1_WORDS, sizeof(bl->h2[off]));
     memcpy(bl->vec + (size_t)off * ix->dims, q, ix->dims);
     bl->id[off] = id;
     return TG_OK;
@@ -822,7 +939,8 @@ struct cand {
 struct scan {
     struct cand c[TG_SEMINDEX_RERANK_MAX];
     size_t n;
-    unsigned cut;
+    unsigned cut0, cut1; /* on the first 128, 256 bits */
+    unsigned cut;        /* on all 512 */
     int truncated;
 };
 
@@ -850,22 +968,44 @@ static void scan_tighten(struct scan *sc)
     }
     sc->n = j;
     sc->cut = limit;
+    /* a partial distance never exceeds the whole */
+    sc->cut1 = TG_MIN(sc->cut1, sc->cut);
+    sc->cut0 = TG_MIN(sc->cut0, sc->cut);
     sc->truncated = 1;
 }
 
-static inline __attribute__((always_inline)) unsigned ham(const uint64_t *a, const uint64_t *b)
+static inline __attribute__((always_inline)) unsigned ham(const uint64_t *a, const uint64_t *b,
+                                                           int words)
 {
-    return (unsigned)(__builtin_popcountll(a[0] ^ b[0]) + __builtin_popcountll(a[1] ^ b[1]) +
-                      __builtin_popcountll(a[2] ^ b[2]) + __builtin_popcountll(a[3] ^ b[3]));
+    unsigned d = 0;
+    for (int w = 0; w < words; w++)
+        d += (unsigned)__builtin_popcountll(a[w] ^ b[w]);
+    return d;
 }
 
+/* Per chunk of 64 entries: first-stage distances without branches (in
+ * dense data the first cut passes most entries, which a branch per entry
+ * would mispredict), then the later stages for the entries whose bit is
+ * set. */
 static inline __attribute__((always_inline)) void
 scan_block(struct scan *sc, const struct block *bl, uint32_t base, uint32_t count,
            const uint64_t q[HASH_WORDS])
 {
-    for (uint32_t i = 0; i < count; i++) {
-        unsigned d = ham(bl->bits[i], q);
-        if (d <= sc->cut) {
+    const uint64_t *q1 = q + S0_WORDS, *q2 = q + S0_WORDS + S1_WORDS;
+    for (uint32_t c0 = 0; c0 < count; c0 += 64) {
+        uint32_t m = count - c0 < 64 ? count - c0 : 64;
+        uint64_t pass = 0;
+        for (uint32_t k = 0; k < m; k++)
+            pass |= (uint64_t)(ham(bl->h0[c0 + k], q, S0_WORDS) <= sc->cut0) << k;
+        while (pass) {
+            uint32_t i = c0 + (uint32_t)__builtin_ctzll(pass);
+            pass &= pass - 1;
+            unsigned d = ham(bl->h0[i], q, S0_WORDS) + ham(bl->h1[i], q1, S1_WORDS);
+            if (d > sc->cut1)
+                continue;
+            d += ham(bl->h2[i], q2, S2_WORDS);
+            if (d > sc->cut)
+                continue;
             if (sc->n == TG_SEMINDEX_RERANK_MAX) {
                 scan_tighten(sc);
                 if (d > sc->cut)
@@ -921,7 +1061,7 @@ tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q,
                          size_t *nhits)
 {
     _Alignas(16) float t[TG_SEMINDEX_MAX_DIMS > HASH_BITS ? TG_SEMINDEX_MAX_DIMS : HASH_BITS];
-    float qn[TG_SEMINDEX_MAX_DIMS];
+    int16_t q16[TG_SEMINDEX_MAX_DIMS];
     uint64_t bits[HASH_WORDS];
     *nhits = 0;
     if (!q)
@@ -934,9 +1074,14 @@ tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q,
     }
     if (!(n2 > 0) || !isfinite(n2))
         return TG_ERR_INVALID;
-    float inv = (float)(1.0 / sqrt(n2));
+    float inv = (float)(1.0 / sqrt(n2)), qmax = 0;
+    for (unsigned i = 0; i < ix->dims; i++) {
+        t[i] = q[i] * inv;
+        qmax = fmaxf(qmax, fabsf(t[i]));
+    }
     for (unsigned i = 0; i < ix->dims; i++)
-        t[i] = qn[i] = q[i] * inv;
+        q16[i] = (int16_t)lrintf(t[i] * (Q16_SCALE / qmax));
+    float qscale = qmax / Q16_SCALE; /* q16 * qscale ~ the unit query */
     memset(t + ix->dims, 0, (ix->padded - ix->dims) * sizeof(float));
     sign_hash(ix, t, bits);
     if (!valid_ns(ns) || max_hits == 0)
@@ -946,7 +1091,11 @@ tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q,
     _Static_assert(sizeof(struct scan) <= sizeof(t), "scan buffer fits in t");
     sc->n = 0;
     sc->truncated = 0;
-    sc->cut = cut_for(ix, threshold);
+    unsigned cuts[3];
+    cut_for(ix, threshold, cuts);
+    sc->cut0 = cuts[0];
+    sc->cut1 = cuts[1];
+    sc->cut = cuts[2];
 
     pthread_rwlock_rdlock(&ix->lock);
     struct ns *n = ns_find(ix, ns);
@@ -960,7 +1109,8 @@ tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q,
             const struct entry *e = &ix->ent[bl->id[off]];
             if (e->expires_ms <= now_ms)
                 continue;
-            float score = dot_q8(qn, bl->vec + (size_t)off * ix->dims, ix->dims) * e->inv_norm;
+            float score = (float)((double)ix->dot(q16, bl->vec + (size_t)off * ix->dims, ix->dims) *
+                                  qscale * e->inv_norm);
             if (!(score >= threshold))
                 continue;
             /* insertion into the best-first list of at most max_hits */

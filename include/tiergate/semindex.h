@@ -5,11 +5,11 @@
  * search for the best cosine >= threshold within one namespace.
  *
  * Vectors are stored int8 (symmetric, per-vector scale: 4x smaller than
- * float32; cosine error measured in bench/RESULTS.md) with a 256-bit sign
+ * float32; cosine error measured in bench/semantic.md) with a 512-bit sign
  * hash (SimHash over a 3-round randomised Hadamard rotation). A search
  * scans the namespace's hashes with popcount, keeps every entry whose
  * Hamming distance is within what the threshold allows (a true match is
- * missed with probability < 1e-9), and re-ranks those exactly on the int8
+ * missed with probability < 3e-6), and re-ranks those exactly on the int8
  * vectors. Memory and work are bounded: max_entries (oldest evicted), at
  * most TG_SEMINDEX_RERANK_MAX re-ranked vectors per search.
  *
@@ -96,7 +96,7 @@ size_t tg_semindex_expire(struct tg_semindex *ix, uint64_t now_ms, size_t budget
  * norm) is >= threshold and that are not expired at now_ms, best first, at
  * most max_hits of them, into hits[]. *nhits gets the count (0: a miss).
  * Returns TG_OK, or TG_ERR_INVALID for a zero/NaN/infinite query. Runs
- * under the read lock; uses 64 KB of stack (puts 40 KB). */
+ * under the read lock; uses 48 KB of stack (puts 40 KB). */
 tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q, float threshold,
                          uint64_t now_ms, struct tg_semindex_hit *hits, size_t max_hits,
                          size_t *nhits);

@@ -108,22 +108,47 @@ TG_TEST(create_arguments)
 
 TG_TEST(hamming_cut_values)
 {
-    /* the tail of Binomial(256, acos(t)/pi) at 1e-9, +2 (see semindex.c) */
-    TG_CHECK_INT(hamming_cut(0.97f), 52);
-    TG_CHECK_INT(hamming_cut(0.9f), 76);
-    TG_CHECK(hamming_cut(1.0f) >= 4 && hamming_cut(1.0f) <= 6);
-    TG_CHECK_INT(hamming_cut(-1.0f), 256);
-    TG_CHECK_INT(hamming_cut(NAN), 256);
+    /* the tail of Binomial(bits, acos(t)/pi) at 1e-6, +2 (see semindex.c) */
+    TG_CHECK_INT(hamming_cut(0.97f, 512), 74);
+    TG_CHECK_INT(hamming_cut(0.97f, 256), 45);
+    TG_CHECK_INT(hamming_cut(0.97f, 128), 29);
+    TG_CHECK(hamming_cut(1.0f, 512) >= 4 && hamming_cut(1.0f, 512) <= 6);
+    TG_CHECK_INT(hamming_cut(-1.0f, 512), 512);
+    TG_CHECK_INT(hamming_cut(NAN, 256), 256);
     unsigned prev = 0;
     for (float t = 0.999f; t > -0.99f; t -= 0.01f) {
-        unsigned k = hamming_cut(t);
+        unsigned k = hamming_cut(t, HASH_BITS);
         TG_CHECK_MSG(k >= prev, "cut not monotonic at %.3f", t);
         prev = k;
     }
 }
 
+/* The vectorised transform is the Walsh-Hadamard transform (Sylvester
+ * order: H[r][c] = (-1)^popcount(r & c)), checked against the definition. */
+TG_TEST(fwht_matches_definition)
+{
+    unsigned sizes[] = {8, 16, 256, 2048};
+    for (size_t si = 0; si < TG_ARRAY_LEN(sizes); si++) {
+        unsigned n = sizes[si];
+        float *a = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+        for (unsigned i = 0; i < n; i++)
+            a[i] = x[i] = (float)gauss();
+        fwht(a, n);
+        double worst = 0;
+        for (unsigned r = 0; r < n; r += (n > 256 ? 7 : 1)) {
+            double s = 0;
+            for (unsigned c = 0; c < n; c++)
+                s += (__builtin_popcount(r & c) & 1) ? -x[c] : x[c];
+            worst = fmax(worst, fabs(s - a[r]));
+        }
+        TG_CHECK_MSG(worst < 1e-3, "n %u: worst error %g", n, worst);
+        free(a);
+        free(x);
+    }
+}
+
 /* The sign hash behaves like random hyperplanes: for pairs at a known
- * angle, the mean Hamming distance is 256*angle/pi. */
+ * angle, the mean Hamming distance is 512*angle/pi. */
 TG_TEST(sign_hash_tracks_angle)
 {
     unsigned dims[] = {256, 1536, 100};
@@ -139,17 +164,17 @@ TG_TEST(sign_hash_tracks_angle)
             for (int k = 0; k < pairs; k++) {
                 rand_unit(x, d);
                 near(x, y, d, cs[ci]);
-                uint64_t a[4], b[4];
+                uint64_t a[HASH_WORDS], b[HASH_WORDS];
                 memset(t, 0, ix->padded * sizeof(float));
                 memcpy(t, x, d * sizeof(float));
                 sign_hash(ix, t, a);
                 memset(t, 0, ix->padded * sizeof(float));
                 memcpy(t, y, d * sizeof(float));
                 sign_hash(ix, t, b);
-                sum += ham(a, b);
+                sum += ham(a, b, HASH_WORDS);
             }
-            double want = 256 * acos(cs[ci]) / M_PI, got = sum / pairs;
-            TG_CHECK_MSG(fabs(got - want) < 1.5, "dims %u cos %.2f: mean distance %.2f want %.2f",
+            double want = HASH_BITS * acos(cs[ci]) / M_PI, got = sum / pairs;
+            TG_CHECK_MSG(fabs(got - want) < 2.5, "dims %u cos %.2f: mean distance %.2f want %.2f",
                          d, cs[ci], got, want);
         }
         free(x);
@@ -634,6 +659,7 @@ int main(void)
 {
     TG_RUN(create_arguments);
     TG_RUN(hamming_cut_values);
+    TG_RUN(fwht_matches_definition);
     TG_RUN(sign_hash_tracks_angle);
     TG_RUN(recall_vs_brute_force_256);
     TG_RUN(recall_vs_brute_force_1536);
