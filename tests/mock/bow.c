@@ -31,7 +31,7 @@ static int bow_wordbyte(unsigned char c)
 size_t mock_bow_text(float *v, size_t dims, const char *text, size_t len)
 {
     unsigned char tok[256];
-    size_t ntok = 0, k = 0, words = 0;
+    size_t ntok = 0, k = 0, nwords = 0;
     for (size_t i = 0; i <= len; i++) {
         unsigned char c = i < len ? (unsigned char)text[i] : ' ';
         if (bow_wordbyte(c)) {
@@ -41,11 +41,11 @@ size_t mock_bow_text(float *v, size_t dims, const char *text, size_t len)
             ntok++;
         } else if (ntok) {
             bow_add(v, dims, tok, k);
-            words++;
+            nwords++;
             k = ntok = 0;
         }
     }
-    return words;
+    return nwords;
 }
 
 size_t mock_bow_tokens(float *v, size_t dims, const long long *ids, size_t n)
