@@ -1479,6 +1479,62 @@ void tg_semguard_add(struct tg_semguard *g, const char *text, size_t len)
         segment_run(g, (const unsigned char *)text, len);
 }
 
+static int compared_role(const json_t *m)
+{
+    const char *r = json_string_value(json_object_get(m, "role"));
+    return r && (strcmp(r, "user") == 0 || strcmp(r, "system") == 0 || strcmp(r, "developer") == 0);
+}
+
+static tg_rc add_text(struct tg_semguard *g, struct tg_buf *embed, const json_t *str, int *n)
+{
+    const char *t = json_string_value(str);
+    size_t len = json_string_length(str);
+    if (!t || len == 0)
+        return TG_OK;
+    tg_semguard_add(g, t, len);
+    tg_rc rc = TG_OK;
+    if (embed) {
+        if (*n)
+            rc = tg_buf_append(embed, "\n\n", 2);
+        if (rc == TG_OK)
+            rc = tg_buf_append(embed, t, len);
+    }
+    (*n)++;
+    return rc;
+}
+
+tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages,
+                               struct tg_buf *embed)
+{
+    size_t i;
+    const json_t *m;
+    int n = 0;
+    tg_rc rc = TG_OK;
+    if (!json_is_array(messages))
+        return TG_ERR_INVALID;
+    json_array_foreach(messages, i, m)
+    {
+        if (!compared_role(m))
+            continue;
+        const json_t *c = json_object_get(m, "content");
+        if (json_is_string(c)) {
+            rc = add_text(g, embed, c, &n);
+        } else if (json_is_array(c)) {
+            size_t k;
+            const json_t *part;
+            json_array_foreach(c, k, part)
+            {
+                const char *type = json_string_value(json_object_get(part, "type"));
+                if (type && strcmp(type, "text") == 0 && rc == TG_OK)
+                    rc = add_text(g, embed, json_object_get(part, "text"), &n);
+            }
+        }
+        if (rc != TG_OK)
+            return rc;
+    }
+    return n ? TG_OK : TG_ERR_INVALID;
+}
+
 void tg_semguard_finish(const struct tg_semguard *g, struct tg_semguard_sig *out)
 {
     *out = g->sig;

@@ -10,7 +10,8 @@
  * threshold alone cannot stop them.
  *
  * Leaf module: no allocation, no I/O, linear time in the text, bounded
- * stack. It never looks at roles or JSON; the caller feeds it the text.
+ * stack. tg_semguard_add_messages picks the text out of a request's
+ * messages; everything else works on plain text.
  * A guard can only turn a hit into a miss: when in doubt it says "differs".
  */
 #ifndef TIERGATE_SEMGUARD_H
@@ -18,6 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "tiergate/buf.h"
 #include "tiergate/common.h"
@@ -72,6 +75,19 @@ void tg_semguard_init(struct tg_semguard *g, struct tg_buf *trace);
  * tables are built once, under pthread_once). */
 void tg_semguard_add(struct tg_semguard *g, const char *text, size_t len);
 void tg_semguard_finish(const struct tg_semguard *g, struct tg_semguard_sig *out);
+
+/* The text of a chat request the semantic cache compares: every system,
+ * developer and user message's content (a string, or the "text" parts of
+ * an array), each added to g as one segment and, when embed is not NULL,
+ * appended to it separated by blank lines (the embedding model's input).
+ * Assistant and tool messages are left out on purpose: they are not what
+ * the user asked, and the lookup must match them exactly with the other
+ * parameters instead. messages borrowed. Returns TG_OK; TG_ERR_INVALID when
+ * messages is not an array or holds no such text (nothing to compare: no
+ * semantic lookup); embed's error (TG_ERR_TOO_LARGE past its cap,
+ * TG_ERR_NOMEM), embed then partly written. */
+tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages,
+                               struct tg_buf *embed);
 
 /* init + add(text) + finish. */
 void tg_semguard_sign(const char *text, size_t len, struct tg_semguard_sig *out);

@@ -20,7 +20,10 @@
  *
  * Sync (why a stream and not periodic SCANs: a SCAN walks the whole
  * keyspace, O(all keys) per round even when nothing changed; the stream is
- * O(new events), carries flushes, and a replica can tell it fell behind):
+ * O(new events), carries flushes, and a replica can tell it fell behind.
+ * One stream for every namespace, not one per namespace: a replica cannot
+ * XREAD the stream of a tenant it has not heard of yet, and one XREAD per
+ * poll is cheaper than one per tenant):
  *   load    XREVRANGE log + - COUNT 1 (remember the newest id, or 0-0),
  *           then SCAN 0 MATCH tiergate:v1:*:sem:* COUNT 1000 to the end,
  *           MGET each page, decode, put in the index (events that land
@@ -105,7 +108,8 @@ struct tg_semstore_cmd {
     char num[3][24];
 };
 
-/* SET tiergate:v1:<ns>:sem:<hex> <blob> EX <ttl_s> */
+/* SET tiergate:v1:<ns>:sem:<hex> <blob> EX <ttl_s>: the entry's TTL, >= 1.
+ * TG_ERR_INVALID for a bad ns/hex, no blob or ttl_s 0. */
 tg_rc tg_semstore_cmd_set(struct tg_semstore_cmd *c, const char *ns, const char *hex,
                           const void *blob, size_t len, unsigned ttl_s);
 /* XADD tiergate:v1:_semlog MAXLEN ~ <maxlen> * op add ns <ns> key <hex> */

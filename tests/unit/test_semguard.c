@@ -332,6 +332,54 @@ TG_TEST(wire_form)
     TG_CHECK_STR(tg_semguard_result_name(TG_SEMGUARD_PASS), "pass");
 }
 
+TG_TEST(messages)
+{
+    json_error_t e;
+    json_t *msgs = json_loads(
+        "[{\"role\":\"system\",\"content\":\"Answer in 3 words.\"},"
+        "{\"role\":\"user\",\"content\":\"Turn off the lights\"},"
+        "{\"role\":\"assistant\",\"content\":\"Done, 5 lights off.\"},"
+        "{\"role\":\"tool\",\"content\":\"not 7\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"and do not open\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x/9.png\"}},"
+        "{\"type\":\"text\",\"text\":\"the 2 doors\"}]},"
+        "{\"role\":\"developer\",\"content\":\"\"}]",
+        0, &e);
+    TG_CHECK(msgs != NULL);
+    struct tg_buf text, trace;
+    tg_buf_init(&text, 1 << 16);
+    tg_buf_init(&trace, 1 << 16);
+    struct tg_semguard g;
+    tg_semguard_init(&g, &trace);
+    TG_CHECK(tg_semguard_add_messages(&g, msgs, &text) == TG_OK);
+    TG_CHECK_STR(text.data, "Answer in 3 words.\n\nTurn off the lights\n\nand do not open\n\nthe 2 doors");
+    /* assistant and tool text left out; one segment per text part */
+    TG_CHECK_STR(trace.data, "num:3/words pol:onoff- neg:open pol:open+ num:2/doors");
+    struct tg_semguard_sig a, b;
+    tg_semguard_finish(&g, &a);
+    /* without the embed buffer: the same signature */
+    tg_semguard_init(&g, NULL);
+    TG_CHECK(tg_semguard_add_messages(&g, msgs, NULL) == TG_OK);
+    tg_semguard_finish(&g, &b);
+    TG_CHECK(tg_semguard_compare(&a, &b) == TG_SEMGUARD_PASS);
+    /* nothing to compare */
+    json_t *none = json_loads("[{\"role\":\"assistant\",\"content\":\"hi\"},{\"role\":\"user\"}]",
+                              0, &e);
+    TG_CHECK(tg_semguard_add_messages(&g, none, NULL) == TG_ERR_INVALID);
+    json_t *obj = json_object();
+    TG_CHECK(tg_semguard_add_messages(&g, obj, NULL) == TG_ERR_INVALID);
+    /* the embed buffer's cap is reported */
+    struct tg_buf small;
+    tg_buf_init(&small, 8);
+    TG_CHECK(tg_semguard_add_messages(&g, msgs, &small) == TG_ERR_TOO_LARGE);
+    tg_buf_free(&small);
+    json_decref(obj);
+    json_decref(none);
+    json_decref(msgs);
+    tg_buf_free(&text);
+    tg_buf_free(&trace);
+}
+
 int main(void)
 {
     TG_RUN(word_tables);
@@ -343,6 +391,7 @@ int main(void)
     TG_RUN(hostile_bytes);
     TG_RUN(large_input);
     TG_RUN(wire_form);
+    TG_RUN(messages);
     json_decref(cases);
     return TG_SUMMARY();
 }
