@@ -236,10 +236,14 @@ static void row_run(unsigned d, size_t n, int biased, int with_writer)
     }
     tg_semindex_stats(ix, &st);
     struct result r = pct(t, nq), rc = pct(tc, nq);
-    printf("| %4u | %7zu | %s | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f | %5.1f | %4zu/%zu | %5.1f | %5.0f | %5.0f | %5.1f |\n",
-           d, n, biased ? "~0.8 to all" : with_writer ? "random, +writer" : "random", rc.p50,
-           rc.p99, rc.max, r.p50, r.p99, r.max, (double)(st.reranked - rr0) / nq, hits_found, nq,
-           (double)(st.truncated - tr0) * 100.0 / nq, (double)st.bytes / n,
+    printf("| %4u | %7zu | %s | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f | %5.1f | %4zu/%zu | "
+           "%5.1f | %5.0f | %5.0f | %5.1f |\n",
+           d, n,
+           biased        ? "~0.8 to all"
+           : with_writer ? "random, +writer"
+                         : "random",
+           rc.p50, rc.p99, rc.max, r.p50, r.p99, r.max, (double)(st.reranked - rr0) / nq,
+           hits_found, nq, (double)(st.truncated - tr0) * 100.0 / nq, (double)st.bytes / n,
            (double)(rss1 - rss0) * 1024.0 / n, put_us);
     fflush(stdout);
     (void)build_s;
@@ -292,8 +296,8 @@ static void quant_cost(unsigned d)
             near_thr++;
         flips += (fc >= THRESHOLD) != (qc >= THRESHOLD);
     }
-    printf("| %4u | %.6f | %.6f | %d of %d (%d within 0.001 of it) |\n", d, sum / pairs, worst, flips,
-           pairs, near_thr);
+    printf("| %4u | %.6f | %.6f | %d of %d (%d within 0.001 of it) |\n", d, sum / pairs, worst,
+           flips, pairs, near_thr);
     free(x);
     free(y);
     free(q);
@@ -309,8 +313,10 @@ int main(int argc, char **argv)
     printf("sem_bench: tg_semindex_search, threshold %.2f, %d queries per row (half with a "
            "neighbour at ~0.98), one thread, %d CPUs online\n\n",
            THRESHOLD, QUERIES, (int)sysconf(_SC_NPROCESSORS_ONLN));
-    printf("| dims | entries | data | cpu p50 us | cpu p99 us | cpu max us | wall p50 us | wall p99 us "
-           "| wall max us | re-ranked/query | hits | truncated %% | index B/entry | RSS B/entry | put us |\n");
+    printf("| dims | entries | data | cpu p50 us | cpu p99 us | cpu max us | wall p50 us | wall "
+           "p99 us "
+           "| wall max us | re-ranked/query | hits | truncated %% | index B/entry | RSS B/entry | "
+           "put us |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     unsigned dims[] = {256, 1536};
     for (int di = 0; di < 2; di++) {

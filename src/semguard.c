@@ -45,6 +45,8 @@ struct word {
  * ("off" but not "on", "down" but not "up", "out" but not "in"): one listed
  * side is enough to tell a swap, and listing "on" would make every
  * rewording that drops an "on" a miss. */
+/* (These tables keep several entries per line: make fmt leaves them so.) */
+/* clang-format off */
 enum axis {
     AX_ONOFF = 1, AX_ENABLE, AX_INCREASE, AX_BEFORE, AX_MAX, AX_ABOVE, AX_MORE, AX_SIZE,
     AX_HEIGHT, AX_LENGTH, AX_SPEED, AX_WEIGHT, AX_WIDTH, AX_STRENGTH, AX_AGE, AX_OPEN,
@@ -56,7 +58,9 @@ enum axis {
     AX_ORIENT, AX_SYNC, AX_PUBLIC, AX_INTERNAL, AX_INCLUSIVE, AX_SEX, AX_PM, AX_TEMPUNIT,
     AX__COUNT
 };
+/* clang-format on */
 
+/* clang-format off */
 static const char *const axis_name[AX__COUNT] = {
     [AX_ONOFF] = "onoff", [AX_ENABLE] = "enable", [AX_INCREASE] = "increase",
     [AX_BEFORE] = "before", [AX_MAX] = "max", [AX_ABOVE] = "above", [AX_MORE] = "more",
@@ -77,7 +81,9 @@ static const char *const axis_name[AX__COUNT] = {
     [AX_INTERNAL] = "internal", [AX_INCLUSIVE] = "inclusive", [AX_SEX] = "sex", [AX_PM] = "pm",
     [AX_TEMPUNIT] = "tempunit",
 };
+/* clang-format on */
 
+/* clang-format off */
 #define NEG(w) {w, W_NEG, 0, 0, 0}
 #define PFX(w, n) {w, W_NEGPFX, n, 0, 0}
 #define STOP(w) {w, W_STOP, 0, 0, 0}
@@ -381,6 +387,7 @@ static const struct word words[] = {
     POL("celsius", AX_TEMPUNIT, 1), POL("fahrenheit", AX_TEMPUNIT, -1),
     POL("kelvin", AX_TEMPUNIT, 0),
 };
+/* clang-format on */
 
 #define NWORDS TG_ARRAY_LEN(words)
 
@@ -917,7 +924,8 @@ static void spelled_word(struct seg *x, const struct word *w)
         break;
     case N_SCALE: {
         uint64_t s = pow10u(w->v), c = sp->cur ? sp->cur : (cont ? 0 : 1), add;
-        if (__builtin_mul_overflow(c, s, &add) || __builtin_add_overflow(sp->total, add, &sp->total))
+        if (__builtin_mul_overflow(c, s, &add) ||
+            __builtin_add_overflow(sp->total, add, &sp->total))
             sp->total = UINT64_MAX;
         sp->cur = 0;
         break;
@@ -1346,17 +1354,43 @@ static size_t symbol_token(struct seg *x, size_t i, uint32_t c, size_t l)
     if (end < x->n)
         utf8_next(x->s + end, x->n - end, &c2);
     switch (c) {
-    case '+': op = "+"; break;
-    case '*': case 0xd7: case 0x2217: op = "*"; break;
-    case '/': case 0xf7: case 0x2215: op = "/"; break;
-    case '^': op = "^"; break;
-    case '=': op = "="; break;
-    case '<': op = "<"; break;
-    case '>': op = ">"; break;
-    case 0x2264: op = "<="; break;
-    case 0x2265: op = ">="; break;
-    case 0x2260: op = "!="; break;
-    case 0xb1: op = "+-"; break;
+    case '+':
+        op = "+";
+        break;
+    case '*':
+    case 0xd7:
+    case 0x2217:
+        op = "*";
+        break;
+    case '/':
+    case 0xf7:
+    case 0x2215:
+        op = "/";
+        break;
+    case '^':
+        op = "^";
+        break;
+    case '=':
+        op = "=";
+        break;
+    case '<':
+        op = "<";
+        break;
+    case '>':
+        op = ">";
+        break;
+    case 0x2264:
+        op = "<=";
+        break;
+    case 0x2265:
+        op = ">=";
+        break;
+    case 0x2260:
+        op = "!=";
+        break;
+    case 0xb1:
+        op = "+-";
+        break;
     default:
         if (is_dash(c))
             op = "-";
@@ -1431,10 +1465,9 @@ static void segment_run(struct tg_semguard *g, const unsigned char *s, size_t n)
                                     x.prev_cls != C_DIGIT)) {
             i = scan_number(&x, i, 0, 0);
             continue;
-        } else if ((is_dash(c) || c == '+') && number_starts(&x, i + l) &&
-                   !is_currency(c) && x.prev_cls != C_LETTER && x.prev_cls != C_DIGIT &&
-                   x.prev_cp != ')' && x.prev_cp != ']' &&
-                   !(x.last_tok == T_NUM && x.prev_cls == C_SPACE)) {
+        } else if ((is_dash(c) || c == '+') && number_starts(&x, i + l) && !is_currency(c) &&
+                   x.prev_cls != C_LETTER && x.prev_cls != C_DIGIT && x.prev_cp != ')' &&
+                   x.prev_cp != ']' && !(x.last_tok == T_NUM && x.prev_cls == C_SPACE)) {
             /* a sign: "-5", "(+3)", "x = -2"; but "5 -3" is 5 minus 3 */
             uint32_t c2;
             utf8_next(s + i + l, n - i - l, &c2);
@@ -1503,8 +1536,7 @@ static tg_rc add_text(struct tg_semguard *g, struct tg_buf *embed, const json_t 
     return rc;
 }
 
-tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages,
-                               struct tg_buf *embed)
+tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages, struct tg_buf *embed)
 {
     size_t i;
     const json_t *m;

@@ -74,7 +74,7 @@ struct block {
 
 struct ns {
     char name[TG_SEMINDEX_NS_MAX + 1];
-    uint32_t idx;   /* in ix->nss */
+    uint32_t idx; /* in ix->nss */
     uint32_t nslots;
     uint32_t nblocks, blocks_cap;
     struct block **blocks;
@@ -228,7 +228,7 @@ static int64_t dot_sse2(const int16_t *q, const int8_t *v, unsigned d)
 }
 
 __attribute__((target("avx2"))) static int64_t dot_avx2(const int16_t *q, const int8_t *v,
-                                                         unsigned d)
+                                                        unsigned d)
 {
     __m256i acc = _mm256_setzero_si256();
     unsigned i = 0;
@@ -807,9 +807,8 @@ nomem:
     return TG_ERR_NOMEM;
 }
 
-tg_rc tg_semindex_put_q8(struct tg_semindex *ix, const char *ns, const char *key,
-                         const int8_t *q, const struct tg_semindex_meta *meta,
-                         uint64_t expires_ms, uint64_t now_ms)
+tg_rc tg_semindex_put_q8(struct tg_semindex *ix, const char *ns, const char *key, const int8_t *q,
+                         const struct tg_semindex_meta *meta, uint64_t expires_ms, uint64_t now_ms)
 {
     uint8_t digest[32];
     uint64_t bits[HASH_WORDS];
@@ -975,7 +974,7 @@ static void scan_tighten(struct scan *sc)
 }
 
 static inline __attribute__((always_inline)) unsigned ham(const uint64_t *a, const uint64_t *b,
-                                                           int words)
+                                                          int words)
 {
     unsigned d = 0;
     for (int w = 0; w < words; w++)
@@ -987,9 +986,10 @@ static inline __attribute__((always_inline)) unsigned ham(const uint64_t *a, con
  * dense data the first cut passes most entries, which a branch per entry
  * would mispredict), then the later stages for the entries whose bit is
  * set. */
-static inline __attribute__((always_inline)) void
-scan_block(struct scan *sc, const struct block *bl, uint32_t base, uint32_t count,
-           const uint64_t q[HASH_WORDS])
+static inline __attribute__((always_inline)) void scan_block(struct scan *sc,
+                                                             const struct block *bl, uint32_t base,
+                                                             uint32_t count,
+                                                             const uint64_t q[HASH_WORDS])
 {
     const uint64_t *q1 = q + S0_WORDS, *q2 = q + S0_WORDS + S1_WORDS;
     for (uint32_t c0 = 0; c0 < count; c0 += 64) {
@@ -1029,7 +1029,7 @@ static void scan_ns_generic(struct scan *sc, const struct ns *n, const uint64_t 
 /* The same loop with the POPCNT instruction (x86-64 baseline lacks it,
  * and the table fallback is ~4x slower), picked at run time. */
 __attribute__((target("popcnt"))) static void scan_ns_popcnt(struct scan *sc, const struct ns *n,
-                                                              const uint64_t q[HASH_WORDS])
+                                                             const uint64_t q[HASH_WORDS])
 {
     for (uint32_t b = 0, base = 0; b < n->nblocks && base < n->nslots; b++) {
         uint32_t cnt = TG_MIN(n->blocks[b]->cap, n->nslots - base);

@@ -86,8 +86,7 @@ void tg_semguard_finish(const struct tg_semguard *g, struct tg_semguard_sig *out
  * messages is not an array or holds no such text (nothing to compare: no
  * semantic lookup); embed's error (TG_ERR_TOO_LARGE past its cap,
  * TG_ERR_NOMEM), embed then partly written. */
-tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages,
-                               struct tg_buf *embed);
+tg_rc tg_semguard_add_messages(struct tg_semguard *g, const json_t *messages, struct tg_buf *embed);
 
 /* init + add(text) + finish. */
 void tg_semguard_sign(const char *text, size_t len, struct tg_semguard_sig *out);

@@ -44,19 +44,19 @@ struct tg_semindex_meta {
 };
 
 struct tg_semindex_hit {
-    char key[65];      /* the entry's key digest: 64 lowercase hex + NUL */
-    float score;       /* cosine of the query and the stored (int8) vector */
+    char key[65]; /* the entry's key digest: 64 lowercase hex + NUL */
+    float score;  /* cosine of the query and the stored (int8) vector */
     uint64_t expires_ms;
     struct tg_semindex_meta meta;
 };
 
 struct tg_semindex_stats {
     size_t entries, namespaces;
-    size_t bytes;               /* heap held by the index itself */
-    uint64_t searches;          /* since creation */
-    uint64_t reranked;          /* vectors scored exactly, over all searches */
-    uint64_t truncated;         /* searches that had more candidates than RERANK_MAX */
-    uint64_t evicted, expired;  /* entries dropped for max_entries / by expiry */
+    size_t bytes;              /* heap held by the index itself */
+    uint64_t searches;         /* since creation */
+    uint64_t reranked;         /* vectors scored exactly, over all searches */
+    uint64_t truncated;        /* searches that had more candidates than RERANK_MAX */
+    uint64_t evicted, expired; /* entries dropped for max_entries / by expiry */
 };
 
 /* dims: 1..TG_SEMINDEX_MAX_DIMS, fixed for the index's life (one embedding
@@ -75,9 +75,8 @@ unsigned tg_semindex_dims(const struct tg_semindex *ix);
 tg_rc tg_semindex_put(struct tg_semindex *ix, const char *ns, const char *key, const float *vec,
                       const struct tg_semindex_meta *meta, uint64_t expires_ms, uint64_t now_ms);
 /* Same with an already quantised vector (loaded from Redis). */
-tg_rc tg_semindex_put_q8(struct tg_semindex *ix, const char *ns, const char *key,
-                         const int8_t *q, const struct tg_semindex_meta *meta,
-                         uint64_t expires_ms, uint64_t now_ms);
+tg_rc tg_semindex_put_q8(struct tg_semindex *ix, const char *ns, const char *key, const int8_t *q,
+                         const struct tg_semindex_meta *meta, uint64_t expires_ms, uint64_t now_ms);
 
 /* 1 if (ns, key) is held and not expired at now_ms (*expires_ms set when
  * not NULL), else 0. Lets a sync skip entries it already has. */

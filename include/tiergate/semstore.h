@@ -150,9 +150,9 @@ enum tg_semstore_op { TG_SEMSTORE_OP_ADD = 1, TG_SEMSTORE_OP_FLUSH = 2 };
 
 struct tg_semstore_event {
     enum tg_semstore_op op;
-    int all;                           /* flush of every namespace */
-    char ns[TG_SEMINDEX_NS_MAX + 1];   /* add, or a one-namespace flush */
-    char key[65];                      /* add */
+    int all;                         /* flush of every namespace */
+    char ns[TG_SEMINDEX_NS_MAX + 1]; /* add, or a one-namespace flush */
+    char key[65];                    /* add */
 };
 
 /* One event from its field/value list (XREAD's [f1, v1, f2, v2, ...]),

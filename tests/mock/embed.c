@@ -200,8 +200,8 @@ tg_rc mock_embed_render(struct tg_buf *out, const struct mock_action *a,
             words += (long long)json_array_size(items[i]);
         }
         mock_bow_finish(v, dims);
-        rc |= tg_buf_printf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-                            i ? "," : "", i);
+        rc |= tg_buf_printf(
+            out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
         if (b64) {
             rc |= put_base64(out, v, dims);
         } else {

@@ -62,7 +62,8 @@ static void sign2(const char *pre, const char *text, struct tg_semguard_sig *sig
 static double bow_cosine(const char *a, const char *b, size_t dims)
 {
     float va[256] = {0}, vb[256] = {0};
-    char *ta = malloc(strlen(CONTEXT) + strlen(a) + 1), *tb = malloc(strlen(CONTEXT) + strlen(b) + 1);
+    char *ta = malloc(strlen(CONTEXT) + strlen(a) + 1),
+         *tb = malloc(strlen(CONTEXT) + strlen(b) + 1);
     if (!ta || !tb) {
         free(ta);
         free(tb);
@@ -98,16 +99,14 @@ TG_TEST(word_tables)
         x.s = (const unsigned char *)w->w;
         x.n = strlen(w->w);
         size_t end = scan_word(&x, 0, &t);
-        TG_CHECK_MSG(end == x.n && strcmp(t.w, w->w) == 0, "\"%s\" is not one folded word",
-                     w->w);
+        TG_CHECK_MSG(end == x.n && strcmp(t.w, w->w) == 0, "\"%s\" is not one folded word", w->w);
         TG_CHECK_MSG(lookup(w->w) == w, "\"%s\" not found", w->w);
         if (w->kind == W_POL)
             TG_CHECK_MSG(w->sub > 0 && w->sub < AX__COUNT && axis_name[w->sub],
                          "\"%s\": axis without a name", w->w);
         if (w->kind == W_NEGPFX) {
             const struct word *stem = lookup(w->w + w->sub);
-            TG_CHECK_MSG(!stem || stem->kind != W_NEGPFX, "\"%s\": stem is a prefixed word",
-                         w->w);
+            TG_CHECK_MSG(!stem || stem->kind != W_NEGPFX, "\"%s\": stem is a prefixed word", w->w);
         }
     }
 }
@@ -162,8 +161,7 @@ TG_TEST(pairs_table)
         TG_CHECK_MSG(got == want, "\"%s\" vs \"%s\": got %s want %s", a, b,
                      tg_semguard_result_name(got), w);
         /* the verdict does not depend on which prompt was cached */
-        TG_CHECK_MSG(tg_semguard_compare(&sb, &sa) == got, "\"%s\" vs \"%s\": not symmetric", a,
-                     b);
+        TG_CHECK_MSG(tg_semguard_compare(&sb, &sa) == got, "\"%s\" vs \"%s\": not symmetric", a, b);
         TG_CHECK(tg_semguard_compare(&sa, &sa) == TG_SEMGUARD_PASS);
         if (ctx) {
             double cos = bow_cosine(a, b, 256);
@@ -237,12 +235,40 @@ TG_TEST(segments)
 TG_TEST(hostile_bytes)
 {
     static const char *const samples[] = {
-        "\xff\xfe\xfd", "\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xc0\xaf", "\xed\xa0\x80",
-        "\x80\x80\x80 5", "5\xe2\x80\xaf", "1,", "1.", ".", "-", "+-5", "--5", "5%%%",
-        "$$$5", "n't", "n'", "'", "un", "non", "\xd9\xa3\xd9\xab\xd9\xa4", "5\xc2\xa0",
-        "1\xc2\xa0""000\xc2\xa0", "twenty-", "-twenty", "and and and", "hundred hundred",
-        "a\xcc\x81", "\xe4\xbd\xa0\xe5\xa5\xbd 3 \xe4\xb8\xaa", "9999999999999999999999 trillion",
-        "18446744073709551615 dozen", "999999999999 trillion trillion trillion",
+        "\xff\xfe\xfd",
+        "\xc3",
+        "\xe2\x82",
+        "\xf0\x9f\x98",
+        "\xc0\xaf",
+        "\xed\xa0\x80",
+        "\x80\x80\x80 5",
+        "5\xe2\x80\xaf",
+        "1,",
+        "1.",
+        ".",
+        "-",
+        "+-5",
+        "--5",
+        "5%%%",
+        "$$$5",
+        "n't",
+        "n'",
+        "'",
+        "un",
+        "non",
+        "\xd9\xa3\xd9\xab\xd9\xa4",
+        "5\xc2\xa0",
+        "1\xc2\xa0"
+        "000\xc2\xa0",
+        "twenty-",
+        "-twenty",
+        "and and and",
+        "hundred hundred",
+        "a\xcc\x81",
+        "\xe4\xbd\xa0\xe5\xa5\xbd 3 \xe4\xb8\xaa",
+        "9999999999999999999999 trillion",
+        "18446744073709551615 dozen",
+        "999999999999 trillion trillion trillion",
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(samples); i++) {
         size_t n = strlen(samples[i]);
@@ -352,7 +378,8 @@ TG_TEST(messages)
     struct tg_semguard g;
     tg_semguard_init(&g, &trace);
     TG_CHECK(tg_semguard_add_messages(&g, msgs, &text) == TG_OK);
-    TG_CHECK_STR(text.data, "Answer in 3 words.\n\nTurn off the lights\n\nand do not open\n\nthe 2 doors");
+    TG_CHECK_STR(text.data,
+                 "Answer in 3 words.\n\nTurn off the lights\n\nand do not open\n\nthe 2 doors");
     /* assistant and tool text left out; one segment per text part */
     TG_CHECK_STR(trace.data, "num:3/words pol:onoff- neg:open pol:open+ num:2/doors");
     struct tg_semguard_sig a, b;
@@ -363,8 +390,8 @@ TG_TEST(messages)
     tg_semguard_finish(&g, &b);
     TG_CHECK(tg_semguard_compare(&a, &b) == TG_SEMGUARD_PASS);
     /* nothing to compare */
-    json_t *none = json_loads("[{\"role\":\"assistant\",\"content\":\"hi\"},{\"role\":\"user\"}]",
-                              0, &e);
+    json_t *none =
+        json_loads("[{\"role\":\"assistant\",\"content\":\"hi\"},{\"role\":\"user\"}]", 0, &e);
     TG_CHECK(tg_semguard_add_messages(&g, none, NULL) == TG_ERR_INVALID);
     json_t *obj = json_object();
     TG_CHECK(tg_semguard_add_messages(&g, obj, NULL) == TG_ERR_INVALID);

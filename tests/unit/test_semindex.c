@@ -480,8 +480,8 @@ TG_TEST(namespace_isolation_and_flush)
     tg_semindex_stats(ix, &st);
     TG_CHECK(st.entries == 0 && st.namespaces == 0);
     /* everything given back but the tables' grown capacity */
-    TG_CHECK_MSG(st.bytes < st0.bytes + 64 * 1024, "bytes %zu after flush, %zu at start",
-                 st.bytes, st0.bytes);
+    TG_CHECK_MSG(st.bytes < st0.bytes + 64 * 1024, "bytes %zu after flush, %zu at start", st.bytes,
+                 st0.bytes);
     /* usable after a flush */
     TG_CHECK(tg_semindex_put(ix, "tenanta", key, v, &meta0, 1000, 0) == TG_OK);
     tg_semindex_free(ix);

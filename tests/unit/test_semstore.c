@@ -153,8 +153,8 @@ TG_TEST(ids_and_gaps)
     TG_CHECK(tg_semstore_id_parse("1700000000001-0", 15, &b));
     TG_CHECK(tg_semstore_id_cmp(&a, &b) < 0 && tg_semstore_id_cmp(&b, &a) > 0 &&
              tg_semstore_id_cmp(&a, &a) == 0);
-    static const char *const bad[] = {"", "-", "1-", "-1", "1", "a-1", "1-b", "1-2-3",
-                                      "99999999999999999999-0"};
+    static const char *const bad[] = {
+        "", "-", "1-", "-1", "1", "a-1", "1-b", "1-2-3", "99999999999999999999-0"};
     for (size_t i = 0; i < TG_ARRAY_LEN(bad); i++)
         TG_CHECK_MSG(!tg_semstore_id_parse(bad[i], strlen(bad[i]), &a), "\"%s\"", bad[i]);
     char s[48];
@@ -193,7 +193,8 @@ TG_TEST(events)
     char k[65];
     key_of(9, k);
     TG_CHECK(ev_parse(&ev, 6, "op", "add", "ns", "anon", "key", k) == TG_OK);
-    TG_CHECK(ev.op == TG_SEMSTORE_OP_ADD && !ev.all && !strcmp(ev.ns, "anon") && !strcmp(ev.key, k));
+    TG_CHECK(ev.op == TG_SEMSTORE_OP_ADD && !ev.all && !strcmp(ev.ns, "anon") &&
+             !strcmp(ev.key, k));
     TG_CHECK(ev_parse(&ev, 8, "key", k, "future", "x", "ns", "shared", "op", "add") == TG_OK);
     TG_CHECK(ev.op == TG_SEMSTORE_OP_ADD && !strcmp(ev.ns, "shared"));
     TG_CHECK(ev_parse(&ev, 4, "op", "flush", "ns", "*") == TG_OK && ev.all);
@@ -356,8 +357,8 @@ static size_t load(struct tg_semindex *ix, struct tg_semstore_id *last)
             redisReply *vals = redisCommandArgv(rc, (int)keys->elements + 1, argv, lens);
             for (size_t i = 0; vals && i < vals->elements; i++) {
                 char ns[24], hex[65];
-                TG_CHECK(tg_semstore_parse_key(keys->element[i]->str,
-                                               (size_t)keys->element[i]->len, ns, hex));
+                TG_CHECK(tg_semstore_parse_key(keys->element[i]->str, (size_t)keys->element[i]->len,
+                                               ns, hex));
                 if (vals->element[i]->type == REDIS_REPLY_STRING) {
                     put_blob(ix, ns, hex, vals->element[i]->str, (size_t)vals->element[i]->len);
                     loaded++;
