@@ -48,8 +48,8 @@ TIERGATE  := $(BUILD)/tiergate
 MOCK      := $(BUILD)/mock_upstream
 LIB       := $(BUILD)/libtiergate.a
 
-.PHONY: all deps test unit integration e2e run demo bench eval soak fuzz fuzz-bins fuzz-replay lint fmt \
-        fmt-check clean compose-check
+.PHONY: all deps test unit integration e2e run demo bench bench-semantic eval soak fuzz fuzz-bins \
+        fuzz-replay lint fmt fmt-check clean compose-check
 
 all: $(TIERGATE) $(MOCK)
 
@@ -132,6 +132,11 @@ bench:
 	@TG_DEPS_BENCH=1 TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all build/release/bench/router_bench build/release/bench/stream_client
 	@bench/run.sh build/release
+
+# The semantic cache's vector index alone (bench/semantic.sh; no wrk, no Redis).
+bench-semantic:
+	@$(MAKE) --no-print-directory build/release/bench/sem_bench
+	@bench/semantic.sh build/release
 
 eval:
 	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh

@@ -148,15 +148,19 @@ struct mock_action {
     long error_after; /* -1: none */
 };
 
-/* What the reply builder needs from a chat request. */
+/* Which model endpoint a request is for, from its path's last segments. */
+enum mock_endpoint { MOCK_EP_CHAT = 0, MOCK_EP_EMBEDDINGS };
+
+/* What the reply builder needs from a chat or embeddings request. */
 struct mock_chat_info {
+    enum mock_endpoint ep; /* set by mock_chat_begin from the path */
     char *model; /* owned, or NULL when the request has no string "model" */
     bool json_ok;
     bool stream;
     bool include_usage;
     int n;
     size_t body_len;
-    const char *body; /* borrowed: the raw request body, for body_contains rules */
+    const char *body; /* borrowed until the plan is built: body_contains rules, embeddings */
     uint64_t seq;
 };
 
@@ -171,10 +175,11 @@ void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t le
 tg_rc mock_record_render(struct tg_buf *out, const struct mock_http_head *h, const char *buf,
                          const char *body, size_t body_len, const struct mock_chat_info *ci);
 
-/* Counts a chat request, assigns ci->seq, stores the record (borrowed bytes,
- * copied; NULL when recording is off) and picks the action: the first rule
- * whose filters match, or the default. Returns a reference: release it with
- * mock_action_put. Thread-safe. */
+/* Counts a chat or embeddings request (ci->ep from the path), assigns
+ * ci->seq, stores the record (borrowed bytes, copied; NULL when recording
+ * is off) and picks the action: the first rule whose filters match, or the
+ * default. Returns a reference: release it with mock_action_put.
+ * Thread-safe. */
 struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path, size_t path_len,
                                     const char *record, size_t record_len);
 /* A chat request ended; `aborted`: the client went away before the mock was done. */
@@ -186,6 +191,31 @@ void mock_stats_connection(int delta);
 /* Serves /_mock/... ; writes a JSON body into `body` and returns the status. */
 int mock_control(const char *method, size_t method_len, const char *path, size_t path_len,
                  const char *req_body, size_t req_len, struct tg_buf *body);
+
+/* ---- bow.c: the deterministic bag-of-words embedding -------------------- */
+
+#define MOCK_EMBED_DIMS 256      /* default for model names not listed below */
+#define MOCK_EMBED_MAX_DIMS 8192 /* cap on "dimensions" */
+
+/* Adds the words of text[0..len) to v[0..dims) (zeroed by the caller):
+ * words are runs of ASCII letters/digits and non-ASCII bytes, ASCII
+ * lower-cased; each adds +-1 at FNV-1a(word) % dims, sign from the hash's
+ * top bit. Returns the number of words (the mock's token count). */
+size_t mock_bow_text(float *v, size_t dims, const char *text, size_t len);
+/* Same for an input given as token ids: each id is the word "#<id>". */
+size_t mock_bow_tokens(float *v, size_t dims, const long long *ids, size_t n);
+/* L2-normalises v; a vector with no words becomes the empty word's. */
+void mock_bow_finish(float *v, size_t dims);
+/* 3072 for "*3-large*", 1536 for "*3-small*" and "*ada-002*", else 256. */
+size_t mock_bow_default_dims(const char *model);
+
+/* ---- embed.c: the /v1/embeddings answer --------------------------------- */
+
+/* Renders the answer to the embeddings request in ci (ci->body) into out:
+ * 200 with the vectors, or a 400 error naming the bad field; *status gets
+ * which (a scripted 2xx status is kept). TG_ERR_NOMEM on allocation failure. */
+tg_rc mock_embed_render(struct tg_buf *out, const struct mock_action *a,
+                        const struct mock_chat_info *ci, int *status);
 
 /* ---- reply.c: from an action to bytes on a timeline ------------------- */
 

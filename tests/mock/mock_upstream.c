@@ -536,9 +536,9 @@ static void handle_request(struct conn *c)
         reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
         return;
     }
-    if (ends_with(path, route_len, "/chat/completions")) {
+    if (ends_with(path, route_len, "/chat/completions") || ends_with(path, route_len, "/embeddings")) {
         if (h->method.len != 4 || memcmp(buf + h->method.off, "POST", 4) != 0) {
-            reply_error(c, 405, "mock: use POST for chat completions", close);
+            reply_error(c, 405, "mock: use POST for chat completions and embeddings", close);
             return;
         }
         handle_chat(c, path, path_len, body, body_len);

@@ -2,7 +2,7 @@
  *
  * reply.c - turns a scripted action and a chat request into a send plan:
  * the exact response bytes (OpenAI chat.completion JSON or chat.completion.chunk
- * SSE events in HTTP chunked framing), cut into segments released on a
+ * SSE events in HTTP chunked framing; embeddings via embed.c), cut into segments released on a
  * timeline (delay, drip, hold), ending normally, with a reset, or a stall.
  * It builds bytes only; the event loop in mock_upstream.c sends them.
  */
@@ -532,6 +532,13 @@ struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock
             "{\"error\":{\"message\":\"mock: request body is not a JSON object\","
             "\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}";
         rc = build_plain(p, a, 400, bad, sizeof(bad) - 1);
+        goto out;
+    }
+    if (ci->ep == MOCK_EP_EMBEDDINGS) {
+        int st;
+        rc = mock_embed_render(&body, a, ci, &st);
+        if (rc == TG_OK)
+            rc = build_plain(p, a, st, body.data, body.len);
         goto out;
     }
 

@@ -18,6 +18,7 @@
 #include "mock.h"
 
 struct rule {
+    int endpoint;      /* -1: any, else enum mock_endpoint */
     char *model;       /* NULL: any model */
     char *path_prefix; /* NULL: any path */
     size_t prefix_len;
@@ -43,7 +44,7 @@ static struct {
     uint64_t seq;
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static atomic_llong st_requests, st_active, st_peak, st_conns, st_aborted;
+static atomic_llong st_requests, st_embeddings, st_active, st_peak, st_conns, st_aborted;
 
 /* The answer when no rule matches: 200, "Hello from <model>". */
 static struct mock_action default_action = {
@@ -469,6 +470,7 @@ static bool rule_parse(json_t *o, struct rule *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
     r->times = 1;
+    r->endpoint = -1;
     if (!json_is_object(o)) {
         snprintf(err, errlen, "a rule must be a JSON object");
         return false;
@@ -494,6 +496,16 @@ static bool rule_parse(json_t *o, struct rule *r, char *err, size_t errlen)
                 goto fail;
             }
             r->body_contains = jstr_dup(v, &r->contains_len);
+        } else if (strcmp(k, "endpoint") == 0) {
+            const char *e = json_string_value(v);
+            if (e && strcmp(e, "chat") == 0) {
+                r->endpoint = MOCK_EP_CHAT;
+            } else if (e && strcmp(e, "embeddings") == 0) {
+                r->endpoint = MOCK_EP_EMBEDDINGS;
+            } else {
+                snprintf(err, errlen, "\"endpoint\" must be \"chat\" or \"embeddings\"");
+                goto fail;
+            }
         } else if (strcmp(k, "times") == 0) {
             if (!json_is_integer(v) || (json_integer_value(v) < 1 && json_integer_value(v) != -1)) {
                 snprintf(err, errlen, "\"times\" must be a positive integer or -1");
@@ -587,7 +599,11 @@ static int script_list(struct tg_buf *body)
     pthread_mutex_lock(&S.mu);
     for (size_t i = 0; i < S.nrules; i++) {
         struct rule *r = &S.rules[i];
-        tg_buf_puts(body, i ? ",{\"model\":" : "{\"model\":");
+        tg_buf_puts(body, i ? ",{\"endpoint\":" : "{\"endpoint\":");
+        tg_buf_puts(body, r->endpoint < 0                   ? "null"
+                          : r->endpoint == MOCK_EP_CHAT ? "\"chat\""
+                                                        : "\"embeddings\"");
+        tg_buf_puts(body, ",\"model\":");
         if (r->model)
             mock_json_str_bytes(body, r->model, strlen(r->model));
         else
@@ -739,8 +755,15 @@ struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path,
         copy = memdup_z(record, record_len);
     struct record dropped = {0};
     struct mock_action *act = &default_action;
+    const char *q = memchr(path, '?', path_len);
+    size_t route = q ? (size_t)(q - path) : path_len;
+    static const char emb[] = "/embeddings";
+    ci->ep = route >= sizeof(emb) - 1 && memcmp(path + route - (sizeof(emb) - 1), emb,
+                                                 sizeof(emb) - 1) == 0
+                 ? MOCK_EP_EMBEDDINGS
+                 : MOCK_EP_CHAT;
 
-    atomic_fetch_add(&st_requests, 1);
+    atomic_fetch_add(ci->ep == MOCK_EP_EMBEDDINGS ? &st_embeddings : &st_requests, 1);
     active_add();
 
     pthread_mutex_lock(&S.mu);
@@ -757,6 +780,8 @@ struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path,
     }
     for (size_t i = 0; i < S.nrules; i++) {
         struct rule *r = &S.rules[i];
+        if (r->endpoint >= 0 && r->endpoint != (int)ci->ep)
+            continue;
         if (r->model && (!ci->model || strcmp(r->model, ci->model) != 0))
             continue;
         if (r->path_prefix &&
@@ -859,6 +884,7 @@ int mock_control(const char *method, size_t method_len, const char *path, size_t
                 records_drop_locked();
             pthread_mutex_unlock(&S.mu);
             atomic_store(&st_requests, 0);
+            atomic_store(&st_embeddings, 0);
             atomic_store(&st_aborted, 0);
             atomic_store(&st_peak, atomic_load(&st_active));
             tg_buf_puts(body, "{\"ok\":true}");
@@ -867,9 +893,10 @@ int mock_control(const char *method, size_t method_len, const char *path, size_t
     } else if (is(path, path_len, "/_mock/stats")) {
         if (get) {
             tg_buf_printf(body,
-                          "{\"requests\":%lld,\"active\":%lld,\"peak_active\":%lld,"
-                          "\"connections\":%lld,\"aborted\":%lld}",
-                          atomic_load(&st_requests), atomic_load(&st_active),
+                          "{\"requests\":%lld,\"embeddings\":%lld,\"active\":%lld,"
+                          "\"peak_active\":%lld,\"connections\":%lld,\"aborted\":%lld}",
+                          atomic_load(&st_requests), atomic_load(&st_embeddings),
+                          atomic_load(&st_active),
                           atomic_load(&st_peak), atomic_load(&st_conns),
                           atomic_load(&st_aborted));
             return 200;

@@ -175,6 +175,85 @@ curl -sS -X POST "$BASE/_mock/reset" >/dev/null
 curl -sS "$BASE/_mock/requests" >"$TMP/r10.json"
 jcheck "reset clears records" 'j == []' "$TMP/r10.json"
 
+# 12. embeddings: OpenAI's shape, dimensions, usage
+emb() { curl -sS -w '\n%{http_code}' -H 'Content-Type: application/json' -d "$1" "$BASE/v1/embeddings"; }
+emb '{"model":"mock-embed","input":["the quick brown fox","lazy dog"],"dimensions":64}' | head -n 1 >"$TMP/e12"
+jcheck "embeddings shape" 'j["object"] == "list" and [d["index"] for d in j["data"]] == [0, 1] and all(d["object"] == "embedding" and len(d["embedding"]) == 64 for d in j["data"]) and j["model"] == "mock-embed" and j["usage"] == {"prompt_tokens": 6, "total_tokens": 6} and abs(sum(x * x for x in j["data"][0]["embedding"]) - 1) < 1e-6' "$TMP/e12"
+emb '{"model":"text-embedding-3-small","input":"hi"}' | head -n 1 >"$TMP/e12b"
+jcheck "embeddings default dims by model" 'len(j["data"][0]["embedding"]) == 1536' "$TMP/e12b"
+
+# 13. base64 is the same float32 vector, little-endian (the openai npm client's default)
+emb '{"model":"m","input":"turn off the lights","dimensions":32,"encoding_format":"base64"}' | head -n 1 >"$TMP/e13a"
+emb '{"model":"m","input":"turn off the lights","dimensions":32}' | head -n 1 >"$TMP/e13b"
+if python3 - "$TMP/e13a" "$TMP/e13b" <<'PY'; then ok "base64 = float32 vector"; else bad "base64 = float32 vector"; fi
+import base64, json, struct, sys
+a = json.load(open(sys.argv[1]))["data"][0]["embedding"]
+b = json.load(open(sys.argv[2]))["data"][0]["embedding"]
+v = struct.unpack("<32f", base64.b64decode(a))
+sys.exit(0 if all(x == struct.unpack("<f", struct.pack("<f", y))[0] for x, y in zip(v, b)) else 1)
+PY
+
+# 14. token-id input, and the 400s OpenAI gives for bad input
+emb '{"model":"m","input":[[1,2,3],[4]],"dimensions":8}' | head -n 1 >"$TMP/e14"
+jcheck "token-id input" 'len(j["data"]) == 2 and j["usage"]["prompt_tokens"] == 4' "$TMP/e14"
+got=
+for body in '{"model":"m","input":""}' '{"model":"m","input":[]}' '{"model":"m","input":[1,"a"]}' \
+    '{"model":"m"}' '{"input":"x"}' '{"model":"m","input":"x","dimensions":0}' \
+    '{"model":"m","input":"x","encoding_format":"int8"}'; do
+    r=$(emb "$body")
+    param=$(head -n 1 <<<"$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["error"]["param"])')
+    code=$(tail -n 1 <<<"$r")
+    got+="$code:$param|"
+done
+[[ $got == "400:input|400:input|400:input|400:input|400:model|400:dimensions|400:encoding_format|" ]] && ok "embeddings bad input: 400 naming the field" || bad "embeddings bad input" "$got"
+
+# 15. scripted faults apply to embeddings; an endpoint filter keeps chat apart
+script '{"endpoint":"embeddings","times":2,"action":{"status":503,"delay_ms":50}}'
+e1=$(emb '{"model":"m","input":"x"}' | tail -n 1)
+c1=$(curl -sS -o /dev/null -w '%{http_code}' -d '{"model":"m","messages":[]}' "$BASE/v1/chat/completions")
+e2=$(emb '{"model":"m","input":"x"}' | tail -n 1)
+e3=$(emb '{"model":"m","input":"x"}' | tail -n 1)
+[[ "$e1 $c1 $e2 $e3" == "503 200 503 200" ]] && ok "endpoint rule: 503 for embeddings only" || bad "endpoint rule" "$e1 $c1 $e2 $e3"
+curl -sS "$BASE/_mock/stats" >"$TMP/st15.json"
+jcheck "stats count embeddings apart" 'j["embeddings"] >= 14 and j["requests"] == 1' "$TMP/st15.json"
+curl -sS "$BASE/_mock/requests" >"$TMP/r15.json"
+jcheck "embeddings recorded" 'j[-1]["path"] == "/v1/embeddings" and json.loads(j[-1]["body"])["input"] == "x"' "$TMP/r15.json"
+
+# 16. what the semantic cache's tests rely on: one changed number or one added
+#     "not" in a long prompt stays above 0.97; a reordered, re-punctuated
+#     paraphrase scores 1 (bag of words)
+ctx="I am writing the user guide for our home automation hub, which controls lamps, heating, blinds and door locks in every room through a small web dashboard and a phone app. Please explain in plain words what the hub does when it receives the request below."
+python3 - "$ctx" >"$TMP/e16.json" <<'PY'
+import json, sys
+c = sys.argv[1]
+print(json.dumps({"model": "m", "input": [
+    c + " Set the thermostat to 21 degrees.", c + " Set the thermostat to 24 degrees.",
+    c + " Should the hub lock the door?", c + " Should the hub not lock the door?",
+    "Request - in the kitchen: " + c.lower() + " turn off the lights!",
+    c + " Request: turn off the lights in the kitchen."]}))
+PY
+curl -sS -d @"$TMP/e16.json" "$BASE/v1/embeddings" >"$TMP/e16"
+jcheck "long prompt: changed number, added not > 0.97; paraphrase 1" '(lambda e, cos: 0.97 < cos(e[0], e[1]) < 0.9999 and 0.97 < cos(e[2], e[3]) < 0.9999 and cos(e[4], e[5]) > 0.9999)([d["embedding"] for d in j["data"]], lambda a, b: sum(x * y for x, y in zip(a, b)))' "$TMP/e16"
+
+# 17. the official openai npm client, when tests/e2e has it installed (make deps)
+SDK=$PWD/tests/e2e/node_modules/openai/index.mjs
+if command -v node >/dev/null && [[ -f $SDK ]]; then
+    {
+        echo "import OpenAI from '$SDK';"
+        echo "const c = new OpenAI({ apiKey: 'sk-selftest', baseURL: '$BASE/v1' });"
+        cat <<'JS'
+const a = await c.embeddings.create({ model: 'm', input: ['turn off the lights', 'lights: turn off the'] });
+const f = await c.embeddings.create({ model: 'm', input: 'turn off the lights', encoding_format: 'float' });
+const same = a.data[0].embedding.every((v, i) => v === Math.fround(f.data[0].embedding[i]));
+const cos = a.data[0].embedding.reduce((s, v, i) => s + v * a.data[1].embedding[i], 0);
+process.exit(a.data[0].embedding.length === 256 && same && Math.abs(cos - 1) < 1e-6 ? 0 : 1);
+JS
+    } >"$TMP/sdk.mjs"
+    if node "$TMP/sdk.mjs" 2>"$TMP/sdk.err"; then ok "openai npm client: embeddings.create (base64 default)"; else bad "openai npm client" "$(tail -c 300 "$TMP/sdk.err")"; fi
+else
+    echo "skip openai npm client (no tests/e2e/node_modules: make deps)"
+fi
+
 # 11. SIGTERM exits 0
 kill -TERM "$PID"
 wait "$PID"
