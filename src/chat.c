@@ -213,7 +213,7 @@ static void add_answer_headers(struct tg_chat *ch)
     }
     add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
     if (ch->routed && ch->n_ladder) {
-        char h[64];
+        char h[TG_ROUTE_HEADER_MAX];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
@@ -274,13 +274,13 @@ void tg_chat_route(struct tg_req *req)
     struct tg_buf out;
     tg_buf_init(&out, 0);
     tg_rc rc = tg_router_classify(&req->cfg->router, ch->json, &r);
-    if (rc == TG_OK)
-        rc = tg_router_route_json(&r, &out);
+    if (rc == TG_OK) /* the caller's own words name the hashed terms */
+        rc = tg_router_route_json_ex(&r, TG_ROUTE_JSON_TEXT, &out);
     if (rc != TG_OK) {
         tg_req_respond_error(req, rc, "cannot route this request", NULL, NULL);
     } else {
         tg_req_respond(req, 200, "application/json", out.data, out.len);
-        char h[64];
+        char h[TG_ROUTE_HEADER_MAX];
         tg_router_header(&r, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
@@ -1362,7 +1362,7 @@ static void decision_line(struct tg_chat *ch, double total_ms)
                   ch->status, tg_cache_status_name(ch->cache));
     if (ch->routed && ch->n_ladder) {
         tg_buf_puts(&b, ",\"route\":");
-        tg_router_route_json(&ch->route, &b);
+        tg_router_route_json_ex(&ch->route, cfg->log_prompts ? TG_ROUTE_JSON_TEXT : 0, &b);
     } else {
         tg_buf_printf(&b, ",\"route\":{\"tier\":\"%s\",\"score\":null}",
                       ch->start_tier >= 0 ? tg_tier_name(ch->start_tier) : "none");

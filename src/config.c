@@ -882,7 +882,7 @@ static int build(struct ctx *c, struct tg_config *cfg, json_t *root)
     json_t *o;
     if (get_obj(c, root, "", "router", &o) != 0)
         return -1;
-    if (tg_router_config_parse(o, &cfg->router, &me) != TG_OK)
+    if (tg_router_config_parse_at(o, c->name, &cfg->router, &me) != TG_OK)
         return fail_module(c, &me);
     if (get_obj(c, root, "", "validation", &o) != 0)
         return -1;

@@ -31,6 +31,7 @@ static const char usage[] =
     "usage: tiergate [-c FILE] [--check-config]\n"
     "       tiergate classify [-c FILE] < requests.jsonl > decisions.jsonl\n"
     "       tiergate calibrate [-c FILE] --shares CHEAP,MEDIUM,EXPENSIVE < sample.jsonl\n"
+    "       tiergate train [-c FILE] [options] < labels.jsonl > model.json\n"
     "       tiergate stats [URL]\n"
     "       tiergate --version | --help\n"
     "\n"
@@ -47,6 +48,8 @@ static const char usage[] =
     "              {\"id\",\"tier\",\"score\",\"features\"} per line; no upstream calls\n"
     "  calibrate   print router thresholds that send the given shares of a sample to\n"
     "              each tier (e.g. --shares 0.5,0.3,0.2)\n"
+    "  train       fit a router model (router.model) from label lines; options:\n"
+    "              tiergate train --help\n"
     "  stats       read a running gateway's /metrics (default http://127.0.0.1:8080)\n"
     "              and print requests, hit rate, tier mix, escalations, cost vs baseline\n"
     "\n"
@@ -169,6 +172,8 @@ int main(int argc, char **argv)
         return router_tool(argc - 1, argv + 1, 0);
     if (argc > 1 && strcmp(argv[1], "calibrate") == 0)
         return router_tool(argc - 1, argv + 1, 1);
+    if (argc > 1 && strcmp(argv[1], "train") == 0)
+        return tg_router_train_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return tg_stats_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {

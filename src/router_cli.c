@@ -117,7 +117,7 @@ int tg_router_classify_stream(const struct tg_router_config *cfg, FILE *in, FILE
         if (t == TG_OK && res == 1) {
             struct tg_buf rj;
             tg_buf_init(&rj, 0);
-            t = tg_router_route_json(&r, &rj);
+            t = tg_router_route_json_ex(&r, TG_ROUTE_JSON_TEXT, &rj); /* the operator's own data */
             if (t == TG_OK) /* splice: drop the route object's opening brace */
                 t = tg_buf_printf(&o, ",%s\n", rj.data + 1);
             tg_buf_free(&rj);

@@ -3,7 +3,8 @@
  * router_config.c - the router's defaults (weights, thresholds, cue phrase
  * lists), the "router" config section parser, and the compiled phrase index
  * the classifier looks words up in. Runs at load/reload time only; the hot
- * path (router.c) never allocates. Does not read files: config.c does.
+ * path (router.c) never allocates. Reads one file, the learned model that
+ * router.model names (router_model.c parses it); config.c reads the rest.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@ static tg_rc parse_weights(const json_t *o, struct tg_router_config *c, struct t
 static tg_rc parse_cues(const json_t *o, struct cue_list *l, struct tg_cfg_error *err);
 static tg_rc compile_phrase(const char *phrase, struct tg_router_cue *out, const char **why);
 static tg_rc build_index(struct tg_router_config *c, const struct cue_list *l);
+static uint64_t fingerprint(const struct tg_router_config *c);
+static tg_rc load_model(struct tg_router_config *c, const char *path, const char *config_path,
+                        struct tg_cfg_error *err);
 
 /* ---- defaults ------------------------------------------------------------
  * The weights of features that show in question-answer traffic (math,
@@ -566,7 +570,7 @@ static tg_rc parse_cues(const json_t *o, struct cue_list *l, struct tg_cfg_error
 }
 
 static tg_rc parse_obj(const json_t *obj, struct tg_router_config *c, struct cue_list *l,
-                       struct tg_cfg_error *err)
+                       const char **model, struct tg_cfg_error *err)
 {
     if (!json_is_object(obj))
         return fail(err, "router", NULL, "must be an object");
@@ -619,6 +623,16 @@ static tg_rc parse_obj(const json_t *obj, struct tg_router_config *c, struct cue
             c->max_scan_bytes = (size_t)json_integer_value(v);
         } else if (strcmp(k, "cues") == 0) {
             rc = parse_cues(v, l, err);
+        } else if (strcmp(k, "model") == 0) {
+            if (json_is_null(v)) {
+                *model = NULL;
+            } else if (!json_is_string(v) || json_string_length(v) == 0 ||
+                       json_string_length(v) != strlen(json_string_value(v))) {
+                return fail(err, "router", k, "must be the path of a model file (tiergate train "
+                                              "writes one), or null");
+            } else {
+                *model = json_string_value(v);
+            }
         } else {
             return fail(err, "router", k, "unknown key (see docs/router.md)");
         }
@@ -631,8 +645,15 @@ static tg_rc parse_obj(const json_t *obj, struct tg_router_config *c, struct cue
 tg_rc tg_router_config_parse(const json_t *obj, struct tg_router_config *out,
                              struct tg_cfg_error *err)
 {
+    return tg_router_config_parse_at(obj, NULL, out, err);
+}
+
+tg_rc tg_router_config_parse_at(const json_t *obj, const char *config_path,
+                                struct tg_router_config *out, struct tg_cfg_error *err)
+{
     struct tg_router_config c;
     struct cue_list l = {NULL, 0, 0};
+    const char *model = NULL;
     tg_rc rc = TG_ERR_NOMEM;
     set_defaults(&c);
     for (size_t i = 0; i < TG_ARRAY_LEN(default_cues); i++) {
@@ -649,17 +670,93 @@ tg_rc tg_router_config_parse(const json_t *obj, struct tg_router_config *out,
             goto out;
     }
     if (obj) {
-        rc = parse_obj(obj, &c, &l, err);
+        rc = parse_obj(obj, &c, &l, &model, err);
         if (rc != TG_OK)
             goto out;
     }
     rc = build_index(&c, &l);
     if (rc != TG_OK)
         goto out;
+    c.cues_fp = fingerprint(&c);
+    if (model) {
+        rc = load_model(&c, model, config_path, err);
+        if (rc != TG_OK) {
+            tg_router_config_free(&c);
+            goto out;
+        }
+    }
     *out = c;
 out:
     free(l.v);
     return rc;
+}
+
+/* ---- the cue fingerprint and the model ---------------------------------- */
+
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * FNV_PRIME;
+    return h;
+}
+
+/* Each cue hashed on its own and the hashes added: the order cues were
+ * listed in does not change the features, so it must not change this. */
+static uint64_t fingerprint(const struct tg_router_config *c)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < c->ncues; i++) {
+        const struct tg_router_cue *q = &c->cues[i];
+        uint64_t h = FNV_OFFSET;
+        h = fnv_bytes(h, q->words, q->nwords * sizeof q->words[0]);
+        unsigned char meta[3] = {q->nwords, q->cat, q->prefix};
+        h = fnv_bytes(h, meta, sizeof meta);
+        h = fnv_bytes(h, &q->weight, sizeof q->weight);
+        sum += mix64(h);
+    }
+    uint64_t h = fnv_bytes(FNV_OFFSET, &sum, sizeof sum);
+    double roles[3] = {c->role_weight_system, c->role_weight_history, c->role_weight_assistant};
+    h = fnv_bytes(h, roles, sizeof roles);
+    uint64_t scan = c->max_scan_bytes;
+    h = fnv_bytes(h, &scan, sizeof scan);
+    return mix64(h);
+}
+
+static tg_rc load_model(struct tg_router_config *c, const char *path, const char *config_path,
+                        struct tg_cfg_error *err)
+{
+    /* relative to the config file's directory, as an operator reads it */
+    const char *slash = config_path && path[0] != '/' ? strrchr(config_path, '/') : NULL;
+    size_t dir = slash ? (size_t)(slash - config_path) + 1 : 0;
+    size_t n = dir + strlen(path) + 1;
+    char *full = malloc(n);
+    if (!full)
+        return TG_ERR_NOMEM;
+    memcpy(full, config_path ? config_path : "", dir);
+    memcpy(full + dir, path, n - dir);
+    char why[200];
+    tg_rc rc = tg_router_model_load(full, c->cues_fp, &c->model, why, sizeof why);
+    if (rc != TG_OK) {
+        if (rc == TG_ERR_CONFIG && err) {
+            snprintf(err->path, sizeof err->path, "router.model");
+            snprintf(err->msg, sizeof err->msg, "%s: %s", full, why);
+        }
+        free(full);
+        return rc;
+    }
+    c->model_path = full;
+    return TG_OK;
 }
 
 void tg_router_config_free(struct tg_router_config *cfg)
@@ -668,6 +765,10 @@ void tg_router_config_free(struct tg_router_config *cfg)
         return;
     free(cfg->cues);
     free(cfg->slots);
+    tg_router_model_free(cfg->model);
+    free(cfg->model_path);
+    cfg->model = NULL;
+    cfg->model_path = NULL;
     cfg->cues = NULL;
     cfg->slots = NULL;
     cfg->ncues = cfg->nslots = 0;

@@ -5,6 +5,7 @@
  * round-up margin, config errors with their paths, and the classify /
  * calibrate streams agreeing with the one-request API behind /v1/route.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,14 +520,26 @@ TG_TEST(thresholds_and_margin_round_up)
 TG_TEST(header_and_json)
 {
     struct tg_route r = route_text("How does photosynthesis work?");
-    char h[64];
+    char h[TG_ROUTE_HEADER_MAX];
     tg_router_header(&r, h, sizeof h);
     char want[64];
-    snprintf(want, sizeof want, "medium;score=%.2f", r.score);
+    snprintf(want, sizeof want, "medium;score=%.2f;top=length%+.2f,bias-0.50", r.score,
+             r.top[0].value);
     TG_CHECK_STR(h, want);
     char tiny[4];
     tg_router_header(&r, tiny, sizeof tiny);
     TG_CHECK_STR(tiny, "med");
+    /* a short buffer drops whole terms, never cuts one */
+    char shorter[32];
+    tg_router_header(&r, shorter, sizeof shorter);
+    snprintf(want, sizeof want, "medium;score=%.2f", r.score);
+    TG_CHECK_STR(shorter, want);
+    /* the terms explain z: the intercept plus every term */
+    struct tg_route d = route_text("Design a distributed cache and discuss the trade-offs.");
+    TG_CHECK(d.ntop >= 2 && d.top[0].kind == TG_TERM_DENSE);
+    TG_CHECK_STR(tg_router_weight_name((int)d.top[0].id), "analysis");
+    TG_CHECK_NEAR(d.score, 1.0 / (1.0 + exp(-d.z)), 1e-12);
+    TG_CHECK(d.model == 0 && d.bias == cfg.bias);
 
     struct tg_buf b;
     tg_buf_init(&b, 0);
@@ -544,6 +557,9 @@ TG_TEST(header_and_json)
     for (size_t i = 0; i < TG_ARRAY_LEN(keys); i++)
         TG_CHECK_MSG(json_is_number(json_object_get(f, keys[i])), "missing %s", keys[i]);
     TG_CHECK(json_object_get(j, "id") == NULL);
+    TG_CHECK_STR(json_string_value(json_object_get(j, "scorer")), "heuristic");
+    TG_CHECK_NEAR(json_real_value(json_object_get(json_object_get(j, "top"), "length")),
+                  r.top[0].value, 1e-4);
     json_decref(j);
     tg_buf_free(&b);
 }
