@@ -155,6 +155,9 @@ static void reload(const char *path)
     }
     tg_log_level = cfg->log_level;
     tg_declog_open(cfg->decision_log);
+    if (cfg->router.model)
+        tg_log(TG_LOG_INFO, "router: model %s (%zu bucket weights)", cfg->router.model_path,
+               cfg->router.model->nweights);
     tg_config_publish(cfg);
     tg_server_reload();
     tg_log(TG_LOG_INFO, "config reloaded from %s", path);
@@ -207,6 +210,9 @@ int main(int argc, char **argv)
     }
     if (check) {
         printf("%s: ok (%zu models, %u shards)\n", path, cfg->n_models, cfg->shards);
+        if (cfg->router.model)
+            printf("%s: router model %s (%zu bucket weights)\n", path, cfg->router.model_path,
+                   cfg->router.model->nweights);
         for (size_t i = 0; i < cfg->n_models; i++)
             if (!cfg->models[i].api_key && cfg->models[i].api_key_env)
                 printf("%s: note: model %s: %s is not set; requests for it will fail until it is\n",
@@ -242,6 +248,9 @@ int main(int argc, char **argv)
         return 1;
     }
     unsigned drain = cfg->drain_timeout_s;
+    if (cfg->router.model)
+        tg_log(TG_LOG_INFO, "router: model %s (%zu bucket weights)", cfg->router.model_path,
+               cfg->router.model->nweights);
     /* Never the Redis URL itself: it may carry a password. */
     tg_log(TG_LOG_INFO, "tiergate %s listening on %s:%u (%u shards, %zu models, redis %s%s%s:%u)",
            TG_VERSION, cfg->listen_host, tg_server_port(), cfg->shards, cfg->n_models,

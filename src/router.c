@@ -146,6 +146,8 @@ static void lookup(struct scan *s, uint64_t key, double role)
 
 /* ---- hashed tokens --------------------------------------------------------- */
 
+/* After the entry at cmin_at changed or was replaced: the mask of kept
+ * buckets and the smallest entry, in one pass over NCAND. */
 static void cand_rescan(struct scan *s)
 {
     s->cmask = 0;
@@ -160,31 +162,40 @@ static void cand_rescan(struct scan *s)
 /* Keeps the NCAND buckets with the largest |weight x role| seen so far. A
  * bucket already kept adds up over its repeats; one that is not is judged
  * by its single occurrence, so a small weight repeated many times can be
- * missed: the list explains, z itself is exact. */
+ * missed: the list explains, z itself is exact. Most calls are O(1): a
+ * pass over the list happens only when its smallest entry changes. */
 static void cand_put(struct scan *s, uint32_t b, double c, uint8_t kind,
                      const unsigned char *tok, size_t len)
 {
     if (s->cmask & (1ULL << (b & 63))) {
-        for (unsigned i = 0; i < s->ncand; i++)
-            if (s->cand[i].b == b) {
-                s->cand[i].c += c;
-                cand_rescan(s);
-                return;
-            }
+        for (unsigned i = 0; i < s->ncand; i++) {
+            if (s->cand[i].b != b)
+                continue;
+            s->cand[i].c += c;
+            if (i == s->cmin_at)
+                cand_rescan(s); /* it may no longer be the smallest */
+            else if (fabs(s->cand[i].c) < fabs(s->cand[s->cmin_at].c))
+                s->cmin_at = i;
+            return;
+        }
     }
     unsigned at;
-    if (s->ncand < NCAND)
+    if (s->ncand < NCAND) {
         at = s->ncand++;
-    else if (fabs(c) > fabs(s->cand[s->cmin_at].c))
+    } else {
+        if (fabs(c) <= fabs(s->cand[s->cmin_at].c))
+            return;
         at = s->cmin_at;
-    else
-        return;
+    }
     s->cand[at].c = c;
     s->cand[at].tok = tok;
     s->cand[at].b = b;
     s->cand[at].len = (uint16_t)TG_MIN(len, UINT16_MAX);
     s->cand[at].kind = kind;
-    cand_rescan(s);
+    if (at == s->cmin_at || s->ncand == NCAND)
+        cand_rescan(s);
+    else
+        s->cmask |= 1ULL << (b & 63);
 }
 
 static void sink_put(struct scan *s, uint32_t b, double role)
@@ -676,16 +687,17 @@ void tg_router_terms(const struct tg_route_features *f, double x[TG_W__COUNT])
     x[TG_W_RECALL] = f->recall * (1.0 - f->domain);
 }
 
-/* The request's bytes behind a hashed term, cut to fit at a UTF-8
- * character boundary. */
+/* The request's bytes behind a hashed term, lower-cased as they were
+ * hashed (ASCII only, like the scan) and cut to fit at a UTF-8 character
+ * boundary. */
 static void copy_text(char *dst, const unsigned char *src, size_t len)
 {
-    size_t n = TG_MIN(len, (size_t)TG_ROUTE_TEXT - 1);
+    size_t n = src ? TG_MIN(len, (size_t)TG_ROUTE_TEXT - 1) : 0;
     if (n < len)
         while (n > 0 && (src[n] & 0xc0) == 0x80)
             n--;
-    if (src)
-        memcpy(dst, src, n);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (char)lower(src[i]);
     dst[n] = '\0';
 }
 

@@ -43,7 +43,7 @@ static int assign_folds(struct data *d, unsigned folds);
 static int cross_validate(struct data *d, const struct opts *o, const double *prior,
                           json_t *meta);
 static int fit(const struct data *d, const uint8_t *use, double lam_d, double lam_h,
-               int words, const double *prior, double *theta, int *iters);
+               double anchor, int words, const double *prior, double *theta, int *iters);
 static int write_model(const struct tg_router_config *cfg, const struct data *d,
                        const double *theta, json_t *meta, FILE *out);
 static int run(const struct tg_router_config *cfg, const struct opts *o, FILE *in, FILE *out);
@@ -60,6 +60,7 @@ struct opts {
     int words; /* hashed features on */
     int pairs_gain;  /* weak/strong pairs: label = (1 + weak - strong) / 2 */
     int balance;     /* weight rows so that every group counts the same */
+    double anchor;   /* > 0: dense weights with a non-zero prior are held to it this hard */
     double lam_d[MAX_GRID], lam_h[MAX_GRID];
     size_t n_lam_d, n_lam_h;
     int quiet;
@@ -155,13 +156,14 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 
 static int parse_args(int argc, char **argv, FILE *log, struct opts *o)
 {
-    static const double lam_d[] = {3e-3, 3e-4};
+    static const double lam_d[] = {1e-2, 1e-3, 1e-4};
     static const double lam_h[] = {-1, 1e-2, 3e-3, 1e-3, 3e-4};
     memset(o, 0, sizeof *o);
     o->log = log;
     o->groups = G_AUTO;
     o->folds = 5;
     o->min_df = 5;
+    o->anchor = 0.01;
     o->words = 1;
     memcpy(o->lam_d, lam_d, sizeof lam_d);
     o->n_lam_d = TG_ARRAY_LEN(lam_d);
@@ -230,6 +232,14 @@ static int parse_args(int argc, char **argv, FILE *log, struct opts *o)
                 return -1;
             }
             o->balance = strcmp(v, "groups") == 0;
+        } else if (strcmp(a, "--anchor") == 0 && v) {
+            char *end;
+            errno = 0;
+            o->anchor = strtod(v, &end);
+            if (end == v || *end || errno || !(o->anchor >= 0 && o->anchor < 1e6)) {
+                fprintf(o->log, "tiergate train: --anchor takes a lambda (0 = off)\n");
+                return -1;
+            }
         } else if (strcmp(a, "--no-words") == 0) {
             o->words = 0;
             used = 0;
@@ -784,7 +794,7 @@ struct problem {
     const struct data *d;
     const uint8_t *use; /* rows in the fit: use[i] != 0 */
     size_t nuse;
-    double lam_d, lam_h;
+    double lam_d, lam_h, anchor;
     int words;
     const double *prior;
     size_t dim;
@@ -841,10 +851,11 @@ static double objective(const struct problem *p, const double *th, double *g)
     double pen = 0;
     for (int j = 0; j < D; j++) {
         double dv = th[1 + j] - p->prior[j];
-        pen += dv * dv;
-        g[1 + j] += p->lam_d * dv;
+        double lam = p->anchor > 0 && p->prior[j] != 0 ? p->anchor : p->lam_d;
+        pen += lam * dv * dv;
+        g[1 + j] += lam * dv;
     }
-    loss += 0.5 * p->lam_d * pen;
+    loss += 0.5 * pen;
     if (p->words) {
         double ph = 0;
         for (size_t k = 1 + D; k < p->dim; k++) {
@@ -875,10 +886,10 @@ static double dot(const double *a, const double *b, size_t n)
 
 /* Minimises the objective from theta (warm start) in place. Returns 0, or
  * -1 out of memory. */
-static int fit(const struct data *d, const uint8_t *use, double lam_d, double lam_h, int words,
-               const double *prior, double *theta, int *iters)
+static int fit(const struct data *d, const uint8_t *use, double lam_d, double lam_h,
+               double anchor, int words, const double *prior, double *theta, int *iters)
 {
-    struct problem p = {d, use, 0, lam_d, lam_h, words && lam_h > 0, prior, 1 + D + d->H};
+    struct problem p = {d, use, 0, lam_d, lam_h, anchor, words && lam_h > 0, prior, 1 + D + d->H};
     for (size_t i = 0; i < d->n; i++)
         p.nuse += use[i] != 0;
     if (!p.words)
@@ -1060,8 +1071,8 @@ static int cross_validate(struct data *d, const struct opts *o, const double *pr
             for (unsigned k = 0; k < d->K; k++) {
                 for (size_t i = 0; i < d->n; i++)
                     use[i] = d->fold[i] != k;
-                if (fit(d, use, o->lam_d[a], o->lam_h[b], o->words, prior, th + k * dim,
-                        &iters) != 0)
+                if (fit(d, use, o->lam_d[a], o->lam_h[b], o->anchor, o->words, prior,
+                        th + k * dim, &iters) != 0)
                     goto fail;
                 total += iters;
                 for (size_t i = 0; i < d->n; i++)
@@ -1218,7 +1229,7 @@ static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *
     memset(all, 1, d.n);
     init_theta(&d, prior, theta, dim);
     int iters = 0;
-    int fr = fit(&d, all, lam_d, lam_h, o.words, prior, theta, &iters);
+    int fr = fit(&d, all, lam_d, lam_h, o.anchor, o.words, prior, theta, &iters);
     free(all);
     if (fr != 0)
         goto oom;

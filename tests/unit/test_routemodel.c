@@ -515,7 +515,6 @@ TG_TEST(shipped_model_keeps_the_seed_examples)
         "Design a multi-region, fault-tolerant payment system. Discuss the trade-offs between "
         "consistency and availability, how you would handle idempotency and retries, and the "
         "failure modes of each component.",
-        "What is the best way to design a microservices architecture?",
         "Prove that the square root of 2 is irrational.",
         "A tenant sued her landlord for negligence after a guest was injured on the stairs the "
         "landlord had promised to repair. The lease disclaimed liability. Would the court most "
@@ -526,6 +525,28 @@ TG_TEST(shipped_model_keeps_the_seed_examples)
         TG_CHECK_MSG(r.tier == TG_TIER_EXPENSIVE, "\"%.50s\" -> %s %.3f", hard[i],
                      tg_tier_name(r.tier), r.score);
     }
+    /* mixed signals ("what is" + "design") and no evidence: medium, as the
+     * heuristic routes them; the design question still above no evidence */
+    struct tg_route mixed = ship("What is the best way to design a microservices architecture?");
+    struct tg_route none = ship("How does photosynthesis work?");
+    TG_CHECK_MSG(mixed.tier == TG_TIER_MEDIUM, "%s %.3f", tg_tier_name(mixed.tier), mixed.score);
+    TG_CHECK_MSG(none.tier == TG_TIER_MEDIUM, "%s %.3f", tg_tier_name(none.tier), none.score);
+    TG_CHECK(mixed.score > none.score);
+    /* a specialist question phrased as a lookup is not cheap */
+    struct tg_route dose = ship("What is the maximum daily dose of acetaminophen for a patient "
+                                "with hepatic impairment?");
+    TG_CHECK_MSG(dose.tier != TG_TIER_CHEAP, "%s %.3f", tg_tier_name(dose.tier), dose.score);
+    /* a long code review */
+    struct tg_buf b;
+    tg_buf_init(&b, 0);
+    tg_buf_puts(&b, "Please do a thorough code review of this module: find bugs, race conditions "
+                    "and performance problems.\n```c\n");
+    for (int i = 0; i < 120; i++)
+        tg_buf_printf(&b, "static int step_%d(struct ctx *c) { c->n += %d; return c->n; }\n", i, i);
+    tg_buf_puts(&b, "```\n");
+    struct tg_route rv = ship(b.data);
+    TG_CHECK_MSG(rv.tier == TG_TIER_EXPENSIVE, "%s %.3f", tg_tier_name(rv.tier), rv.score);
+    tg_buf_free(&b);
 }
 
 TG_TEST(shipped_model_explains_itself)
