@@ -243,28 +243,27 @@ def main():
     has_model = "model" in json.load(open(shipped_cfg)).get("router", {})
 
     keys = [
-        ("learned router, grouped CV (held out)", lambda r: cv_score[r["id"]]),
-        ("heuristic router (no model)", lambda r: heur[r["id"]]),
+        ("learned, held out (grouped CV)", lambda r: cv_score[r["id"]]),
+        ("heuristic (saw every group)", lambda r: heur[r["id"]]),
     ]
     if has_model:
-        keys.append(("shipped model (saw every group: not held out)", lambda r: shipped[r["id"]]))
+        keys.append(("shipped model (saw every group)", lambda r: shipped[r["id"]]))
     keys += [
         ("prompt length", lambda r: len(r["prompt"])),
     ]
     res = {name: figures(rows, k) for name, k in keys}
 
     print()
-    print("APGR (random 0.500)        overall  gsm8k   mmlu  within  between  mmlu-within"
-          "  CPT50  CPT80")
+    print("APGR                              overall  gsm8k   mmlu  within  between  "
+          "mmlu-within  CPT50  CPT80")
     for name, _ in keys:
         f = res[name]
-        print("%-38s %s  %s  %s  %s   %s    %s      %.3f  %.3f" % (
-            name[:38], fmt(f["overall"]), fmt(f["gsm8k"]), fmt(f["mmlu"]), fmt(f["within"]),
+        print("%-32s   %s  %s  %s   %s   %s        %s  %.3f  %.3f" % (
+            name, fmt(f["overall"]), fmt(f["gsm8k"]), fmt(f["mmlu"]), fmt(f["within"]),
             fmt(f["between"]), fmt(f["mmlu_within"]), f["overall"][1], f["overall"][2]))
     W = sum(r["weak_score"] for r in rows) / len(rows)
     S = sum(r["strong_score"] for r in rows) / len(rows)
-    print("%-38s %s" % ("random", " 0.500   0.500  0.500   0.500    0.500        0.500      "
-                                  "0.500  0.800"))
+    print("%-32s   0.500  0.500  0.500   0.500   0.500        0.500  0.500  0.800" % "random")
     print()
     print("Operating points (a non-cheap start counts as a strong call, as score_router.py does):")
     print("  always cheap:  0.0%% strong calls, accuracy %.3f (weak model)" % W)

@@ -687,18 +687,46 @@ void tg_router_terms(const struct tg_route_features *f, double x[TG_W__COUNT])
     x[TG_W_RECALL] = f->recall * (1.0 - f->domain);
 }
 
+/* Bytes of the UTF-8 character at s[0..n), or 0 if it is not a whole,
+ * well-formed one (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return len;
+}
+
 /* The request's bytes behind a hashed term, lower-cased as they were
- * hashed (ASCII only, like the scan) and cut to fit at a UTF-8 character
- * boundary. */
+ * hashed (ASCII only, like the scan), up to TG_ROUTE_TEXT - 1 bytes and
+ * always valid UTF-8: a token can start or end inside a character (content
+ * split at the scan budget, or bytes that were never UTF-8), and this text
+ * goes into JSON. Bytes that do not form a character are skipped. */
 static void copy_text(char *dst, const unsigned char *src, size_t len)
 {
-    size_t n = src ? TG_MIN(len, (size_t)TG_ROUTE_TEXT - 1) : 0;
-    if (n < len)
-        while (n > 0 && (src[n] & 0xc0) == 0x80)
-            n--;
-    for (size_t i = 0; i < n; i++)
-        dst[i] = (char)lower(src[i]);
-    dst[n] = '\0';
+    size_t o = 0;
+    for (size_t i = 0; src && i < len;) {
+        size_t k = utf8_char(src + i, len - i);
+        if (k == 0) {
+            i++;
+            continue;
+        }
+        if (o + k > (size_t)TG_ROUTE_TEXT - 1)
+            break;
+        for (size_t q = 0; q < k; q++)
+            dst[o++] = (char)lower(src[i + q]);
+        i += k;
+    }
+    dst[o] = '\0';
 }
 
 /* Inserts a term into out->top, kept sorted by |value|, largest first
@@ -903,9 +931,18 @@ tg_rc tg_router_route_json_ex(const struct tg_route *r, unsigned flags, struct t
         f->domain, f->reasoning, f->scenario, f->recall, f->jargon, f->numbers, f->questions,
         f->subparts, f->choices, f->tools, f->structured, f->turns,
         r->model ? "model" : "heuristic", r->z, r->bias);
+    char names[TG_ROUTE_TOP][TG_ROUTE_TEXT + 32];
     for (unsigned i = 0; rc == TG_OK && i < r->ntop && i < TG_ROUTE_TOP; i++) {
-        char name[TG_ROUTE_TEXT + 16];
-        tg_router_term_name(&r->top[i], (flags & TG_ROUTE_JSON_TEXT) != 0, name, sizeof name);
+        char *name = names[i];
+        tg_router_term_name(&r->top[i], (flags & TG_ROUTE_JSON_TEXT) != 0, name, sizeof names[i]);
+        /* two buckets can show the same text (cut to TG_ROUTE_TEXT, or bytes
+         * that were not UTF-8): keys must stay unique */
+        for (unsigned k = 0; k < i; k++)
+            if (strcmp(names[k], name) == 0) {
+                size_t len = strlen(name);
+                snprintf(name + len, sizeof names[i] - len, "#%" PRIu32, r->top[i].id);
+                break;
+            }
         if (i)
             rc = tg_buf_putc(out, ',');
         if (rc == TG_OK)

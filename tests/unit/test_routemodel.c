@@ -579,6 +579,52 @@ TG_TEST(shipped_model_explains_itself)
     tg_buf_free(&b);
 }
 
+TG_TEST(calibrate_works_on_model_scores)
+{
+    if (!shipped)
+        return;
+    static const char *const prompts[] = {
+        "What are your opening hours?", "Translate hello to Spanish", "How does a fridge work?",
+        "Design a rate limiter for a distributed API gateway and discuss trade-offs",
+        "Prove that sqrt(3) is irrational", "Summarize in one line: the sky is blue",
+        "A tenant sued the landlord after a fall. Would the court hold him liable?",
+        "Is this spam? yes or no", "Explain the causes of World War I", "Write a haiku",
+    };
+    struct tg_buf in;
+    tg_buf_init(&in, 0);
+    for (int i = 0; i < 100; i++)
+        tg_buf_printf(&in, "{\"id\":%d,\"prompt\":\"%s (%d)\"}\n", i,
+                      prompts[i % TG_ARRAY_LEN(prompts)], i);
+    FILE *fin = fmemopen(in.data, in.len, "r");
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *fout = open_memstream(&out, &outlen);
+    const double shares[3] = {0.3, 0.4, 0.3};
+    TG_CHECK_INT(tg_router_calibrate_stream(&shipped->router, fin, shares, fout), 0);
+    fclose(fin);
+    fclose(fout);
+    json_t *j = json_loadb(out, strcspn(out, "\n"), 0, NULL);
+    json_t *th = json_object_get(j, "thresholds");
+    struct tg_router_config c = shipped->router;
+    c.thresholds[0] = json_real_value(json_array_get(th, 0));
+    c.thresholds[1] = json_real_value(json_array_get(th, 1));
+    int n[3] = {0, 0, 0};
+    for (int i = 0; i < 100; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s (%d)", prompts[i % TG_ARRAY_LEN(prompts)], i);
+        struct tg_route r;
+        tg_router_classify_text(&c, p, strlen(p), &r);
+        n[r.tier]++;
+    }
+    /* ten kinds of prompt: shares move in steps of 10 */
+    TG_CHECK_MSG(abs(n[0] - 30) <= 10 && abs(n[2] - 30) <= 10, "%d %d %d", n[0], n[1], n[2]);
+    TG_CHECK_NEAR(json_real_value(json_object_get(json_object_get(j, "shares"), "cheap")),
+                  n[0] / 100.0, 1e-9);
+    json_decref(j);
+    free(out);
+    tg_buf_free(&in);
+}
+
 int main(void)
 {
     struct tg_cfg_error err;
@@ -601,6 +647,7 @@ int main(void)
     TG_RUN(shipped_config_uses_the_model);
     TG_RUN(shipped_model_keeps_the_seed_examples);
     TG_RUN(shipped_model_explains_itself);
+    TG_RUN(calibrate_works_on_model_scores);
     if (shipped)
         tg_config_unref(shipped);
     tg_router_config_free(&cfg);
