@@ -28,8 +28,6 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
 static void on_word(struct scan *s, uint64_t h, const uint64_t *pre, size_t len, double role,
                     const unsigned char *tok, size_t toklen);
 static void lookup(struct scan *s, uint64_t key, double role);
-static void on_hashed(struct scan *s, uint32_t b, double role, uint8_t kind,
-                      const unsigned char *tok, size_t toklen);
 static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg_route *out);
 static void score(const struct tg_router_config *cfg, const struct scan *s, struct tg_route *out);
 
@@ -44,12 +42,17 @@ struct cand {
     uint8_t kind;
 };
 
+/* The last words, for phrases of up to TG_ROUTER_CUE_MAX_WORDS: a power
+ * of two, so the index wraps with a mask, not a division. */
+#define RING 8
+_Static_assert(RING >= TG_ROUTER_CUE_MAX_WORDS && (RING & (RING - 1)) == 0, "ring size");
+
 /* Per-call state; lives on the caller's stack (about 1.3 KB). */
 struct scan {
     const struct tg_router_config *cfg;
     double cat[TG_CUE__COUNT];                /* summed weights of distinct cues */
     uint8_t hit[TG_ROUTER_MAX_CUES / 8];      /* cues already counted */
-    uint64_t ring[TG_ROUTER_CUE_MAX_WORDS];   /* hashes of the last words */
+    uint64_t ring[RING];                      /* hashes of the last words */
     unsigned nring, pos;
     size_t budget;                            /* bytes left to scan */
     /* message-level code and math marks, folded into cat[] per message */
@@ -73,6 +76,7 @@ struct scan {
     const unsigned char *prev_tok; /* the previous token of this sentence */
     struct cand cand[NCAND];
     unsigned ncand, cmin_at;
+    double cmin;                 /* |c| of cand[cmin_at] once the list is full */
     uint64_t cmask;              /* bit (bucket & 63) of every candidate */
 };
 
@@ -134,7 +138,7 @@ static void lookup(struct scan *s, uint64_t key, double role)
         unsigned ok = 1;
         for (unsigned w = 0; w + 1 < c->nwords && ok; w++) {
             unsigned back = c->nwords - w; /* 1 = the current word */
-            unsigned slot = (s->pos + TG_ROUTER_CUE_MAX_WORDS - back) % TG_ROUTER_CUE_MAX_WORDS;
+            unsigned slot = (s->pos - back) & (RING - 1);
             ok = s->ring[slot] == c->words[w];
         }
         if (!ok)
@@ -157,6 +161,7 @@ static void cand_rescan(struct scan *s)
         if (fabs(s->cand[i].c) < fabs(s->cand[s->cmin_at].c))
             s->cmin_at = i;
     }
+    s->cmin = fabs(s->cand[s->cmin_at].c);
 }
 
 /* Keeps the NCAND buckets with the largest |weight x role| seen so far. A
@@ -164,18 +169,21 @@ static void cand_rescan(struct scan *s)
  * by its single occurrence, so a small weight repeated many times can be
  * missed: the list explains, z itself is exact. Most calls are O(1): a
  * pass over the list happens only when its smallest entry changes. */
-static void cand_put(struct scan *s, uint32_t b, double c, uint8_t kind,
-                     const unsigned char *tok, size_t len)
+static __attribute__((noinline)) void cand_put(struct scan *s, uint32_t b, double c,
+                                                uint8_t kind, const unsigned char *tok,
+                                                size_t len)
 {
     if (s->cmask & (1ULL << (b & 63))) {
         for (unsigned i = 0; i < s->ncand; i++) {
             if (s->cand[i].b != b)
                 continue;
             s->cand[i].c += c;
-            if (i == s->cmin_at)
+            if (i == s->cmin_at) {
                 cand_rescan(s); /* it may no longer be the smallest */
-            else if (fabs(s->cand[i].c) < fabs(s->cand[s->cmin_at].c))
+            } else if (fabs(s->cand[i].c) < s->cmin) {
                 s->cmin_at = i;
+                s->cmin = fabs(s->cand[i].c);
+            }
             return;
         }
     }
@@ -183,7 +191,7 @@ static void cand_put(struct scan *s, uint32_t b, double c, uint8_t kind,
     if (s->ncand < NCAND) {
         at = s->ncand++;
     } else {
-        if (fabs(c) <= fabs(s->cand[s->cmin_at].c))
+        if (fabs(c) <= s->cmin)
             return;
         at = s->cmin_at;
     }
@@ -198,7 +206,7 @@ static void cand_put(struct scan *s, uint32_t b, double c, uint8_t kind,
         s->cmask |= 1ULL << (b & 63);
 }
 
-static void sink_put(struct scan *s, uint32_t b, double role)
+static __attribute__((noinline)) void sink_put(struct scan *s, uint32_t b, double role)
 {
     struct tg_router_vec *v = s->sink;
     if (v->nh == v->cap) {
@@ -217,20 +225,25 @@ static void sink_put(struct scan *s, uint32_t b, double role)
     v->nh++;
 }
 
-static void on_hashed(struct scan *s, uint32_t b, double role, uint8_t kind,
-                      const unsigned char *tok, size_t toklen)
+/* Per hashed token: the running sum, and the explanation candidates only
+ * when this token can change them (already kept, list not full, or larger
+ * than the smallest kept) - the common case is a few instructions. */
+static inline void on_hashed(struct scan *s, uint32_t b, double role, uint8_t kind,
+                             const unsigned char *tok, size_t toklen)
 {
     s->nh++;
-    if (s->sink && !s->sink_failed)
-        sink_put(s, b, role);
-    if (!s->mw)
-        return;
+    if (__builtin_expect(s->sink != NULL, 0)) {
+        if (!s->sink_failed)
+            sink_put(s, b, role);
+        return; /* vectorize: no model */
+    }
     float w = s->mw[b];
     if (w == 0.0f)
         return;
     double c = (double)w * role;
     s->zh += c;
-    cand_put(s, b, c, kind, tok, toklen);
+    if (((s->cmask >> (b & 63)) & 1) || s->ncand < NCAND || fabs(c) > s->cmin)
+        cand_put(s, b, c, kind, tok, toklen);
 }
 
 /* ---- scanning (continued) ------------------------------------------------------ */
@@ -239,28 +252,41 @@ static void on_word(struct scan *s, uint64_t h, const uint64_t *pre, size_t len,
                     const unsigned char *tok, size_t toklen)
 {
     s->ring[s->pos] = h;
-    s->pos = (s->pos + 1) % TG_ROUTER_CUE_MAX_WORDS;
+    s->pos = (s->pos + 1) & (RING - 1);
     if (s->nring < TG_ROUTER_CUE_MAX_WORDS)
         s->nring++;
-    lookup(s, h, role);
+    /* The bucket weights are random reads in a 1 MiB array: ask for them
+     * now and look the word up in the cue index while they arrive. */
+    uint32_t bw = 0, bp = 0;
+    int pair = 0;
     if (s->hashing) {
-        on_hashed(s, tg_router_bucket(h), role, TG_TERM_WORD, tok, toklen);
+        bw = tg_router_bucket(h);
         if (s->nring >= 2) { /* the word before, in the same sentence */
-            uint64_t prev = s->ring[(s->pos + TG_ROUTER_CUE_MAX_WORDS - 2) %
-                                    TG_ROUTER_CUE_MAX_WORDS];
-            on_hashed(s, tg_router_pair_bucket(prev, h), role, TG_TERM_PAIR, s->prev_tok,
-                      (size_t)(tok + toklen - s->prev_tok));
+            uint64_t prev = s->ring[(s->pos - 2) & (RING - 1)];
+            bp = tg_router_pair_bucket(prev, h);
+            pair = 1;
         }
-        s->prev_tok = tok;
+        if (s->mw) {
+            __builtin_prefetch(&s->mw[bw]);
+            if (pair)
+                __builtin_prefetch(&s->mw[bp]);
+        }
     }
-    if (!pre)
-        return;
-    const struct tg_router_config *cfg = s->cfg;
-    for (size_t k = 0; k < cfg->nstem_lens; k++) {
-        size_t l = cfg->stem_lens[k];
-        if (l > len || l > TG_ROUTER_WORD_MAX)
-            break;
-        lookup(s, pre[l] ^ TG_ROUTER_PREFIX_SALT, role);
+    lookup(s, h, role);
+    if (pre) {
+        const struct tg_router_config *cfg = s->cfg;
+        for (size_t k = 0; k < cfg->nstem_lens; k++) {
+            size_t l = cfg->stem_lens[k];
+            if (l > len || l > TG_ROUTER_WORD_MAX)
+                break;
+            lookup(s, pre[l] ^ TG_ROUTER_PREFIX_SALT, role);
+        }
+    }
+    if (s->hashing) {
+        on_hashed(s, bw, role, TG_TERM_WORD, tok, toklen);
+        if (pair)
+            on_hashed(s, bp, role, TG_TERM_PAIR, s->prev_tok, (size_t)(tok + toklen - s->prev_tok));
+        s->prev_tok = tok;
     }
 }
 
@@ -516,6 +542,7 @@ static void scan_init(struct scan *s, const struct tg_router_config *cfg,
     /* the candidates need no clearing: ncand says how many are set */
     memset(&s->ring, 0, offsetof(struct scan, cand) - offsetof(struct scan, ring));
     s->ncand = s->cmin_at = 0;
+    s->cmin = 0;
     s->cmask = 0;
     s->budget = cfg->max_scan_bytes;
     s->mw = cfg->model ? cfg->model->w : NULL;
