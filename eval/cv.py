@@ -132,6 +132,30 @@ def figures(rows, key):
     return out
 
 
+def group_bootstrap(rows, key, n, seed=12):
+    """Standard error of the overall APGR when the groups themselves are
+    resampled (with replacement): the figure's sensitivity to which
+    subjects happened to be in the set."""
+    import random
+    rnd = random.Random(seed)
+    by = {}
+    for r in rows:
+        by.setdefault(r["group"], []).append(r)
+    names = sorted(by)
+    vals = []
+    for _ in range(n):
+        sample = []
+        for k, g in enumerate(rnd.choice(names) for _ in names):
+            # a group drawn twice counts twice: give its rows new ids
+            sample += [dict(r, id="%s#%d" % (r["id"], k)) for r in by[g]]
+        sc = {r["id"]: key(dict(r, id=r["id"].rsplit("#", 1)[0])) for r in sample}
+        a = apgr(sample, lambda r: sc[r["id"]])
+        if a:
+            vals.append(a[0])
+    m = sum(vals) / len(vals)
+    return (sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+
+
 def run(cmd, stdin_path, stdout_path=None, env=None):
     with open(stdin_path) as fin:
         if stdout_path:
@@ -297,10 +321,16 @@ def main():
         lam = chosen[g]
         print("  %-45s %5d  %+.3f  router %s  length %s  (lambda dense %g, words %s)" % (
             g, len(rs), gain, fmt(a), fmt(ln), lam["lambda_dense"], lam["lambda_words"]))
+    # How much of that is the choice of subjects: resample whole groups.
+    se = group_bootstrap(rows, lambda r: cv_score[r["id"]], 200)
+    print()
+    print("Held-out overall APGR %.3f, standard error %.3f over 200 resamples of the %d groups"
+          % (res[keys[0][0]]["overall"][0], se, len(by)))
     out = os.environ.get("TG_EVAL_JSON")
     if out:
         json.dump({"figures": {k: {m: v for m, v in f.items()} for k, f in res.items()},
-                   "chosen": chosen}, open(out, "w"), indent=1)
+                   "chosen": chosen, "scores": cv_score, "bootstrap_se": se},
+                  open(out, "w"), indent=1)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
