@@ -118,7 +118,8 @@ static int count_mode(struct tg_router_config *cfg, int argc, char **argv)
         m->cues_fp = cfg->cues_fp;
         for (uint32_t b = 0; b < TG_ROUTER_HASH_BUCKETS; b++)
             m->w[b] = (float)((int)(b * 2654435761u >> 20) % 200 - 100) / 1000.0f + 0.0001f;
-    } else if (argc > 4 && tg_router_model_load(argv[4], cfg->cues_fp, &m, why, sizeof why) != TG_OK) {
+    } else if (argc > 4 &&
+               tg_router_model_load(argv[4], cfg->cues_fp, &m, why, sizeof why) != TG_OK) {
         fprintf(stderr, "%s: %s\n", argv[4], why);
         return 1;
     }

@@ -28,6 +28,8 @@ static void scan_text(struct scan *s, const unsigned char *t, size_t n, double r
 static void on_word(struct scan *s, uint64_t h, const uint64_t *pre, size_t len, double role,
                     const unsigned char *tok, size_t toklen);
 static void lookup(struct scan *s, uint64_t key, double role);
+static inline void on_hashed(struct scan *s, uint32_t b, double role, uint8_t kind,
+                             const unsigned char *tok, size_t toklen);
 static void finish(const struct tg_router_config *cfg, struct scan *s, struct tg_route *out);
 static void score(const struct tg_router_config *cfg, const struct scan *s, struct tg_route *out);
 
@@ -721,7 +723,10 @@ static size_t utf8_char(const unsigned char *s, size_t n)
     unsigned char c = s[0];
     if (c < 0x80)
         return 1;
-    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)

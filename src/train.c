@@ -359,7 +359,8 @@ static const char *label_of(const json_t *j, int pairs_gain, double *label)
     if (l)
         return get_unit(l, label) == 0 ? NULL : "\"label\" must be 0..1 or true/false";
     double w, s;
-    const json_t *wc = json_object_get(j, "weak_correct"), *sc = json_object_get(j, "strong_correct");
+    const json_t *wc = json_object_get(j, "weak_correct");
+    const json_t *sc = json_object_get(j, "strong_correct");
     if (!wc && !sc) {
         wc = json_object_get(j, "weak_score");
         sc = json_object_get(j, "strong_score");
@@ -727,14 +728,16 @@ static int map_columns(struct data *d, unsigned min_df)
     return 0;
 }
 
-static const struct data *sort_data;
-static int cmp_group(const void *a, const void *b)
+/* Largest group first, then by name: a total order, so folds do not depend
+ * on the order lines came in. */
+static int cmp_group(const void *a, const void *b, void *arg)
 {
+    const struct data *d = arg;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    size_t sx = sort_data->gsize[x], sy = sort_data->gsize[y];
+    size_t sx = d->gsize[x], sy = d->gsize[y];
     if (sx != sy)
         return sx > sy ? -1 : 1;
-    return strcmp(sort_data->gname[x], sort_data->gname[y]);
+    return strcmp(d->gname[x], d->gname[y]);
 }
 
 /* Whole groups to folds: largest group first, each to the fold with the
@@ -769,8 +772,7 @@ static int assign_folds(struct data *d, unsigned folds)
     }
     for (size_t g = 0; g < d->ng; g++)
         order[g] = (uint32_t)g;
-    sort_data = d;
-    qsort(order, d->ng, sizeof *order, cmp_group);
+    qsort_r(order, d->ng, sizeof *order, cmp_group, d);
     size_t load[64] = {0};
     for (size_t i = 0; i < d->ng; i++) {
         unsigned best = 0;
@@ -985,12 +987,12 @@ static int fit(const struct data *d, const uint8_t *use, double lam_d, double la
 
 /* ---- cross-validation --------------------------------------------------------- */
 
-static const double *sort_keys;
-static int cmp_key(const void *a, const void *b)
+static int cmp_key(const void *a, const void *b, void *arg)
 {
+    const double *key = arg;
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    if (sort_keys[x] != sort_keys[y])
-        return sort_keys[x] < sort_keys[y] ? -1 : 1;
+    if (key[x] != key[y])
+        return key[x] < key[y] ? -1 : 1;
     return (x > y) - (x < y);
 }
 
@@ -1003,8 +1005,7 @@ static double auc(const double *score, const double *t, size_t n)
         return NAN;
     for (size_t i = 0; i < n; i++)
         ix[i] = i;
-    sort_keys = score;
-    qsort(ix, n, sizeof *ix, cmp_key);
+    qsort_r(ix, n, sizeof *ix, cmp_key, (void *)score);
     double neg_below = 0, num = 0, P = 0, N = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;

@@ -192,7 +192,8 @@ TG_TEST(weak_strong_pairs_are_labels)
         int hard = i % 4 == 0;
         tg_buf_printf(&in, "{\"id\":\"s%d-%d\",\"prompt\":\"%s question %d\",\"weak_correct\":%s,"
                            "\"strong_correct\":%s}\n",
-                      i % 3, i, hard ? "quux" : "plain", i, hard ? "false" : (i % 2 ? "true" : "false"),
+                      i % 3, i, hard ? "quux" : "plain", i,
+                      hard ? "false" : (i % 2 ? "true" : "false"),
                       hard ? "true" : (i % 2 ? "true" : "false"));
     }
     int rc;
@@ -359,7 +360,8 @@ TG_TEST(features_lines_train_the_same_model)
     char *b = train(feat.data, quick, TG_ARRAY_LEN(quick), &rc2);
     TG_CHECK(rc1 == 0 && rc2 == 0);
     /* identical up to the input counts in the metadata */
-    const char *ta = a ? strstr(a, "\"training\"") : NULL, *tb = b ? strstr(b, "\"training\"") : NULL;
+    const char *ta = a ? strstr(a, "\"training\"") : NULL;
+    const char *tb = b ? strstr(b, "\"training\"") : NULL;
     TG_CHECK(ta && tb && ta - a == tb - b && memcmp(a, b, (size_t)(ta - a)) == 0);
     /* features lines from another cue set are refused */
     char *other = subst(feat.data, "\"cues\":\"", "\"cues\":\"f");
