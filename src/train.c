@@ -94,6 +94,8 @@ struct data {
     uint8_t *fold;   /* per row */
     /* input counts */
     size_t lines, skipped, n_prompt, n_messages, n_features;
+    size_t n_src[3]; /* rows whose group came from a field, the id prefix, neither */
+    char gsource_buf[128];
     FILE *log;
 };
 
@@ -442,10 +444,13 @@ static uint32_t group_of(struct data *d, const char *name, size_t n)
     return (uint32_t)d->ng++;
 }
 
+/* The line's group and where it came from (*src: 0 a field, 1 the id
+ * prefix, 2 neither: the one unnamed group). */
 static const char *group_name(const json_t *j, const struct opts *o, char *num, size_t numlen,
-                              size_t *len)
+                              size_t *len, int *src)
 {
     const json_t *g = NULL;
+    *src = 0;
     if (o->groups == G_FIELD)
         g = json_object_get(j, o->group_field);
     else if (o->groups == G_AUTO)
@@ -459,16 +464,15 @@ static const char *group_name(const json_t *j, const struct opts *o, char *num, 
         *len = strlen(num);
         return num;
     }
-    if (o->groups == G_FIELD) {
-        *len = 0;
+    *src = 2;
+    *len = 0;
+    if (o->groups == G_FIELD)
         return "";
-    }
     const json_t *id = json_object_get(j, "id");
-    if (!json_is_string(id)) {
-        *len = 0;
+    if (!json_is_string(id))
         return "";
-    }
     *len = id_prefix(json_string_value(id), json_string_length(id));
+    *src = *len ? 1 : 2;
     return json_string_value(id);
 }
 
@@ -618,7 +622,9 @@ static int add_line(const struct tg_router_config *cfg, const struct opts *o, st
     }
     char num[32];
     size_t glen = 0;
-    const char *gname = group_name(j, o, num, sizeof num, &glen);
+    int src;
+    const char *gname = group_name(j, o, num, sizeof num, &glen, &src);
+    d->n_src[src]++;
     uint32_t g = group_of(d, gname, glen);
     if (g == UINT32_MAX || grow(d, v.nh) != 0) {
         res = -1;
@@ -1189,6 +1195,18 @@ static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *
                 d.skipped);
         goto out;
     }
+    if (o.groups != G_ROWS) { /* say where the groups actually came from */
+        const char *field = o.groups == G_FIELD ? o.group_field : "group";
+        if (d.n_src[0] == d.n)
+            snprintf(d.gsource_buf, sizeof d.gsource_buf, "the \"%.64s\" field", field);
+        else if (d.n_src[1] == d.n)
+            snprintf(d.gsource_buf, sizeof d.gsource_buf, "the id prefix");
+        else
+            snprintf(d.gsource_buf, sizeof d.gsource_buf,
+                     "\"%.32s\" field %zu rows, id prefix %zu, neither %zu", field, d.n_src[0],
+                     d.n_src[1], d.n_src[2]);
+        d.gsource = d.gsource_buf;
+    }
     double pos = 0;
     for (size_t i = 0; i < d.n; i++)
         pos += d.t[i];
@@ -1249,14 +1267,16 @@ static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *
     for (size_t k = 1 + D; k < dim; k++)
         kept += (float)theta[k] != 0.0f;
     meta = json_pack(
-        "{s:s,s:i,s:i,s:{s:i,s:i,s:i},s:f,s:{s:s,s:i,s:i},s:i,s:i,s:s,s:{s:s,s:s,s:O,s:O},"
-        "s:{s:i,s:f,s:f}}",
+        "{s:s,s:i,s:i,s:{s:i,s:i,s:i},s:f,s:{s:s,s:i,s:i},s:i,s:i,s:s,s:f,s:s,s:s,"
+        "s:{s:s,s:s,s:O,s:O},s:{s:i,s:f,s:f}}",
         "trainer", "tiergate " TG_VERSION " train", "rows", (json_int_t)d.n, "skipped",
         (json_int_t)d.skipped, "inputs", "prompt", (json_int_t)d.n_prompt, "messages",
         (json_int_t)d.n_messages, "features", (json_int_t)d.n_features, "share_not_good_enough",
         pos / (double)d.n, "groups", "source", d.gsource, "count", (json_int_t)d.ng, "folds",
         (json_int_t)d.K, "min_df", (json_int_t)o.min_df, "hashed_columns", (json_int_t)d.H,
-        "prior", o.prior_zero ? "zero" : "config weights", "cv", "method",
+        "prior", o.prior_zero ? "zero" : "config weights", "anchor", o.anchor, "pairs",
+        o.pairs_gain ? "gain" : "good-enough", "balance", o.balance ? "groups" : "none", "cv",
+        "method",
         "K-fold over groups, held-out scores pooled", "metric", "auc", "chosen", chosen, "grid",
         json_object_get(cv, "grid"), "fit", "iterations", iters, "train_auc", tr_auc,
         "train_logloss", tr_ll);
