@@ -19,7 +19,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home tiergate
 COPY --from=build /src/build/release/tiergate /usr/local/bin/tiergate
-COPY config/tiergate.json /etc/tiergate/tiergate.json
+COPY config/tiergate.json config/router-model.json /etc/tiergate/
 USER tiergate
 ENV TIERGATE_LISTEN=0.0.0.0:8080
 EXPOSE 8080

@@ -164,7 +164,7 @@ static void add_answer_headers(struct tg_chat *ch, int cost_known)
     }
     tg_req_add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
     if (ch->route_known) {
-        char h[64];
+        char h[TG_ROUTE_HEADER_MAX];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
@@ -224,8 +224,8 @@ void tg_chat_route(struct tg_req *req)
     struct tg_buf out;
     tg_buf_init(&out, ROUTE_JSON_MAX);
     tg_rc rc = tg_router_classify(&req->cfg->router, ch->body.json, &ch->route);
-    if (rc == TG_OK)
-        rc = tg_router_route_json(&ch->route, &out);
+    if (rc == TG_OK) /* the caller's own words name the hashed terms */
+        rc = tg_router_route_json_ex(&ch->route, TG_ROUTE_JSON_TEXT, &out);
     if (rc != TG_OK) {
         ch->status = tg_error_status(rc);
         tg_req_respond_error(req, rc, "cannot route this request", NULL, NULL);
@@ -233,7 +233,7 @@ void tg_chat_route(struct tg_req *req)
         ch->route_known = 1;
         ch->status = 200;
         tg_req_respond(req, 200, "application/json", out.data, out.len);
-        char h[64];
+        char h[TG_ROUTE_HEADER_MAX];
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
@@ -910,6 +910,7 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .latency_ms = total_ms,
         .overhead_ms = (double)overhead_us(ch) / 1000.0,
     };
+    d.route_text = cfg->log_prompts;
     if (cfg->log_prompts && ch->body.json)
         tg_decision_prompt(ch->body.json, cfg->prompt_chars, &d.prompt, &d.prompt_len);
     struct tg_buf b;

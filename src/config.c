@@ -689,7 +689,8 @@ static int router_section(struct ctx *c, void *base, const json_t *v, const char
     memset(&me, 0, sizeof(me));
     if (module_object(c, &v, path) != 0)
         return -1;
-    return tg_router_config_parse(v, &cfg->router, &me) == TG_OK ? 0 : fail_module(c, &me);
+    return tg_router_config_parse_at(v, c->name, &cfg->router, &me) == TG_OK ? 0
+                                                                             : fail_module(c, &me);
 }
 
 static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path)

@@ -53,7 +53,7 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
                   d->status, tg_cache_status_name(d->cache));
     if (d->route) {
         tg_buf_puts(b, ",\"route\":");
-        tg_router_route_json(d->route, b);
+        tg_router_route_json_ex(d->route, d->route_text ? TG_ROUTE_JSON_TEXT : 0, b);
     } else {
         tg_buf_printf(b, ",\"route\":{\"tier\":\"%s\",\"score\":null}",
                       d->start_tier >= 0 ? tg_tier_name(d->start_tier) : "none");

@@ -34,8 +34,10 @@ static const char usage[] =
     "       tiergate classify [-c FILE] < requests.jsonl > decisions.jsonl\n"
     "       tiergate calibrate [-c FILE] --shares CHEAP,MEDIUM,EXPENSIVE < sample.jsonl\n"
     "       tiergate calibrate --verifier --precision P [--json] < labels.jsonl\n"
+    "       tiergate train [-c FILE] [options] < labels.jsonl > model.json\n"
     "       tiergate stats [URL]\n"
-    "       tiergate replay [-c FILE] --url URL [--baseline ID] [--concurrency N] [--json] < prompts.jsonl\n"
+    "       tiergate replay [-c FILE] --url URL [--baseline ID] [--concurrency N] [--json] < "
+    "prompts.jsonl\n"
     "       tiergate compare [--a FIELD] [--b FIELD] [--label FIELD] [--summary] < pairs.jsonl\n"
     "       tiergate --version | --help\n"
     "\n"
@@ -54,6 +56,8 @@ static const char usage[] =
     "              each tier (e.g. --shares 0.5,0.3,0.2)\n"
     "              --verifier: the smallest validation.verifier.min_score whose accepted\n"
     "              answers reach precision P on labelled verifier scores\n"
+    "  train       fit a router model (router.model) from label lines; options:\n"
+    "              tiergate train --help\n"
     "  stats       read a running gateway's /metrics (default http://127.0.0.1:8080)\n"
     "              and print requests, hit rate, tier mix, escalations, cost vs baseline,\n"
     "              shadow agreement by tier\n"
@@ -148,7 +152,8 @@ static void warn_restart_only(const struct tg_config *old, const struct tg_confi
         old->max_connections != cfg->max_connections ||
         old->connection_timeout_s != cfg->connection_timeout_s ||
         old->conn_memory_bytes != cfg->conn_memory_bytes)
-        tg_log(TG_LOG_WARN, "reload: listen, shards and connection limits take effect on restart only");
+        tg_log(TG_LOG_WARN,
+               "reload: listen, shards and connection limits take effect on restart only");
 }
 
 static void reload(const char *path)
@@ -166,6 +171,9 @@ static void reload(const char *path)
     }
     tg_log_level = cfg->log_level;
     tg_declog_open(cfg->decision_log);
+    if (cfg->router.model)
+        tg_log(TG_LOG_INFO, "router: model %s (%zu bucket weights)", cfg->router.model_path,
+               cfg->router.model->nweights);
     tg_config_publish(cfg);
     tg_server_reload();
     tg_log(TG_LOG_INFO, "config reloaded from %s", path);
@@ -191,6 +199,8 @@ int main(int argc, char **argv)
         return tg_quality_compare_main(argc - 1, argv + 1, stdin, stdout);
     if (argc > 1 && strcmp(argv[1], "replay") == 0)
         return tg_replay_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "train") == 0)
+        return tg_router_train_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return tg_stats_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
@@ -225,6 +235,9 @@ int main(int argc, char **argv)
     }
     if (check) {
         printf("%s: ok (%zu models, %u shards)\n", path, cfg->n_models, cfg->shards);
+        if (cfg->router.model)
+            printf("%s: router model %s (%zu bucket weights)\n", path, cfg->router.model_path,
+                   cfg->router.model->nweights);
         for (size_t i = 0; i < cfg->n_models; i++)
             if (!cfg->models[i].api_key && cfg->models[i].api_key_env)
                 printf("%s: note: model %s: %s is not set; requests for it will fail until it is\n",
@@ -240,8 +253,9 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < cfg->n_models; i++)
         if (!cfg->models[i].api_key && cfg->models[i].api_key_env)
-            tg_log(TG_LOG_WARN, "model %s: %s is not set; requests for it will fail until it is set "
-                                "and the config reloaded (SIGHUP)",
+            tg_log(TG_LOG_WARN,
+                   "model %s: %s is not set; requests for it will fail until it is set "
+                   "and the config reloaded (SIGHUP)",
                    cfg->models[i].id, cfg->models[i].api_key_env);
 
     /* Block the signals in every thread; this thread takes them in sigwait. */
@@ -260,6 +274,9 @@ int main(int argc, char **argv)
         return 1;
     }
     unsigned drain = cfg->drain_timeout_s;
+    if (cfg->router.model)
+        tg_log(TG_LOG_INFO, "router: model %s (%zu bucket weights)", cfg->router.model_path,
+               cfg->router.model->nweights);
     /* Never the Redis URL itself: it may carry a password. */
     tg_log(TG_LOG_INFO, "tiergate %s listening on %s:%u (%u shards, %zu models, redis %s%s%s:%u)",
            TG_VERSION, cfg->listen_host, tg_server_port(), cfg->shards, cfg->n_models,
@@ -280,7 +297,8 @@ int main(int argc, char **argv)
             }
             continue;
         }
-        tg_log(TG_LOG_INFO, "%s: draining (up to %u s)", sig == SIGINT ? "SIGINT" : "SIGTERM", drain);
+        tg_log(TG_LOG_INFO, "%s: draining (up to %u s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+               drain);
         break;
     }
     tg_server_stop(drain);

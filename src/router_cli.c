@@ -13,8 +13,8 @@
 #include "tiergate/router.h"
 
 /* Table of contents. */
-static int route_line(const struct tg_router_config *cfg, const char *line, size_t len,
-                      long lineno, struct tg_buf *id, struct tg_route *r, const char **why);
+static int route_line(const struct tg_router_config *cfg, const char *line, size_t len, long lineno,
+                      struct tg_buf *id, struct tg_route *r, const char **why);
 static tg_rc put_id(const json_t *j, long lineno, struct tg_buf *id);
 
 #define TG_ROUTER_LINE_MAX (64u << 20) /* one request line, like a body cap */
@@ -41,8 +41,8 @@ static tg_rc put_id(const json_t *j, long lineno, struct tg_buf *id)
 }
 
 /* Returns 1 routed, 0 bad line (*why says why), -1 out of memory. */
-static int route_line(const struct tg_router_config *cfg, const char *line, size_t len,
-                      long lineno, struct tg_buf *id, struct tg_route *r, const char **why)
+static int route_line(const struct tg_router_config *cfg, const char *line, size_t len, long lineno,
+                      struct tg_buf *id, struct tg_route *r, const char **why)
 {
     json_error_t je;
     json_t *j = tg_json_parse(line, len, JSON_REJECT_DUPLICATES, &je);
@@ -102,8 +102,9 @@ int tg_router_classify_stream(const struct tg_router_config *cfg, FILE *in, FILE
         tg_buf_reset(&o);
         struct tg_route r;
         const char *why = NULL;
-        int res = (size_t)n > TG_ROUTER_LINE_MAX ? 0 : route_line(cfg, line, (size_t)n, lineno,
-                                                                  &id, &r, &why);
+        int res = (size_t)n > TG_ROUTER_LINE_MAX
+                      ? 0
+                      : route_line(cfg, line, (size_t)n, lineno, &id, &r, &why);
         if (res < 0)
             goto out;
         if ((size_t)n > TG_ROUTER_LINE_MAX) {
@@ -117,7 +118,7 @@ int tg_router_classify_stream(const struct tg_router_config *cfg, FILE *in, FILE
         if (t == TG_OK && res == 1) {
             struct tg_buf rj;
             tg_buf_init(&rj, 0);
-            t = tg_router_route_json(&r, &rj);
+            t = tg_router_route_json_ex(&r, TG_ROUTE_JSON_TEXT, &rj); /* the operator's own data */
             if (t == TG_OK) /* splice: drop the route object's opening brace */
                 t = tg_buf_printf(&o, ",%s\n", rj.data + 1);
             tg_buf_free(&rj);
@@ -159,8 +160,8 @@ static double boundary(const double *v, size_t n, size_t k)
     return (v[k - 1] + v[k]) / 2.0;
 }
 
-int tg_router_calibrate_stream(const struct tg_router_config *cfg, FILE *in,
-                               const double shares[3], FILE *out)
+int tg_router_calibrate_stream(const struct tg_router_config *cfg, FILE *in, const double shares[3],
+                               FILE *out)
 {
     double sum = 0;
     for (int i = 0; i < 3; i++) {
@@ -239,8 +240,8 @@ int tg_router_calibrate_stream(const struct tg_router_config *cfg, FILE *in,
     fprintf(out,
             "# %zu requests (%zu skipped): cheap %.1f%%, medium %.1f%%, expensive %.1f%% with "
             "\"router\": {\"thresholds\": [%.6f, %.6f], \"margin\": %g}\n",
-            n, skipped, 100 * got[0], 100 * got[1], 100 * got[2], c.thresholds[0],
-            c.thresholds[1], cfg->margin);
+            n, skipped, 100 * got[0], 100 * got[1], 100 * got[2], c.thresholds[0], c.thresholds[1],
+            cfg->margin);
     rc = fflush(out) == 0 ? 0 : 1;
 out:
     free(line);

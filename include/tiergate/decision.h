@@ -35,6 +35,7 @@ struct tg_decision {
     unsigned status;
     enum tg_cache_status cache;
     const struct tg_route *route; /* NULL: not routed; start_tier says where it began */
+    int route_text; /* name hashed router terms by the caller's words (log.prompts only) */
     int start_tier;
     const struct tg_attempt *attempts;
     size_t n_attempts;

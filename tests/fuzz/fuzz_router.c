@@ -4,7 +4,12 @@
  * bare prompt, as message content in a few conversation shapes (system
  * prompt, turns, tools, structured output, max_tokens) and as a whole
  * request body. Scores stay in [0, 1], the tier is the one the thresholds
- * give, classification is deterministic and its JSON parses.
+ * give, classification is deterministic and its JSON parses. The same with
+ * a learned model whose every hash bucket has a weight (the hashing and the
+ * explanation bookkeeping run on every word): the score is the logistic of
+ * z, the listed terms come largest first, the route JSON parses with words
+ * named (whatever bytes came in) or by bucket, and the hot path's z equals the one
+ * computed from tg_router_vectorize's vector.
  */
 #include <jansson.h>
 #include <math.h>
@@ -14,6 +19,7 @@
 #include "tiergate/router.h"
 
 static struct tg_router_config cfg;
+static struct tg_router_config mcfg; /* cfg plus a synthetic model (borrowed arrays) */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -22,7 +28,58 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     struct tg_cfg_error err;
     memset(&err, 0, sizeof(err));
     FUZZ_ASSERT(tg_router_config_parse(NULL, &cfg, &err) == TG_OK, "%s: %s", err.path, err.msg);
+    struct tg_router_model *m = tg_router_model_new();
+    FUZZ_ASSERT(m != NULL, "model");
+    m->cues_fp = cfg.cues_fp;
+    m->bias = -1.0;
+    for (int j = 0; j < TG_W__COUNT; j++)
+        m->dense[j] = 0.25 * (j % 7) - 0.75;
+    for (uint32_t b = 0; b < TG_ROUTER_HASH_BUCKETS; b++)
+        m->w[b] = (float)((int)(b * 2654435761u >> 20) % 200 - 100) / 50.0f + 0.001f;
+    mcfg = cfg;
+    mcfg.model = m; /* lives as long as the process */
     return 0;
+}
+
+/* With the model: z explains the score, the terms are sorted, both JSON
+ * forms parse, and the request path agrees with the training vector. */
+static void check_model(const json_t *req, const char *p, size_t n)
+{
+    struct tg_route r;
+    struct tg_router_vec v;
+    tg_rc rc = req ? tg_router_classify(&mcfg, req, &r) : tg_router_classify_text(&mcfg, p, n, &r);
+    if (rc != TG_OK)
+        return;
+    FUZZ_ASSERT(r.model == 1 && r.score >= 0.0 && r.score <= 1.0, "model score %g", r.score);
+    FUZZ_ASSERT(isfinite(r.z) && fabs(r.score - 1.0 / (1.0 + exp(-r.z))) < 1e-9, "z %g", r.z);
+    FUZZ_ASSERT(r.ntop <= TG_ROUTE_TOP, "ntop");
+    for (unsigned i = 1; i < r.ntop; i++)
+        FUZZ_ASSERT(fabs(r.top[i - 1].value) >= fabs(r.top[i].value), "terms out of order");
+    rc = req ? tg_router_vectorize(&mcfg, req, &v) : tg_router_vectorize_text(&mcfg, p, n, &v);
+    FUZZ_ASSERT(rc == TG_OK, "vectorize %d", rc);
+    double z = mcfg.model->bias;
+    for (int j = 0; j < TG_W__COUNT; j++)
+        z += mcfg.model->dense[j] * v.dense[j];
+    for (size_t k = 0; k < v.nh; k++)
+        z += (double)mcfg.model->w[v.h[k].bucket] * v.h[k].count / sqrt((double)v.n);
+    FUZZ_ASSERT(fabs(z - r.z) <= 1e-9 * (1.0 + fabs(z)), "z %.17g vs vector %.17g", r.z, z);
+    tg_router_vec_free(&v);
+    for (int text = 0; text < 2; text++) { /* named words are valid UTF-8 whatever came in */
+        struct tg_buf b;
+        tg_buf_init(&b, 0);
+        FUZZ_ASSERT(tg_router_route_json_ex(&r, text ? TG_ROUTE_JSON_TEXT : 0, &b) == TG_OK,
+                    "route_json_ex");
+        json_error_t je;
+        json_t *j = json_loadb(b.data, b.len, 0, &je);
+        FUZZ_ASSERT(json_is_object(j), "model route JSON (text %d): %s: %s", text, je.text, b.data);
+        FUZZ_ASSERT(json_object_size(json_object_get(j, "top")) == r.ntop, "top terms");
+        json_decref(j);
+        tg_buf_free(&b);
+    }
+    char h[TG_ROUTE_HEADER_MAX];
+    tg_router_header(&r, h, sizeof h);
+    for (const char *c = h; *c; c++)
+        FUZZ_ASSERT(*c > 0x20 && *c < 0x7f, "header byte 0x%02x in %s", (unsigned char)*c, h);
 }
 
 static void check(const struct tg_route *r, const char *what)
@@ -46,7 +103,7 @@ static void check(const struct tg_route *r, const char *what)
                 "tier in JSON");
     json_decref(j);
     tg_buf_free(&b);
-    char h[64];
+    char h[TG_ROUTE_HEADER_MAX];
     tg_router_header(r, h, sizeof(h));
     size_t tl = strlen(tg_tier_name(r->tier));
     FUZZ_ASSERT(strncmp(h, tg_tier_name(r->tier), tl) == 0 && strncmp(h + tl, ";score=", 7) == 0,
@@ -97,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(&r1, "text");
     classify_after("analysis", p, size, &r2);
     FUZZ_ASSERT(same_route(&r1, &r2), "not deterministic: %.17g vs %.17g", r1.score, r2.score);
+    check_model(NULL, p, size);
 
     /* 2. As messages, in a shape picked by the first byte. */
     if (size > 0) {
@@ -141,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                             "type", "text", "text", json_stringn_nocheck(body, n)));
         FUZZ_ASSERT(tg_router_classify(&cfg, req, &r1) == TG_OK, "classify messages");
         check(&r1, "messages");
+        check_model(req, body, n);
         json_decref(req);
     }
 

@@ -5,6 +5,7 @@
  * round-up margin, config errors with their paths, and the classify /
  * calibrate streams agreeing with the one-request API behind /v1/route.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,12 +128,12 @@ TG_TEST(config_overrides)
     struct tg_route r;
     const char *t = "Check the FLUX capacitor, then classify it.";
     TG_CHECK_INT(tg_router_classify_text(&c, t, strlen(t), &r), TG_OK);
-    TG_CHECK(r.f.domain > 0.8);                   /* the added cue */
-    TG_CHECK_NEAR(r.f.simple, 0, 1e-9);           /* "classify" removed */
-    TG_CHECK(route_text(t).f.simple > 0.5);       /* still there in the defaults */
+    TG_CHECK(r.f.domain > 0.8);             /* the added cue */
+    TG_CHECK_NEAR(r.f.simple, 0, 1e-9);     /* "classify" removed */
+    TG_CHECK(route_text(t).f.simple > 0.5); /* still there in the defaults */
     t = "What was the name of her first dog?";
     TG_CHECK_INT(tg_router_classify_text(&c, t, strlen(t), &r), TG_OK);
-    TG_CHECK(r.f.recall > 0.6);                   /* a phrase added to a new category */
+    TG_CHECK(r.f.recall > 0.6); /* a phrase added to a new category */
     tg_router_config_free(&c);
     tg_router_config_free(&c); /* idempotent */
 }
@@ -151,12 +152,13 @@ TG_TEST(feature_tokens_and_turns)
     TG_CHECK_INT((int)r.f.tokens_final, 100);
     TG_CHECK_INT(r.f.turns, 1);
 
-    r = route_json("{\"messages\":["
-                   "{\"role\":\"system\",\"content\":\"You are a helpful assistant for ACME.\"},"
-                   "{\"role\":\"user\",\"content\":\"hello there\"},"
-                   "{\"role\":\"assistant\",\"content\":\"Hi! How can I help?\"},"
-                   "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Tell me a joke\"},"
-                   "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}");
+    r = route_json(
+        "{\"messages\":["
+        "{\"role\":\"system\",\"content\":\"You are a helpful assistant for ACME.\"},"
+        "{\"role\":\"user\",\"content\":\"hello there\"},"
+        "{\"role\":\"assistant\",\"content\":\"Hi! How can I help?\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Tell me a joke\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}");
     TG_CHECK_INT(r.f.turns, 3);
     TG_CHECK_INT((int)r.f.tokens_system, 10); /* 37 bytes, rounded up */
     TG_CHECK_INT((int)r.f.tokens_final, 4);   /* 14 bytes, from a content part */
@@ -206,18 +208,20 @@ TG_TEST(feature_math_and_numbers)
 TG_TEST(feature_analysis_simple_domain_reasoning)
 {
     TG_CHECK(route_text("Analyze the trade-offs of this design").f.analysis > 0.8);
-    TG_CHECK(route_text("analysing it").f.analysis > 0.3); /* prefix cue "analy*" */
+    TG_CHECK(route_text("analysing it").f.analysis > 0.3);       /* prefix cue "analy*" */
     TG_CHECK(route_text("CLASSIFY this ticket").f.simple > 0.5); /* case-insensitive */
     TG_CHECK(route_text("The plaintiff sued under the statute").f.domain > 0.8);
     TG_CHECK(route_text("The patient's dosage was doubled").f.domain > 0.5);
     TG_CHECK(route_text("Calculate the molar enthalpy of the reaction").f.domain > 0.5);
-    TG_CHECK(route_text("Suppose the rate rises; would demand fall unless supply moves?")
-                 .f.reasoning > 0.6);
+    TG_CHECK(
+        route_text("Suppose the rate rises; would demand fall unless supply moves?").f.reasoning >
+        0.6);
     TG_CHECK(route_text("She paid the deposit, later refused to sign, and he sued.").f.scenario >
              0.5);
     TG_CHECK(route_text("Photosynthesis chlorophyll mitochondria").f.jargon == 0); /* < 5 words */
-    TG_CHECK(route_text("Characterize mitochondrial photosynthesis transcription regulation")
-                 .f.jargon > 0.5);
+    TG_CHECK(
+        route_text("Characterize mitochondrial photosynthesis transcription regulation").f.jargon >
+        0.5);
 }
 
 TG_TEST(feature_questions_subparts_tools_structured)
@@ -230,7 +234,8 @@ TG_TEST(feature_questions_subparts_tools_structured)
                    "{\"type\":\"function\",\"function\":{\"name\":\"a\"}},"
                    "{\"type\":\"function\",\"function\":{\"name\":\"b\"}}]}");
     TG_CHECK_INT(r.f.tools, 2);
-    struct tg_route plain = route_json("{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]}");
+    struct tg_route plain =
+        route_json("{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]}");
     TG_CHECK(r.score > plain.score);
     r = route_json("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
                    "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}");
@@ -303,14 +308,14 @@ TG_TEST(role_weights_and_final_message)
 {
     /* the final user message speaks loudest; the same cue in the system
      * prompt counts less, once */
-    struct tg_route in_final = route_json(
-        "{\"messages\":[{\"role\":\"user\",\"content\":\"Design a cache\"}]}");
-    struct tg_route in_system = route_json(
-        "{\"messages\":[{\"role\":\"system\",\"content\":\"Design a cache\"},"
-        "{\"role\":\"user\",\"content\":\"go\"}]}");
-    struct tg_route both = route_json(
-        "{\"messages\":[{\"role\":\"system\",\"content\":\"Design a cache\"},"
-        "{\"role\":\"user\",\"content\":\"Design a cache\"}]}");
+    struct tg_route in_final =
+        route_json("{\"messages\":[{\"role\":\"user\",\"content\":\"Design a cache\"}]}");
+    struct tg_route in_system =
+        route_json("{\"messages\":[{\"role\":\"system\",\"content\":\"Design a cache\"},"
+                   "{\"role\":\"user\",\"content\":\"go\"}]}");
+    struct tg_route both =
+        route_json("{\"messages\":[{\"role\":\"system\",\"content\":\"Design a cache\"},"
+                   "{\"role\":\"user\",\"content\":\"Design a cache\"}]}");
     TG_CHECK(in_final.f.analysis > in_system.f.analysis);
     TG_CHECK(in_system.f.analysis > 0);
     TG_CHECK_NEAR(both.f.analysis, in_final.f.analysis, 1e-12);
@@ -351,8 +356,8 @@ TG_TEST(seed_examples_cheap)
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(cheap); i++) {
         struct tg_route r = route_text(cheap[i]);
-        TG_CHECK_MSG(r.tier == TG_TIER_CHEAP, "\"%s\" -> %s %.3f", cheap[i],
-                     tg_tier_name(r.tier), r.score);
+        TG_CHECK_MSG(r.tier == TG_TIER_CHEAP, "\"%s\" -> %s %.3f", cheap[i], tg_tier_name(r.tier),
+                     r.score);
     }
 }
 
@@ -387,10 +392,14 @@ TG_TEST(seed_long_code_review_expensive)
     struct tg_buf b;
     tg_buf_init(&b, 0);
     TG_CHECK_INT(tg_buf_puts(&b, "Please do a thorough code review of this module: find bugs, "
-                                 "race conditions and performance problems.\n```c\n"), TG_OK);
+                                 "race conditions and performance problems.\n```c\n"),
+                 TG_OK);
     for (int i = 0; i < 120; i++)
-        TG_CHECK_INT(tg_buf_printf(&b, "static int step_%d(struct ctx *c) { c->n += %d; "
-                                       "return c->n; }\n", i, i), TG_OK);
+        TG_CHECK_INT(tg_buf_printf(&b,
+                                   "static int step_%d(struct ctx *c) { c->n += %d; "
+                                   "return c->n; }\n",
+                                   i, i),
+                     TG_OK);
     TG_CHECK_INT(tg_buf_puts(&b, "```\n"), TG_OK);
     struct tg_route r = route_text(b.data);
     TG_CHECK_MSG(r.tier == TG_TIER_EXPENSIVE, "%s %.3f", tg_tier_name(r.tier), r.score);
@@ -474,10 +483,11 @@ TG_TEST(long_context_simple_question)
     tg_buf_init(&doc, 0);
     while (doc.len < 20000)
         TG_CHECK_INT(tg_buf_puts(&doc, "ACME Corp was founded in Ohio and sells garden tools. "
-                                       "Its headquarters moved to Denver. "), TG_OK);
-    json_t *req = json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "messages", "role", "system", "content",
-                            doc.data, "role", "user", "content",
-                            "What year was the company founded?");
+                                       "Its headquarters moved to Denver. "),
+                     TG_OK);
+    json_t *req =
+        json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "messages", "role", "system", "content", doc.data,
+                  "role", "user", "content", "What year was the company founded?");
     struct tg_route r;
     TG_CHECK_INT(tg_router_classify(&cfg, req, &r), TG_OK);
     TG_CHECK_MSG(r.tier != TG_TIER_EXPENSIVE, "%s %.3f", tg_tier_name(r.tier), r.score);
@@ -519,14 +529,26 @@ TG_TEST(thresholds_and_margin_round_up)
 TG_TEST(header_and_json)
 {
     struct tg_route r = route_text("How does photosynthesis work?");
-    char h[64];
+    char h[TG_ROUTE_HEADER_MAX];
     tg_router_header(&r, h, sizeof h);
     char want[64];
-    snprintf(want, sizeof want, "medium;score=%.2f", r.score);
+    snprintf(want, sizeof want, "medium;score=%.2f;top=length%+.2f,bias-0.50", r.score,
+             r.top[0].value);
     TG_CHECK_STR(h, want);
     char tiny[4];
     tg_router_header(&r, tiny, sizeof tiny);
     TG_CHECK_STR(tiny, "med");
+    /* a short buffer drops whole terms, never cuts one */
+    char shorter[32];
+    tg_router_header(&r, shorter, sizeof shorter);
+    snprintf(want, sizeof want, "medium;score=%.2f", r.score);
+    TG_CHECK_STR(shorter, want);
+    /* the terms explain z: the intercept plus every term */
+    struct tg_route d = route_text("Design a distributed cache and discuss the trade-offs.");
+    TG_CHECK(d.ntop >= 2 && d.top[0].kind == TG_TERM_DENSE);
+    TG_CHECK_STR(tg_router_weight_name((int)d.top[0].id), "analysis");
+    TG_CHECK_NEAR(d.score, 1.0 / (1.0 + exp(-d.z)), 1e-12);
+    TG_CHECK(d.model == 0 && d.bias == cfg.bias);
 
     struct tg_buf b;
     tg_buf_init(&b, 0);
@@ -536,14 +558,18 @@ TG_TEST(header_and_json)
     TG_CHECK_STR(json_string_value(json_object_get(j, "tier")), "medium");
     TG_CHECK_NEAR(json_real_value(json_object_get(j, "score")), r.score, 1e-6);
     json_t *f = json_object_get(j, "features");
-    static const char *const keys[] = {"tokens_in", "tokens_final", "tokens_system",
-                                       "tokens_question", "max_tokens", "output", "code", "math",
-                                       "analysis", "simple", "domain", "reasoning", "scenario",
-                                       "recall", "jargon", "numbers", "questions", "subparts",
-                                       "choices", "tools", "structured", "turns"};
+    static const char *const keys[] = {
+        "tokens_in",  "tokens_final", "tokens_system", "tokens_question", "max_tokens",
+        "output",     "code",         "math",          "analysis",        "simple",
+        "domain",     "reasoning",    "scenario",      "recall",          "jargon",
+        "numbers",    "questions",    "subparts",      "choices",         "tools",
+        "structured", "turns"};
     for (size_t i = 0; i < TG_ARRAY_LEN(keys); i++)
         TG_CHECK_MSG(json_is_number(json_object_get(f, keys[i])), "missing %s", keys[i]);
     TG_CHECK(json_object_get(j, "id") == NULL);
+    TG_CHECK_STR(json_string_value(json_object_get(j, "scorer")), "heuristic");
+    TG_CHECK_NEAR(json_real_value(json_object_get(json_object_get(j, "top"), "length")),
+                  r.top[0].value, 1e-4);
     json_decref(j);
     tg_buf_free(&b);
 }
@@ -641,11 +667,17 @@ TG_TEST(classify_stream_agrees_with_route_api)
 TG_TEST(calibrate_hits_target_shares)
 {
     static const char *const prompts[] = {
-        "What time is it in Tokyo?", "Translate hello to Spanish", "Classify: spam or not?",
-        "How does a refrigerator work?", "Explain the causes of World War I",
+        "What time is it in Tokyo?",
+        "Translate hello to Spanish",
+        "Classify: spam or not?",
+        "How does a refrigerator work?",
+        "Explain the causes of World War I",
         "Design a rate limiter for a distributed API gateway and discuss trade-offs",
-        "Prove that sqrt(3) is irrational", "A car travels 60 miles in 1.5 hours. What is its "
-        "average speed?", "Summarize in one line: the sky is blue", "Write a detailed essay on "
+        "Prove that sqrt(3) is irrational",
+        "A car travels 60 miles in 1.5 hours. What is its "
+        "average speed?",
+        "Summarize in one line: the sky is blue",
+        "Write a detailed essay on "
         "the economics of renewable energy subsidies",
     };
     struct tg_buf in;
@@ -669,7 +701,8 @@ TG_TEST(calibrate_hits_target_shares)
     TG_CHECK_MSG(j != NULL, "%s", outbuf);
     if (j) {
         json_t *th = json_object_get(j, "thresholds");
-        double t1 = json_real_value(json_array_get(th, 0)), t2 = json_real_value(json_array_get(th, 1));
+        double t1 = json_real_value(json_array_get(th, 0)),
+               t2 = json_real_value(json_array_get(th, 1));
         TG_CHECK(t1 <= t2);
         TG_CHECK_INT(json_integer_value(json_object_get(j, "requests")), 200);
         TG_CHECK_INT(json_integer_value(json_object_get(j, "skipped")), 1);
