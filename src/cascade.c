@@ -30,9 +30,9 @@ static const char *const outcome_names[TG_OUT__COUNT] = {
     "ok",        "invalid",        "http_4xx",     "http_429",   "http_5xx", "timeout",
     "transport", "context_length", "breaker_open", "no_api_key", "cancelled"};
 static const char *const reason_names[TG_RSN__COUNT] = {
-    "malformed", "empty",          "json_object",  "json_schema", "tool_args",
-    "hedging",   "low_confidence", "http_429",     "http_5xx",    "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key",  "inconsistent"};
+    "malformed",      "empty",      "json_object",  "json_schema", "tool_args", "hedging",
+    "low_confidence", "http_429",   "http_5xx",     "timeout",     "transport", "context_length",
+    "breaker_open",   "no_api_key", "inconsistent", "refusal"};
 
 const char *tg_outcome_name(enum tg_outcome o)
 {
@@ -59,6 +59,8 @@ enum tg_reason tg_cascade_reason_of(enum tg_check c)
         return TG_RSN_HEDGING;
     case TG_CHK_LOW_CONFIDENCE:
         return TG_RSN_LOW_CONFIDENCE;
+    case TG_CHK_REFUSAL:
+        return TG_RSN_REFUSAL;
     case TG_CHK_MALFORMED:
     case TG_CHK_PASSED:
     case TG_CHK__COUNT:

@@ -64,6 +64,7 @@ enum tg_reason {
     TG_RSN_BREAKER_OPEN,
     TG_RSN_NO_KEY,
     TG_RSN_INCONSISTENT, /* a second opinion: samples disagree */
+    TG_RSN_REFUSAL,      /* a stream prefix opened with a refusal */
     TG_RSN__COUNT
 };
 /* "malformed", "hedging", "http_5xx", ... (static); "unknown" when out of
