@@ -128,6 +128,38 @@ void tg_cascade_free(struct tg_cascade *c)
     c->cur = NULL;
 }
 
+tg_rc tg_cascade_start(struct tg_cascade *c, const struct tg_config *cfg, const char *name,
+                       const char *cap, int *routed, struct tg_model **pinned, const char **param,
+                       char *msg, size_t n)
+{
+    *param = "";
+    if (cap && (c->max_tier = tg_tier_parse(cap)) < 0) {
+        snprintf(msg, n, "x-tiergate-max-tier must be cheap, medium or expensive");
+        return TG_ERR_BAD_REQUEST;
+    }
+    if (strcmp(name, "auto") == 0) {
+        *routed = 1;
+        return TG_OK;
+    }
+    int tier = tg_tier_parse(name);
+    if (tier < 0) {
+        if (!(*pinned = tg_config_model(cfg, name))) {
+            snprintf(msg, n, "The model `%.100s` does not exist or you do not have access to it.",
+                     name);
+            *param = "model";
+            return TG_ERR_MODEL_NOT_FOUND;
+        }
+        tier = (*pinned)->tier;
+    }
+    if (tier > c->max_tier) {
+        snprintf(msg, n, "model `%.100s` is above x-tiergate-max-tier %s", name, cap);
+        *param = "model";
+        return TG_ERR_BAD_REQUEST;
+    }
+    c->start_tier = tier;
+    return TG_OK;
+}
+
 tg_rc tg_cascade_plan(struct tg_cascade *c, const struct tg_config *cfg, int start_tier,
                       struct tg_model *pinned)
 {

@@ -51,6 +51,18 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
     str_or_null(b, d->model_requested);
     tg_buf_printf(b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", d->stream ? "true" : "false",
                   d->status, tg_cache_status_name(d->cache));
+    if (d->stream && d->stream_mode) {
+        tg_buf_printf(b, ",\"stream_mode\":\"%s\",\"committed\":", d->stream_mode);
+        const struct tg_decision_commit *c = d->commit;
+        if (c && c->attempt >= 0 && (size_t)c->attempt < d->n_attempts) {
+            tg_buf_printf(b, "{\"attempt\":%d,\"model\":", c->attempt);
+            const char *id = d->attempts[c->attempt].model->id;
+            tg_buf_json_str(b, id, strlen(id));
+            tg_buf_printf(b, ",\"tokens_held\":%zu,\"ms_held\":%.3f}", c->tokens_held, c->ms_held);
+        } else {
+            tg_buf_puts(b, "null");
+        }
+    }
     if (d->route) {
         tg_buf_puts(b, ",\"route\":");
         tg_router_route_json(d->route, b);

@@ -145,6 +145,18 @@ void tg_cascade_init(struct tg_cascade *c);
 /* Frees the attempts. Safe on an initialised, never planned cascade. */
 void tg_cascade_free(struct tg_cascade *c);
 
+/* Where the ladder starts for the request's `model` (DESIGN §1; name after
+ * alias resolution) under the x-tiergate-max-tier value cap (NULL: none):
+ * "auto" sets *routed (the router picks the tier after a cache miss), a
+ * tier name starts there, a configured model id at that model (*pinned).
+ * Sets c->max_tier and c->start_tier. TG_OK; TG_ERR_MODEL_NOT_FOUND (404
+ * model_not_found) or TG_ERR_BAD_REQUEST (400: a bad cap, *param "" ; a
+ * start above the cap, *param "model") with OpenAI's message in msg.
+ * Pure. */
+tg_rc tg_cascade_start(struct tg_cascade *c, const struct tg_config *cfg, const char *name,
+                       const char *cap, int *routed, struct tg_model **pinned, const char **param,
+                       char *msg, size_t n);
+
 /* Builds the ladder: `pinned` (the model the client named; NULL for a tier
  * or auto), the rest of start_tier's models in configured order (the
  * same-tier fallbacks), then each higher tier's models, up to start_tier +

@@ -115,6 +115,8 @@ struct tg_req {
     /* Response. */
     unsigned status;
     struct tg_buf out;                     /* streaming: bytes waiting for the client */
+    uint64_t last_write_us;                /* streaming: when bytes were last added */
+    struct tg_timer keepalive;             /* streaming: the keep-alive comment's timer */
     int stream_done;                       /* no more bytes will be added */
     int stream_broken;                     /* end the response with an error (close) */
     void (*on_drain)(struct tg_req *req);  /* out fell below the low-water mark */
@@ -169,7 +171,11 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
 
 /* Starts an SSE response (status 200) with a ": ok" comment, so the head
  * leaves at once; later bytes go through tg_req_stream_write;
- * tg_req_stream_end finishes it (broken: with an error, i.e. a close). */
+ * tg_req_stream_end finishes it (broken: with an error, i.e. a close).
+ * While the stream is open and nothing was written for
+ * cascade.keepalive_ms, a ": keep-alive" comment is written (client
+ * transports only), so that no proxy between the client and the gateway
+ * times the stream out while an answer is held or a model is slow. */
 tg_rc tg_req_stream_start(struct tg_req *req);
 tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n);
 void tg_req_stream_end(struct tg_req *req, int broken);

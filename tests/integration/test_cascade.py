@@ -102,9 +102,9 @@ def all_fallbacks(m):
 
 def expect_answer(r, model, tier, escalations):
     eq(r.status, 200, "status (%r)" % r)
-    eq(r.header("x-tiergate-model"), model, "x-tiergate-model")
-    eq(r.header("x-tiergate-tier"), tier, "x-tiergate-tier")
-    eq(r.header("x-tiergate-escalations"), str(escalations), "x-tiergate-escalations")
+    eq(r.meta("x-tiergate-model"), model, "x-tiergate-model")
+    eq(r.meta("x-tiergate-tier"), tier, "x-tiergate-tier")
+    eq(r.meta("x-tiergate-escalations"), str(escalations), "x-tiergate-escalations")
 
 
 def admin(w, path="/admin/breakers"):
