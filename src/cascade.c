@@ -377,10 +377,11 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
         j->no_retry = 1;
         return;
     }
-    if (!v->ok && tg_cascade_final_refused(c->final_invalid, v->reason)) {
-        /* cascade.final_invalid "error": a structured answer that breaks
+    if (!v->ok && !v->limit && tg_cascade_final_refused(c->final_invalid, v->reason)) {
+        /* cascade.final_invalid "error": a structured answer shown to break
          * the request's contract is an error, not a 200 the client's SDK
-         * then fails to parse. Nothing is left to try: no retry either. */
+         * then fails to parse (one a validation budget stopped was not
+         * shown to: it passes). Nothing is left to try: no retry either. */
         a->reason = (int)tg_cascade_reason_of(v->reason);
         tg_cascade_invalid_message(j->msg, sizeof(j->msg), a->model->id, v, r->text, r->text_len);
         j->step = TG_STEP_FAIL;

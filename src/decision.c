@@ -85,6 +85,12 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
                   "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
                   d->escalations, d->cost_usd, d->baseline_usd, d->baseline_usd - d->cost_usd,
                   d->latency_ms, d->overhead_ms);
+    if (d->method && d->path) {
+        tg_buf_puts(b, ",\"method\":");
+        tg_buf_json_str(b, d->method, strlen(d->method));
+        tg_buf_puts(b, ",\"path\":");
+        tg_buf_json_str(b, d->path, strlen(d->path));
+    }
     if (d->prompt) {
         tg_buf_puts(b, ",\"prompt\":");
         tg_buf_json_str(b, d->prompt, d->prompt_len);

@@ -84,7 +84,9 @@ enum tg_final_invalid {
 };
 /* "error", "pass"; NULL out of range. Static. */
 const char *tg_final_invalid_name(enum tg_final_invalid p);
-/* 1 when an answer that failed check c is refused under policy p: with
+/* 1 when an answer that failed check c is refused under policy p (the
+ * caller passes an answer whose check a validation budget stopped: it was
+ * not shown invalid): with
  * "error", the checks of what the request asked for (well-formed,
  * json_object, json_schema, tool_args); never the heuristics (empty,
  * hedging, low_confidence, refusal) or TG_CHK_PASSED. Pure. */

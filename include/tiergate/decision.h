@@ -55,6 +55,10 @@ struct tg_decision {
     double latency_ms, overhead_ms;
     const char *prompt; /* NULL unless log.prompts: the last user message, cut */
     size_t prompt_len;
+    /* A request refused before any endpoint ran (unknown path or method,
+     * authentication, framing, size): its method and sanitised path
+     * (tg_metrics_path_label); NULL for an endpoint's own line. */
+    const char *method, *path;
 };
 
 /* Appends the line, newline included, to out (cap it at TG_DECISION_MAX).

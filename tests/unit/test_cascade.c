@@ -77,6 +77,9 @@ static void result_of(const char *tok, struct tg_result *r, struct tg_verdict *v
                     : strcmp(tok, "refusal") == 0     ? TG_CHK_REFUSAL
                                                       : TG_CHK_TOOL_ARGS;
         snprintf(v->detail, sizeof(v->detail), "%s failed", tok);
+    } else if (strcmp(tok, "limit") == 0) { /* a schema check a budget stopped */
+        v->reason = TG_CHK_JSON_SCHEMA;
+        v->limit = "regex_match";
     } else if (strcmp(tok, "array") == 0) { /* JSON, not an object */
         v->reason = TG_CHK_MALFORMED;
     } else if (strcmp(tok, "garbage") == 0) { /* not JSON at all */
@@ -330,6 +333,8 @@ static const struct row rows[] = {
      "e1*=invalid:tool_args fail 502 invalid_upstream_response no-retry"},
     {"final: JSON that is not an object is a 502", NULL, "expensive", -1, -1, NULL, NULL, "array",
      "e1*=invalid:malformed fail 502 invalid_upstream_response no-retry"},
+    {"final: a check a validation budget stopped passes", NULL, "expensive", -1, -1, NULL, NULL,
+     "limit", "e1*=invalid accept(invalid)"},
     {"final: an empty answer passes (a heuristic)", NULL, "expensive", -1, -1, NULL, NULL, "empty",
      "e1*=invalid accept(invalid)"},
     {"final_invalid pass: a schema failure is sent, not cached", NULL, "expensive", -1, -1, NULL,
