@@ -583,7 +583,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
     r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
     r->committed = ch->dlv == DLV_COMMITTED;
-    if (ch->out.pv.step == TG_PREFIX_REJECT) {
+    if (tg_chatout_rejected(&ch->out)) {
         /* Stopped on its prefix. Usage comes only at a stream's end: the
          * cost is estimated at 4 bytes a token (body sent, text held). */
         r->stopped = r->parsed = 1;
@@ -603,7 +603,6 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
     record_usage(ch, ch->cas.cur, *completion);
-    tg_answer_text(*completion, &r->text, &r->text_len);
     r->verdict = v;
     if (!json_is_object(*completion)) {
         v->reason = TG_CHK_MALFORMED;
@@ -612,6 +611,8 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
                                       ch->cas.final, v) != TG_OK) {
         r->verdict = NULL; /* out of memory: not judged */
     }
+    if (!v->ok) /* for a refusal's message */
+        tg_answer_text(*completion, &r->text, &r->text_len);
 }
 
 /* Leaves the attempt the cascade gave up on and calls the next one. */
@@ -934,7 +935,7 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .model_requested = json_string_value(json_object_get(ch->body.json, "model")),
         .stream = ch->body.stream,
         .stream_mode = tg_stream_mode_name(ch->out.mode),
-        .commit = &ch->out.commit,
+        .commit = tg_chatout_committed(&ch->out),
         .status = ch->status,
         .cache = ch->look.status,
         .route = ch->route_known ? &ch->route : NULL,
@@ -992,6 +993,7 @@ static void chat_free(struct tg_req *req)
     tg_buf_free(&ch->up_body);
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);
+    tg_chatout_free(&ch->out);
     free(ch);
     req->ctx = NULL;
 }

@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tiergate/answer.h"
@@ -20,10 +21,19 @@
 #include "tiergate/sse.h"
 #include "tiergate/validate.h"
 
+/* What only a stream needs. */
+struct tg_chatout_stream {
+    struct tg_prefix *pfx;       /* made for the first judged attempt (4 KiB) */
+    struct tg_prefix_verdict pv; /* REJECT: why the attempt was stopped */
+    uint64_t first_ev_us;        /* the attempt's first answer event */
+    struct tg_decision_commit commit;
+    char done_ev[32]; /* the upstream's [DONE], sent once the answer is judged */
+    size_t done_len;
+};
+
 tg_rc tg_chatout_init(struct tg_chatout *o, struct tg_req *req)
 {
     memset(o, 0, sizeof(*o));
-    o->commit.attempt = -1;
     o->mode = (enum tg_stream_mode)req->cfg->stream_mode;
     const char *h = tg_req_header(req, "x-tiergate-stream-mode");
     if (!h)
@@ -33,6 +43,14 @@ tg_rc tg_chatout_init(struct tg_chatout *o, struct tg_req *req)
         return TG_ERR_BAD_REQUEST;
     o->mode = (enum tg_stream_mode)m;
     return TG_OK;
+}
+
+void tg_chatout_free(struct tg_chatout *o)
+{
+    if (o->s)
+        free(o->s->pfx);
+    free(o->s);
+    o->s = NULL;
 }
 
 static void route_header(struct tg_req *req, const struct tg_chatout_meta *m)
@@ -64,27 +82,38 @@ int tg_chatout_attempt(struct tg_chatout *o, const struct tg_config *cfg, const 
                        int final, int want_logprobs)
 {
     int live = final || o->mode == TG_STREAM_LIVE;
+    struct tg_chatout_stream *s = o->s;
+    if (!s && (s = o->s = calloc(1, sizeof(*s))) != NULL)
+        s->commit.attempt = -1;
     /* The gateway strips logprobs it asked for from a rebuilt answer: such
-     * an attempt is held whole (buffer), never replayed as it came. */
-    o->judging = !live && o->mode == TG_STREAM_PREFIX && !want_logprobs;
+     * an attempt is held whole (buffer), never replayed as it came. Without
+     * memory for the judge, the same. */
+    o->judging = s && !live && o->mode == TG_STREAM_PREFIX && !want_logprobs;
+    if (o->judging && !s->pfx && !(s->pfx = malloc(sizeof(*s->pfx))))
+        o->judging = 0;
     if (o->judging)
-        tg_prefix_init(&o->pfx, &cfg->validate, body, cfg->prefix_tokens);
-    memset(&o->pv, 0, sizeof(o->pv));
-    o->first_ev_us = 0;
-    o->done_len = 0;
+        tg_prefix_init(s->pfx, &cfg->validate, body, cfg->prefix_tokens);
+    if (s) {
+        memset(&s->pv, 0, sizeof(s->pv));
+        s->first_ev_us = 0;
+        s->done_len = 0;
+    }
     return live;
 }
 
 int tg_chatout_event(struct tg_chatout *o, const struct tg_sse_event *ev)
 {
-    if (!o->first_ev_us)
-        o->first_ev_us = tg_now_us();
+    struct tg_chatout_stream *s = o->s;
+    if (!s) /* no memory for it: [DONE] goes through as it comes */
+        return 0;
+    if (!s->first_ev_us)
+        s->first_ev_us = tg_now_us();
     if (ev->kind != TG_SSE_DONE)
         return 0;
     /* Held until the whole answer is judged: a refused answer ends with an
      * error event instead (cascade.final_invalid). */
-    o->done_len = ev->raw_len < sizeof(o->done_ev) ? ev->raw_len : 0;
-    memcpy(o->done_ev, ev->raw, o->done_len);
+    s->done_len = ev->raw_len < sizeof(s->done_ev) ? ev->raw_len : 0;
+    memcpy(s->done_ev, ev->raw, s->done_len);
     return 1;
 }
 
@@ -92,16 +121,29 @@ enum tg_prefix_step tg_chatout_judge(struct tg_chatout *o, const struct tg_sse_e
 {
     if (!o->judging || ev->kind != TG_SSE_CHUNK)
         return TG_PREFIX_WAIT;
-    return tg_prefix_feed(&o->pfx, ev->json, &o->pv);
+    return tg_prefix_feed(o->s->pfx, ev->json, &o->s->pv);
+}
+
+int tg_chatout_rejected(const struct tg_chatout *o)
+{
+    return o->s && o->s->pv.step == TG_PREFIX_REJECT;
+}
+
+const struct tg_decision_commit *tg_chatout_committed(const struct tg_chatout *o)
+{
+    return o->s ? &o->s->commit : NULL;
 }
 
 void tg_chatout_commit(struct tg_chatout *o, int attempt, int was_holding, long completion_tokens)
 {
-    o->commit.attempt = attempt;
-    o->commit.tokens_held = o->judging    ? tg_prefix_tokens(&o->pfx)
+    struct tg_chatout_stream *s = o->s;
+    if (!s)
+        return; /* a cache hit's stream, or no memory: nothing to record */
+    s->commit.attempt = attempt;
+    s->commit.tokens_held = o->judging    ? tg_prefix_tokens(s->pfx)
                             : was_holding ? (size_t)(completion_tokens > 0 ? completion_tokens : 0)
                                           : 0;
-    o->commit.ms_held = o->first_ev_us ? (double)(tg_now_us() - o->first_ev_us) / 1000.0 : 0;
+    s->commit.ms_held = s->first_ev_us ? (double)(tg_now_us() - s->first_ev_us) / 1000.0 : 0;
     o->judging = 0;
 }
 
@@ -170,9 +212,9 @@ void tg_chatout_finish(struct tg_chatout *o, struct tg_req *req, double cost_usd
         comments(req, &m, 0, 1);
     }
     o->cost_pending = 0;
-    if (o->done_len)
-        tg_req_stream_write(req, o->done_ev, o->done_len);
-    else
+    if (o->s && o->s->done_len)
+        tg_req_stream_write(req, o->s->done_ev, o->s->done_len);
+    else if (o->s) /* (without s, the upstream's [DONE] went through) */
         tg_req_stream_write(req, "data: [DONE]\n\n", 14);
     tg_req_stream_end(req, 0);
 }
@@ -200,7 +242,7 @@ void tg_chatout_pass_back(struct tg_req *req, long status, const char *body, siz
 void tg_chatout_stopped(const struct tg_chatout *o, struct tg_verdict *v, long *tokens)
 {
     v->ok = 0;
-    v->reason = o->pv.check;
-    snprintf(v->detail, sizeof(v->detail), "prefix: %s", o->pv.detail);
-    *tokens = (long)tg_prefix_tokens(&o->pfx);
+    v->reason = o->s->pv.check;
+    snprintf(v->detail, sizeof(v->detail), "prefix: %s", o->s->pv.detail);
+    *tokens = (long)tg_prefix_tokens(o->s->pfx);
 }

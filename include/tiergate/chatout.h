@@ -41,22 +41,24 @@ struct tg_chatout_meta {
     uint64_t overhead_us;
 };
 
+struct tg_chatout_stream;
+
+/* Small on purpose: it sits in every chat request; what only a stream
+ * needs is allocated on its first attempt (s). */
 struct tg_chatout {
     enum tg_stream_mode mode;
-    int opened;       /* the head and ": ok" left before the answer */
-    int cost_pending; /* the cost comment is owed at the stream's end */
-    int judging;      /* this attempt's prefix is being judged */
-    struct tg_prefix pfx;
-    struct tg_prefix_verdict pv; /* REJECT: why the attempt was stopped */
-    uint64_t first_ev_us;        /* the attempt's first answer event */
-    struct tg_decision_commit commit;
-    char done_ev[32]; /* the upstream's [DONE], sent once the answer is judged */
-    size_t done_len;
+    int opened;                  /* the head and ": ok" left before the answer */
+    int cost_pending;            /* the cost comment is owed at the stream's end */
+    int judging;                 /* this attempt's prefix is being judged */
+    struct tg_chatout_stream *s; /* owned: a stream's judge, held [DONE], commit */
 };
 
 /* The configured mode, then x-tiergate-stream-mode. TG_OK, or
  * TG_ERR_BAD_REQUEST for a header that names no mode (answer 400). */
 tg_rc tg_chatout_init(struct tg_chatout *o, struct tg_req *req);
+
+/* Frees what the state owns. */
+void tg_chatout_free(struct tg_chatout *o);
 
 /* Opens a stream response now (once): the head with x-tiergate-stream-mode,
  * the cache result when cache_known, the route when m->route, and ": ok".
@@ -66,8 +68,9 @@ tg_rc tg_chatout_open(struct tg_chatout *o, struct tg_req *req, const struct tg_
 
 /* A new attempt of a stream request: 1 when it goes out live (final, or
  * mode live), 0 when it is held; starts the prefix judge when the mode is
- * prefix (and the gateway did not ask for logprobs it must strip). body:
- * the client's chat body, borrowed for the attempt. */
+ * prefix (and the gateway did not ask for logprobs it must strip; without
+ * memory for the judge the attempt is held whole, as in buffer mode).
+ * body: the client's chat body, borrowed for the attempt. */
 int tg_chatout_attempt(struct tg_chatout *o, const struct tg_config *cfg, const json_t *body,
                        int final, int want_logprobs);
 
@@ -76,8 +79,12 @@ int tg_chatout_attempt(struct tg_chatout *o, const struct tg_config *cfg, const 
 int tg_chatout_event(struct tg_chatout *o, const struct tg_sse_event *ev);
 
 /* Judges a held event (WAIT when not judging). After COMMIT judging stops;
- * after REJECT, o->pv says why. */
+ * after REJECT, tg_chatout_rejected says so (tg_chatout_stopped: why). */
 enum tg_prefix_step tg_chatout_judge(struct tg_chatout *o, const struct tg_sse_event *ev);
+/* 1 when this attempt's prefix was rejected (its call must be stopped). */
+int tg_chatout_rejected(const struct tg_chatout *o);
+/* Where the stream committed, for the decision line (NULL: not a stream). */
+const struct tg_decision_commit *tg_chatout_committed(const struct tg_chatout *o);
 
 /* Answer bytes start reaching the client from attempt `attempt` (-1: a
  * cache hit); was_holding: its events were held (buffer or prefix);
