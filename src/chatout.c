@@ -67,6 +67,8 @@ tg_rc tg_chatout_open(struct tg_chatout *o, struct tg_req *req, const struct tg_
 {
     if (o->opened)
         return TG_OK;
+    if (tg_req_internal(req))
+        return TG_AGAIN;
     tg_rc rc = tg_req_stream_start(req);
     if (rc != TG_OK)
         return rc;

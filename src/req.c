@@ -446,6 +446,11 @@ tg_rc tg_req_internal_set_header(struct tg_req *req, const char *name, const cha
     return TG_OK;
 }
 
+int tg_req_internal(const struct tg_req *req)
+{
+    return req->tp == &internal_transport;
+}
+
 unsigned tg_req_internal_status(const struct tg_req *req)
 {
     return req->status;

@@ -62,7 +62,10 @@ void tg_chatout_free(struct tg_chatout *o);
 
 /* Opens a stream response now (once): the head with x-tiergate-stream-mode,
  * the cache result when cache_known, the route when m->route, and ": ok".
- * TG_OK when open (or already); the transport's error otherwise. */
+ * TG_OK when open (or already); TG_AGAIN for an internal request (no
+ * client, no proxy to keep alive: its stream starts with its answer, with
+ * every x-tiergate-* value a header, for the caller to read); the
+ * transport's error otherwise. */
 tg_rc tg_chatout_open(struct tg_chatout *o, struct tg_req *req, const struct tg_chatout_meta *m,
                       int cache_known);
 

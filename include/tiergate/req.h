@@ -220,6 +220,8 @@ struct tg_req_internal_ops {
 struct tg_req *tg_req_internal_new(struct tg_shard *sh, struct tg_config *cfg, enum tg_endpoint ep,
                                    const char *body, size_t len,
                                    const struct tg_req_internal_ops *ops, void *ud);
+/* 1 for a request made by tg_req_internal_new (no HTTP client). */
+int tg_req_internal(const struct tg_req *req);
 /* Adds a request header (name and value copied). TG_ERR_TOO_LARGE past
  * TG_REQ_INTERNAL_MAX_HEADERS. */
 #define TG_REQ_INTERNAL_MAX_HEADERS 16
