@@ -352,7 +352,7 @@ def streams_md(L, s, k):
         L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
         names = {"direct": "mock direct", "nginx": "nginx proxy_pass", "portkey": "Portkey OSS",
                  "tiergate-live-last-tier": "tiergate, last tier (live)",
-                 "tiergate-buffered-cheap": "tiergate, cheap tier (buffered, validated)",
+                 "tiergate-buffered-cheap": "tiergate, cheap tier (may escalate: held per stream mode)",
                  "tiergate-cache-hit": "tiergate, cache hit replay"}
         for x in s["streams"]:
             name = names.get(x["name"], x["name"])
@@ -481,7 +481,7 @@ def plots(meta, s):
                 f.write('"%s" %.0f %.0f\n' % (short[n], (a or {}).get("rps") or 0, (b or {}).get("rps") or 0))
     dat3 = os.path.join(OUT, "plot_ttft.dat")
     names = {"direct": "mock direct", "nginx": "nginx", "portkey": "Portkey",
-             "tiergate-live-last-tier": "tiergate live", "tiergate-buffered-cheap": "tiergate buffered",
+             "tiergate-live-last-tier": "tiergate live", "tiergate-buffered-cheap": "tiergate cheap tier",
              "tiergate-cache-hit": "tiergate hit"}
     with open(dat3, "w") as f:
         for x in s["streams"]:

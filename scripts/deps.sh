@@ -67,9 +67,12 @@ if [ "${TG_DEPS_BENCH:-0}" = 1 ]; then
 fi
 
 # The end-to-end tests drive the gateway with the official openai npm client,
+# LangChain JS and the Vercel AI SDK (tests/e2e/package-lock.json pins them),
 # and the dashboard in Chromium with playwright-core (no browser download).
 if [ "${TG_DEPS_NODE:-1}" = 1 ] && { [ ! -d tests/e2e/node_modules/openai ] ||
-                                     [ ! -d tests/e2e/node_modules/playwright-core ]; }; then
+                                     [ ! -d tests/e2e/node_modules/playwright-core ] ||
+                                     [ ! -d tests/e2e/node_modules/@langchain/openai ] ||
+                                     [ ! -d tests/e2e/node_modules/ai ]; }; then
     echo "deps: npm ci in tests/e2e"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi

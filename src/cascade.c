@@ -30,9 +30,9 @@ static const char *const outcome_names[TG_OUT__COUNT] = {
     "ok",        "invalid",        "http_4xx",     "http_429",   "http_5xx", "timeout",
     "transport", "context_length", "breaker_open", "no_api_key", "cancelled"};
 static const char *const reason_names[TG_RSN__COUNT] = {
-    "malformed", "empty",          "json_object",  "json_schema", "tool_args",
-    "hedging",   "low_confidence", "http_429",     "http_5xx",    "timeout",
-    "transport", "context_length", "breaker_open", "no_api_key",  "inconsistent"};
+    "malformed",      "empty",      "json_object",  "json_schema", "tool_args", "hedging",
+    "low_confidence", "http_429",   "http_5xx",     "timeout",     "transport", "context_length",
+    "breaker_open",   "no_api_key", "inconsistent", "refusal"};
 
 const char *tg_outcome_name(enum tg_outcome o)
 {
@@ -42,6 +42,49 @@ const char *tg_outcome_name(enum tg_outcome o)
 const char *tg_reason_name(enum tg_reason r)
 {
     return (unsigned)r < TG_RSN__COUNT ? reason_names[r] : "unknown";
+}
+
+const char *tg_final_invalid_name(enum tg_final_invalid p)
+{
+    return p == TG_FINAL_INVALID_ERROR ? "error" : p == TG_FINAL_INVALID_PASS ? "pass" : NULL;
+}
+
+int tg_cascade_final_refused(enum tg_final_invalid p, enum tg_check c)
+{
+    if (p != TG_FINAL_INVALID_ERROR)
+        return 0;
+    switch (c) {
+    case TG_CHK_MALFORMED:
+    case TG_CHK_JSON_OBJECT:
+    case TG_CHK_JSON_SCHEMA:
+    case TG_CHK_TOOL_ARGS:
+        return 1;
+    case TG_CHK_PASSED:
+    case TG_CHK_EMPTY:
+    case TG_CHK_HEDGING:
+    case TG_CHK_LOW_CONFIDENCE:
+    case TG_CHK_REFUSAL:
+    case TG_CHK__COUNT:
+        break;
+    }
+    return 0;
+}
+
+void tg_cascade_invalid_message(char *out, size_t n, const char *model_id,
+                                const struct tg_verdict *v, const char *text, size_t len)
+{
+    size_t cut = len;
+    if (cut > TG_CASCADE_TEXT_SHOWN) {
+        cut = TG_CASCADE_TEXT_SHOWN;
+        /* Back over continuation bytes (10xxxxxx) to a character start. */
+        while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+            cut--;
+    }
+    const char *check = tg_validate_check_name(v->reason);
+    snprintf(out, n,
+             "the answer of %s failed validation (%s: %.200s); the model's text: \"%.*s%s\"",
+             model_id, check ? check : "malformed", v->detail, (int)(text ? cut : 0),
+             text ? text : "", text && cut < len ? "..." : "");
 }
 
 enum tg_reason tg_cascade_reason_of(enum tg_check c)
@@ -59,6 +102,8 @@ enum tg_reason tg_cascade_reason_of(enum tg_check c)
         return TG_RSN_HEDGING;
     case TG_CHK_LOW_CONFIDENCE:
         return TG_RSN_LOW_CONFIDENCE;
+    case TG_CHK_REFUSAL:
+        return TG_RSN_REFUSAL;
     case TG_CHK_MALFORMED:
     case TG_CHK_PASSED:
     case TG_CHK__COUNT:
@@ -81,6 +126,38 @@ void tg_cascade_free(struct tg_cascade *c)
     c->att = NULL;
     c->n_att = c->att_cap = 0;
     c->cur = NULL;
+}
+
+tg_rc tg_cascade_start(struct tg_cascade *c, const struct tg_config *cfg, const char *name,
+                       const char *cap, int *routed, struct tg_model **pinned, const char **param,
+                       char *msg, size_t n)
+{
+    *param = "";
+    if (cap && (c->max_tier = tg_tier_parse(cap)) < 0) {
+        snprintf(msg, n, "x-tiergate-max-tier must be cheap, medium or expensive");
+        return TG_ERR_BAD_REQUEST;
+    }
+    if (strcmp(name, "auto") == 0) {
+        *routed = 1;
+        return TG_OK;
+    }
+    int tier = tg_tier_parse(name);
+    if (tier < 0) {
+        if (!(*pinned = tg_config_model(cfg, name))) {
+            snprintf(msg, n, "The model `%.100s` does not exist or you do not have access to it.",
+                     name);
+            *param = "model";
+            return TG_ERR_MODEL_NOT_FOUND;
+        }
+        tier = (*pinned)->tier;
+    }
+    if (tier > c->max_tier) {
+        snprintf(msg, n, "model `%.100s` is above x-tiergate-max-tier %s", name, cap);
+        *param = "model";
+        return TG_ERR_BAD_REQUEST;
+    }
+    c->start_tier = tier;
+    return TG_OK;
 }
 
 tg_rc tg_cascade_plan(struct tg_cascade *c, const struct tg_config *cfg, int start_tier,
@@ -293,9 +370,24 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
     if (!r->parsed) {
         /* The final candidate returned something that is not JSON at
          * all: nothing to show. */
+        a->reason = TG_RSN_MALFORMED;
         j->step = TG_STEP_FAIL;
-        j->rc = TG_ERR_UPSTREAM;
+        j->rc = TG_ERR_INVALID;
         j->message = "upstream returned an invalid answer";
+        j->no_retry = 1;
+        return;
+    }
+    if (!v->ok && !v->limit && tg_cascade_final_refused(c->final_invalid, v->reason)) {
+        /* cascade.final_invalid "error": a structured answer shown to break
+         * the request's contract is an error, not a 200 the client's SDK
+         * then fails to parse (one a validation budget stopped was not
+         * shown to: it passes). Nothing is left to try: no retry either. */
+        a->reason = (int)tg_cascade_reason_of(v->reason);
+        tg_cascade_invalid_message(j->msg, sizeof(j->msg), a->model->id, v, r->text, r->text_len);
+        j->step = TG_STEP_FAIL;
+        j->rc = TG_ERR_INVALID;
+        j->message = j->msg;
+        j->no_retry = 1;
         return;
     }
     /* Valid, or the best there is (final: sent, never cached). */
@@ -306,11 +398,14 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
 void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t now_ms,
                       struct tg_judgement *j)
 {
-    TG_ASSERT(c->cur != NULL); /* judge only what pick handed out */
+    TG_ASSERT(c->cur != NULL);                           /* judge only what pick handed out */
+    TG_ASSERT(!r->stopped || (!c->final && r->verdict)); /* only a held, judged prefix */
     memset(j, 0, sizeof(*j));
     j->move.to = -1;
     c->cur->status = r->status;
-    if (r->rc != TG_OK || (r->sse && !r->sse_done))
+    if (r->stopped)
+        judge_answer(c, r, now_ms, j); /* judged on its prefix: the cut was ours */
+    else if (r->rc != TG_OK || (r->sse && !r->sse_done))
         judge_transport(c, r, now_ms, j);
     else if (r->status / 100 != 2)
         judge_status(c, r, now_ms, j);
@@ -389,6 +484,9 @@ void tg_cascade_error(const struct tg_cascade *c, const char *upstream_msg,
         e->rc = TG_ERR_UPSTREAM;
         snprintf(e->message, sizeof(e->message), "no model available for this request");
     }
+    /* The whole ladder was tried (or skipped): an SDK's retry would walk it
+     * again. A 503 still says when a breaker may let traffic through. */
+    e->no_retry = 1;
     if (e->rc == TG_ERR_UNAVAILABLE)
         e->retry_after_s =
             (unsigned)(((c->retry_after_ms ? c->retry_after_ms : 1000) + 999) / 1000);

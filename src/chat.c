@@ -29,6 +29,7 @@
 #include "tiergate/cascade.h"
 #include "tiergate/chat.h"
 #include "tiergate/chatbody.h"
+#include "tiergate/chatout.h"
 #include "tiergate/config.h"
 #include "tiergate/decision.h"
 #include "tiergate/entry.h"
@@ -47,9 +48,6 @@
 /* Buffer caps (curl's DYN_*), besides the configured limits. */
 #define UPSTREAM_BODY_SLACK 4096     /* what the gateway adds to the client's body */
 #define ROUTE_JSON_MAX (64u * 1024u) /* POST /v1/route: tier, score, features */
-
-/* Content bytes per event of a stream synthesized from a whole answer. */
-#define SYNTH_CHUNK 24
 
 /* How the answer reaches the client: one variable, changed by deliver()
  * only (curl's mstate()). A stream request's attempt is HOLDING while a
@@ -97,6 +95,8 @@ struct tg_chat {
     unsigned escalations;
     double cost_usd, baseline_usd;
     enum delivery dlv; /* changed by deliver() only */
+
+    struct tg_chatout out; /* stream mode, early head, x-tiergate-* values */
 };
 
 /* Table of contents, in the order a request meets them. */
@@ -117,9 +117,11 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud);
 static void accept_answer(struct tg_chat *ch, json_t *completion, int valid);
 static void store_answer(struct tg_chat *ch, json_t *completion);
 static void respond_answer(struct tg_chat *ch, json_t *completion, const char *raw, size_t raw_len);
-static int start_client_stream(struct tg_chat *ch);
+static void open_stream(struct tg_chat *ch);
+static int hold_event(struct tg_chat *ch, const struct tg_sse_event *ev);
+static int begin_answer(struct tg_chat *ch, int cost_known);
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
-                         unsigned retry_after_s);
+                         unsigned retry_after_s, int no_retry);
 static void deliver(struct tg_chat *ch, enum delivery to);
 static void chat_cancel(struct tg_req *req);
 static void end(struct tg_chat *ch);
@@ -151,31 +153,21 @@ static unsigned escalations(const struct tg_chat *ch)
     return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
 
-/* The x-tiergate-* response headers. cost_known: 0 when a live stream is
- * starting (its cost is known only at its end; the decision line has it). */
+/* The answer's x-tiergate-* values, as headers or, once a stream's head
+ * left, as SSE comments (chatout.c). cost_known: 0 when a live stream is
+ * starting (its cost follows at its end; the decision line has it). */
+static struct tg_chatout_meta meta(struct tg_chat *ch)
+{
+    ch->escalations = escalations(ch);
+    return (struct tg_chatout_meta){ch->look.status, ch->answered,
+                                    ch->escalations, ch->route_known ? &ch->route : NULL,
+                                    ch->cost_usd,    overhead_us(ch)};
+}
+
 static void add_answer_headers(struct tg_chat *ch, int cost_known)
 {
-    struct tg_req *req = ch->req;
-    ch->escalations = escalations(ch);
-    tg_req_add_header(req, "x-tiergate-cache", tg_cache_status_name(ch->look.status));
-    if (ch->answered) {
-        tg_req_add_header(req, "x-tiergate-model", ch->answered->id);
-        tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
-    }
-    tg_req_add_headerf(req, "x-tiergate-escalations", "%u", ch->escalations);
-    if (ch->route_known) {
-        char h[TG_ROUTE_HEADER_MAX];
-        tg_router_header(&ch->route, h, sizeof(h));
-        tg_req_add_header(req, "x-tiergate-route", h);
-    }
-    /* A replayed stream (a cache hit, or a validated held answer) has its
-     * whole cost already. */
-    if (cost_known) {
-        double nusd = ch->cost_usd * 1e8; /* in 10^-8 USD, the header's precision */
-        tg_req_add_header_fixed(req, "x-tiergate-cost-usd",
-                                nusd > 0 && nusd < 1e18 ? (uint64_t)llround(nusd) : 0, 8);
-        tg_req_add_header_fixed(req, "x-tiergate-overhead-ms", overhead_us(ch), 3);
-    }
+    struct tg_chatout_meta m = meta(ch);
+    tg_chatout_meta(&ch->out, ch->req, &m, cost_known);
 }
 
 /* --- entry points ------------------------------------------------------- */
@@ -278,7 +270,7 @@ static int check_body(struct tg_chat *ch, int need_model)
     if (vrc == TG_ERR_BAD_REQUEST)
         return bad(ch, vparam[0] ? vparam : NULL, "%s", vmsg);
     if (vrc != TG_OK) {
-        fail_request(ch, vrc, "out of memory", NULL, 0);
+        fail_request(ch, vrc, "out of memory", NULL, 0, 0);
         return -1;
     }
     return 0;
@@ -290,45 +282,37 @@ static int check_body(struct tg_chat *ch, int need_model)
 static int resolve(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
     const char *name = json_string_value(json_object_get(ch->body.json, "model"));
-    const char *alias = tg_config_alias(cfg, name);
-    if (alias)
-        name = alias; /* the cache key keeps the name the client used */
-    const char *cap = tg_req_header(req, "x-tiergate-max-tier");
-    if (cap) {
-        ch->cas.max_tier = tg_tier_parse(cap);
-        if (ch->cas.max_tier < 0)
-            return bad(ch, NULL, "x-tiergate-max-tier must be cheap, medium or expensive");
+    const char *alias = tg_config_alias(req->cfg, name), *param;
+    char msg[200];
+    if (tg_chatout_init(&ch->out, req) != TG_OK)
+        return bad(ch, NULL, "x-tiergate-stream-mode must be prefix, buffer or live");
+    /* (the cache key keeps the name the client used) */
+    tg_rc rc = tg_cascade_start(&ch->cas, req->cfg, alias ? alias : name,
+                                tg_req_header(req, "x-tiergate-max-tier"), &ch->routed, &ch->pinned,
+                                &param, msg, sizeof(msg));
+    if (rc == TG_ERR_BAD_REQUEST)
+        return bad(ch, param[0] ? param : NULL, "%s", msg);
+    if (rc != TG_OK) {
+        ch->status = 404;
+        tg_req_respond_error(req, rc, msg, param, "model_not_found");
+        end(ch);
+        return -1;
     }
-    if (strcmp(name, "auto") == 0) {
-        ch->routed = 1;
-        return 0;
-    }
-    int tier = tg_tier_parse(name);
-    if (tier < 0) {
-        ch->pinned = tg_config_model(cfg, name);
-        if (!ch->pinned) {
-            char msg[200];
-            snprintf(msg, sizeof(msg),
-                     "The model `%.100s` does not exist or you do not have access to it.", name);
-            ch->status = 404;
-            tg_req_respond_error(req, TG_ERR_MODEL_NOT_FOUND, msg, "model", "model_not_found");
-            end(ch);
-            return -1;
-        }
-        tier = ch->pinned->tier;
-    }
-    if (tier > ch->cas.max_tier)
-        return bad(ch, "model", "model `%.100s` is above x-tiergate-max-tier %s", name, cap);
-    ch->cas.start_tier = tier;
     return 0;
 }
 
 /* --- the cache ------------------------------------------------------------ */
 
+/* Waiting on a single-flight leader can take its whole generation. */
+static void on_lookup_wait(void *ud)
+{
+    open_stream(ud);
+}
+
 static void start_lookup(struct tg_chat *ch)
 {
+    ch->look.on_wait = on_lookup_wait;
     if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
         TG_OK)
         bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
@@ -353,11 +337,9 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
     if (tg_entry_scan(value, len, &e) != TG_OK)
         return -1;
     const struct tg_config *cfg = ch->req->cfg;
-    ch->answered = NULL;
-    for (size_t i = 0; e.model_id_len && i < cfg->n_models; i++)
-        if (strlen(cfg->models[i].id) == e.model_id_len &&
-            memcmp(cfg->models[i].id, e.model_id, e.model_id_len) == 0)
-            ch->answered = &cfg->models[i];
+    char id[256]; /* a model id that no longer fits is no longer configured */
+    snprintf(id, sizeof(id), "%.*s", (int)e.model_id_len, e.model_id);
+    ch->answered = e.model_id_len < sizeof(id) ? tg_config_model(cfg, id) : NULL;
     long pt = e.prompt_tokens, ct = e.completion_tokens;
     json_t *completion = NULL;
     if (ch->body.stream || pt < 0 || ct < 0) {
@@ -395,6 +377,11 @@ static int build_ladder(struct tg_chat *ch)
         ch->cas.start_tier =
             (int)ch->route.tier > ch->cas.max_tier ? ch->cas.max_tier : (int)ch->route.tier;
     }
+    /* live: nothing is judged before the client sees it, nothing refused. */
+    ch->cas.final_invalid =
+        cfg->final_invalid_pass || (ch->body.stream && ch->out.mode == TG_STREAM_LIVE)
+            ? TG_FINAL_INVALID_PASS
+            : TG_FINAL_INVALID_ERROR;
     return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
 
@@ -403,9 +390,10 @@ static void proceed(struct tg_chat *ch)
     if (ch->dlv == DLV_DONE)
         return;
     if (build_ladder(ch) != 0) {
-        fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0);
+        fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0, 0);
         return;
     }
+    open_stream(ch);
     next_attempt(ch);
 }
 
@@ -440,7 +428,7 @@ static void next_attempt(struct tg_chat *ch)
     }
     struct tg_cascade_error e;
     tg_cascade_error(&ch->cas, ch->upstream_msg, &e);
-    fail_request(ch, e.rc, e.message, e.code, e.retry_after_s);
+    fail_request(ch, e.rc, e.message, e.code, e.retry_after_s, e.no_retry);
 }
 
 static void start_call(struct tg_chat *ch, struct tg_attempt *a)
@@ -450,10 +438,14 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
     struct tg_model *m = a->model;
     int stream = ch->body.stream;
     TG_ASSERT(ch->call == NULL && a == ch->cas.cur);
-    deliver(ch, stream && ch->cas.final ? DLV_LIVE : DLV_HOLDING);
     ch->sse_body = 0;
     ch->added_usage = stream && !ch->body.client_usage;
     ch->want_logprobs = tg_validate_wants_logprobs(&cfg->validate, ch->body.json, ch->cas.final);
+    /* Stream modes: live sends every attempt as it comes; otherwise only
+     * the final one, and prefix judges the others' openings. */
+    int live = stream &&
+               tg_chatout_attempt(&ch->out, cfg, ch->body.json, ch->cas.final, ch->want_logprobs);
+    deliver(ch, live ? DLV_LIVE : DLV_HOLDING);
     tg_buf_reset(&ch->resp);
     tg_sse_stream_free(ch->sse);
     ch->sse = NULL;
@@ -504,11 +496,30 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
         return 0;
     if (ev->usage_only && ch->added_usage)
         return 0; /* the client did not ask for usage: we did, for cost */
+    if (tg_chatout_event(&ch->out, ev))
+        return 0; /* [DONE]: sent once the answer is judged */
     if (ch->dlv == DLV_HOLDING)
-        return tg_buf_append(&ch->resp, ev->raw, ev->raw_len) == TG_OK ? 0 : 1;
-    if (start_client_stream(ch) != 0)
+        return hold_event(ch, ev);
+    if (begin_answer(ch, 0) != 0)
         return 1;
     tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
+    return 0;
+}
+
+/* A held event: kept, and in prefix mode judged. COMMIT replays what was
+ * held and goes live from this model; REJECT stops the call (nonzero) and
+ * on_done escalates as for a failed validation. */
+static int hold_event(struct tg_chat *ch, const struct tg_sse_event *ev)
+{
+    if (tg_buf_append(&ch->resp, ev->raw, ev->raw_len) != TG_OK)
+        return 1;
+    enum tg_prefix_step st = tg_chatout_judge(&ch->out, ev);
+    if (st != TG_PREFIX_COMMIT)
+        return st == TG_PREFIX_REJECT;
+    if (begin_answer(ch, 0) != 0)
+        return 1;
+    tg_req_stream_write(ch->req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+    tg_buf_reset(&ch->resp);
     return 0;
 }
 
@@ -541,11 +552,11 @@ static void on_stream_drain(struct tg_req *req)
 
 /* --- judging the result ---------------------------------------------------- */
 
+/* Counts an attempt's tokens (the answer's usage) and what they cost. */
 static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion)
 {
-    if (!completion)
-        return;
-    tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
+    if (completion)
+        tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
     a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
     ch->cost_usd += a->cost_usd;
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
@@ -572,6 +583,16 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
     r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
     r->committed = ch->dlv == DLV_COMMITTED;
+    if (tg_chatout_rejected(&ch->out)) {
+        /* Stopped on its prefix. Usage comes only at a stream's end: the
+         * cost is estimated at 4 bytes a token (body sent, text held). */
+        r->stopped = r->parsed = 1;
+        r->verdict = v;
+        tg_chatout_stopped(&ch->out, v, &ch->cas.cur->completion_tokens);
+        ch->cas.cur->prompt_tokens = (long)(ch->up_body.len + 3) / 4;
+        record_usage(ch, ch->cas.cur, NULL);
+        return;
+    }
     if (rc != TG_OK || (r->sse && !r->sse_done))
         return;
     if (r->status == 400)
@@ -590,6 +611,8 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
                                       ch->cas.final, v) != TG_OK) {
         r->verdict = NULL; /* out of memory: not judged */
     }
+    if (!v->ok) /* for a refusal's message */
+        tg_answer_text(*completion, &r->text, &r->text_len);
 }
 
 /* Leaves the attempt the cascade gave up on and calls the next one. */
@@ -624,6 +647,11 @@ static void pass_back(struct tg_chat *ch, struct tg_call *call)
         ct = "application/json";
     ch->status = (unsigned)st;
     ch->answered = ch->cas.cur->model;
+    if (ch->out.opened) { /* the head left: the provider's error as an event */
+        tg_chatout_pass_back(req, st, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+        end(ch);
+        return;
+    }
     tg_req_respond(req, (unsigned)st, ct, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     uint64_t retry_after = tg_call_retry_after_ms(call);
     if (st == 429 && retry_after)
@@ -641,14 +669,8 @@ static void cut_stream(struct tg_chat *ch, tg_rc rc)
     json_t *partial = tg_sse_completion(ch->sse);
     record_usage(ch, ch->cas.cur, partial);
     json_decref(partial);
-    if (!tg_sse_stream_error(ch->sse)) {
-        struct tg_buf ev;
-        tg_buf_init(&ev, 0); /* our message: bounded */
-        tg_error_event(&ev, rc, "upstream failed during the stream", NULL);
-        tg_req_stream_write(req, ev.data, ev.len);
-        tg_buf_free(&ev);
-    }
-    tg_req_stream_end(req, 0);
+    tg_chatout_error(
+        req, rc, tg_sse_stream_error(ch->sse) ? NULL : "upstream failed during the stream", NULL);
     ch->status = 200;
     end(ch);
 }
@@ -684,7 +706,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
         pass_back(ch, call);
         break;
     case TG_STEP_FAIL:
-        fail_request(ch, j.rc, j.message, NULL, 0);
+        fail_request(ch, j.rc, j.message, j.code, 0, j.no_retry);
         break;
     case TG_STEP_CUT:
         cut_stream(ch, j.rc);
@@ -713,17 +735,17 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     ch->baseline_usd = usd(req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
     if (cacheable)
         store_answer(ch, completion);
-    if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything was sent */
-        tg_req_stream_end(req, 0);
+    if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything but [DONE] was sent */
+        tg_chatout_finish(&ch->out, req, ch->cost_usd, overhead_us(ch));
         end(ch);
     } else if (!ch->body.stream && !ch->want_logprobs && !ch->sse_body) {
         /* Pass the provider's bytes through untouched. */
         respond_answer(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     } else if (ch->body.stream && ch->sse_body && !ch->want_logprobs) {
         /* A validated stream: replay the upstream's own events. */
-        if (start_client_stream(ch) == 0) {
+        if (begin_answer(ch, 1) == 0) {
             tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-            tg_req_stream_end(req, 0);
+            tg_chatout_finish(&ch->out, req, ch->cost_usd, overhead_us(ch));
         }
         end(ch);
     } else {
@@ -758,17 +780,12 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     if (ch->body.stream) {
         struct tg_buf b;
         tg_buf_init(&b, req->cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION);
-        json_t *parsed =
-            completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
-        tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->body.client_usage, SYNTH_CHUNK, &b)
-                          : TG_ERR_INVALID;
-        json_decref(parsed);
-        if (rc != TG_OK) {
+        if (tg_chatout_synthesize(&b, completion, raw, raw_len, ch->body.client_usage) != TG_OK) {
             tg_buf_free(&b);
-            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0);
+            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0, 0);
             return;
         }
-        if (start_client_stream(ch) == 0) {
+        if (begin_answer(ch, 1) == 0) {
             tg_req_stream_write(req, b.data, b.len);
             tg_req_stream_end(req, 0);
         }
@@ -778,7 +795,7 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     }
     char *s = NULL;
     if (!raw && !(raw = s = json_dumps(completion, JSON_COMPACT))) {
-        fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL, 0);
+        fail_request(ch, TG_ERR_NOMEM, "out of memory", NULL, 0, 0);
         return;
     }
     if (s)
@@ -789,41 +806,61 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     end(ch);
 }
 
-/* Starts the client's stream: from now on answer bytes reach it. */
-static int start_client_stream(struct tg_chat *ch)
+/* A stream's response starts before any answer byte (DESIGN §6): the
+ * head and ": ok" now, keep-alive comments while the answer is held. */
+static void open_stream(struct tg_chat *ch)
 {
+    if (!ch->body.stream || ch->dlv != DLV_NONE)
+        return;
+    struct tg_chatout_meta m = meta(ch);
+    /* Waiting on a single-flight leader, it may yet be a hit. */
+    if (tg_chatout_open(&ch->out, ch->req, &m, !tg_lookup_pending(&ch->look)) == TG_OK) {
+        ch->status = 200;
+        ch->req->on_drain = on_stream_drain;
+    }
+}
+
+/* Answer bytes start reaching the client (a stream): the head, unless it
+ * left before, and the answer's x-tiergate-* values. cost_known: 0 when
+ * the answer is still coming (its cost follows at the end). */
+static int begin_answer(struct tg_chat *ch, int cost_known)
+{
+    const struct tg_attempt *a = ch->cas.cur;
     if (ch->dlv == DLV_COMMITTED)
         return 0;
-    int live = ch->dlv == DLV_LIVE;
+    tg_chatout_commit(&ch->out, a ? (int)(a - ch->cas.att) : -1, ch->dlv == DLV_HOLDING,
+                      a ? a->completion_tokens : 0);
     deliver(ch, DLV_COMMITTED);
-    if (!ch->answered)
-        ch->answered = ch->cas.cur->model;
+    if (!ch->answered && a)
+        ch->answered = a->model;
     ch->status = 200;
-    if (tg_req_stream_start(ch->req) != TG_OK)
-        return -1;
-    add_answer_headers(ch, !live);
-    ch->req->on_drain = on_stream_drain;
+    if (!ch->out.opened) {
+        if (tg_req_stream_start(ch->req) != TG_OK)
+            return -1;
+        ch->req->on_drain = on_stream_drain;
+    }
+    add_answer_headers(ch, cost_known);
     return 0;
 }
 
 /* An error for the client: OpenAI's shape, or an error event when its
  * stream had started. */
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
-                         unsigned retry_after_s)
+                         unsigned retry_after_s, int no_retry)
 {
     struct tg_req *req = ch->req;
     ch->status = tg_error_status(rc);
-    if (ch->dlv == DLV_COMMITTED) {
-        struct tg_buf ev;
-        tg_buf_init(&ev, 0); /* our message: bounded */
-        tg_error_event(&ev, rc, msg, code);
-        tg_req_stream_write(req, ev.data, ev.len);
-        tg_buf_free(&ev);
-        tg_req_stream_end(req, 0);
+    /* A stream whose head left: the same error object, as an event. */
+    if (ch->dlv == DLV_COMMITTED || ch->out.opened) {
+        tg_chatout_error(req, rc, msg, code);
     } else {
         tg_req_respond_error(req, rc, msg, NULL, code);
         if (retry_after_s)
             tg_req_add_headerf(req, "retry-after", "%u", retry_after_s);
+        /* The whole ladder was tried: the official SDKs honour this and do
+         * not walk it again. */
+        if (no_retry)
+            tg_req_add_header(req, "x-should-retry", "false");
         add_answer_headers(ch, 1);
     }
     end(ch);
@@ -897,6 +934,8 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .key_name = req->key ? req->key->name : NULL,
         .model_requested = json_string_value(json_object_get(ch->body.json, "model")),
         .stream = ch->body.stream,
+        .stream_mode = tg_stream_mode_name(ch->out.mode),
+        .commit = tg_chatout_committed(&ch->out),
         .status = ch->status,
         .cache = ch->look.status,
         .route = ch->route_known ? &ch->route : NULL,
@@ -955,6 +994,7 @@ static void chat_free(struct tg_req *req)
     tg_buf_free(&ch->up_body);
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);
+    tg_chatout_free(&ch->out);
     free(ch);
     req->ctx = NULL;
 }

@@ -32,6 +32,7 @@
 #include "tiergate/jsonparse.h"
 #include "tiergate/jsonscan.h"
 #include "tiergate/log.h"
+#include "tiergate/prefix.h"
 
 /* A config file is read whole; bigger ones are refused. */
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -428,6 +429,8 @@ static int auth_post(struct ctx *c, void *base);
 static int router_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path);
+static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path);
+static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path);
 static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path);
 
 /* --- the tables (README "Configuration" has each key's meaning) --------- */
@@ -484,6 +487,10 @@ static const struct item cache_items[] = {
 static const struct item cascade_items[] = {
     UINT("max_escalations", CFG(max_escalations), 0, 2, 2),
     BOOL("retry_with_context", CFG(retry_with_context), 1),
+    FN("stream_mode", stream_mode),
+    UINT("prefix_tokens", CFG(prefix_tokens), 1, TG_PREFIX_MAX_TOKENS, 20),
+    UINT("keepalive_ms", CFG(keepalive_ms), 0, 600000, 5000),
+    FN("final_invalid", final_invalid),
     {0},
 };
 
@@ -637,6 +644,35 @@ static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *p
     if (strcmp(s, "tenant") != 0 && strcmp(s, "shared") != 0)
         return fail(c, path, "expected \"tenant\" or \"shared\"");
     cfg->cache_shared = strcmp(s, "shared") == 0;
+    return 0;
+}
+
+static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    int m = tg_stream_mode_parse(s);
+    if (m < 0)
+        return fail(c, path, "expected \"prefix\", \"buffer\" or \"live\"");
+    cfg->stream_mode = m;
+    return 0;
+}
+
+static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    if (strcmp(s, "error") != 0 && strcmp(s, "pass") != 0)
+        return fail(c, path, "expected \"error\" or \"pass\"");
+    cfg->final_invalid_pass = strcmp(s, "pass") == 0;
     return 0;
 }
 

@@ -51,6 +51,18 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
     str_or_null(b, d->model_requested);
     tg_buf_printf(b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", d->stream ? "true" : "false",
                   d->status, tg_cache_status_name(d->cache));
+    if (d->stream && d->stream_mode) {
+        tg_buf_printf(b, ",\"stream_mode\":\"%s\",\"committed\":", d->stream_mode);
+        const struct tg_decision_commit *c = d->commit;
+        if (c && c->attempt >= 0 && (size_t)c->attempt < d->n_attempts) {
+            tg_buf_printf(b, "{\"attempt\":%d,\"model\":", c->attempt);
+            const char *id = d->attempts[c->attempt].model->id;
+            tg_buf_json_str(b, id, strlen(id));
+            tg_buf_printf(b, ",\"tokens_held\":%zu,\"ms_held\":%.3f}", c->tokens_held, c->ms_held);
+        } else {
+            tg_buf_puts(b, "null");
+        }
+    }
     if (d->route) {
         tg_buf_puts(b, ",\"route\":");
         tg_router_route_json_ex(d->route, d->route_text ? TG_ROUTE_JSON_TEXT : 0, b);
@@ -73,6 +85,12 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
                   "\"saved_usd\":%.8f,\"latency_ms\":%.3f,\"overhead_ms\":%.3f",
                   d->escalations, d->cost_usd, d->baseline_usd, d->baseline_usd - d->cost_usd,
                   d->latency_ms, d->overhead_ms);
+    if (d->method && d->path) {
+        tg_buf_puts(b, ",\"method\":");
+        tg_buf_json_str(b, d->method, strlen(d->method));
+        tg_buf_puts(b, ",\"path\":");
+        tg_buf_json_str(b, d->path, strlen(d->path));
+    }
     if (d->prompt) {
         tg_buf_puts(b, ",\"prompt\":");
         tg_buf_json_str(b, d->prompt, d->prompt_len);

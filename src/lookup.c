@@ -107,8 +107,11 @@ static int join_flight(struct tg_lookup *l)
     if (lead == 0) {
         l->wait_start_us = tg_now_us();
         if (tg_timer_start(req->shard->loop, &l->timer, req->cfg->cache_single_flight_wait_ms,
-                           on_wait_timeout, l) == TG_OK)
+                           on_wait_timeout, l) == TG_OK) {
+            if (l->on_wait)
+                l->on_wait(l->ud);
             return 1;
+        }
         tg_flight_cancel(l->wait);
         l->wait = NULL;
     }

@@ -60,7 +60,7 @@ static const char usage[] =
     "              tiergate train --help\n"
     "  stats       read a running gateway's /metrics (default http://127.0.0.1:8080)\n"
     "              and print requests, hit rate, tier mix, escalations, cost vs baseline,\n"
-    "              shadow agreement by tier\n"
+    "              shadow agreement by tier, the most frequent unknown paths\n"
     "  replay      run a suite of chat bodies through a running gateway as routed and\n"
     "              pinned to the baseline model; per tier: cost side by side, agreement\n"
     "  compare     the shadow comparison rules over pairs of answers (and, given a\n"

@@ -57,6 +57,19 @@ static unsigned n_models;
 
 static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget"};
 
+/* Unknown paths and methods: a small table, process-wide. */
+#define PATH_LABEL_MAX 64
+struct unknown {
+    unsigned status;
+    char method[8];
+    char path[PATH_LABEL_MAX + 8];
+    uint64_t count, seen; /* seen: a sequence number, for ties */
+};
+static pthread_mutex_t unknown_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct unknown unknowns[TG_METRICS_UNKNOWN_TOP];
+static size_t n_unknowns;
+static uint64_t unknown_other[2], unknown_seq; /* [0]: 404, [1]: 405 */
+
 unsigned tg_metrics_model_index(const char *model_id)
 {
     pthread_mutex_lock(&mu);
@@ -259,11 +272,116 @@ static void render_hist(struct tg_buf *o, const char *name, const char *labels,
     }
 }
 
+static int id_like(const char *seg, size_t n)
+{
+    size_t digits = 0;
+    for (size_t i = 0; i < n; i++)
+        digits += seg[i] >= '0' && seg[i] <= '9';
+    return n >= 16 || (n >= 8 && digits >= 3);
+}
+
+size_t tg_metrics_path_label(const char *path, char *out, size_t n)
+{
+    size_t o = 0, segs = 0;
+    size_t cap = n - 5 < PATH_LABEL_MAX ? n - 5 : PATH_LABEL_MAX; /* room for "/..." */
+    const char *p = path ? path : "";
+    while (*p && *p != '?' && *p != '#') {
+        if (*p == '/') {
+            p++;
+            continue;
+        }
+        size_t len = strcspn(p, "/?#");
+        if (++segs > 8 || o + 1 + (id_like(p, len) ? 3 : len) > cap) {
+            memcpy(out + o, "/...", 4);
+            o += 4;
+            break;
+        }
+        out[o++] = '/';
+        if (id_like(p, len)) {
+            memcpy(out + o, ":id", 3);
+            o += 3;
+        } else {
+            for (size_t i = 0; i < len; i++) {
+                char c = p[i];
+                int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '~' || c == '-';
+                out[o++] = ok ? c : '_';
+            }
+        }
+        p += len;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    return o;
+}
+
+void tg_metrics_unknown(unsigned status, const char *method, const char *path)
+{
+    static const char *const methods[] = {"GET",   "POST", "PUT",    "DELETE",
+                                          "PATCH", "HEAD", "OPTIONS"};
+    const char *m = "other";
+    for (size_t i = 0; method && i < TG_ARRAY_LEN(methods); i++)
+        if (strcmp(method, methods[i]) == 0)
+            m = methods[i];
+    char label[PATH_LABEL_MAX + 8];
+    tg_metrics_path_label(path, label, sizeof(label));
+    pthread_mutex_lock(&unknown_mu);
+    struct unknown *u = NULL, *least = NULL;
+    for (size_t i = 0; i < n_unknowns && !u; i++) {
+        struct unknown *e = &unknowns[i];
+        if (e->status == status && strcmp(e->method, m) == 0 && strcmp(e->path, label) == 0)
+            u = e;
+        else if (!least || e->count < least->count ||
+                 (e->count == least->count && e->seen < least->seen))
+            least = e;
+    }
+    if (!u && n_unknowns < TG_METRICS_UNKNOWN_TOP) {
+        u = &unknowns[n_unknowns++];
+    } else if (!u) { /* the least frequent makes room; its count goes to "other" */
+        u = least;
+        unknown_other[u->status == 405] += u->count;
+    }
+    if (u->count == 0 || u->status != status || strcmp(u->path, label) != 0 ||
+        strcmp(u->method, m) != 0) {
+        u->status = status;
+        snprintf(u->method, sizeof(u->method), "%s", m);
+        memcpy(u->path, label, sizeof(label));
+        u->count = 0;
+    }
+    u->count++;
+    u->seen = ++unknown_seq;
+    pthread_mutex_unlock(&unknown_mu);
+}
+
+static void render_unknown(struct tg_buf *o)
+{
+    header(o, "tiergate_unknown_requests_total", "counter",
+           "Requests for a path (404) or method (405) tiergate does not serve: the 16 most "
+           "frequent (status, method, sanitised path) since start, the rest as path=\"other\".");
+    pthread_mutex_lock(&unknown_mu);
+    for (size_t i = 0; i < n_unknowns; i++)
+        tg_buf_printf(o,
+                      "tiergate_unknown_requests_total{status=\"%u\",method=\"%s\",path=\"%s\"} "
+                      "%llu\n",
+                      unknowns[i].status, unknowns[i].method, unknowns[i].path,
+                      (unsigned long long)unknowns[i].count);
+    for (int k = 0; k < 2; k++)
+        if (unknown_other[k])
+            tg_buf_printf(o,
+                          "tiergate_unknown_requests_total{status=\"%d\",method=\"other\","
+                          "path=\"other\"} %llu\n",
+                          k ? 405 : 404, (unsigned long long)unknown_other[k]);
+    pthread_mutex_unlock(&unknown_mu);
+}
+
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
 {
     pthread_mutex_lock(&mu);
     header(o, "tiergate_requests_total", "counter",
-           "Chat requests answered, by HTTP status, answering tier and cache result.");
+           "Requests answered, by HTTP status, answering tier and cache result: chat "
+           "completions, route dry runs, and requests for unknown paths or methods (tier none, "
+           "cache off).");
     for (int st = 0; st < N_STATUS; st++)
         for (int t = 0; t < N_TIER; t++)
             for (int c = 0; c < TG_CS__COUNT; c++) {
@@ -399,6 +517,7 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
         tg_buf_printf(o, "tiergate_inflight_requests %lld\n", (long long)(v > 0 ? v : 0));
     }
     pthread_mutex_unlock(&mu);
+    render_unknown(o);
     header(o, "tiergate_breaker_state", "gauge",
            "Circuit breaker per model: 0 closed, 1 half-open, 2 open.");
     uint64_t now = tg_now_ms();

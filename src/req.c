@@ -18,6 +18,8 @@
 #include "tiergate/error.h"
 #include "tiergate/req.h"
 
+static const struct tg_req_transport internal_transport;
+
 /* --- the common part -------------------------------------------------- */
 
 void tg_req_init(struct tg_req *req, const struct tg_req_transport *tp, struct tg_shard *sh,
@@ -135,6 +137,25 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
     return tg_req_add_header(req, name, p);
 }
 
+/* Silence on an open stream: a comment every SSE client ignores keeps
+ * proxies' read timeouts from firing (nginx proxy_read_timeout, ELB idle
+ * timeouts). Only when nothing waits in out: a client still reading has
+ * bytes to read. */
+static void on_keepalive(struct tg_loop *loop, void *ud)
+{
+    struct tg_req *req = ud;
+    uint64_t period = (uint64_t)req->cfg->keepalive_ms * 1000u;
+    if (req->closed || req->stream_done)
+        return;
+    uint64_t now = tg_now_us();
+    if (now - req->last_write_us >= period) {
+        if (tg_buf_unread(&req->out) == 0 && tg_buf_puts(&req->out, ": keep-alive\n\n") == TG_OK)
+            req->tp->stream_wake(req);
+        req->last_write_us = now;
+    }
+    tg_timer_start_us(loop, &req->keepalive, req->last_write_us + period - now, on_keepalive, req);
+}
+
 tg_rc tg_req_stream_start(struct tg_req *req)
 {
     if (req->responded || req->closed)
@@ -149,6 +170,10 @@ tg_rc tg_req_stream_start(struct tg_req *req)
      * lets the client see it before the model's first token (every SSE
      * client ignores comments). */
     rc = tg_buf_puts(&req->out, ": ok\n\n");
+    req->last_write_us = tg_now_us();
+    if (req->cfg->keepalive_ms && req->tp != &internal_transport)
+        tg_timer_start(req->shard->loop, &req->keepalive, req->cfg->keepalive_ms, on_keepalive,
+                       req);
     req->tp->stream_wake(req);
     return rc;
 }
@@ -159,13 +184,16 @@ tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n)
         return TG_ERR_IO;
     TG_ASSERT(req->responded); /* after tg_req_stream_start */
     tg_rc rc = tg_buf_append(&req->out, p, n);
-    if (rc == TG_OK)
+    if (rc == TG_OK) {
+        req->last_write_us = tg_now_us();
         req->tp->stream_wake(req);
+    }
     return rc;
 }
 
 void tg_req_stream_end(struct tg_req *req, int broken)
 {
+    tg_timer_stop(req->shard->loop, &req->keepalive);
     req->stream_done = 1;
     if (broken)
         req->stream_broken = 1;
@@ -190,6 +218,7 @@ void tg_req_ref(struct tg_req *req)
 static void req_free(void *p)
 {
     struct tg_req *req = p;
+    tg_timer_stop(req->shard->loop, &req->keepalive);
     if (req->on_free)
         req->on_free(req);
     tg_buf_free(&req->body);
@@ -415,6 +444,11 @@ tg_rc tg_req_internal_set_header(struct tg_req *req, const char *name, const cha
     }
     r->n_in++;
     return TG_OK;
+}
+
+int tg_req_internal(const struct tg_req *req)
+{
+    return req->tp == &internal_transport;
 }
 
 unsigned tg_req_internal_status(const struct tg_req *req)

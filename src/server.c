@@ -28,6 +28,7 @@
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
 #include "tiergate/dashboard.h"
+#include "tiergate/decision.h"
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
@@ -495,6 +496,41 @@ static int authorize(struct tg_req *req)
     }
 }
 
+/* A request answered before any endpoint ran (unknown path or method,
+ * framing, authentication, limits, size) is counted and logged like any
+ * other: tiergate_requests_total (tier none, cache off), the decision line
+ * with its method and sanitised path (never the body), and for 404/405
+ * the table of unknown paths (docs/observability.md). */
+static void account_refused(struct tg_req *req)
+{
+    char path[80];
+    tg_metrics_path_label(req->path, path, sizeof(path));
+    double ms = (double)(tg_now_us() - req->start_us) / 1000.0;
+    tg_metrics_request(req->shard->metrics, req->status, -1, TG_CS_OFF, ms / 1000.0);
+    if (req->status == 404 || req->status == 405)
+        tg_metrics_unknown(req->status, req->method, req->path);
+    if (!tg_declog_enabled())
+        return;
+    struct tg_decision d = {
+        .ts = tg_wall_time(),
+        .request_id = req->id,
+        .tenant = req->bearer_hash,
+        .key_name = req->key ? req->key->name : NULL,
+        .status = req->status,
+        .cache = TG_CS_OFF,
+        .start_tier = -1,
+        .latency_ms = ms,
+        .overhead_ms = ms,
+        .method = req->method,
+        .path = path,
+    };
+    struct tg_buf b;
+    tg_buf_init(&b, TG_DECISION_MAX);
+    if (tg_decision_format(&d, &b) == TG_OK)
+        tg_declog_write(b.data, b.len);
+    tg_buf_free(&b);
+}
+
 static void dispatch(struct tg_mhd_req *m)
 {
     struct tg_req *req = &m->req;
@@ -502,6 +538,7 @@ static void dispatch(struct tg_mhd_req *m)
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
         tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, NULL, NULL);
+        account_refused(req);
         return;
     }
     req->state = TG_REQ_WORKING;
@@ -652,8 +689,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 dispatch(m); /* answers 413 before reading a byte of the body */
             }
         }
-        if (req->state == TG_REQ_READY)
+        if (req->state == TG_REQ_READY) {
+            if (!m->too_large) /* (dispatch accounted for a 413) */
+                account_refused(req);
             return queue(m);
+        }
         return MHD_YES;
     }
     struct tg_req *req = &m->req;

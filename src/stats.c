@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/common.h"
 #include "tiergate/stats.h"
 
 /* Value of label `name` in a "{a=\"x\",b=\"y\"}" block, copied to out. */
@@ -56,6 +57,23 @@ static int result_index(const char *r)
            : strcmp(r, "disagree") == 0 ? 1
            : strcmp(r, "error") == 0    ? 2
                                         : -1;
+}
+
+/* Keeps the most frequent unknown (status, method, path) rows, sorted. */
+static void add_unknown(struct tg_stats *s, const char *status, const char *method,
+                        const char *path, double v)
+{
+    size_t cap = TG_ARRAY_LEN(s->unknown), i = s->n_unknown;
+    s->unknown_total += v;
+    while (i > 0 && s->unknown[i - 1].n < v)
+        i--;
+    if (i >= cap)
+        return;
+    size_t last = s->n_unknown < cap ? s->n_unknown++ : cap - 1;
+    memmove(&s->unknown[i + 1], &s->unknown[i], (last - i) * sizeof(s->unknown[0]));
+    snprintf(s->unknown[i].what, sizeof(s->unknown[i].what), "%.3s %.7s %.80s", status, method,
+             path);
+    s->unknown[i].n = v;
 }
 
 int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
@@ -172,6 +190,11 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
                                               : -1;
             if (r >= 0)
                 s->verifier[r] += v;
+        } else if (strcmp(name, "tiergate_unknown_requests_total") == 0 &&
+                   label(labels, llen, "status", a, sizeof(a)) == 0 &&
+                   label(labels, llen, "method", b, sizeof(b)) == 0 &&
+                   label(labels, llen, "path", c, sizeof(c)) == 0) {
+            add_unknown(s, a, b, c, v);
         } else if (strcmp(name, "tiergate_breaker_state") == 0 &&
                    label(labels, llen, "model", a, sizeof(a)) == 0) {
             size_t used = strlen(s->breakers);
@@ -238,6 +261,10 @@ void tg_stats_print(const struct tg_stats *s, const char *source, FILE *o)
     }
     fprintf(o, "                  %.0f compared, %.0f errors, %.0f dropped, shadow spend $%.6f\n",
             judged, errors, s->shadow_dropped, s->shadow_cost_usd);
+    fprintf(o, "  unknown paths   %10.0f  ", s->unknown_total);
+    for (size_t i = 0; i < s->n_unknown; i++)
+        fprintf(o, "%s%s (%.0f)", i ? ", " : " ", s->unknown[i].what, s->unknown[i].n);
+    fputs(s->n_unknown ? "\n" : " none\n", o);
     double vtotal = s->verifier[0] + s->verifier[1] + s->verifier[2];
     if (vtotal > 0)
         fprintf(o,

@@ -26,7 +26,7 @@
 #define DEFAULT_MAX_MS 250
 
 /* Phrases a model uses when it is abstaining or guessing. Stored already
- * normalised (see normalize()). Two distinct ones are needed by default: one
+ * normalised (see tg_validate_normalize()). Two distinct ones are needed by default: one
  * "I'm not sure which version you run, but..." is ordinary politeness. */
 static const char *const default_phrases[] = {
     "i'm not sure",
@@ -106,7 +106,7 @@ static const char *const check_names[TG_CHK__COUNT] = {
     [TG_CHK_MALFORMED] = "malformed",           [TG_CHK_EMPTY] = "empty",
     [TG_CHK_JSON_OBJECT] = "json_object",       [TG_CHK_JSON_SCHEMA] = "json_schema",
     [TG_CHK_TOOL_ARGS] = "tool_args",           [TG_CHK_HEDGING] = "hedging",
-    [TG_CHK_LOW_CONFIDENCE] = "low_confidence",
+    [TG_CHK_LOW_CONFIDENCE] = "low_confidence", [TG_CHK_REFUSAL] = "refusal",
 };
 
 const char *tg_validate_check_name(enum tg_check c)
@@ -187,7 +187,7 @@ static tg_rc cfg_error(struct tg_cfg_error *err, const char *path, const char *f
 
 /* Lower-cases ASCII, turns U+2018/U+2019/U+02BC into "'", NUL and runs of
  * white space into one space. out must hold n + 1 bytes; returns its length. */
-static size_t normalize(const char *in, size_t n, char *out)
+size_t tg_validate_normalize(const char *in, size_t n, char *out)
 {
     size_t o = 0;
     int space = 0;
@@ -259,7 +259,7 @@ static tg_rc parse_phrases(const json_t *arr, struct tg_validate_config *c,
             free_phrases(p, i);
             return TG_ERR_NOMEM;
         }
-        if (normalize(json_string_value(s), len, p[i]) == 0) {
+        if (tg_validate_normalize(json_string_value(s), len, p[i]) == 0) {
             free_phrases(p, i + 1);
             return cfg_error(err, path, "phrases[%zu] is blank", i);
         }
@@ -802,7 +802,7 @@ static int check_hedging(const struct tg_validate_config *cfg, const json_t *msg
     char *text = malloc(n + 1);
     if (!text)
         return -1;
-    size_t tlen = normalize(json_string_value(content), n, text);
+    size_t tlen = tg_validate_normalize(json_string_value(content), n, text);
     int hits = 0;
     char found[160] = "";
     size_t flen = 0;

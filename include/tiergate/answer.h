@@ -13,6 +13,9 @@
 
 #include <jansson.h>
 
+#include "tiergate/buf.h"
+#include "tiergate/common.h"
+
 /* usage.prompt_tokens and usage.completion_tokens (0 when absent).
  * completion borrowed, may be NULL. */
 void tg_answer_usage(const json_t *completion, long *prompt, long *completion_tokens);
@@ -25,6 +28,18 @@ int tg_answer_truncated(const json_t *completion);
  * error.code "context_length_exceeded", or a message naming the maximum
  * context length or the context window. body borrowed. */
 int tg_answer_context_error(const char *body, size_t len);
+
+/* The answer's text as a person would read it: choice 0's content, or
+ * its first tool call's arguments (legacy function_call's), or refusal;
+ * *text NULL when there is none. completion borrowed; *text points into
+ * it. */
+void tg_answer_text(const json_t *completion, const char **text, size_t *len);
+
+/* An upstream's non-2xx answer as one SSE error event, for a stream whose
+ * head already left: an OpenAI error body ({"error":{...}}) goes as it
+ * came (re-serialised on one line, an event's data must be); anything
+ * else becomes an upstream_error naming the status. Appends to out. */
+tg_rc tg_answer_error_event(struct tg_buf *out, long status, const char *body, size_t len);
 
 /* error.message of an error body, truncated to outlen; "" when none. */
 void tg_answer_error_message(const char *body, size_t len, char *out, size_t outlen);

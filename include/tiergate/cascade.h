@@ -64,6 +64,7 @@ enum tg_reason {
     TG_RSN_BREAKER_OPEN,
     TG_RSN_NO_KEY,
     TG_RSN_INCONSISTENT, /* a second opinion: samples disagree */
+    TG_RSN_REFUSAL,      /* a stream prefix opened with a refusal */
     TG_RSN__COUNT
 };
 /* "malformed", "hedging", "http_5xx", ... (static); "unknown" when out of
@@ -73,6 +74,30 @@ const char *tg_reason_name(enum tg_reason r);
  * TG_CHK_PASSED or out of range: a verdict that failed without a check is
  * treated as garbled). */
 enum tg_reason tg_cascade_reason_of(enum tg_check c);
+
+/* cascade.final_invalid: what becomes of an answer that failed a check
+ * when nothing can replace it (the final candidate's, or a stream already
+ * committed to the client). */
+enum tg_final_invalid {
+    TG_FINAL_INVALID_ERROR = 0, /* contract checks answer 502 invalid_upstream_response */
+    TG_FINAL_INVALID_PASS,      /* every such answer goes to the client as it came */
+};
+/* "error", "pass"; NULL out of range. Static. */
+const char *tg_final_invalid_name(enum tg_final_invalid p);
+/* 1 when an answer that failed check c is refused under policy p (the
+ * caller passes an answer whose check a validation budget stopped: it was
+ * not shown invalid): with
+ * "error", the checks of what the request asked for (well-formed,
+ * json_object, json_schema, tool_args); never the heuristics (empty,
+ * hedging, low_confidence, refusal) or TG_CHK_PASSED. Pure. */
+int tg_cascade_final_refused(enum tg_final_invalid p, enum tg_check c);
+/* The client's message for a refused answer: the check, its detail and the
+ * start of the model's text (at most TG_CASCADE_TEXT_SHOWN bytes, cut on a
+ * UTF-8 boundary, "..." when cut; text may be NULL). Always NUL-terminated
+ * in out[n]. Pure. */
+#define TG_CASCADE_TEXT_SHOWN 200
+void tg_cascade_invalid_message(char *out, size_t n, const char *model_id,
+                                const struct tg_verdict *v, const char *text, size_t len);
 
 /* Candidates on one ladder at most (models of three tiers). */
 #define TG_CASCADE_MAX_LADDER 32
@@ -100,10 +125,11 @@ struct tg_cascade {
     int skip_through_tier;  /* after a bad answer: skip candidates at or below */
     struct tg_attempt *att; /* owned; one per ladder candidate at most */
     size_t n_att, att_cap;
-    struct tg_attempt *cur;  /* the attempt being called (or last judged), or NULL */
-    int final;               /* cur is final: no higher tier after it */
-    int probe;               /* cur was admitted as its breaker's probe */
-    uint64_t retry_after_ms; /* shortest breaker wait seen */
+    struct tg_attempt *cur;              /* the attempt being called (or last judged), or NULL */
+    int final;                           /* cur is final: no higher tier after it */
+    int probe;                           /* cur was admitted as its breaker's probe */
+    uint64_t retry_after_ms;             /* shortest breaker wait seen */
+    enum tg_final_invalid final_invalid; /* the policy for this request */
 };
 
 /* Where the ladder went after a candidate was left: to another model of
@@ -120,6 +146,18 @@ struct tg_move {
 void tg_cascade_init(struct tg_cascade *c);
 /* Frees the attempts. Safe on an initialised, never planned cascade. */
 void tg_cascade_free(struct tg_cascade *c);
+
+/* Where the ladder starts for the request's `model` (DESIGN §1; name after
+ * alias resolution) under the x-tiergate-max-tier value cap (NULL: none):
+ * "auto" sets *routed (the router picks the tier after a cache miss), a
+ * tier name starts there, a configured model id at that model (*pinned).
+ * Sets c->max_tier and c->start_tier. TG_OK; TG_ERR_MODEL_NOT_FOUND (404
+ * model_not_found) or TG_ERR_BAD_REQUEST (400: a bad cap, *param "" ; a
+ * start above the cap, *param "model") with OpenAI's message in msg.
+ * Pure. */
+tg_rc tg_cascade_start(struct tg_cascade *c, const struct tg_config *cfg, const char *name,
+                       const char *cap, int *routed, struct tg_model **pinned, const char **param,
+                       char *msg, size_t n);
 
 /* Builds the ladder: `pinned` (the model the client named; NULL for a tier
  * or auto), the rest of start_tier's models in configured order (the
@@ -160,6 +198,14 @@ struct tg_result {
      * memory). Borrowed. */
     const struct tg_verdict *verdict;
     int committed; /* bytes of this answer already reached the client */
+    /* The call was stopped on purpose once the answer's prefix was judged
+     * bad (stream mode "prefix"): verdict is the prefix's, the transport
+     * fields say nothing. */
+    int stopped;
+    /* 2xx: the answer's text for a refusal message (choice 0's content or
+     * first tool call's arguments), borrowed; may be NULL. */
+    const char *text;
+    size_t text_len;
 };
 
 enum tg_step {
@@ -176,7 +222,10 @@ struct tg_judgement {
     int valid;           /* ACCEPT: the answer passed every check (cacheable) */
     struct tg_move move; /* NEXT_*: where the ladder went and why */
     tg_rc rc;            /* FAIL, CUT: the error */
-    const char *message; /* FAIL: static text for the client */
+    const char *message; /* FAIL: text for the client (static, or msg) */
+    const char *code;    /* FAIL: the error code; NULL: rc's default */
+    int no_retry;        /* FAIL: the ladder was walked; tell SDKs not to retry */
+    char msg[400];
 };
 
 /* peer.free + upstream_next: judges c->cur's result, records the outcome
@@ -211,6 +260,7 @@ struct tg_cascade_error {
     tg_rc rc;
     const char *code;       /* NULL: the default code for rc */
     unsigned retry_after_s; /* > 0: send Retry-After (503) */
+    int no_retry;           /* send x-should-retry: false (every such error) */
     char message[300];
 };
 /* upstream_msg: the last provider's own error message (for the client,

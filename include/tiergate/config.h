@@ -102,6 +102,10 @@ struct tg_config {
 
     unsigned max_escalations;
     int retry_with_context;
+    int stream_mode;           /* enum tg_stream_mode (prefix.h) */
+    unsigned prefix_tokens;    /* prefix mode: tokens held before going live */
+    unsigned keepalive_ms;     /* SSE keep-alive comment after this much silence; 0: none */
+    int final_invalid_pass;    /* cascade.final_invalid "pass" (default "error") */
     struct tg_model *baseline; /* counterfactual model for savings */
 
     struct tg_router_config router;

@@ -24,6 +24,15 @@ struct tg_model;
 /* A decision line is capped; one over it is not written. */
 #define TG_DECISION_MAX (1u << 20)
 
+/* Where a stream's answer started reaching the client: the attempt (an
+ * index into attempts), how many content tokens were held back and for how
+ * long (from the attempt's first answer event). attempt -1: never. */
+struct tg_decision_commit {
+    int attempt;
+    size_t tokens_held;
+    double ms_held;
+};
+
 /* Everything a line says; pointers borrowed. */
 struct tg_decision {
     double ts; /* wall clock, seconds */
@@ -32,6 +41,8 @@ struct tg_decision {
     const char *key_name;        /* NULL: no gateway key */
     const char *model_requested; /* NULL: none given */
     int stream;
+    const char *stream_mode;                 /* a stream's mode (prefix.h names) */
+    const struct tg_decision_commit *commit; /* a stream's: where it committed */
     unsigned status;
     enum tg_cache_status cache;
     const struct tg_route *route; /* NULL: not routed; start_tier says where it began */
@@ -45,6 +56,10 @@ struct tg_decision {
     double latency_ms, overhead_ms;
     const char *prompt; /* NULL unless log.prompts: the last user message, cut */
     size_t prompt_len;
+    /* A request refused before any endpoint ran (unknown path or method,
+     * authentication, framing, size): its method and sanitised path
+     * (tg_metrics_path_label); NULL for an endpoint's own line. */
+    const char *method, *path;
 };
 
 /* Appends the line, newline included, to out (cap it at TG_DECISION_MAX).

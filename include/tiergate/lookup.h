@@ -43,6 +43,10 @@ struct tg_lookup {
     struct tg_buf key;           /* empty when the request has none */
     int leader;                  /* store or release: waiters depend on it */
     uint64_t wait_us;            /* time spent waiting on a leader */
+    /* Optional, set before tg_lookup_start: called (with the step's ud) when
+     * the step starts waiting for a single-flight leader, which can last a
+     * whole generation (a stream opens its response then). */
+    void (*on_wait)(void *ud);
     /* Private. */
     struct tg_req *req;
     struct tg_cache_op *op;

@@ -62,6 +62,23 @@ void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd);
 void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why);
 void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result);
 
+/* Requests for a path (404) or a method (405) the gateway does not serve:
+ * tiergate_unknown_requests_total{status,method,path}, a table of the
+ * TG_METRICS_UNKNOWN_TOP most frequent (status, method, path) since start;
+ * when it is full a new pair takes the place of the least frequent (the
+ * least recently seen of those), whose count moves to path="other". The
+ * path is sanitised (tg_metrics_path_label) and never a label of another
+ * metric. Any thread (a mutex: an error path, rare). */
+#define TG_METRICS_UNKNOWN_TOP 16
+void tg_metrics_unknown(unsigned status, const char *method, const char *path);
+
+/* A request path as it may be shown in a label or a log line: cut at '?'
+ * or '#', at most 8 segments and 64 bytes ("/..." marks a cut), bytes other
+ * than [A-Za-z0-9._~-] as '_', and a segment that looks like an id or a
+ * secret (16 bytes or more, or 8 or more with 3 digits) as ":id". Writes a
+ * NUL-terminated string (n >= 8). Returns its length. Pure. */
+size_t tg_metrics_path_label(const char *path, char *out, size_t n);
+
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *out);

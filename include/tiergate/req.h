@@ -115,6 +115,8 @@ struct tg_req {
     /* Response. */
     unsigned status;
     struct tg_buf out;                     /* streaming: bytes waiting for the client */
+    uint64_t last_write_us;                /* streaming: when bytes were last added */
+    struct tg_timer keepalive;             /* streaming: the keep-alive comment's timer */
     int stream_done;                       /* no more bytes will be added */
     int stream_broken;                     /* end the response with an error (close) */
     void (*on_drain)(struct tg_req *req);  /* out fell below the low-water mark */
@@ -169,7 +171,11 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
 
 /* Starts an SSE response (status 200) with a ": ok" comment, so the head
  * leaves at once; later bytes go through tg_req_stream_write;
- * tg_req_stream_end finishes it (broken: with an error, i.e. a close). */
+ * tg_req_stream_end finishes it (broken: with an error, i.e. a close).
+ * While the stream is open and nothing was written for
+ * cascade.keepalive_ms, a ": keep-alive" comment is written (client
+ * transports only), so that no proxy between the client and the gateway
+ * times the stream out while an answer is held or a model is slow. */
 tg_rc tg_req_stream_start(struct tg_req *req);
 tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n);
 void tg_req_stream_end(struct tg_req *req, int broken);
@@ -214,6 +220,8 @@ struct tg_req_internal_ops {
 struct tg_req *tg_req_internal_new(struct tg_shard *sh, struct tg_config *cfg, enum tg_endpoint ep,
                                    const char *body, size_t len,
                                    const struct tg_req_internal_ops *ops, void *ud);
+/* 1 for a request made by tg_req_internal_new (no HTTP client). */
+int tg_req_internal(const struct tg_req *req);
 /* Adds a request header (name and value copied). TG_ERR_TOO_LARGE past
  * TG_REQ_INTERNAL_MAX_HEADERS. */
 #define TG_REQ_INTERNAL_MAX_HEADERS 16

@@ -30,6 +30,14 @@ struct tg_stats {
     double shadow[3][3];
     double shadow_cost_usd, shadow_dropped;
     double verifier[3];
+    /* Requests for unknown paths or methods: the total and the most frequent
+     * (tiergate_unknown_requests_total), "404 GET /v1/embeddings". */
+    double unknown_total;
+    struct {
+        char what[96];
+        double n;
+    } unknown[5];
+    size_t n_unknown;
 };
 
 /* Parses Prometheus text (borrowed) into *out. Returns 0, or -1 when the

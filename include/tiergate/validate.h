@@ -72,11 +72,12 @@ enum tg_check {
     TG_CHK_TOOL_ARGS,
     TG_CHK_HEDGING,
     TG_CHK_LOW_CONFIDENCE,
+    TG_CHK_REFUSAL, /* a stream prefix that opens with a refusal (prefix.c) */
     TG_CHK__COUNT
 };
 
 /* "malformed", "empty", "json_object", "json_schema", "tool_args",
- * "hedging", "low_confidence"; NULL for TG_CHK_PASSED and out of range.
+ * "hedging", "low_confidence", "refusal"; NULL for TG_CHK_PASSED and out of range.
  * Static strings. */
 const char *tg_validate_check_name(enum tg_check c);
 
@@ -138,6 +139,12 @@ tg_rc tg_validate_check_request(const struct tg_validate_config *cfg, const json
  * should not cache them. request borrowed. Thread-safe. */
 int tg_validate_wants_logprobs(const struct tg_validate_config *cfg, const json_t *request,
                                int final);
+
+/* The normal form the hedging phrases are matched in: ASCII lower case,
+ * curly apostrophes straightened, runs of white space as one space, no
+ * leading or trailing space. Writes at most n + 1 bytes to out (NUL
+ * included) and returns the length. Thread-safe. */
+size_t tg_validate_normalize(const char *in, size_t n, char *out);
 
 /* Sets choices[*].logprobs to null (the key stays, as OpenAI sends it when
  * logprobs were not asked for). Call when the gateway asked for logprobs and

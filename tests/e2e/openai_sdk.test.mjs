@@ -42,10 +42,14 @@ test('stream with usage, headers readable', async () => {
     .create({ model: 'expensive', stream: true, stream_options: { include_usage: true },
               messages: [{ role: 'user', content: 'stream please' }] })
     .withResponse();
-  assert.equal(response.headers.get('x-tiergate-model'), 'large');
+  // The head leaves before any model answered: it names the mode, not the model
+  // (the x-tiergate-* values follow as SSE comments, which the SDK skips).
+  assert.equal(response.headers.get('x-tiergate-stream-mode'), 'prefix');
+  assert.ok(response.headers.get('x-request-id'));
   let text = '', usage = null, chunks = 0;
   for await (const chunk of stream) {
     chunks++;
+    assert.equal(chunk.model, 'gpt-large');
     if (chunk.choices[0]?.delta?.content) text += chunk.choices[0].delta.content;
     if (chunk.usage) usage = chunk.usage;
   }
@@ -134,6 +138,48 @@ test('mid-stream upstream failure is thrown by the SDK as an APIError', async ()
     for await (const c of stream) got += c.choices[0]?.delta?.content ?? '';
   }, (e) => e instanceof APIError && /upstream/i.test(e.message));
   assert.ok(got.length > 0, 'some content arrived before the failure');
+});
+
+test('a stream that fails before any content throws an APIError with the 502 error object', async () => {
+  await script('gpt-large', { status: 500, error: { message: 'kaboom', type: 'server_error' } });
+  const stream = await client.chat.completions.create({
+    model: 'expensive', stream: true, messages: [{ role: 'user', content: 'fail first' }] });
+  await assert.rejects(async () => { for await (const c of stream) void c; },
+    (e) => e instanceof APIError && e.code === 'upstream_failed' && e.type === 'upstream_error' &&
+           /kaboom/.test(e.message));
+});
+
+// Retries: the gateway walks the ladder itself; an error after that carries
+// x-should-retry: false, which the official SDK honours (default maxRetries 2).
+const sdkDefault = new OpenAI({ baseURL: `${TG}/v1`, apiKey: 'sk-e2e-client', timeout: 20000 });
+const upstreamCalls = async () => (await mock('GET', '/_mock/requests')).length;
+
+test('retry hint: a walked ladder is not walked again by the SDK', async () => {
+  for (const m of ['gpt-cheap', 'gpt-mid', 'gpt-large']) await script(m, { status: 500 }, -1);
+  await assert.rejects(
+    sdkDefault.chat.completions.create({ model: 'cheap', messages: [{ role: 'user', content: 'r' }] }),
+    (e) => e instanceof APIError && e.status === 502 && e.headers?.get('x-should-retry') === 'false');
+  assert.equal(await upstreamCalls(), 3, 'one walk of cheap -> medium -> expensive, no SDK retry');
+});
+
+test('retry hint: a passed-back 429 is worth retrying, and the SDK does', async () => {
+  await script('gpt-large', { status: 429 }, -1);
+  await assert.rejects(
+    sdkDefault.chat.completions.create({ model: 'expensive', messages: [{ role: 'user', content: 'r' }] }),
+    (e) => e instanceof OpenAI.RateLimitError && e.headers?.get('x-should-retry') === null);
+  assert.equal(await upstreamCalls(), 3, 'the first try and the SDK\'s 2 retries');
+});
+
+test('final-tier invalid structured output: parse() raises an APIError, not a SyntaxError', async () => {
+  await script('gpt-large', { content: 'Sure! Here is your JSON: {"city": "Paris"' }, -1);
+  await assert.rejects(
+    sdkDefault.chat.completions.parse({
+      model: 'expensive', messages: [{ role: 'user', content: 'city as JSON' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'city', strict: true, schema: {
+        type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false } } } }),
+    (e) => e instanceof APIError && e.status === 502 && e.code === 'invalid_upstream_response' &&
+           /json_schema/.test(e.message) && /Here is your JSON/.test(e.message));
+  assert.equal(await upstreamCalls(), 1, 'not retried');
 });
 
 let passed = 0, failed = 0;

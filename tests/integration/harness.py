@@ -202,6 +202,18 @@ class Response:
     def header(self, name):
         return self.headers.get(name.lower())
 
+    def meta(self, name):
+        """An x-tiergate-* value: the response header, or for a stream whose
+        head left before the answer, the last SSE comment named like it
+        (": x-tiergate-model: mid")."""
+        name = name.lower()
+        found = None
+        if self.headers.get("content-type", "").startswith("text/event-stream"):
+            for line in self.body.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+                if line.startswith(": " + name + ": "):
+                    found = line[len(name) + 4:]
+        return found if found is not None else self.headers.get(name)
+
     def events(self):
         """SSE data payloads in order ("[DONE]" kept as a string)."""
         out = []

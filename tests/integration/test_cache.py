@@ -884,7 +884,7 @@ def single_flight_streams_and_non_streams_together(w):
             sse_check(r, "shared by streams and non-streams")
         else:
             eq(text_of(r), "shared by streams and non-streams")
-    eq(sorted(o[0].header("x-tiergate-cache") for o in out), ["hit"] * 7 + ["miss"])
+    eq(sorted(o[0].meta("x-tiergate-cache") for o in out), ["hit"] * 7 + ["miss"])
 
 
 @test

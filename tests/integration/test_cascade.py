@@ -102,9 +102,9 @@ def all_fallbacks(m):
 
 def expect_answer(r, model, tier, escalations):
     eq(r.status, 200, "status (%r)" % r)
-    eq(r.header("x-tiergate-model"), model, "x-tiergate-model")
-    eq(r.header("x-tiergate-tier"), tier, "x-tiergate-tier")
-    eq(r.header("x-tiergate-escalations"), str(escalations), "x-tiergate-escalations")
+    eq(r.meta("x-tiergate-model"), model, "x-tiergate-model")
+    eq(r.meta("x-tiergate-tier"), tier, "x-tiergate-tier")
+    eq(r.meta("x-tiergate-escalations"), str(escalations), "x-tiergate-escalations")
 
 
 def admin(w, path="/admin/breakers"):
@@ -565,7 +565,7 @@ def stream_validated_then_streamed(w):
     check(all(x["stream"] for x in w.mock.requests()), "upstream asked to stream")
     d = decision(w, r)
     eq(attempts(d), [("mini", "invalid", "hedging"), ("mid", "ok", None)])
-    check(abs(float(r.header("x-tiergate-cost-usd")) - d["cost_usd"]) < 1e-7,
+    check(abs(float(r.meta("x-tiergate-cost-usd")) - d["cost_usd"]) < 1e-7,
           "a validated stream knows its cost (the rejected cheap answer included)")
     # A cheap stream that breaks half way is buffered, so the client never sees it.
     w.mock.reset()

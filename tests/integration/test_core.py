@@ -249,11 +249,25 @@ def stream_usage_added_for_cost_and_stripped(w):
 
 
 @test
-def stream_upstream_error_before_bytes_is_http_error(w):
+def stream_upstream_error_before_bytes_is_an_error_event(w):
+    # The head left before the upstream answered (DESIGN §6): the 502 the
+    # non-stream request gets arrives as the stream's only event, with the
+    # same OpenAI error object, and no [DONE].
+    w.mock.script({"status": 503, "error": {"message": "overloaded"}}, model="gpt-large")
+    plain = w.gw.chat(model=PINNED)
+    eq(plain.status, 502)
+    eq(plain.header("x-should-retry"), "false", "the ladder was walked: SDKs must not walk it again")
     w.mock.script({"status": 503, "error": {"message": "overloaded"}}, model="gpt-large")
     r = w.gw.chat(model=PINNED, stream=True)
-    eq(r.status, 502)
-    eq(r.header("content-type"), "application/json")
+    eq(r.status, 200)
+    check(r.header("content-type").startswith("text/event-stream"))
+    ev = r.events()
+    eq(len(ev), 1, "one error event, no [DONE]: %r" % ev)
+    eq(set(ev[0]["error"]), {"message", "type", "param", "code"})
+    eq(ev[0]["error"]["code"], plain.json()["error"]["code"])
+    eq(ev[0]["error"]["type"], plain.json()["error"]["type"])
+    check("overloaded" in ev[0]["error"]["message"], ev[0]["error"]["message"])
+    eq(w.gw.decision(r)["status"], 502, "the decision line says what the error was")
 
 
 @test

@@ -1,21 +1,33 @@
 # SPDX-License-Identifier: MIT
-"""Runs tests/e2e/openai_sdk.test.mjs (the official openai npm client)
-against this world's gateway and mock."""
+"""Runs tests/e2e/openai_sdk.test.mjs (the official openai npm client) and
+tests/e2e/sdk_sweep.test.mjs (LangChain JS, the Vercel AI SDK) against this
+world's gateway and mock. The breakers do not trip here: the retry tests
+make every model fail on purpose."""
 import os
 import subprocess
 
-from harness import ROOT, check, test
+from harness import ROOT, World, check, test
 
 E2E = os.path.join(ROOT, "tests", "e2e")
+WORLD = lambda: World(breaker={"failure_threshold": 0, "failure_ratio": 0})  # noqa: E731
+
+
+def run_node(w, script, package):
+    check(os.path.isdir(os.path.join(E2E, "node_modules", package)),
+          "tests/e2e/node_modules/%s missing: run make deps" % package)
+    env = dict(os.environ, TG_URL="http://127.0.0.1:%d" % w.gw.port,
+               MOCK_URL="http://127.0.0.1:%d" % w.mock.port)
+    p = subprocess.run(["node", script], cwd=E2E, env=env, capture_output=True, text=True,
+                       timeout=180)
+    print("\n".join("    " + l.strip() for l in p.stdout.strip().split("\n")))
+    check(p.returncode == 0, "%s failed:\n%s%s" % (script, p.stdout[-4000:], p.stderr[-2000:]))
 
 
 @test
 def openai_npm_client(w):
-    check(os.path.isdir(os.path.join(E2E, "node_modules", "openai")),
-          "tests/e2e/node_modules/openai missing: run make deps")
-    env = dict(os.environ, TG_URL="http://127.0.0.1:%d" % w.gw.port,
-               MOCK_URL="http://127.0.0.1:%d" % w.mock.port)
-    p = subprocess.run(["node", "openai_sdk.test.mjs"], cwd=E2E, env=env, capture_output=True,
-                       text=True, timeout=180)
-    print("\n".join("    " + l.strip() for l in p.stdout.strip().split("\n")))
-    check(p.returncode == 0, "openai npm e2e failed:\n" + p.stdout[-4000:] + p.stderr[-2000:])
+    run_node(w, "openai_sdk.test.mjs", "openai")
+
+
+@test
+def langchain_and_vercel_ai_sdk(w):
+    run_node(w, "sdk_sweep.test.mjs", "@langchain/openai")

@@ -56,16 +56,30 @@ static void result_of(const char *tok, struct tg_result *r, struct tg_verdict *v
         r->committed = 1;
         tok += 5;
     }
+    if (strncmp(tok, "stop-", 5) == 0) { /* judged on its prefix, call stopped */
+        r->stopped = 1;
+        r->rc = TG_ERR_IO;
+        r->sse = 1;
+        tok += 5;
+    }
+    r->text = "Sure! Here is the JSON you asked for";
+    r->text_len = strlen(r->text);
     if (strcmp(tok, "ok") == 0)
         return;
     v->ok = 0;
     if (strcmp(tok, "hedging") == 0 || strcmp(tok, "json_schema") == 0 ||
-        strcmp(tok, "empty") == 0 || strcmp(tok, "tool_args") == 0) {
+        strcmp(tok, "empty") == 0 || strcmp(tok, "tool_args") == 0 || strcmp(tok, "refusal") == 0 ||
+        strcmp(tok, "json_object") == 0) {
         v->reason = strcmp(tok, "hedging") == 0       ? TG_CHK_HEDGING
                     : strcmp(tok, "json_schema") == 0 ? TG_CHK_JSON_SCHEMA
+                    : strcmp(tok, "json_object") == 0 ? TG_CHK_JSON_OBJECT
                     : strcmp(tok, "empty") == 0       ? TG_CHK_EMPTY
+                    : strcmp(tok, "refusal") == 0     ? TG_CHK_REFUSAL
                                                       : TG_CHK_TOOL_ARGS;
         snprintf(v->detail, sizeof(v->detail), "%s failed", tok);
+    } else if (strcmp(tok, "limit") == 0) { /* a schema check a budget stopped */
+        v->reason = TG_CHK_JSON_SCHEMA;
+        v->limit = "regex_match";
     } else if (strcmp(tok, "array") == 0) { /* JSON, not an object */
         v->reason = TG_CHK_MALFORMED;
     } else if (strcmp(tok, "garbage") == 0) { /* not JSON at all */
@@ -237,7 +251,7 @@ static void run(struct tg_cascade *c, const char *script, char *t, size_t n)
                 snprintf(ra, sizeof(ra), " ra=%u", e.retry_after_s);
             add(t, n, "%serror %s %s", strlen(t) ? " " : "", st,
                 e.code ? e.code : tg_error_code(e.rc));
-            add(t, n, "%s%s%s", ra, "", "");
+            add(t, n, "%s%s%s", ra, e.no_retry ? " no-retry" : "", "");
             return;
         }
         if (!tok) {
@@ -248,6 +262,10 @@ static void run(struct tg_cascade *c, const char *script, char *t, size_t n)
         struct tg_verdict v;
         struct tg_judgement j;
         int final = c->final;
+        if (strncmp(tok, "pass-", 5) == 0) { /* cascade.final_invalid "pass" */
+            c->final_invalid = TG_FINAL_INVALID_PASS;
+            tok += 5;
+        }
         result_of(tok, &res, &v);
         tok = strtok_r(NULL, " ", &save);
         tg_cascade_judge(c, &res, NOW, &j);
@@ -262,7 +280,9 @@ static void run(struct tg_cascade *c, const char *script, char *t, size_t n)
         if (j.step == TG_STEP_ACCEPT && !j.valid)
             add(t, n, "(invalid)%s%s%s", "", "", "");
         else if (j.step == TG_STEP_FAIL || j.step == TG_STEP_CUT)
-            add(t, n, " %s%s%s", st, "", "");
+            add(t, n, " %s %s%s", st, j.code ? j.code : tg_error_code(j.rc), "");
+        if (j.no_retry)
+            add(t, n, " no-retry%s%s%s", "", "", "");
         return;
     }
 }
@@ -302,15 +322,29 @@ static const struct row rows[] = {
     {"garbage escalates", NULL, "cheap", -1, -1, NULL, NULL, "garbage ok",
      "c1=invalid:malformed tier(escalation) m1=ok accept"},
     {"out of memory while judging fails", NULL, "cheap", -1, -1, NULL, NULL, "oom",
-     "c1=ok fail 500"},
+     "c1=ok fail 500 out_of_memory"},
 
     /* --- the final attempt --- */
-    {"final: a structurally bad answer is sent, not cached", NULL, "expensive", -1, -1, NULL, NULL,
-     "json_schema", "e1*=invalid accept(invalid)"},
-    {"final: JSON that is not an object is sent", NULL, "expensive", -1, -1, NULL, NULL, "array",
+    {"final: a schema failure is a 502 (final_invalid error)", NULL, "expensive", -1, -1, NULL,
+     NULL, "json_schema", "e1*=invalid:json_schema fail 502 invalid_upstream_response no-retry"},
+    {"final: json_object and tool_args failures too", NULL, "medium", -1, 0, NULL, NULL,
+     "json_object", "m1*=invalid:json_object fail 502 invalid_upstream_response no-retry"},
+    {"final: tool_args", NULL, "expensive", -1, -1, NULL, NULL, "tool_args",
+     "e1*=invalid:tool_args fail 502 invalid_upstream_response no-retry"},
+    {"final: JSON that is not an object is a 502", NULL, "expensive", -1, -1, NULL, NULL, "array",
+     "e1*=invalid:malformed fail 502 invalid_upstream_response no-retry"},
+    {"final: a check a validation budget stopped passes", NULL, "expensive", -1, -1, NULL, NULL,
+     "limit", "e1*=invalid accept(invalid)"},
+    {"final: an empty answer passes (a heuristic)", NULL, "expensive", -1, -1, NULL, NULL, "empty",
      "e1*=invalid accept(invalid)"},
+    {"final_invalid pass: a schema failure is sent, not cached", NULL, "expensive", -1, -1, NULL,
+     NULL, "pass-json_schema", "e1*=invalid accept(invalid)"},
+    {"final_invalid pass: JSON that is not an object is sent", NULL, "expensive", -1, -1, NULL,
+     NULL, "pass-array", "e1*=invalid accept(invalid)"},
     {"final: garbage is a 502", NULL, "expensive", -1, -1, NULL, NULL, "garbage",
-     "e1*=invalid fail 502"},
+     "e1*=invalid:malformed fail 502 invalid_upstream_response no-retry"},
+    {"final_invalid pass: garbage is still a 502", NULL, "expensive", -1, -1, NULL, NULL,
+     "pass-garbage", "e1*=invalid:malformed fail 502 invalid_upstream_response no-retry"},
     {"final: context error passes back", NULL, "expensive", -1, -1, NULL, NULL, "ctx",
      "e1*=http_4xx pass_back"},
     {"final but not last: 429 falls back", NULL, "expensive", -1, -1, NULL, NULL, "429 ok",
@@ -319,15 +353,32 @@ static const struct row rows[] = {
      "e1*=http_5xx:http_5xx next(fallback) e2*=http_429 pass_back"},
     {"last candidate's 5xx is an error", NULL, "expensive", -1, -1, NULL, NULL, "500 503",
      "e1*=http_5xx:http_5xx next(fallback) e2*=http_5xx:http_5xx next(none) "
-     "error 502 upstream_failed"},
+     "error 502 upstream_failed no-retry"},
     {"final live stream cut: error event", NULL, "expensive", -1, -1, NULL, NULL, "live-cut",
-     "e1*=transport cut 502"},
+     "e1*=transport cut 502 upstream_failed"},
     {"final live stream timeout: 504 event", NULL, "expensive", -1, -1, NULL, NULL, "live-timeout",
-     "e1*=timeout cut 504"},
+     "e1*=timeout cut 504 upstream_timeout"},
     {"final live stream error event", NULL, "expensive", -1, -1, NULL, NULL, "live-errev",
-     "e1*=http_5xx cut 502"},
+     "e1*=http_5xx cut 502 upstream_failed"},
     {"final live stream invalid: already sent", NULL, "expensive", -1, -1, NULL, NULL,
      "live-hedging", "e1*=invalid accept(invalid)"},
+    {"committed stream whose whole answer breaks its schema: error event", NULL, "cheap", -1, -1,
+     NULL, NULL, "live-json_schema",
+     "c1=invalid:json_schema fail 502 invalid_upstream_response no-retry"},
+    {"committed stream, final_invalid pass: sent, not cached", NULL, "cheap", -1, -1, NULL, NULL,
+     "pass-live-json_schema", "c1=invalid accept(invalid)"},
+    {"committed stream that hedges: sent, not cached", NULL, "cheap", -1, -1, NULL, NULL,
+     "live-hedging", "c1=invalid accept(invalid)"},
+
+    /* --- stream mode prefix: an attempt stopped on its prefix --- */
+    {"prefix refusal escalates", NULL, "cheap", -1, -1, NULL, NULL, "stop-refusal ok",
+     "c1=invalid:refusal tier(escalation) m1=ok accept"},
+    {"prefix hedging escalates", NULL, "medium", -1, -1, NULL, NULL, "stop-hedging ok",
+     "m1=invalid:hedging tier(escalation) e1*=ok accept"},
+    {"prefix JSON opening escalates", NULL, "cheap", -1, -1, NULL, NULL,
+     "stop-json_object stop-json_object ok",
+     "c1=invalid:json_object tier(escalation) m1=invalid:json_object tier(escalation) e1*=ok "
+     "accept"},
     {"not live yet: final 5xx falls back", NULL, "expensive", -1, -1, NULL, NULL, "503 live-ok",
      "e1*=http_5xx:http_5xx next(fallback) e2*=ok accept"},
 
@@ -335,23 +386,23 @@ static const struct row rows[] = {
     {"every candidate fails: 502", NULL, "cheap", -1, -1, NULL, NULL, "500 500 500 500 500",
      "c1=http_5xx:http_5xx next(fallback) c2=http_5xx:http_5xx next(escalation) "
      "m1=http_5xx:http_5xx next(escalation) e1*=http_5xx:http_5xx next(fallback) "
-     "e2*=http_5xx:http_5xx next(none) error 502 upstream_failed"},
+     "e2*=http_5xx:http_5xx next(none) error 502 upstream_failed no-retry"},
     {"every candidate times out: 504", NULL, "medium", -1, -1, NULL, NULL,
      "timeout timeout timeout",
      "m1=timeout:timeout next(escalation) e1*=timeout:timeout next(fallback) "
-     "e2*=timeout:timeout next(none) error 504 upstream_timeout"},
+     "e2*=timeout:timeout next(none) error 504 upstream_timeout no-retry"},
     {"timeouts and a 5xx: 502", NULL, "medium", -1, -1, NULL, NULL, "timeout 500 timeout",
      "m1=timeout:timeout next(escalation) e1*=http_5xx:http_5xx next(fallback) "
-     "e2*=timeout:timeout next(none) error 502 upstream_failed"},
+     "e2*=timeout:timeout next(none) error 502 upstream_failed no-retry"},
     {"every breaker open: 503", NULL, "medium", -1, -1, "m1,e1,e2", NULL, "",
      "m1=breaker_open:breaker_open skip(escalation) e1=breaker_open:breaker_open skip(fallback) "
-     "e2=breaker_open:breaker_open skip(none) error 503 all_breakers_open ra=5"},
+     "e2=breaker_open:breaker_open skip(none) error 503 all_breakers_open ra=5 no-retry"},
     {"failures and open breakers: 503", NULL, "medium", -1, -1, "e1,e2", NULL, "500",
      "m1=http_5xx:http_5xx next(escalation) e1=breaker_open:breaker_open skip(fallback) "
-     "e2=breaker_open:breaker_open skip(none) error 503 all_breakers_open ra=5"},
+     "e2=breaker_open:breaker_open skip(none) error 503 all_breakers_open ra=5 no-retry"},
     {"timeouts and open breakers: 504", NULL, "medium", -1, -1, "e1,e2", NULL, "timeout",
      "m1=timeout:timeout next(escalation) e1=breaker_open:breaker_open skip(fallback) "
-     "e2=breaker_open:breaker_open skip(none) error 504 upstream_timeout"},
+     "e2=breaker_open:breaker_open skip(none) error 504 upstream_timeout no-retry"},
     {"open breaker falls back", NULL, "cheap", -1, -1, "c1", NULL, "ok",
      "c1=breaker_open:breaker_open skip(fallback) c2=ok accept"},
     {"open breakers escalate", NULL, "cheap", -1, -1, "c1,c2", NULL, "ok",
@@ -361,18 +412,18 @@ static const struct row rows[] = {
      "hedging",
      "c1=invalid:hedging tier(escalation) m1=breaker_open:breaker_open skip(escalation) "
      "e1=breaker_open:breaker_open skip(fallback) e2=breaker_open:breaker_open skip(none) "
-     "error 503 all_breakers_open ra=5"},
+     "error 503 all_breakers_open ra=5 no-retry"},
     {"no key anywhere: 500", NULL, "expensive", -1, -1, NULL, "e1,e2", "",
      "e1=no_api_key:no_api_key skip(fallback) e2=no_api_key:no_api_key skip(none) "
-     "error 500 missing_api_key"},
+     "error 500 missing_api_key no-retry"},
     {"no key falls back", NULL, "cheap", -1, -1, NULL, "c1", "ok",
      "c1=no_api_key:no_api_key skip(fallback) c2=ok accept"},
     {"no key and open breakers: 503", NULL, "expensive", -1, -1, "e2", "e1", "",
      "e1=no_api_key:no_api_key skip(fallback) e2=breaker_open:breaker_open skip(none) "
-     "error 503 all_breakers_open ra=5"},
+     "error 503 all_breakers_open ra=5 no-retry"},
     {"no key after a failure: the failure", NULL, "expensive", -1, -1, NULL, "e2", "500",
      "e1*=http_5xx:http_5xx next(fallback) e2=no_api_key:no_api_key skip(none) "
-     "error 502 upstream_failed"},
+     "error 502 upstream_failed no-retry"},
 
     /* --- where the ladder starts and stops --- */
     {"a model id starts there, then its tier, then up", NULL, "c2", -1, -1, NULL, NULL,
@@ -381,7 +432,7 @@ static const struct row rows[] = {
     {"a model in no tier: a ladder of one", NULL, "solo", -1, -1, NULL, NULL, "hedging",
      "solo*=invalid accept(invalid)"},
     {"a model in no tier fails: 502", NULL, "solo", -1, -1, NULL, NULL, "500",
-     "solo*=http_5xx:http_5xx next(none) error 502 upstream_failed"},
+     "solo*=http_5xx:http_5xx next(none) error 502 upstream_failed no-retry"},
     {"max tier caps the ladder", NULL, "cheap", TG_TIER_MEDIUM, -1, NULL, NULL, "500 500 hedging",
      "c1=http_5xx:http_5xx next(fallback) c2=http_5xx:http_5xx next(escalation) "
      "m1*=invalid accept(invalid)"},
@@ -389,10 +440,10 @@ static const struct row rows[] = {
      "hedging", "c1*=invalid accept(invalid)"},
     {"max_escalations 0 stays in the tier", NULL, "cheap", -1, 0, NULL, NULL, "500 500",
      "c1*=http_5xx:http_5xx next(fallback) c2*=http_5xx:http_5xx next(none) "
-     "error 502 upstream_failed"},
+     "error 502 upstream_failed no-retry"},
     {"max_escalations 1 stops a tier up", NULL, "cheap", -1, 1, NULL, NULL, "hedging 500",
      "c1=invalid:hedging tier(escalation) m1*=http_5xx:http_5xx next(none) "
-     "error 502 upstream_failed"},
+     "error 502 upstream_failed no-retry"},
     {"medium start never goes down", NULL, "medium", -1, -1, NULL, NULL, "hedging ok",
      "m1=invalid:hedging tier(escalation) e1*=ok accept"},
     {"a bad answer on a shared-tier model skips the rest",
@@ -609,6 +660,7 @@ TG_TEST(reasons_and_names)
         {TG_CHK_TOOL_ARGS, TG_RSN_TOOL_ARGS, "tool_args"},
         {TG_CHK_HEDGING, TG_RSN_HEDGING, "hedging"},
         {TG_CHK_LOW_CONFIDENCE, TG_RSN_LOW_CONFIDENCE, "low_confidence"},
+        {TG_CHK_REFUSAL, TG_RSN_REFUSAL, "refusal"},
         {TG_CHK_PASSED, TG_RSN_MALFORMED, NULL}, /* failed without a check: garbled */
         {TG_CHK__COUNT, TG_RSN_MALFORMED, NULL}, /* out of range */
     };
@@ -625,6 +677,68 @@ TG_TEST(reasons_and_names)
     TG_CHECK_STR(tg_reason_name(TG_RSN_CONTEXT), "context_length");
     TG_CHECK_STR(tg_outcome_name(TG_OUT_CANCELLED), "cancelled");
     TG_CHECK_STR(tg_outcome_name(TG_OUT__COUNT), "unknown");
+}
+
+/* cascade.final_invalid: which failed checks become a 502 under each
+ * policy (docs/cascade.md "When the last answer is invalid"). */
+TG_TEST(final_invalid_policy)
+{
+    static const struct {
+        enum tg_check check;
+        int error, pass;
+    } cases[] = {
+        {TG_CHK_MALFORMED, 1, 0},      {TG_CHK_JSON_OBJECT, 1, 0}, {TG_CHK_JSON_SCHEMA, 1, 0},
+        {TG_CHK_TOOL_ARGS, 1, 0},      {TG_CHK_EMPTY, 0, 0},       {TG_CHK_HEDGING, 0, 0},
+        {TG_CHK_LOW_CONFIDENCE, 0, 0}, {TG_CHK_REFUSAL, 0, 0},     {TG_CHK_PASSED, 0, 0},
+        {TG_CHK__COUNT, 0, 0},
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        TG_CHECK_MSG(tg_cascade_final_refused(TG_FINAL_INVALID_ERROR, cases[i].check) ==
+                         cases[i].error,
+                     "error, check %d", (int)cases[i].check);
+        TG_CHECK_MSG(tg_cascade_final_refused(TG_FINAL_INVALID_PASS, cases[i].check) ==
+                         cases[i].pass,
+                     "pass, check %d", (int)cases[i].check);
+    }
+    TG_CHECK_STR(tg_final_invalid_name(TG_FINAL_INVALID_ERROR), "error");
+    TG_CHECK_STR(tg_final_invalid_name(TG_FINAL_INVALID_PASS), "pass");
+    TG_CHECK(tg_final_invalid_name((enum tg_final_invalid)7) == NULL);
+}
+
+/* The refusal message: the check, its detail, the model's text cut at 200
+ * bytes on a character boundary. */
+TG_TEST(invalid_message)
+{
+    struct tg_verdict v = {0, TG_CHK_JSON_SCHEMA, "$.age: expected integer", -1, NULL};
+    char out[400];
+    tg_cascade_invalid_message(out, sizeof(out), "mini", &v, "{\"age\": \"ten\"}", 15);
+    TG_CHECK_STR(out,
+                 "the answer of mini failed validation (json_schema: $.age: expected integer); "
+                 "the model's text: \"{\"age\": \"ten\"}\"");
+    /* 199 ASCII bytes then a 3-byte character across the 200 mark: cut
+     * before it, never inside. */
+    char text[260];
+    memset(text, 'a', 199);
+    memcpy(text + 199, "\xe2\x82\xac", 3); /* the euro sign */
+    memset(text + 202, 'b', 40);
+    tg_cascade_invalid_message(out, sizeof(out), "m", &v, text, 242);
+    const char *q = strstr(out, "text: \"");
+    TG_CHECK(q != NULL);
+    if (q) {
+        q += 7;
+        TG_CHECK_INT(strspn(q, "a"), 199);
+        TG_CHECK_STR(q + 199, "...\"");
+    }
+    /* Exactly 200 bytes: shown whole. No text: an empty quote. */
+    memset(text, 'c', 200);
+    tg_cascade_invalid_message(out, sizeof(out), "m", &v, text, 200);
+    TG_CHECK(strstr(out, "...") == NULL);
+    tg_cascade_invalid_message(out, sizeof(out), "m", &v, NULL, 0);
+    TG_CHECK(strstr(out, "text: \"\"") != NULL);
+    /* A small buffer is cut and terminated. */
+    char small[16];
+    tg_cascade_invalid_message(small, sizeof(small), "m", &v, text, 200);
+    TG_CHECK_INT(strlen(small), 15);
 }
 
 /* Tier changes from where the ladder started. */
@@ -675,6 +789,8 @@ int main(void)
     TG_RUN(abandon_before_start);
     TG_RUN(reconsider);
     TG_RUN(reasons_and_names);
+    TG_RUN(final_invalid_policy);
+    TG_RUN(invalid_message);
     TG_RUN(escalations);
     TG_RUN(error_message_names_the_last_failure);
     return TG_SUMMARY();

@@ -14,6 +14,7 @@
 
 #include "tg_test.h"
 #include "tiergate/config.h"
+#include "tiergate/prefix.h"
 #include "tiergate/log.h"
 #include "tiergate/server.h"
 
@@ -148,6 +149,10 @@ TG_TEST(design_minimal_defaults)
     TG_CHECK_INT(cfg->cache_single_flight_wait_ms, 30000);
     TG_CHECK_INT(cfg->max_escalations, 2);
     TG_CHECK_INT(cfg->retry_with_context, 1);
+    TG_CHECK_INT(cfg->stream_mode, TG_STREAM_PREFIX);
+    TG_CHECK_INT(cfg->prefix_tokens, 20);
+    TG_CHECK_INT(cfg->keepalive_ms, 5000);
+    TG_CHECK_INT(cfg->final_invalid_pass, 0);
     TG_CHECK_INT(cfg->n_aliases, 0);
     TG_CHECK_INT(cfg->n_keys, 0);
     TG_CHECK_STR(cfg->admin_key_env, "TIERGATE_ADMIN_KEY");
@@ -382,6 +387,12 @@ static const struct bad_case {
     {{.extra = ",\n  \"cascade\": {\n    \"max_escalations\": 3\n  }"},
      "t.json:14: cascade.max_escalations: must be between 0 and 2"},
     {{.extra = ",\n  \"cascade\": {\"retry\": true}"}, "t.json:13: cascade.retry: unknown setting"},
+    {{.extra = ",\n  \"cascade\": {\n    \"stream_mode\": \"fast\"\n  }"},
+     "t.json:14: cascade.stream_mode: expected \"prefix\", \"buffer\" or \"live\""},
+    {{.extra = ",\n  \"cascade\": {\"prefix_tokens\": 0}"},
+     "t.json:13: cascade.prefix_tokens: must be between 1 and 1000"},
+    {{.extra = ",\n  \"cascade\": {\"final_invalid\": \"drop\"}"},
+     "t.json:13: cascade.final_invalid: expected \"error\" or \"pass\""},
     {{.extra = ",\n  \"metrics\": {\n    \"baseline_model\": \"nope\"\n  }"},
      "t.json:14: metrics.baseline_model: no such model"},
     /* auth: hashes only */
@@ -561,7 +572,9 @@ TG_TEST(sections_set_values)
             "8},\n"
             "  \"cache\": {\"enabled\": false, \"ttl_s\": 60, \"scope\": \"shared\", "
             "\"max_temperature\": 0.5},\n"
-            "  \"cascade\": {\"max_escalations\": 0, \"retry_with_context\": false},\n"
+            "  \"cascade\": {\"max_escalations\": 0, \"retry_with_context\": false,"
+            " \"stream_mode\": \"live\", \"prefix_tokens\": 7, \"keepalive_ms\": 0,"
+            " \"final_invalid\": \"pass\"},\n"
             "  \"metrics\": {\"baseline_model\": \"mid\"},\n"
             "  \"shards\": 3, \"drain_timeout_s\": 0,\n"
             "  \"breaker\": {\"failure_threshold\": 2},\n"
@@ -585,6 +598,10 @@ TG_TEST(sections_set_values)
     TG_CHECK_NEAR(cfg->cache_max_temperature, 0.5, 0);
     TG_CHECK_INT(cfg->max_escalations, 0);
     TG_CHECK_INT(cfg->retry_with_context, 0);
+    TG_CHECK_INT(cfg->stream_mode, TG_STREAM_LIVE);
+    TG_CHECK_INT(cfg->prefix_tokens, 7);
+    TG_CHECK_INT(cfg->keepalive_ms, 0);
+    TG_CHECK_INT(cfg->final_invalid_pass, 1);
     TG_CHECK(cfg->baseline == tg_config_model(cfg, "mid"));
     TG_CHECK_INT(cfg->shards, 3);
     TG_CHECK_INT(cfg->drain_timeout_s, 0);

@@ -33,7 +33,7 @@ static const struct {
     {TG_ERR_UNAVAILABLE, 503, "upstream_error", "all_breakers_open", "unavailable"},
     {TG_ERR_TIMEOUT, 504, "upstream_error", "upstream_timeout", "timeout"},
     {TG_ERR_CONFIG, 500, "server_error", "config_error", "config"},
-    {TG_ERR_INVALID, 502, "upstream_error", "invalid_upstream_answer", "invalid"},
+    {TG_ERR_INVALID, 502, "upstream_error", "invalid_upstream_response", "invalid"},
     {TG_ERR_IO, 500, "server_error", NULL, "io"},
 };
 

@@ -129,8 +129,9 @@ TG_TEST(render_sums_shards)
     if (!out.data)
         return;
 
-    CHECK_LINE("# HELP tiergate_requests_total Chat requests answered, by HTTP status, answering "
-               "tier and cache result.");
+    CHECK_LINE("# HELP tiergate_requests_total Requests answered, by HTTP status, answering tier "
+               "and cache result: chat completions, route dry runs, and requests for unknown "
+               "paths or methods (tier none, cache off).");
     CHECK_LINE("# TYPE tiergate_requests_total counter");
     CHECK_LINE("tiergate_requests_total{status=\"200\",tier=\"cheap\",cache=\"miss\"} 3");
     CHECK_LINE("tiergate_requests_total{status=\"200\",tier=\"medium\",cache=\"miss\"} 1");
@@ -378,6 +379,76 @@ TG_TEST(model_table_full_maps_to_other)
     tg_buf_free(&out);
 }
 
+/* Paths as they may appear in a label or a log line. */
+TG_TEST(path_labels)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"/v1/embeddings", "/v1/embeddings"},
+        {"/v1/files/file-abc123def456?x=1", "/v1/files/:id"}, /* id-like, query dropped */
+        {"/v1/keys/sk-proj-aaaaaaaaaaaaaaaaaaaa/x", "/v1/keys/:id/x"},
+        {"/v1/batches/batch_12", "/v1/batches/batch_12"}, /* short: kept */
+        {"//a//b/", "/a/b"},
+        {"/a b/\"q\"/<x>", "/a_b/_q_/_x_"},
+        {"", "/"},
+        {NULL, "/"},
+        {"/#frag", "/"},
+        {"/1/2/3/4/5/6/7/8/9/10", "/1/2/3/4/5/6/7/8/..."},
+        {"/abcdefghijklmno/abcdefghijklmno/abcdefghijklmno/abcdefghijklmno/abcdefghijklmno",
+         "/abcdefghijklmno/abcdefghijklmno/abcdefghijklmno/abcdefghijklmno/..."},
+    };
+    char label[80];
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        size_t n = tg_metrics_path_label(cases[i].in, label, sizeof(label));
+        TG_CHECK_STR(label, cases[i].want);
+        TG_CHECK_INT(n, strlen(cases[i].want));
+    }
+    /* A small buffer: still terminated and inside it. */
+    char small[8];
+    tg_metrics_path_label("/abc/defghijk", small, sizeof(small));
+    TG_CHECK(strlen(small) < sizeof(small));
+}
+
+/* The table of unknown paths: counts per (status, method, path), the least
+ * frequent making room when it is full, its count kept under "other". */
+TG_TEST(unknown_paths_table)
+{
+    tg_metrics_unknown(404, "GET", "/v1/embeddings");
+    tg_metrics_unknown(404, "GET", "/v1/embeddings?key=secret");
+    tg_metrics_unknown(404, "POST", "/v1/embeddings");
+    tg_metrics_unknown(405, "GET", "/v1/chat/completions");
+    tg_metrics_unknown(404, "BREW", "/coffee");
+    char p[32];
+    for (int i = 0; i < TG_METRICS_UNKNOWN_TOP; i++) { /* a scanner: one hit each */
+        snprintf(p, sizeof(p), "/scan%d", i);
+        tg_metrics_unknown(404, "GET", p);
+    }
+    tg_metrics_unknown(404, "GET", "/v1/embeddings"); /* 3 now: stays */
+    tg_buf_free(&out);
+    tg_buf_init(&out, 0);
+    TG_CHECK_INT(tg_metrics_render(NULL, &out), TG_OK);
+    if (!out.data)
+        return;
+    CHECK_LINE(
+        "tiergate_unknown_requests_total{status=\"404\",method=\"GET\",path=\"/v1/embeddings\"} 3");
+    CHECK_NO_LINE_WITH("secret");
+    /* 4 pairs + 16 scans = 20 > 16: the 4 oldest one-hit pairs made room
+     * (POST, the 405, the odd method, the first scan), their counts are
+     * "other" by status; the table holds 16. */
+    CHECK_NO_LINE_WITH("method=\"POST\"");
+    CHECK_NO_LINE_WITH("/scan0\"");
+    CHECK_LINE("tiergate_unknown_requests_total{status=\"404\",method=\"other\",path=\"other\"} 3");
+    CHECK_LINE("tiergate_unknown_requests_total{status=\"405\",method=\"other\",path=\"other\"} 1");
+    CHECK_NO_LINE_WITH("/coffee");
+    CHECK_LINE("tiergate_unknown_requests_total{status=\"404\",method=\"GET\",path=\"/scan15\"} 1");
+    size_t rows = 0;
+    for (const char *q = out.data; (q = strstr(q, "\ntiergate_unknown_requests_total{")); q++)
+        rows++;
+    TG_CHECK_INT(rows, TG_METRICS_UNKNOWN_TOP + 2);
+    tg_buf_free(&out);
+}
+
 int main(void)
 {
     /* What main() installs: a snapshot's models get their metrics slots. */
@@ -390,5 +461,7 @@ int main(void)
     TG_RUN(render_with_config_adds_breaker_gauges);
     TG_RUN(model_ids_need_no_label_escaping);
     TG_RUN(model_table_full_maps_to_other);
+    TG_RUN(path_labels);
+    TG_RUN(unknown_paths_table);
     return TG_SUMMARY();
 }

@@ -381,6 +381,11 @@ TG_TEST(chat_stream_goes_live)
     TG_CHECK_INT(s.streamed, 1);
     TG_CHECK_INT(s.broken, 0);
     TG_CHECK(strncmp(s.body, ": ok\n\n", 6) == 0);
+    /* No early head for an internal request: the stream starts with its
+     * answer and the x-tiergate-* values are headers the caller reads. */
+    TG_CHECK_STR(s.model, "large");
+    TG_CHECK(strstr(s.body, ": x-tiergate-") == NULL);
+    TG_CHECK(strstr(s.body, ": keep-alive") == NULL);
     TG_CHECK(strstr(s.body, "\"content\":\"Par\"") != NULL);
     TG_CHECK(strstr(s.body, "data: [DONE]\n\n") != NULL);
     /* The usage chunk the gateway asked for on the client's behalf is not

@@ -110,6 +110,9 @@ TG_TEST(print_sample)
         "  shadow agreement cheap 92.0% (46/50)  medium 97.1% (34/35)  expensive no data\n",
         "                  85 compared, 2 errors, 4 dropped, shadow spend $0.012300\n",
         "  verifier        pass 120  fail 14 (10.4% escalated)  error 1 (passed unverified)\n",
+        /* the five most frequent, most first (of 7 rows, 21 requests) */
+        "  unknown paths           21   404 POST /v1/responses (9), 404 other other (4), 404 GET "
+        "/v1/embeddings (3), 405 GET /v1/chat/completions (2), 404 GET /a (1)\n",
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(want); i++)
         TG_CHECK_MSG(strstr(out, want[i]) != NULL, "missing line: %s--- got:\n%s", want[i], out);
