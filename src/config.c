@@ -754,6 +754,9 @@ static int validation_section(struct ctx *c, void *base, const json_t *v, const 
     json_decref(rest);
     if (rc != TG_OK)
         return fail_module(c, &me);
+    /* Not in root_items (validate.c owns the section): defaults by hand. */
+    set_defaults(cfg, verifier_items);
+    set_defaults(cfg, consistency_items);
     cfg->verifier_tiers = cfg->consistency_tiers = 1u << TG_TIER_CHEAP;
     if (ver && !json_is_null(ver) &&
         parse_item(c, cfg, &(struct item)SECTION("verifier", verifier_items), ver,
