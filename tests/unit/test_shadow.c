@@ -87,6 +87,13 @@ TG_TEST(which_answers_get_an_opinion)
     json_t *with_n = json_loads("{\"n\":1,\"messages\":[]}", 0, NULL);
     struct tg_config *cfg = load("{\"verifier\":{\"model\":\"v\",\"tiers\":[\"cheap\"]}}");
     struct tg_model *cheap = tg_config_model(cfg, "m"), *mid = tg_config_model(cfg, "v");
+    /* Defaults (docs/validation.md, docs/observability.md). */
+    TG_CHECK_INT(cfg->verifier_min_score, 7);
+    TG_CHECK_INT((long)cfg->verifier_max_answer_chars, 8000);
+    TG_CHECK_INT(cfg->consistency_samples, 0);
+    TG_CHECK(cfg->shadow_rate == 0 && cfg->shadow_model == cfg->baseline && !cfg->shadow_judge);
+    TG_CHECK(cfg->shadow_max_usd_per_day == 1.0 && cfg->shadow_queue == 64 &&
+             cfg->shadow_concurrency == 2 && !cfg->labels_log);
     TG_CHECK(tg_opinion_wanted(cfg, cheap, 0));
     TG_CHECK(!tg_opinion_wanted(cfg, cheap, 1));             /* final: nothing dearer to go to */
     TG_CHECK(!tg_opinion_wanted(cfg, mid, 0));               /* tier not listed */
@@ -103,6 +110,8 @@ TG_TEST(which_answers_get_an_opinion)
     tg_config_unref(cfg);
 
     cfg = load("{\"consistency\":{\"method\":\"parallel\"}}");
+    TG_CHECK_INT(cfg->consistency_samples, 2);
+    TG_CHECK(cfg->consistency_parallel && !cfg->verifier);
     TG_CHECK_INT(tg_opinion_n_for(cfg, tg_config_model(cfg, "m"), 0, plain), 0);
     TG_CHECK(tg_opinion_wanted(cfg, tg_config_model(cfg, "m"), 0)); /* default tiers: cheap */
     TG_CHECK(!tg_opinion_wanted(cfg, tg_config_model(cfg, "v"), 0));
