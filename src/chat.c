@@ -173,7 +173,7 @@ static void add_answer_headers(struct tg_chat *ch, int cost_known)
         tg_router_header(&ch->route, h, sizeof(h));
         tg_req_add_header(req, "x-tiergate-route", h);
     }
-    int conf = ch->answered ? tg_opinion_confidence(ch->opinions, ch->cas.cur - ch->cas.att) : 0;
+    int conf = tg_opinion_confidence(ch->opinions, tg_cascade_cur_index(&ch->cas));
     if (conf)
         tg_req_add_headerf(req, "x-tiergate-confidence", "%d", conf);
     /* A replayed stream (a cache hit, or a validated held answer) has its

@@ -23,7 +23,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tiergate/alloc.h"
 #include "tiergate/answer.h"
 #include "tiergate/buf.h"
 #include "tiergate/chatbody.h"
@@ -512,17 +511,19 @@ static void labels_line(const struct tg_shadow_job *job)
     tg_buf_init(&b, LABEL_LINE_MAX);
     tg_buf_puts(&b, "{\"id\":");
     str(&b, job->request_id);
-    const json_t *msgs = json_object_get(job->cb.json, "messages");
-    char *m = job->cfg->log_prompts ? json_dumps(msgs, JSON_COMPACT) : NULL;
+    const struct tg_json_member *msgs = NULL;
+    for (size_t i = 0; job->cfg->log_prompts && i < job->cb.n_mem; i++)
+        if (job->cb.mem[i].key_len == 8 &&
+            memcmp(job->body + job->cb.mem[i].key_off, "messages", 8) == 0)
+            msgs = &job->cb.mem[i];
     tg_rc rc;
-    if (m) {
+    if (msgs) { /* the client's own bytes (log.prompts) */
         tg_buf_puts(&b, ",\"messages\":");
-        rc = tg_buf_puts(&b, m);
+        rc = tg_buf_append(&b, job->body + msgs->val_off, msgs->val_len);
     } else {
         tg_buf_puts(&b, ",\"features\":");
         rc = label_features(job->cfg, job->cb.json, &b);
     }
-    tg_json_free(m);
     tg_buf_printf(&b,
                   ",\"label\":%d,\"tier\":\"%s\",\"model\":", job->v.result == TG_CMP_AGREE ? 1 : 0,
                   tg_tier_name(job->tier));
