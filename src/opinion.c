@@ -259,6 +259,7 @@ static struct tg_opinion_entry *log_entry(struct tg_opinion_log *log,
     log->n_total++;
     struct tg_opinion_entry *e = log->n < TG_OPINION_LOG_MAX ? &log->e[log->n++] : scratch;
     memset(e, 0, sizeof(*e));
+    e->opinion = TG_OPINION_UNAVAILABLE; /* until the calls say otherwise */
     return e;
 }
 
@@ -309,6 +310,8 @@ void tg_opinion_cancel(struct tg_opinion_run **slot)
     if (!o)
         return;
     *slot = NULL;
+    if (tg_sidecall_running(&o->verifier))
+        snprintf(o->ent->vdetail, sizeof(o->ent->vdetail), "cancelled: the request ended first");
     opinion_free(o);
 }
 

@@ -302,3 +302,29 @@ def config_errors_name_the_key(w):
         rc = g.p.wait(10)
         g.stop()
         check(rc != 0 and msg in g.output(), "%s: %s" % (over, g.output()))
+
+
+@test
+def client_leaving_during_the_verifier_call(w):
+    """The client gives up while the verifier is thinking: the call is
+    cancelled, the request is a 499 and nothing leaks (ASan at shutdown)."""
+    import socket
+    import time
+    w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap")
+    score(w, {"content": '{"score": 9}', "delay_ms": 2500})
+    s = socket.create_connection(("127.0.0.1", w.gw.port))
+    body = json.dumps({"model": "cheap", "messages": [{"role": "user", "content": uniq()}]}).encode()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"x-request-id: leaves-early\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_for(lambda: len(w.mock.requests()) == 2, 5, msg="the verifier call")
+    s.close()
+    d = wait_for(lambda: ([x for x in w.gw.decisions() if x["request_id"] == "leaves-early"] or [None])[0], 5,
+                 msg="the decision line")
+    eq(d["status"], 499)
+    op = d["opinions"][0]
+    eq((op["opinion"], op["verifier"]["result"]), ("unavailable", "error"))
+    check(op["verifier"]["detail"].startswith("cancelled"), op)
+    time.sleep(0.2)
+    m = w.gw.metrics()
+    check(m['tiergate_upstream_requests_total{model="judge",outcome="cancelled"}'] >= 1, m)
+    eq(w.gw.chat().status, 200)  # still serving
