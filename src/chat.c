@@ -708,8 +708,8 @@ static int second_opinion(struct tg_chat *ch, json_t *completion)
 {
     struct tg_req *req = ch->req;
     struct tg_attempt *a = ch->cas.cur;
-    if (!tg_opinion_wanted(req->cfg, a->model, ch->cas.final))
-        return 0;
+    if (ch->dlv == DLV_COMMITTED || !tg_opinion_wanted(req->cfg, a->model, ch->cas.final))
+        return 0; /* an answer whose bytes reached the client cannot be taken back */
     struct tg_opinion_args args = {req->cfg,        req->shard->up, req->shard->metrics,
                                    &ch->body,       completion,     a->model,
                                    a - ch->cas.att, ch->n_samples,  req->id};
