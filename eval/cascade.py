@@ -123,29 +123,30 @@ def script_mock(port, rows, snips, scores):
             raise SystemExit("eval-cascade: mock refused the rules: %s" % body[:300])
 
 
-def config(mock_port, validation, log_path):
+def config(mock_port, validation, log_path, extra=None):
     def model(up, name):
         inp, out = PRICES[name]
         return {"base_url": "http://127.0.0.1:%d/v1" % mock_port, "upstream_model": up,
                 "api_key_env": "EVAL_KEY", "input_per_mtok": inp, "output_per_mtok": out}
+    extra = dict(extra or {})
     return {"listen": "127.0.0.1:0", "shards": 2, "cache": {"enabled": False},
             "redis": {"url": "redis://127.0.0.1:1/0"},
-            "log": {"decisions": log_path},
+            "log": dict({"decisions": log_path}, **extra.pop("log", {})),
             "models": {"cheapm": model("gpt-cheap", "cheapm"), "strong": model("gpt-strong", "strong"),
                        "verifier": model("gpt-verifier", "verifier")},
             "tiers": {"cheap": ["cheapm"], "medium": ["strong"], "expensive": ["strong"]},
             "breaker": {"failure_threshold": 0, "failure_ratio": 0},
-            "validation": validation}
+            "validation": validation, **(extra or {})}
 
 
-def run(build, mock_port, rows, validation, model="cheap", max_tier=None):
+def run(build, mock_port, rows, validation, model="cheap", max_tier=None, extra=None, labels=None):
     """One pass over the rows; per row: the tier that answered, the cost, the
     verifier score seen (decision line)."""
     tmp = tempfile.mkdtemp(prefix="tg-eval-")
     log_path = os.path.join(tmp, "decisions.jsonl")
     cfg_path = os.path.join(tmp, "tg.json")
     with open(cfg_path, "w") as f:
-        json.dump(config(mock_port, validation, log_path), f)
+        json.dump(config(mock_port, validation, log_path, extra), f)
     env = dict(os.environ, EVAL_KEY="sk-eval")
     gw = Proc([os.path.join(build, "tiergate"), "-c", cfg_path], r"listening on [^ ]*:(\d+)", env)
     port = int(gw.match.group(1))
@@ -170,6 +171,10 @@ def run(build, mock_port, rows, validation, model="cheap", max_tier=None):
     try:
         with concurrent.futures.ThreadPoolExecutor(8) as ex:
             list(ex.map(one, range(len(rows))))
+        if labels:  # the shadow jobs run after the answers: wait for every one
+            end = time.time() + 120
+            while time.time() < end and sum(1 for l in open(log_path) if '"type":"shadow"' in l) < len(rows):
+                time.sleep(0.1)
     finally:
         gw.stop()
     scores = {}
@@ -199,6 +204,35 @@ def summarize(name, rows, res, cheap_cost, strong_cost):
             "cost_usd": cost,
             "x_cheap": cost / cheap_cost if cheap_cost else None,
             "x_strong": cost / strong_cost if strong_cost else None}
+
+
+def shadow_pass(build, mport, rows):
+    """The live quality score on this data: every cheap answer (the cheap tier
+    pinned, no escalation) shadowed by the strong model with compare "auto";
+    how often they agree, and how well agreement tracks the cheap answer's grade."""
+    tmp = tempfile.mkdtemp(prefix="tg-eval-labels-")
+    labels = os.path.join(tmp, "labels.jsonl")
+    extra = {"shadow": {"rate": 1.0, "model": "strong", "max_usd_per_day": 1e6, "queue": 1000},
+             "log": {"labels": labels}}
+    run(build, mport, rows, {"hedging": False, "logprobs": False}, "cheap", "cheap", extra, labels)
+    got = {}
+    with open(labels) as f:
+        for line in f:
+            d = json.loads(line)
+            got[int(d["id"].split("-")[1])] = d
+    t = {"compared": len(got), "agree": 0, "agree_right": 0, "agree_wrong": 0, "disagree_right": 0,
+         "disagree_wrong": 0, "rules": {}}
+    for i, d in got.items():
+        right = rows[i]["cheap_correct"]
+        ok = d["label"] == 1
+        t["agree"] += ok
+        t[("agree_" if ok else "disagree_") + ("right" if right else "wrong")] += 1
+        t["rules"][d["rule"]] = t["rules"].get(d["rule"], 0) + 1
+        if "features" not in d or "messages" in d:
+            raise SystemExit("eval-cascade: a label line carries prompt text without log.prompts")
+    t["agreement"] = t["agree"] / max(1, t["compared"])
+    t["cheap_accuracy"] = sum(r["cheap_correct"] for r in rows) / len(rows)
+    return t
 
 
 def load_scores(path, rows, self_check):
@@ -261,6 +295,7 @@ def main():
                 if bad:
                     raise SystemExit("eval-cascade: verifier scores not as recorded for %s" % bad[:5])
                 res.append(summarize("verifier min_score %d" % k, rows, out, cc, sc))
+        report["shadow"] = shadow_pass(build, mport, rows)
     finally:
         mock.stop()
     report["seconds"] = round(time.time() - t0, 1)
@@ -281,6 +316,13 @@ def main():
             r["cost_usd"], r["x_cheap"], r["x_strong"]))
     for k, why in report["skipped"].items():
         print("  %-22s not measured: %s" % (k, why))
+    t = report["shadow"]
+    print("live quality score (shadow: every cheap answer compared with the strong model's, compare auto):")
+    print("  %d compared: agreement %.1f%% vs the cheap answers' graded accuracy %.1f%%; rules %s" % (
+        t["compared"], 100 * t["agreement"], 100 * t["cheap_accuracy"],
+        ", ".join("%s %d" % kv for kv in sorted(t["rules"].items()))))
+    print("  agree: %d right, %d wrong; disagree: %d right, %d wrong (labels file: label 1 = agree)" % (
+        t["agree_right"], t["agree_wrong"], t["disagree_right"], t["disagree_wrong"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -36,3 +36,7 @@ def self_check_on_40_rows(w):
     eq(by["always strong"]["escalated"], 40)
     eq(by["verifier min_score 7"]["caught_wrong"], r["wrong"])
     check(by["verifier min_score 7"]["x_strong"] < 1, by["verifier min_score 7"])
+    # The shadow pass: a label for every row, agreement counted against the grades.
+    sh = r["shadow"]
+    eq(sh["compared"], 40)
+    eq(sh["agree_right"] + sh["agree_wrong"] + sh["disagree_right"] + sh["disagree_wrong"], 40)
