@@ -23,6 +23,9 @@ what was served (a served strong answer counts as its own grade), and the
 cost against always-cheap and always-strong, summed from x-tiergate-cost-usd.
 Validators the data cannot drive are named and skipped: logprobs (the rows
 carry none) and self-consistency (one recorded answer per row, no samples).
+A last pass shadows every cheap answer with the strong model (shadow.rate 1,
+compare "auto", log.labels) and reads the labels back: the live quality score
+against the graded accuracy.
 
 usage: eval/cascade.py BUILD_DIR [--json OUT] [--limit N] [--self-check]
   --self-check  replaces the scores file by an oracle (9 for a right cheap

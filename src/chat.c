@@ -745,8 +745,8 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
         tg_validate_strip_logprobs(completion);
     if (ch->n_samples)
         tg_opinion_strip_samples(completion, ch->n_samples);
-    ch->baseline_usd = tg_answer_usd(req->cfg->baseline, a->prompt_tokens,
-                                     a->completion_tokens / (ch->n_samples ? ch->n_samples : 1));
+    long ct = tg_opinion_per_answer(a->completion_tokens, ch->n_samples); /* one answer's */
+    ch->baseline_usd = tg_answer_usd(req->cfg->baseline, a->prompt_tokens, ct);
     if (cacheable)
         store_answer(ch, completion);
     ch->shadow = tg_shadow_sample(req, ch->pinned, a->model, completion,
@@ -775,8 +775,9 @@ static void store_answer(struct tg_chat *ch, json_t *completion)
 {
     struct tg_req *req = ch->req;
     const struct tg_attempt *a = ch->cas.cur;
-    struct tg_entry_meta meta = {a->model->id, a->model->tier,   tg_wall_time(),
-                                 ch->cost_usd, a->prompt_tokens, a->completion_tokens};
+    struct tg_entry_meta meta = {
+        a->model->id, a->model->tier,   tg_wall_time(),
+        ch->cost_usd, a->prompt_tokens, tg_opinion_per_answer(a->completion_tokens, ch->n_samples)};
     int raw = !ch->want_logprobs && !ch->n_samples && !ch->sse_body;
     struct tg_buf e;
     tg_buf_init(&e, req->cfg->cache_max_entry_bytes);
@@ -919,10 +920,8 @@ static void stop_work(struct tg_chat *ch)
 static void chat_cancel(struct tg_req *req)
 {
     struct tg_chat *ch = req->ctx;
-    if (ch && ch->dlv == DLV_DONE) {
-        tg_shadow_submit(req, ch->shadow, ch->status == 200); /* stolen */
-        ch->shadow = NULL;
-    }
+    if (ch && ch->dlv == DLV_DONE)
+        tg_shadow_submit(req, &ch->shadow, ch->status == 200); /* taken: ch->shadow cleared */
     if (!ch || ch->dlv == DLV_DONE)
         return;
     ch->status = 499; /* nginx's "client closed request" */

@@ -89,7 +89,7 @@ void tg_opinion_strip_samples(json_t *completion, unsigned samples)
     json_t *ct = json_object_get(u, "completion_tokens");
     if (samples < 2 || !json_is_integer(ct))
         return;
-    json_int_t c = (json_integer_value(ct) + samples - 1) / samples;
+    json_int_t c = tg_opinion_per_answer((long)json_integer_value(ct), samples);
     json_int_t p = json_integer_value(json_object_get(u, "prompt_tokens"));
     json_object_set_new(u, "completion_tokens", json_integer(c));
     if (json_object_get(u, "total_tokens"))

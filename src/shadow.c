@@ -277,9 +277,11 @@ static void kick(struct tg_shadow *s)
         tg_log(TG_LOG_WARN, "shadow: cannot arm the queue timer (out of memory)");
 }
 
-void tg_shadow_submit(struct tg_req *req, struct tg_shadow_job *job, int ok)
+void tg_shadow_submit(struct tg_req *req, struct tg_shadow_job **jobp, int ok)
 {
     struct tg_shadow *s = req->shard->shadow;
+    struct tg_shadow_job *job = *jobp;
+    *jobp = NULL;
     if (!job)
         return;
     if (!ok || !s) {

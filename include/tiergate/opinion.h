@@ -84,6 +84,13 @@ int tg_opinion_wanted(const struct tg_config *cfg, const struct tg_model *m, int
 unsigned tg_opinion_n_for(const struct tg_config *cfg, const struct tg_model *m, int final,
                           const json_t *request);
 
+/* The completion tokens of one answer out of `samples` choices of one
+ * call (rounded up; samples 0 or 1: tokens). */
+static inline long tg_opinion_per_answer(long tokens, unsigned samples)
+{
+    return samples > 1 ? (tokens + (long)samples - 1) / (long)samples : tokens;
+}
+
 /* Keeps choice 0 of a completion that carries `samples` choices because
  * the gateway asked for them (method "n"): later choices are removed and
  * usage.completion_tokens (and total_tokens) is divided by samples, so the

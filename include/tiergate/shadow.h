@@ -49,10 +49,10 @@ struct tg_shadow_job *tg_shadow_sample(struct tg_req *req, const struct tg_model
                                        const struct tg_model *answered, json_t *completion,
                                        int verifier_score);
 
-/* The request's response is complete: queue job (stolen; NULL is fine)
- * when ok (a 2xx answer was delivered whole), else free it. A full queue
- * drops it (reason "queue_full"). */
-void tg_shadow_submit(struct tg_req *req, struct tg_shadow_job *job, int ok);
+/* The request's response is complete: queue *job (taken, and *job set
+ * to NULL; NULL is fine) when ok (a 2xx answer was delivered whole), else
+ * free it. A full queue drops it (reason "queue_full"). */
+void tg_shadow_submit(struct tg_req *req, struct tg_shadow_job **job, int ok);
 
 /* Frees a job never submitted. NULL is fine. */
 void tg_shadow_job_free(struct tg_shadow_job *job);

@@ -328,3 +328,28 @@ def client_leaving_during_the_verifier_call(w):
     m = w.gw.metrics()
     check(m['tiergate_upstream_requests_total{model="judge",outcome="cancelled"}'] >= 1, m)
     eq(w.gw.chat().status, 200)  # still serving
+
+
+@test
+@restores
+def consistency_samples_never_reach_the_cache(w):
+    """The stored answer is the one choice served, with the usage of one."""
+    w.start(validation={"consistency": {"samples": 2, "tiers": ["cheap"]}})
+    w.mock.script({"choices": ["#### 12", "12"], "usage": {"prompt_tokens": 100, "completion_tokens": 30}},
+                  model="gpt-cheap")
+    body = {"model": "cheap", "messages": [{"role": "user", "content": uniq()}]}
+    r1 = w.gw.req("POST", "/v1/chat/completions", body)
+    eq((r1.status, r1.header("x-tiergate-cache")), (200, "miss"))
+    wait_for(lambda: w.redis.cmd("DBSIZE") >= 1, 5, msg="the answer stored")
+    for stream in (False, True):
+        r = w.gw.req("POST", "/v1/chat/completions", dict(body, stream=stream))
+        eq((r.status, r.header("x-tiergate-cache")), (200, "hit"))
+        if stream:
+            eq({c["index"] for e in r.events() if e != "[DONE]" for c in e["choices"]}, {0})
+        else:
+            eq(r.json()["choices"], r1.json()["choices"])
+            eq(r.json()["usage"]["completion_tokens"], 15)
+    # A hit saves the baseline of one answer (15 completion tokens, not 30).
+    d = w.gw.decision(r)
+    check(abs(d["baseline_usd"] - (100 * 2.50e-6 + 15 * 10.00e-6)) < 1e-9, d)
+    eq(len(w.mock.requests()), 1)
