@@ -137,9 +137,11 @@ def shadow_starts_only_when_the_client_has_read_everything(w):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
     s.connect(("127.0.0.1", w.gw.port))
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+              b"x-request-id: slow-reader\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(body), body))
     time.sleep(1.5)
-    eq(shadow_calls(w), [], "no shadow call while the client has not read its answer")
+    eq([(c["headers"]["x-request-id"], c["t"]) for c in shadow_calls(w)], [],
+       "no shadow call while the client has not read its answer")
     t_read = time.time()
     got = 0
     while True:
