@@ -48,8 +48,8 @@ TIERGATE  := $(BUILD)/tiergate
 MOCK      := $(BUILD)/mock_upstream
 LIB       := $(BUILD)/libtiergate.a
 
-.PHONY: all deps test unit integration e2e run demo bench bench-semantic eval soak fuzz fuzz-bins \
-        fuzz-replay lint fmt fmt-check clean compose-check
+.PHONY: all deps test unit integration e2e run demo bench bench-semantic eval eval-cascade soak fuzz \
+        fuzz-bins fuzz-replay lint fmt fmt-check clean compose-check
 
 all: $(TIERGATE) $(MOCK)
 
@@ -142,6 +142,15 @@ eval:
 	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@eval/run.sh build/release
+
+# What each validator catches on real answers (eval/CASCADE.md): the 650 GSM8K rows of
+# ../shared/eval/cascade_dev.jsonl replayed through the gateway against the mock.
+# TG_EVAL_VERIFIER_SCORES=path adds the verifier at every min_score.
+eval-cascade:
+	@TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@mkdir -p build/release/eval
+	@python3 eval/cascade.py build/release --json build/release/eval/cascade.json
 
 # Not in CI: SOAK_SECONDS (600) of mixed load with faults and a Redis restart;
 # appends RSS/fd samples and outcomes to bench/RESULTS.md (docs/hardening.md).

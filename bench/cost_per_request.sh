@@ -7,7 +7,9 @@
 # request and the top functions instead (callgrind counts each iteration of a
 # rep-prefixed instruction, so memset/memcpy look bigger there than on a CPU).
 # These are costs, not latencies: steadier than wrk on a busy machine, and
-# what comparing two builds of the hot path needs.
+# what comparing two builds of the hot path needs. SHADOW_RATE=0.05 samples that
+# share for shadow evaluation (the shadow model is "large": MODEL=large requests are
+# never eligible, MODEL=mini ones are, and their shadow calls count in the figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
@@ -20,12 +22,14 @@ trap cleanup EXIT
 "$BUILD/mock_upstream" --port 0 --no-record >"$tmp/mock.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do grep -q listening "$tmp/mock.log" && break; sleep 0.05; done
 mport=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$tmp/mock.log")
+shadow=""
+[ -z "${SHADOW_RATE:-}" ] || shadow=",\"shadow\":{\"rate\":$SHADOW_RATE,\"max_usd_per_day\":1000000}"
 cat >"$tmp/tg.json" <<JSON
 {"listen":"127.0.0.1:0","shards":1,"log":{"decisions":"off"},"cache":{"enabled":false},
  "redis":{"url":"redis://127.0.0.1:1/0"},
  "models":{"mini":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-cheap","api_key_env":"K"},
            "large":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-large","api_key_env":"K"}},
- "tiers":{"cheap":["mini"],"medium":["large"],"expensive":["large"]}}
+ "tiers":{"cheap":["mini"],"medium":["large"],"expensive":["large"]}$shadow}
 JSON
 wrap=()
 [ -n "${CALLGRIND:-}" ] && wrap=(valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" --instr-atstart=no)

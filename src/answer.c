@@ -9,6 +9,7 @@
 #include "tiergate/alloc.h"
 #include "tiergate/answer.h"
 #include "tiergate/error.h"
+#include "tiergate/config.h"
 #include "tiergate/jsonparse.h"
 
 void tg_answer_usage(const json_t *completion, long *prompt, long *completion_tokens)
@@ -16,6 +17,11 @@ void tg_answer_usage(const json_t *completion, long *prompt, long *completion_to
     json_t *u = json_object_get(completion, "usage");
     *prompt = (long)json_integer_value(json_object_get(u, "prompt_tokens"));
     *completion_tokens = (long)json_integer_value(json_object_get(u, "completion_tokens"));
+}
+
+double tg_answer_usd(const struct tg_model *m, long prompt, long completion)
+{
+    return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
 }
 
 int tg_answer_truncated(const json_t *completion)

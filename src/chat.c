@@ -14,8 +14,9 @@
  *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
  *     -> (entry) serve_cached | proceed -> next_attempt -> start_call
  *     -> on_headers -> on_data/on_event -> on_done -> tg_cascade_judge
- *     -> accept_answer | leave (next_attempt) | pass_back | fail_request | cut_stream
- *     -> end (stop what runs, metrics, spend, decision line)
+ *     -> [second_opinion -> on_opinion] -> accept_answer | leave (next_attempt)
+ *     | pass_back | fail_request | cut_stream -> end (stop what runs, metrics,
+ *     spend, decision line) -> chat_cancel at completion (queues a shadow job)
  */
 #include <math.h>
 #include <stdarg.h>
@@ -39,8 +40,10 @@
 #include "tiergate/log.h"
 #include "tiergate/lookup.h"
 #include "tiergate/metrics.h"
+#include "tiergate/opinion.h"
 #include "tiergate/req.h"
 #include "tiergate/router.h"
+#include "tiergate/shadow.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
 #include "tiergate/validate.h"
@@ -83,6 +86,7 @@ struct tg_chat {
     /* the attempt in flight */
     struct tg_call *call;
     int want_logprobs, added_usage; /* what the gateway added to the upstream body */
+    unsigned n_samples;             /* "n" asked for self-consistency (opinion.c), or 0 */
     int sse_body;                   /* the upstream answers with an SSE stream */
     struct tg_buf up_body;
     struct tg_buf resp; /* the attempt's body, or its held SSE events */
@@ -96,7 +100,10 @@ struct tg_chat {
     double cost_usd, baseline_usd;
     enum delivery dlv; /* changed by deliver() only */
 
-    struct tg_chatout out; /* stream mode, early head, x-tiergate-* values */
+    struct tg_chatout out;           /* stream mode, early head, x-tiergate-* values */
+    struct tg_opinion_run *op;       /* second opinion calls in flight (holding the answer) */
+    struct tg_opinion_log *opinions; /* allocated at the first one */
+    struct tg_shadow_job *shadow;    /* sampled: queued when the response completed */
 };
 
 /* Table of contents, in the order a request meets them. */
@@ -114,6 +121,8 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud);
 static int on_event(void *ud, const struct tg_sse_event *ev);
 static void on_stream_drain(struct tg_req *req);
 static void on_done(struct tg_call *call, tg_rc rc, void *ud);
+static int second_opinion(struct tg_chat *ch, json_t *completion);
+static void on_opinion(void *ud, enum tg_opinion op, json_t *completion);
 static void accept_answer(struct tg_chat *ch, json_t *completion, int valid);
 static void store_answer(struct tg_chat *ch, json_t *completion);
 static void respond_answer(struct tg_chat *ch, json_t *completion, const char *raw, size_t raw_len);
@@ -130,11 +139,6 @@ static void chat_free(struct tg_req *req);
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ------------------------------------------------------ */
-
-static double usd(const struct tg_model *m, long prompt, long completion)
-{
-    return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
-}
 
 /* The gateway's own time: total minus the waits on upstreams and on a
  * single-flight leader. */
@@ -159,9 +163,14 @@ static unsigned escalations(const struct tg_chat *ch)
 static struct tg_chatout_meta meta(struct tg_chat *ch)
 {
     ch->escalations = escalations(ch);
-    return (struct tg_chatout_meta){ch->look.status, ch->answered,
-                                    ch->escalations, ch->route_known ? &ch->route : NULL,
-                                    ch->cost_usd,    overhead_us(ch)};
+    return (struct tg_chatout_meta){
+        ch->look.status,
+        ch->answered,
+        ch->escalations,
+        ch->route_known ? &ch->route : NULL,
+        ch->cost_usd,
+        overhead_us(ch),
+        tg_opinion_confidence(ch->opinions, tg_cascade_cur_index(&ch->cas))};
 }
 
 static void add_answer_headers(struct tg_chat *ch, int cost_known)
@@ -337,9 +346,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
     if (tg_entry_scan(value, len, &e) != TG_OK)
         return -1;
     const struct tg_config *cfg = ch->req->cfg;
-    char id[256]; /* a model id that no longer fits is no longer configured */
-    snprintf(id, sizeof(id), "%.*s", (int)e.model_id_len, e.model_id);
-    ch->answered = e.model_id_len < sizeof(id) ? tg_config_model(cfg, id) : NULL;
+    ch->answered = tg_config_model_n(cfg, e.model_id, e.model_id_len);
     long pt = e.prompt_tokens, ct = e.completion_tokens;
     json_t *completion = NULL;
     if (ch->body.stream || pt < 0 || ct < 0) {
@@ -353,7 +360,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
     }
     ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
-    ch->baseline_usd = usd(cfg->baseline, pt, ct);
+    ch->baseline_usd = tg_answer_usd(cfg->baseline, pt, ct);
     ch->status = 200;
     respond_answer(ch, completion, e.completion, e.completion_len);
     json_decref(completion);
@@ -397,18 +404,6 @@ static void proceed(struct tg_chat *ch)
     next_attempt(ch);
 }
 
-/* Counts where the ladder went: same tier, a fallback; higher, an
- * escalation (skipped candidates count too, so the metrics add up to
- * x-tiergate-escalations). */
-static void count_move(struct tg_chat *ch, const struct tg_move *mv)
-{
-    struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    if (mv->kind == TG_MOVE_FALLBACK)
-        tg_metrics_fallback(mx, mv->from, mv->reason);
-    else if (mv->kind == TG_MOVE_ESCALATION)
-        tg_metrics_escalation(mx, mv->from, mv->to, mv->reason);
-}
-
 /* Calls the next candidate the cascade picks, or answers with its error
  * when nothing is left. */
 static void next_attempt(struct tg_chat *ch)
@@ -420,7 +415,7 @@ static void next_attempt(struct tg_chat *ch)
     while ((pick = tg_cascade_pick(&ch->cas, tg_now_ms(), &a, &mv)) == TG_PICK_SKIP) {
         if (a->outcome == TG_OUT_BREAKER_OPEN)
             tg_metrics_upstream(mx, a->model->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
-        count_move(ch, &mv);
+        tg_metrics_move(mx, &mv);
     }
     if (pick == TG_PICK_CALL) {
         start_call(ch, a);
@@ -446,11 +441,12 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
     int live = stream &&
                tg_chatout_attempt(&ch->out, cfg, ch->body.json, ch->cas.final, ch->want_logprobs);
     deliver(ch, live ? DLV_LIVE : DLV_HOLDING);
+    ch->n_samples = tg_opinion_n_for(cfg, m, ch->cas.final, ch->body.json);
     tg_buf_reset(&ch->resp);
     tg_sse_stream_free(ch->sse);
     ch->sse = NULL;
     struct tg_chatbody_rewrite w = {m->upstream_model, ch->retry_note, ch->added_usage,
-                                    ch->want_logprobs};
+                                    ch->want_logprobs, ch->n_samples,  0};
     tg_rc rc = tg_chatbody_upstream(&ch->body, &w, &ch->up_body);
     if (rc == TG_OK && stream &&
         !(ch->sse = tg_sse_stream_new(0, cfg->max_upstream_response_bytes)))
@@ -557,7 +553,7 @@ static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t 
 {
     if (completion)
         tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
-    a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
+    a->cost_usd = tg_answer_usd(a->model, a->prompt_tokens, a->completion_tokens);
     ch->cost_usd += a->cost_usd;
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
     tg_metrics_tokens(mx, a->model->metrics_idx, (uint64_t)a->prompt_tokens,
@@ -631,7 +627,7 @@ static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct
                  "(%.20s: %.160s). Answer again and make sure the answer satisfies every "
                  "requirement of the request.",
                  tg_validate_check_name(v->reason), v->detail);
-    count_move(ch, &j->move);
+    tg_metrics_move(ch->req->shard->metrics, &j->move);
     deliver(ch, DLV_NONE); /* nothing of this attempt reached the client */
     next_attempt(ch);
 }
@@ -696,7 +692,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
                         (double)a->latency_us / 1e6);
     switch (j.step) {
     case TG_STEP_ACCEPT:
-        accept_answer(ch, completion, j.valid);
+        if (!j.valid || !second_opinion(ch, completion))
+            accept_answer(ch, completion, j.valid);
         break;
     case TG_STEP_NEXT_MODEL:
     case TG_STEP_NEXT_TIER:
@@ -715,6 +712,44 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     json_decref(completion);
 }
 
+/* The second opinion's verdict (tg_cascade_reconsider): 0 accepts the
+ * held answer, 1 left it for the next tier. Its calls cost the request. */
+static int reconsider(struct tg_chat *ch, enum tg_opinion op)
+{
+    struct tg_judgement j = {.step = TG_STEP_ACCEPT, .valid = 1};
+    struct tg_verdict v = {.ok = 1};
+    ch->cost_usd += tg_opinion_take_cost(ch->opinions);
+    tg_cascade_reconsider(&ch->cas, op, &j);
+    if (j.step == TG_STEP_ACCEPT)
+        return 0;
+    leave(ch, &j, &v);
+    return 1;
+}
+
+/* The accept seam (opinion.c): a verifier's score or a self-consistency
+ * vote on an answer the checks passed. 0: accept it now; 1: held until
+ * on_opinion, or already left for the next tier. */
+static int second_opinion(struct tg_chat *ch, json_t *completion)
+{
+    struct tg_req *req = ch->req;
+    struct tg_attempt *a = ch->cas.cur;
+    if (ch->dlv == DLV_COMMITTED || !tg_opinion_wanted(req->cfg, a->model, ch->cas.final))
+        return 0; /* an answer whose bytes reached the client cannot be taken back */
+    struct tg_opinion_args args = {req->cfg,        req->shard->up, req->shard->metrics,
+                                   &ch->body,       completion,     a->model,
+                                   a - ch->cas.att, ch->n_samples,  req->id};
+    enum tg_opinion op; /* set when the verdict is known at once */
+    return tg_opinion_start(&ch->op, &args, &ch->opinions, &op, on_opinion, ch) ||
+           reconsider(ch, op);
+}
+
+static void on_opinion(void *ud, enum tg_opinion op, json_t *completion)
+{
+    struct tg_chat *ch = ud;
+    if (!reconsider(ch, op))
+        accept_answer(ch, completion, 1);
+}
+
 /* --- delivering the answer ---------------------------------------------------
  * Every byte for the client goes through these few functions (and the two
  * pass-through paths above), so a translating front door only has to sit
@@ -728,20 +763,26 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     ch->answered = a->model;
     ch->status = 200;
     int cacheable = valid && !ch->look.no_store && tg_buf_unread(&ch->look.key) > 0;
+    int rewrite = ch->want_logprobs || ch->n_samples; /* the provider's bytes will not do */
     if (tg_answer_truncated(completion))
         cacheable = 0; /* a truncated answer (any of n) is not worth serving twice */
     if (ch->want_logprobs)
         tg_validate_strip_logprobs(completion);
-    ch->baseline_usd = usd(req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
+    if (ch->n_samples)
+        tg_opinion_strip_samples(completion, ch->n_samples);
+    long ct = tg_opinion_per_answer(a->completion_tokens, ch->n_samples); /* one answer's */
+    ch->baseline_usd = tg_answer_usd(req->cfg->baseline, a->prompt_tokens, ct);
     if (cacheable)
         store_answer(ch, completion);
+    ch->shadow = tg_shadow_sample(req, ch->pinned, a->model, completion,
+                                  tg_opinion_confidence(ch->opinions, a - ch->cas.att));
     if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything but [DONE] was sent */
         tg_chatout_finish(&ch->out, req, ch->cost_usd, overhead_us(ch));
         end(ch);
-    } else if (!ch->body.stream && !ch->want_logprobs && !ch->sse_body) {
+    } else if (!ch->body.stream && !rewrite && !ch->sse_body) {
         /* Pass the provider's bytes through untouched. */
         respond_answer(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-    } else if (ch->body.stream && ch->sse_body && !ch->want_logprobs) {
+    } else if (ch->body.stream && ch->sse_body && !rewrite) {
         /* A validated stream: replay the upstream's own events. */
         if (begin_answer(ch, 1) == 0) {
             tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
@@ -759,9 +800,10 @@ static void store_answer(struct tg_chat *ch, json_t *completion)
 {
     struct tg_req *req = ch->req;
     const struct tg_attempt *a = ch->cas.cur;
-    struct tg_entry_meta meta = {a->model->id, a->model->tier,   tg_wall_time(),
-                                 ch->cost_usd, a->prompt_tokens, a->completion_tokens};
-    int raw = !ch->want_logprobs && !ch->sse_body;
+    struct tg_entry_meta meta = {
+        a->model->id, a->model->tier,   tg_wall_time(),
+        ch->cost_usd, a->prompt_tokens, tg_opinion_per_answer(a->completion_tokens, ch->n_samples)};
+    int raw = !ch->want_logprobs && !ch->n_samples && !ch->sse_body;
     struct tg_buf e;
     tg_buf_init(&e, req->cfg->cache_max_entry_bytes);
     /* TG_ERR_TOO_LARGE: above cache.max_entry_bytes, not stored. */
@@ -893,6 +935,8 @@ static void stop_work(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
     tg_lookup_cancel(&ch->look);
+    tg_opinion_cancel(&ch->op);
+    ch->cost_usd += tg_opinion_take_cost(ch->opinions); /* calls that ended before */
     if (ch->call) {
         struct tg_attempt *a = ch->cas.cur;
         a->latency_us = tg_call_elapsed_us(ch->call);
@@ -911,10 +955,13 @@ static void stop_work(struct tg_chat *ch)
 }
 
 /* The request's cancel hook: the client went away, or the request
- * completed. Before the answer was complete this is nginx's 499. */
+ * completed. Before the answer was complete this is nginx's 499; after,
+ * the response is out and a sampled shadow job may start. */
 static void chat_cancel(struct tg_req *req)
 {
     struct tg_chat *ch = req->ctx;
+    if (ch && ch->dlv == DLV_DONE)
+        tg_shadow_submit(req, &ch->shadow, ch->status == 200); /* taken: ch->shadow cleared */
     if (!ch || ch->dlv == DLV_DONE)
         return;
     ch->status = 499; /* nginx's "client closed request" */
@@ -924,7 +971,6 @@ static void chat_cancel(struct tg_req *req)
 static void write_decision(struct tg_chat *ch, double total_ms)
 {
     struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
     if (!tg_declog_enabled())
         return;
     struct tg_decision d = {
@@ -948,15 +994,10 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .baseline_usd = ch->baseline_usd,
         .latency_ms = total_ms,
         .overhead_ms = (double)overhead_us(ch) / 1000.0,
+        .opinions = ch->opinions,
     };
-    d.route_text = cfg->log_prompts;
-    if (cfg->log_prompts && ch->body.json)
-        tg_decision_prompt(ch->body.json, cfg->prompt_chars, &d.prompt, &d.prompt_len);
-    struct tg_buf b;
-    tg_buf_init(&b, TG_DECISION_MAX);
-    if (tg_decision_format(&d, &b) == TG_OK)
-        tg_declog_write(b.data, b.len);
-    tg_buf_free(&b);
+    d.route_text = req->cfg->log_prompts;
+    tg_decision_write(&d, req->cfg, ch->body.json);
 }
 
 /* The one way a chat request ends, whatever happened (answered, failed,
@@ -995,6 +1036,8 @@ static void chat_free(struct tg_req *req)
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);
     tg_chatout_free(&ch->out);
+    tg_shadow_job_free(ch->shadow);
+    free(ch->opinions);
     free(ch);
     req->ctx = NULL;
 }

@@ -189,8 +189,9 @@ tg_rc tg_chatbody_upstream(const struct tg_chatbody *b, const struct tg_chatbody
     int first = 1;
     for (size_t i = 0; rc == TG_OK && i < b->n_mem; i++) {
         const struct tg_json_member *mm = &b->mem[i];
-        if ((w->add_usage && member_is(b, mm, "stream_options")) ||
-            (w->add_logprobs && member_is(b, mm, "logprobs")))
+        if (((w->add_usage || w->no_stream) && member_is(b, mm, "stream_options")) ||
+            (w->add_logprobs && member_is(b, mm, "logprobs")) || (w->n && member_is(b, mm, "n")) ||
+            (w->no_stream && member_is(b, mm, "stream")))
             continue; /* rewritten below */
         if (!first)
             rc = tg_buf_putc(out, ',');
@@ -210,12 +211,20 @@ tg_rc tg_chatbody_upstream(const struct tg_chatbody *b, const struct tg_chatbody
         else
             rc = tg_buf_append(out, b->text + mm->val_off, mm->val_len);
     }
-    if (rc == TG_OK && w->add_usage) {
+    if (rc == TG_OK && w->add_usage && !w->no_stream) {
         rc = put_stream_options(b, first, out);
         first = 0;
     }
-    if (rc == TG_OK && w->add_logprobs)
+    if (rc == TG_OK && w->add_logprobs) {
         rc = tg_buf_printf(out, "%s\"logprobs\":true", first ? "" : ",");
+        first = 0;
+    }
+    if (rc == TG_OK && w->n) {
+        rc = tg_buf_printf(out, "%s\"n\":%u", first ? "" : ",", w->n);
+        first = 0;
+    }
+    if (rc == TG_OK && w->no_stream)
+        rc = tg_buf_printf(out, "%s\"stream\":false", first ? "" : ",");
     if (rc == TG_OK)
         rc = tg_buf_putc(out, '}');
     return rc;

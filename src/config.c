@@ -432,6 +432,14 @@ static int breaker_section(struct ctx *c, void *base, const json_t *v, const cha
 static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path);
 static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path);
 static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path);
+static int verifier_model(struct ctx *c, void *base, const json_t *v, const char *path);
+static int verifier_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
+static int consistency_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
+static int consistency_method(struct ctx *c, void *base, const json_t *v, const char *path);
+static int shadow_model(struct ctx *c, void *base, const json_t *v, const char *path);
+static int shadow_compare(struct ctx *c, void *base, const json_t *v, const char *path);
+static int shadow_judge(struct ctx *c, void *base, const json_t *v, const char *path);
+static int shadow_post(struct ctx *c, void *base);
 
 /* --- the tables (README "Configuration" has each key's meaning) --------- */
 
@@ -440,6 +448,7 @@ static const struct item log_items[] = {
     STR("decisions", CFG(decision_log)),
     BOOL("prompts", CFG(log_prompts), 0),
     UINT("prompt_chars", CFG(prompt_chars), 0, 100000, 200),
+    STR("labels", CFG(labels_log)),
     {0},
 };
 
@@ -499,6 +508,36 @@ static const struct item metrics_items[] = {
     {0},
 };
 
+/* validation.verifier and validation.consistency: parsed here, not by
+ * validate.c, because they name models and tiers. */
+static const struct item verifier_items[] = {
+    {.key = "model", .type = T_FN, .fn = verifier_model, .required = 1},
+    UINT("min_score", CFG(verifier_min_score), 1, 10, 7),
+    {.key = "tiers", .type = T_FN, .fn = verifier_tiers},
+    SIZE("max_answer_chars", CFG(verifier_max_answer_chars), 100, 1000000, 8000),
+    {0},
+};
+
+static const struct item consistency_items[] = {
+    UINT("samples", CFG(consistency_samples), 2, 8, 2),
+    {.key = "tiers", .type = T_FN, .fn = consistency_tiers},
+    FN("method", consistency_method),
+    {0},
+};
+
+/* shadow_model and shadow_judge come after compare: a judge defaults to
+ * the shadow model. */
+static const struct item shadow_items[] = {
+    NUM("rate", CFG(shadow_rate), 0, 1, 0),
+    FN("model", shadow_model),
+    NUM("max_usd_per_day", CFG(shadow_max_usd_per_day), 0, 1e9, 1.0),
+    FN("compare", shadow_compare),
+    FN("judge_model", shadow_judge),
+    UINT("queue", CFG(shadow_queue), 1, 100000, 64),
+    UINT("concurrency", CFG(shadow_concurrency), 1, 64, 2),
+    {0},
+};
+
 /* keys comes last: its entries default to rpm and usd_per_day. */
 static const struct item auth_items[] = {
     STR("keys_env", CFG(auth_keys_env)),
@@ -531,6 +570,7 @@ static const struct item root_items[] = {
     {.key = "auth", .type = T_SECTION, .sub = auth_items, .post = auth_post},
     {.key = "router", .type = T_FN, .fn = router_section, .always = 1},
     {.key = "validation", .type = T_FN, .fn = validation_section, .always = 1},
+    {.key = "shadow", .type = T_SECTION, .sub = shadow_items, .post = shadow_post},
     {.key = "breaker", .type = T_FN, .fn = breaker_section, .always = 1},
     {0},
 };
@@ -729,6 +769,8 @@ static int router_section(struct ctx *c, void *base, const json_t *v, const char
                                                                              : fail_module(c, &me);
 }
 
+/* validate.c parses the checks; the second opinions (verifier,
+ * consistency) name models and tiers, so they are parsed here. */
 static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path)
 {
     struct tg_config *cfg = base;
@@ -736,7 +778,135 @@ static int validation_section(struct ctx *c, void *base, const json_t *v, const 
     memset(&me, 0, sizeof(me));
     if (module_object(c, &v, path) != 0)
         return -1;
-    return tg_validate_config_parse(v, &cfg->validate, &me) == TG_OK ? 0 : fail_module(c, &me);
+    const json_t *ver = v ? json_object_get(v, "verifier") : NULL;
+    const json_t *con = v ? json_object_get(v, "consistency") : NULL;
+    json_t *rest = v && (ver || con) ? json_copy((json_t *)v) : NULL;
+    if (v && (ver || con) && !rest)
+        return fail(c, path, "out of memory");
+    if (rest) {
+        json_object_del(rest, "verifier");
+        json_object_del(rest, "consistency");
+    }
+    tg_rc rc = tg_validate_config_parse(rest ? rest : v, &cfg->validate, &me);
+    json_decref(rest);
+    if (rc != TG_OK)
+        return fail_module(c, &me);
+    /* Not in root_items (validate.c owns the section): defaults by hand. */
+    set_defaults(cfg, verifier_items);
+    set_defaults(cfg, consistency_items);
+    cfg->verifier_tiers = cfg->consistency_tiers = 1u << TG_TIER_CHEAP;
+    if (ver && !json_is_null(ver) &&
+        parse_item(c, cfg, &(struct item)SECTION("verifier", verifier_items), ver,
+                   "validation.verifier") != 0)
+        return -1;
+    if (!con || json_is_null(con)) {
+        cfg->consistency_samples = 0;
+        return 0;
+    }
+    return parse_item(c, cfg, &(struct item)SECTION("consistency", consistency_items), con,
+                      "validation.consistency");
+}
+
+/* A model id of the config (a chat model that some request may reach
+ * or not); *out untouched on failure. */
+static int model_ref(struct ctx *c, struct tg_config *cfg, const json_t *v, const char *path,
+                     struct tg_model **out)
+{
+    const char *id;
+    if (str_value(c, v, path, &id) != 0)
+        return -1;
+    struct tg_model *m = tg_config_model(cfg, id);
+    if (!m)
+        return fail(c, path, "no model \"%s\" in models", id);
+    *out = m;
+    return 0;
+}
+
+/* ["cheap", "medium"] -> a mask of 1 << tier; at least one tier. */
+static int tier_mask(struct ctx *c, const json_t *v, const char *path, unsigned *mask)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return fail(c, path, "must be a non-empty array of tier names");
+    unsigned m = 0;
+    size_t i;
+    const json_t *e;
+    json_array_foreach(v, i, e) {
+        int t = json_is_string(e) ? tg_tier_parse(json_string_value(e)) : -1;
+        if (t < 0)
+            return fail(c, path, "expected cheap, medium or expensive");
+        m |= 1u << t;
+    }
+    *mask = m;
+    return 0;
+}
+
+static int verifier_model(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    return model_ref(c, cfg, v, path, &cfg->verifier);
+}
+
+static int verifier_tiers(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    return tier_mask(c, v, path, &((struct tg_config *)base)->verifier_tiers);
+}
+
+static int consistency_tiers(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    return tier_mask(c, v, path, &((struct tg_config *)base)->consistency_tiers);
+}
+
+static int consistency_method(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    const char *s;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    if (strcmp(s, "n") != 0 && strcmp(s, "parallel") != 0)
+        return fail(c, path, "expected \"n\" or \"parallel\"");
+    ((struct tg_config *)base)->consistency_parallel = strcmp(s, "parallel") == 0;
+    return 0;
+}
+
+static int shadow_model(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    return model_ref(c, cfg, v, path, &cfg->shadow_model);
+}
+
+/* "auto" | "judge"; judge marks shadow_judge until judge_model or the
+ * check names the model. */
+static int shadow_compare(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    const char *s;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    if (strcmp(s, "auto") != 0 && strcmp(s, "judge") != 0)
+        return fail(c, path, "expected \"auto\" or \"judge\"");
+    cfg->shadow_judge =
+        strcmp(s, "judge") == 0 ? (cfg->shadow_model ? cfg->shadow_model : cfg->baseline) : NULL;
+    return 0;
+}
+
+static int shadow_judge(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    struct tg_model *m = NULL;
+    if (model_ref(c, cfg, v, path, &m) != 0)
+        return -1;
+    if (!cfg->shadow_judge)
+        return fail(c, path, "only applies with \"compare\": \"judge\"");
+    cfg->shadow_judge = m;
+    return 0;
+}
+
+/* The shadow model defaults to the baseline (metrics comes first). */
+static int shadow_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    if (!cfg->shadow_model)
+        cfg->shadow_model = cfg->baseline;
+    return 0;
 }
 
 static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path)
@@ -1133,6 +1303,7 @@ static void free_config(struct tg_config *cfg)
     free(cfg->listen);
     free(cfg->listen_host);
     free(cfg->decision_log);
+    free(cfg->labels_log);
     free(cfg->redis_url);
     free(cfg->redis_host);
     if (cfg->redis_password)
@@ -1277,6 +1448,14 @@ struct tg_model *tg_config_model(const struct tg_config *cfg, const char *id)
 {
     for (size_t i = 0; i < cfg->n_models; i++)
         if (cfg->models[i].id && strcmp(cfg->models[i].id, id) == 0)
+            return &cfg->models[i];
+    return NULL;
+}
+
+struct tg_model *tg_config_model_n(const struct tg_config *cfg, const char *id, size_t len)
+{
+    for (size_t i = 0; len && i < cfg->n_models; i++)
+        if (strlen(cfg->models[i].id) == len && memcmp(cfg->models[i].id, id, len) == 0)
             return &cfg->models[i];
     return NULL;
 }

@@ -8,6 +8,8 @@
 
 #include "tiergate/config.h"
 #include "tiergate/decision.h"
+#include "tiergate/log.h"
+#include "tiergate/opinion.h"
 #include "tiergate/router.h"
 
 static void str_or_null(struct tg_buf *b, const char *s)
@@ -91,6 +93,7 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
         tg_buf_puts(b, ",\"path\":");
         tg_buf_json_str(b, d->path, strlen(d->path));
     }
+    tg_opinion_json(d->opinions, b);
     if (d->prompt) {
         tg_buf_puts(b, ",\"prompt\":");
         tg_buf_json_str(b, d->prompt, d->prompt_len);
@@ -99,6 +102,19 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
      * TG_CASCADE_MAX_LADDER attempts, log.prompt_chars <= 100000), far
      * below TG_DECISION_MAX; only out of memory can fail an append. */
     return tg_buf_puts(b, "}\n");
+}
+
+void tg_decision_write(struct tg_decision *d, const struct tg_config *cfg, const json_t *body)
+{
+    if (!tg_declog_enabled())
+        return;
+    if (cfg->log_prompts && body)
+        tg_decision_prompt(body, cfg->prompt_chars, &d->prompt, &d->prompt_len);
+    struct tg_buf b;
+    tg_buf_init(&b, TG_DECISION_MAX);
+    if (tg_decision_format(d, &b) == TG_OK)
+        tg_declog_write(b.data, b.len);
+    tg_buf_free(&b);
 }
 
 void tg_decision_prompt(const json_t *body, size_t max_chars, const char **s, size_t *n)

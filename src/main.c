@@ -21,6 +21,7 @@
 #include "tiergate/replay.h"
 #include "tiergate/router.h"
 #include "tiergate/server.h"
+#include "tiergate/shadow.h"
 #include "tiergate/stats.h"
 
 #ifdef TG_MALLOC_NAME
@@ -174,6 +175,7 @@ static void reload(const char *path)
     if (cfg->router.model)
         tg_log(TG_LOG_INFO, "router: model %s (%zu bucket weights)", cfg->router.model_path,
                cfg->router.model->nweights);
+    tg_shadow_labels_open(cfg->labels_log);
     tg_config_publish(cfg);
     tg_server_reload();
     tg_log(TG_LOG_INFO, "config reloaded from %s", path);
@@ -247,7 +249,7 @@ int main(int argc, char **argv)
         return 0;
     }
     tg_log_level = cfg->log_level;
-    if (tg_declog_open(cfg->decision_log) != 0) {
+    if (tg_declog_open(cfg->decision_log) != 0 || tg_shadow_labels_open(cfg->labels_log) != 0) {
         tg_config_unref(cfg);
         return 1;
     }
@@ -302,6 +304,7 @@ int main(int argc, char **argv)
         break;
     }
     tg_server_stop(drain);
+    tg_shadow_labels_open(NULL);
     tg_config_publish(NULL);
     curl_global_cleanup();
     tg_log(TG_LOG_INFO, "stopped");

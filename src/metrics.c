@@ -55,7 +55,7 @@ static struct tg_metrics_shard *shards;
 static char *model_names[TG_METRICS_MAX_MODELS];
 static unsigned n_models;
 
-static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget"};
+static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget", "shutdown"};
 
 /* Unknown paths and methods: a small table, process-wide. */
 #define PATH_LABEL_MAX 64
@@ -201,6 +201,14 @@ void tg_metrics_inflight(struct tg_metrics_shard *m, long delta)
 {
     if (m)
         __atomic_add_fetch(&m->inflight, delta, __ATOMIC_RELAXED);
+}
+
+void tg_metrics_move(struct tg_metrics_shard *m, const struct tg_move *mv)
+{
+    if (mv->kind == TG_MOVE_FALLBACK)
+        tg_metrics_fallback(m, mv->from, mv->reason);
+    else if (mv->kind == TG_MOVE_ESCALATION)
+        tg_metrics_escalation(m, mv->from, mv->to, mv->reason);
 }
 
 void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_cmp_result result)

@@ -35,6 +35,7 @@
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/server.h"
+#include "tiergate/shadow.h"
 #include "tiergate/upstream.h"
 
 struct server {
@@ -898,7 +899,8 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
     sh->mhd_dirty = 1;
     sh->up = tg_upstream_new(sh->loop);
     sh->metrics = tg_metrics_shard_new(index);
-    if (!sh->up || !sh->metrics) {
+    sh->shadow = tg_shadow_new(sh);
+    if (!sh->up || !sh->metrics || !sh->shadow) {
         snprintf(err, errlen, "out of memory");
         return TG_ERR_NOMEM;
     }
@@ -920,6 +922,8 @@ static void shard_free(struct tg_shard *sh)
     }
     if (sh->listen_fd >= 0)
         close(sh->listen_fd);
+    tg_shadow_free(sh->shadow); /* after MHD: its last completions may submit (dropped) */
+    sh->shadow = NULL;
     tg_metrics_shard_detach(sh->metrics);
     tg_loop_free(sh->loop);
     tg_config_unref(sh->cfg);
@@ -1033,6 +1037,7 @@ static void on_stop(struct tg_loop *loop, void *arg)
     }
     if (sh->mhd)
         MHD_run(sh->mhd);
+    tg_shadow_stop(sh->shadow); /* pending jobs dropped, calls cancelled */
     tg_loop_stop(loop);
 }
 

@@ -4,7 +4,8 @@
  * shapes): the token usage, whether a choice was cut by the length limit,
  * and what an error body says (a context-length error; the provider's own
  * message, which may echo request text and so goes to the client's error
- * only, never to a log). Leaf module: jansson and the JSON parser; no I/O.
+ * only, never to a log), and what tokens cost at a model's prices. Uses
+ * jansson, the JSON parser and a model's config; no I/O.
  */
 #ifndef TIERGATE_ANSWER_H
 #define TIERGATE_ANSWER_H
@@ -19,6 +20,10 @@
 /* usage.prompt_tokens and usage.completion_tokens (0 when absent).
  * completion borrowed, may be NULL. */
 void tg_answer_usage(const json_t *completion, long *prompt, long *completion_tokens);
+
+struct tg_model;
+/* USD for prompt and completion tokens at m's configured prices per 1M. */
+double tg_answer_usd(const struct tg_model *m, long prompt, long completion);
 
 /* 1 when any choice ended with finish_reason "length" (a truncated answer
  * is not worth serving twice). completion borrowed. */

@@ -268,6 +268,12 @@ struct tg_cascade_error {
 void tg_cascade_error(const struct tg_cascade *c, const char *upstream_msg,
                       struct tg_cascade_error *e);
 
+/* The index of c->cur in c->att (0 when nothing was called). */
+static inline size_t tg_cascade_cur_index(const struct tg_cascade *c)
+{
+    return c->cur ? (size_t)(c->cur - c->att) : 0;
+}
+
 /* Tier changes from the start of the ladder to answered_tier. */
 unsigned tg_cascade_escalations(const struct tg_cascade *c, int answered_tier);
 

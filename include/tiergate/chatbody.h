@@ -59,12 +59,15 @@ struct tg_chatbody_rewrite {
     const char *note;  /* appended to "messages" as a system message; NULL: none */
     int add_usage;     /* "stream_options.include_usage": true, other options kept */
     int add_logprobs;  /* "logprobs": true */
+    unsigned n;        /* > 0: "n" is this (the client's "n" replaced) */
+    int no_stream;     /* "stream": false, the client's "stream_options" dropped */
 };
 
 /* Writes the upstream body into out (reset first; out's cap applies):
  * every member as the client sent it, in its order, except "model" (and
- * "messages" when a note is appended), "stream_options" and "logprobs"
- * when rewritten (moved to the end). TG_OK, TG_ERR_NOMEM or
+ * "messages" when a note is appended), "stream_options", "logprobs", "n"
+ * and "stream" when rewritten (moved to the end; no_stream drops
+ * "stream_options"). TG_OK, TG_ERR_NOMEM or
  * TG_ERR_TOO_LARGE. */
 tg_rc tg_chatbody_upstream(const struct tg_chatbody *b, const struct tg_chatbody_rewrite *w,
                            struct tg_buf *out);

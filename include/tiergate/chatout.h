@@ -39,6 +39,7 @@ struct tg_chatout_meta {
     const struct tg_route *route; /* NULL: not routed */
     double cost_usd;
     uint64_t overhead_us;
+    int confidence; /* the verifier's score for the answer, 0: none */
 };
 
 struct tg_chatout_stream;

@@ -64,6 +64,7 @@ struct tg_config {
     char *decision_log; /* "stderr", "off" or a file path */
     int log_prompts;
     unsigned prompt_chars;
+    char *labels_log; /* log.labels: shadow labels file, NULL: off */
 
     size_t max_body_bytes;
     size_t max_header_bytes;
@@ -110,6 +111,25 @@ struct tg_config {
 
     struct tg_router_config router;
     struct tg_validate_config validate;
+
+    /* validation.verifier (docs/validation.md): a scoring call on answers
+     * of the tiers in verifier_tiers (bit 1 << tier); verifier NULL: off. */
+    struct tg_model *verifier;
+    unsigned verifier_min_score;
+    unsigned verifier_tiers;
+    size_t verifier_max_answer_chars;
+    /* validation.consistency: samples >= 2 answers of the tiers in
+     * consistency_tiers must agree; 0: off. */
+    unsigned consistency_samples;
+    unsigned consistency_tiers;
+    int consistency_parallel; /* method "parallel" (else "n") */
+
+    /* shadow (docs/observability.md): rate 0 is off. */
+    double shadow_rate;
+    struct tg_model *shadow_model; /* default: baseline */
+    double shadow_max_usd_per_day;
+    struct tg_model *shadow_judge;             /* compare "judge": the judge model; NULL: "auto" */
+    unsigned shadow_queue, shadow_concurrency; /* per shard */
     struct tg_breaker_config breaker;
 
     struct tg_gateway_key *keys;
@@ -155,8 +175,9 @@ void tg_config_publish(struct tg_config *cfg);
 /* Bumped on every publish; shards compare it to notice a reload. */
 unsigned tg_config_generation(void);
 
-/* Model by configured id, or NULL. */
+/* Model by configured id (or by the id's len bytes), or NULL. */
 struct tg_model *tg_config_model(const struct tg_config *cfg, const char *id);
+struct tg_model *tg_config_model_n(const struct tg_config *cfg, const char *id, size_t len);
 
 /* What an alias stands for ("auto", a tier name or a model id), or NULL. */
 const char *tg_config_alias(const struct tg_config *cfg, const char *name);

@@ -3,8 +3,8 @@
  * decision.h - the decision line: one JSON object per chat request
  * (docs/observability.md) saying what was asked, how it was routed, every
  * attempt of the cascade, what answered, what it cost and what the
- * baseline would have cost. It formats; it does not write (log.c does) and
- * it never sees prompt text unless the caller passes it (log.prompts).
+ * baseline would have cost. It formats and hands the line to the decision
+ * log (log.c); it never sees prompt text unless log.prompts is on.
  */
 #ifndef TIERGATE_DECISION_H
 #define TIERGATE_DECISION_H
@@ -20,6 +20,8 @@
 
 struct tg_route;
 struct tg_model;
+struct tg_config;
+struct tg_opinion_log;
 
 /* A decision line is capped; one over it is not written. */
 #define TG_DECISION_MAX (1u << 20)
@@ -60,11 +62,16 @@ struct tg_decision {
      * authentication, framing, size): its method and sanitised path
      * (tg_metrics_path_label); NULL for an endpoint's own line. */
     const char *method, *path;
+    const struct tg_opinion_log *opinions; /* NULL: no second opinion was asked */
 };
 
 /* Appends the line, newline included, to out (cap it at TG_DECISION_MAX).
  * TG_OK, or the buffer's error (the line is then incomplete: drop it). */
 tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *out);
+
+/* Formats d (with the last user message of body when cfg->log_prompts)
+ * and writes it to the decision log; nothing when that log is off. */
+void tg_decision_write(struct tg_decision *d, const struct tg_config *cfg, const json_t *body);
 
 /* The last user message's text in a chat body (string content only), cut
  * to at most max_chars bytes without splitting a UTF-8 sequence; *s NULL

@@ -40,6 +40,10 @@ void tg_metrics_cache_store(struct tg_metrics_shard *m, int ok);
 void tg_metrics_route(struct tg_metrics_shard *m, int tier);
 void tg_metrics_escalation(struct tg_metrics_shard *m, int from, int to, enum tg_reason reason);
 void tg_metrics_fallback(struct tg_metrics_shard *m, int tier, enum tg_reason reason);
+/* Where the ladder went: same tier, a fallback; higher, an escalation
+ * (skipped candidates count too, so the metrics add up to
+ * x-tiergate-escalations); nowhere, nothing. */
+void tg_metrics_move(struct tg_metrics_shard *m, const struct tg_move *mv);
 void tg_metrics_upstream(struct tg_metrics_shard *m, unsigned model, enum tg_outcome outcome,
                          double seconds);
 void tg_metrics_tokens(struct tg_metrics_shard *m, unsigned model, uint64_t prompt,
@@ -52,6 +56,7 @@ void tg_metrics_inflight(struct tg_metrics_shard *m, long delta);
 enum tg_shadow_drop {
     TG_SHADOW_DROP_QUEUE_FULL = 0, /* the shard's shadow queue was full */
     TG_SHADOW_DROP_BUDGET,         /* shadow.max_usd_per_day reached for the UTC day */
+    TG_SHADOW_DROP_SHUTDOWN,       /* queued or running when the gateway stopped */
     TG_SHADOW_DROP__COUNT
 };
 

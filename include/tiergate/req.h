@@ -25,6 +25,7 @@ struct MHD_Daemon;
 struct tg_config;
 struct tg_upstream;
 struct tg_cache;
+struct tg_shadow;
 struct tg_metrics_shard;
 struct tg_gateway_key;
 struct tg_mhd_req;
@@ -54,7 +55,8 @@ struct tg_shard {
     struct tg_upstream *up;
     struct tg_cache *cache;
     struct tg_metrics_shard *metrics;
-    struct tg_config *cfg; /* this shard's current snapshot */
+    struct tg_shadow *shadow; /* shadow evaluation's queue (shadow.c); NULL: none */
+    struct tg_config *cfg;    /* this shard's current snapshot */
     unsigned cfg_gen;
     size_t inflight;              /* requests between first byte and completion */
     struct tg_mhd_req *suspended; /* server.c: suspended requests (resume-all at stop) */

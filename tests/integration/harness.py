@@ -480,6 +480,9 @@ def run(module_name, world_factory=None, only=None):
             failed += 1
             print("  FAIL %-48s %6.2fs\n%s" % (t.__name__, time.time() - t0,
                   "".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:]), flush=True)
+            if world.mock.p.poll() is not None:
+                print("  (the mock exited with %s:\n%s)" % (world.mock.p.returncode, world.mock.output()[-4000:]),
+                      flush=True)
             try:
                 if world.gw.p.poll() is not None:
                     world.start()

@@ -226,3 +226,28 @@ def shadow_agreement_and_errors_with_canned_metrics(w):
     report = load("http://127.0.0.1:%d/dashboard#interval=1" % w.gw.port, scrapes=1,
                   canned=[{"body": "go_goroutines 12\n"}])
     check("no tiergate metrics" in report["status"]["error"], report["status"])
+
+
+@test
+def shadow_agreement_from_live_shadow_traffic(w):
+    """The agreement panel with real shadow evaluation behind it (issue 13):
+    cheap answers agree with the shadow model twice and disagree once."""
+    try:
+        w.start(shadow={"rate": 1.0, "model": "large"})
+        w.mock.script({"content": "#### 12"}, model="gpt-cheap", times=-1)
+        w.mock.script({"content": "#### 13"}, model="gpt-large", body_contains="dash-disagree")
+        w.mock.script({"content": "So it is 12."}, model="gpt-large", times=-1)
+        for q in ("dash-agree-1", "dash-agree-2", "dash-disagree"):
+            eq(w.gw.chat(chat_body(q, model="cheap")).status, 200)
+        key = 'tiergate_shadow_comparisons_total{tier="cheap",result="%s"}'
+        m = wait_for(lambda: (lambda m: m if m.get(key % "agree", 0) + m.get(key % "disagree", 0) >= 3 else None)(
+            w.gw.metrics()), 10, msg="three shadow comparisons")
+        eq((m[key % "agree"], m[key % "disagree"]), (2.0, 1.0))
+        report = load("http://127.0.0.1:%d/dashboard#interval=1" % w.gw.port, scrapes=2)
+        eq(report["texts"]["agree-cheap"], "66.7%")
+        eq(report["texts"]["judged-cheap"], "2/3")
+        eq(report["texts"]["agree-medium"], "no data")
+        check(float(report["values"]["shadow-cost"] or 0) > 0 or report["texts"]["shadow-cost"] != "$0.000000",
+              report["texts"])
+    finally:
+        w.start()

@@ -121,6 +121,8 @@ struct mock_action {
     char *content; /* NULL: content null (tool calls, refusal) or the default */
     size_t content_len;
     bool content_set;
+    char **choice_texts; /* "choices": content of choice i is [i % n] (non-stream) */
+    size_t nchoice_texts;
     char *refusal;
     size_t refusal_len;
     struct mock_tool_call *tool_calls;

@@ -141,10 +141,14 @@ static tg_rc put_completion(struct tg_buf *b, const struct mock_action *a,
     for (int i = 0; i < ci->n && rc == TG_OK; i++) {
         rc |= tg_buf_printf(b, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":",
                             i ? "," : "", i);
-        if (ans->content)
+        if (a->nchoice_texts && i > 0) {
+            const char *t = a->choice_texts[(size_t)i % a->nchoice_texts];
+            rc |= tg_buf_json_str(b, t, strlen(t));
+        } else if (ans->content) {
             rc |= tg_buf_json_str(b, ans->content, ans->content_len);
-        else
+        } else {
             rc |= tg_buf_puts(b, "null");
+        }
         rc |= tg_buf_puts(b, ",\"refusal\":");
         if (a->refusal)
             rc |= tg_buf_json_str(b, a->refusal, a->refusal_len);

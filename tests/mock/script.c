@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -60,12 +61,44 @@ static const char hedge_text[] =
 
 /* ---- actions ----------------------------------------------------------- */
 
+static char *jstr_dup(const json_t *v, size_t *len);
+
+/* "choices": ["text of choice 0", "text of choice 1", ...]: with "n" > 1 in
+ * the request, choice i gets text [i % count] (self-consistency tests);
+ * content is text 0. */
+static bool parse_choice_texts(struct mock_action *a, json_t *v, char *err, size_t errlen)
+{
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0 || n > 128) {
+        snprintf(err, errlen, "action.choices must be an array of 1 to 128 strings");
+        return false;
+    }
+    a->choice_texts = calloc(n, sizeof(char *));
+    if (!a->choice_texts) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e)) {
+            snprintf(err, errlen, "action.choices must be an array of 1 to 128 strings");
+            return false;
+        }
+        a->choice_texts[a->nchoice_texts++] = jstr_dup(e, NULL);
+    }
+    a->content = jstr_dup(json_array_get(v, 0), &a->content_len);
+    return true;
+}
+
 static void action_free(struct mock_action *a)
 {
     free(a->headers);
     free(a->content_type);
     free(a->content);
     free(a->refusal);
+    for (size_t i = 0; i < a->nchoice_texts; i++)
+        free(a->choice_texts[i]);
+    free(a->choice_texts);
     for (size_t i = 0; i < a->ntool_calls; i++) {
         free(a->tool_calls[i].id);
         free(a->tool_calls[i].name);
@@ -317,6 +350,10 @@ static struct mock_action *action_parse(json_t *obj, char *err, size_t errlen)
         } else if (strcmp(k, "content_json") == 0) {
             a->content = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
             a->content_len = a->content ? strlen(a->content) : 0;
+            content_sources++;
+        } else if (strcmp(k, "choices") == 0) {
+            if (!parse_choice_texts(a, v, err, errlen))
+                goto fail;
             content_sources++;
         } else if (strcmp(k, "empty") == 0) {
             empty = json_is_true(v);
@@ -735,7 +772,10 @@ tg_rc mock_record_render(struct tg_buf *out, const struct mock_http_head *h, con
         rc |= mock_json_str_bytes(out, ci->model, strlen(ci->model));
     else
         rc |= tg_buf_puts(out, "null");
-    rc |= tg_buf_puts(out, ci->stream ? ",\"stream\":true}" : ",\"stream\":false}");
+    rc |= tg_buf_puts(out, ci->stream ? ",\"stream\":true" : ",\"stream\":false");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rc |= tg_buf_printf(out, ",\"t\":%.6f}", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
     return rc == TG_OK ? TG_OK : TG_ERR_NOMEM;
 }
 

@@ -107,14 +107,14 @@ static void upstream(const char *body, const struct tg_chatbody_rewrite *w, cons
 
 TG_TEST(splice_is_byte_for_byte)
 {
-    struct tg_chatbody_rewrite w = {"gpt-4o", NULL, 0, 0};
+    struct tg_chatbody_rewrite w = {.model = "gpt-4o"};
     upstream("{\"model\":\"auto\",\"temperature\":0.7,\"x\":[1e-1,-0.0]," MSGS "}", &w,
              "{\"model\":\"gpt-4o\",\"temperature\":0.7,\"x\":[1e-1,-0.0]," MSGS "}");
-    struct tg_chatbody_rewrite note = {"m\"2", "was \"bad\"", 0, 0};
+    struct tg_chatbody_rewrite note = {.model = "m\"2", .note = "was \"bad\""};
     upstream("{\"model\":\"a\"," MSGS "}", &note,
              "{\"model\":\"m\\\"2\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
              "{\"role\":\"system\",\"content\":\"was \\\"bad\\\"\"}]}");
-    struct tg_chatbody_rewrite both = {"u", "", 1, 1};
+    struct tg_chatbody_rewrite both = {.model = "u", .note = "", .add_usage = 1, .add_logprobs = 1};
     upstream("{\"model\":\"a\",\"stream\":true,\"stream_options\":{\"x\":1},\"logprobs\":false,"
              "\"top_p\":0.9," MSGS "}",
              &both,
@@ -123,6 +123,16 @@ TG_TEST(splice_is_byte_for_byte)
     upstream("{\"model\":\"a\"," MSGS "}", &both,
              "{\"model\":\"u\"," MSGS ",\"stream_options\":{\"include_usage\":true},"
              "\"logprobs\":true}");
+    /* The gateway's own calls: samples for self-consistency ("n"), and
+     * non-stream side calls (verifier samples, shadow). */
+    struct tg_chatbody_rewrite n = {.model = "u", .n = 3};
+    upstream("{\"model\":\"a\",\"n\":1," MSGS ",\"stream\":true}", &n,
+             "{\"model\":\"u\"," MSGS ",\"stream\":true,\"n\":3}");
+    struct tg_chatbody_rewrite side = {.model = "u", .no_stream = 1, .add_usage = 1};
+    upstream("{\"model\":\"a\",\"stream\":true,\"stream_options\":{\"include_usage\":true}," MSGS
+             "}",
+             &side, "{\"model\":\"u\"," MSGS ",\"stream\":false}");
+    upstream("{\"model\":\"a\"," MSGS "}", &side, "{\"model\":\"u\"," MSGS ",\"stream\":false}");
 }
 
 TG_TEST(splice_respects_the_cap)
@@ -130,7 +140,7 @@ TG_TEST(splice_respects_the_cap)
     struct tg_chatbody b;
     struct tg_chatbody_error e;
     TG_CHECK(parse("{\"model\":\"a\"," MSGS "}", &b, &e) == TG_OK);
-    struct tg_chatbody_rewrite w = {"a-very-long-upstream-model-name", NULL, 0, 0};
+    struct tg_chatbody_rewrite w = {.model = "a-very-long-upstream-model-name"};
     struct tg_buf out;
     tg_buf_init(&out, 32);
     TG_CHECK(tg_chatbody_upstream(&b, &w, &out) == TG_ERR_TOO_LARGE);
