@@ -456,6 +456,8 @@ static const struct item limits_items[] = {
          32u << 20),
     INT("max_json_depth", CFG(max_json_depth), 4, 1000, 64),
     UINT("max_messages", CFG(max_messages), 1, 1000000, 4096),
+    UINT("reserve_completion_tokens", CFG(reserve_completion_tokens), 0, 10000000, 1024),
+    SIZE("max_buffered_bytes", CFG(max_buffered_bytes), 0, 1ull << 40, 256u << 20),
     {0},
 };
 

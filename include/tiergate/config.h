@@ -73,6 +73,8 @@ struct tg_config {
     size_t max_upstream_response_bytes;
     int max_json_depth;
     unsigned max_messages;
+    unsigned reserve_completion_tokens; /* spend reservation without max_tokens */
+    size_t max_buffered_bytes;          /* answers held in memory, process-wide; 0: no cap */
 
     char *redis_url;
     char *redis_host; /* or a unix socket path when redis_unix */
