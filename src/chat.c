@@ -26,6 +26,7 @@
 
 #include "tiergate/alloc.h"
 #include "tiergate/answer.h"
+#include "tiergate/bill.h"
 #include "tiergate/cascade.h"
 #include "tiergate/chat.h"
 #include "tiergate/chatbody.h"
@@ -34,14 +35,15 @@
 #include "tiergate/entry.h"
 #include "tiergate/error.h"
 #include "tiergate/jsonparse.h"
-#include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/lookup.h"
+#include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/router.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
+#include "tiergate/usage.h"
 #include "tiergate/validate.h"
 
 /* Buffer caps (curl's DYN_*), besides the configured limits. */
@@ -88,6 +90,7 @@ struct tg_chat {
     int sse_body;                   /* the upstream answers with an SSE stream */
     struct tg_buf up_body;
     struct tg_buf resp; /* the attempt's body, or its held SSE events */
+    int shed;           /* resp or the client's stream hit limits.max_buffered_bytes */
     struct tg_sse_stream *sse;
     uint64_t upstream_us;
 
@@ -96,7 +99,8 @@ struct tg_chat {
     struct tg_model *answered;
     unsigned escalations;
     double cost_usd, baseline_usd;
-    enum delivery dlv; /* changed by deliver() only */
+    struct tg_bill bill; /* the attempts' bills, the key's spend held */
+    enum delivery dlv;   /* changed by deliver() only */
 };
 
 /* Table of contents, in the order a request meets them. */
@@ -128,11 +132,6 @@ static void chat_free(struct tg_req *req);
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ------------------------------------------------------ */
-
-static double usd(const struct tg_model *m, long prompt, long completion)
-{
-    return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
-}
 
 /* The gateway's own time: total minus the waits on upstreams and on a
  * single-flight leader. */
@@ -208,6 +207,7 @@ void tg_chat_handle(struct tg_req *req)
     }
     if (check_body(ch, 1) != 0 || resolve(ch) != 0)
         return;
+    ch->bill.body = ch->body.json;
     tg_req_suspend(req);
     start_lookup(ch);
 }
@@ -329,6 +329,10 @@ static int resolve(struct tg_chat *ch)
 
 static void start_lookup(struct tg_chat *ch)
 {
+    /* A capped answer may come from a cheaper model: not for the uncapped. */
+    int cap = tg_cascade_cap(&ch->cas, ch->req->cfg, ch->routed);
+    if (cap >= 0)
+        tg_lookup_add_input(&ch->look, "x-tiergate-max-tier", tg_tier_name(cap));
     if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
         TG_OK)
         bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
@@ -371,7 +375,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
     }
     ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
-    ch->baseline_usd = usd(cfg->baseline, pt, ct);
+    ch->baseline_usd = tg_usage_usd(cfg->baseline, pt, ct);
     ch->status = 200;
     respond_answer(ch, completion, e.completion, e.completion_len);
     json_decref(completion);
@@ -398,6 +402,19 @@ static int build_ladder(struct tg_chat *ch)
     return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
 
+/* Holds the most the request may cost against its key's day before a
+ * cent is spent (bill.c); -1 when refused (answered 429). */
+static int reserve_spend(struct tg_chat *ch)
+{
+    char msg[300];
+    unsigned retry_s = 0;
+    if (tg_bill_reserve(&ch->bill, ch->req->key, ch->req->cfg, &ch->cas, msg, sizeof(msg),
+                        &retry_s) == 0)
+        return 0;
+    fail_request(ch, TG_ERR_RATE_LIMITED, msg, "spend_limit_exceeded", retry_s);
+    return -1;
+}
+
 static void proceed(struct tg_chat *ch)
 {
     if (ch->dlv == DLV_DONE)
@@ -406,7 +423,8 @@ static void proceed(struct tg_chat *ch)
         fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0);
         return;
     }
-    next_attempt(ch);
+    if (reserve_spend(ch) == 0)
+        next_attempt(ch);
 }
 
 /* Counts where the ladder went: same tier, a fallback; higher, an
@@ -541,17 +559,21 @@ static void on_stream_drain(struct tg_req *req)
 
 /* --- judging the result ---------------------------------------------------- */
 
-static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion)
+/* Bills an attempt (bill.c: usage, or an estimate marked in the decision
+ * line). raw_bytes: what arrived of a body that did not parse. */
+static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion,
+                         size_t raw_bytes)
 {
-    if (!completion)
-        return;
-    tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
-    a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
-    ch->cost_usd += a->cost_usd;
-    struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    tg_metrics_tokens(mx, a->model->metrics_idx, (uint64_t)a->prompt_tokens,
-                      (uint64_t)a->completion_tokens);
-    tg_metrics_cost(mx, a->model->metrics_idx, a->cost_usd);
+    ch->cost_usd += tg_bill_attempt(&ch->bill, a, completion, raw_bytes, ch->req->shard->metrics);
+}
+
+/* An attempt that ended without its whole answer (cut, cancelled, timed
+ * out) was still billed by the provider for what it generated. */
+static void bill_partial(struct tg_chat *ch, struct tg_attempt *a)
+{
+    json_t *partial = ch->sse_body ? tg_sse_completion(ch->sse) : NULL;
+    record_usage(ch, a, partial, ch->sse_body ? 0 : tg_buf_unread(&ch->resp));
+    json_decref(partial);
 }
 
 /* What the call brought back, for the cascade to judge. A 2xx answer is
@@ -572,8 +594,12 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
     r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
     r->committed = ch->dlv == DLV_COMMITTED;
-    if (rc != TG_OK || (r->sse && !r->sse_done))
+    r->shed = ch->shed;
+    if (rc != TG_OK || (r->sse && !r->sse_done)) {
+        if (r->status / 100 == 2) /* cut short: billed for what it generated */
+            bill_partial(ch, ch->cas.cur);
         return;
+    }
     if (r->status == 400)
         r->context_error = tg_answer_context_error(tg_buf_head(body), tg_buf_unread(body));
     if (r->status / 100 != 2)
@@ -581,7 +607,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     *completion = ch->sse_body ? tg_sse_completion(ch->sse)
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
-    record_usage(ch, ch->cas.cur, *completion);
+    record_usage(ch, ch->cas.cur, *completion, *completion ? 0 : tg_buf_unread(body));
     r->verdict = v;
     if (!json_is_object(*completion)) {
         v->reason = TG_CHK_MALFORMED;
@@ -638,9 +664,6 @@ static void pass_back(struct tg_chat *ch, struct tg_call *call)
 static void cut_stream(struct tg_chat *ch, tg_rc rc)
 {
     struct tg_req *req = ch->req;
-    json_t *partial = tg_sse_completion(ch->sse);
-    record_usage(ch, ch->cas.cur, partial);
-    json_decref(partial);
     if (!tg_sse_stream_error(ch->sse)) {
         struct tg_buf ev;
         tg_buf_init(&ev, 0); /* our message: bounded */
@@ -669,6 +692,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     struct tg_judgement j;
     json_t *completion;
     collect(ch, call, rc, &r, &v, &completion);
+    tg_metrics_validation_refused(ch->req->shard->metrics, v.limit);
     tg_cascade_judge(&ch->cas, &r, tg_now_ms(), &j);
     tg_metrics_upstream(ch->req->shard->metrics, a->model->metrics_idx, a->outcome,
                         (double)a->latency_us / 1e6);
@@ -710,7 +734,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
         cacheable = 0; /* a truncated answer (any of n) is not worth serving twice */
     if (ch->want_logprobs)
         tg_validate_strip_logprobs(completion);
-    ch->baseline_usd = usd(req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
+    ch->baseline_usd = tg_usage_usd(req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
     if (cacheable)
         store_answer(ch, completion);
     if (ch->dlv == DLV_COMMITTED) { /* a live stream: everything was sent */
@@ -863,13 +887,10 @@ static void stop_work(struct tg_chat *ch)
         tg_cascade_abandon(&ch->cas, TG_OUT_CANCELLED, NULL);
         tg_metrics_upstream(req->shard->metrics, a->model->metrics_idx, TG_OUT_CANCELLED,
                             (double)a->latency_us / 1e6);
+        if (tg_call_status(ch->call) / 100 == 2)
+            bill_partial(ch, a); /* the provider generated until now */
         tg_call_cancel(ch->call);
         ch->call = NULL;
-        if (ch->dlv == DLV_COMMITTED) {
-            json_t *partial = tg_sse_completion(ch->sse);
-            record_usage(ch, a, partial);
-            json_decref(partial);
-        }
     }
 }
 
@@ -936,8 +957,9 @@ static void end(struct tg_chat *ch)
     tg_metrics_request(req->shard->metrics, ch->status, tier, ch->look.status, total_ms / 1000.0);
     if (ch->status / 100 == 2)
         tg_metrics_baseline(req->shard->metrics, ch->baseline_usd);
-    tg_limits_spend(req->key, ch->cost_usd, tg_wall_time());
+    tg_bill_settle(&ch->bill, req->key, ch->cost_usd);
     write_decision(ch, total_ms);
+    tg_buf_free(&ch->resp); /* limits.max_buffered_bytes: not until the client leaves */
 }
 
 /* The request's free hook: memory only, after end(). */
@@ -947,7 +969,7 @@ static void chat_free(struct tg_req *req)
     if (!ch)
         return;
     TG_ASSERT(ch->dlv == DLV_DONE && !ch->call && !ch->look.leader &&
-              !tg_lookup_pending(&ch->look));
+              !tg_lookup_pending(&ch->look) && !tg_bill_holding(&ch->bill));
     tg_chatbody_free(&ch->body);
     tg_cascade_free(&ch->cas);
     tg_lookup_free(&ch->look);

@@ -62,6 +62,15 @@ void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd);
 void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why);
 void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result);
 
+/* An answer's validation stopped by a bound: limit is tg_verdict.limit
+ * ("steps", "regex_match", ..., tg_schema_stop_name's). Shard loop only. */
+void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit);
+
+/* A new chat request refused because limits.max_buffered_bytes is full
+ * (tiergate_buffered_refused_total{what="request"}; refused buffer growth,
+ * what="growth", is membudget.c's count). Shard loop only. */
+void tg_metrics_shed(struct tg_metrics_shard *m);
+
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *out);
