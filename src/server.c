@@ -31,10 +31,14 @@
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
+#include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/server.h"
 #include "tiergate/upstream.h"
+
+/* Request paths longer than this are no endpoint's: 404. */
+#define RAW_PATH_MAX 256
 
 struct server {
     struct tg_shard *shards;
@@ -57,6 +61,10 @@ struct tg_conn {
     struct tg_mhd_req *req;     /* the request in progress, or NULL */
     int hup;                    /* the peer shut its side down */
     struct tg_timer recv_timer; /* armed while a request is being received */
+    /* The current request's path as the client sent it, escapes and all
+     * (on_uri), NUL-terminated; raw_long: it did not fit. */
+    char raw_path[RAW_PATH_MAX];
+    int raw_long;
 };
 
 /* A request that came through libmicrohttpd: the common request and what
@@ -432,6 +440,68 @@ static const char *bearer(struct tg_req *req, size_t *len)
     return *len ? h : NULL;
 }
 
+/* A gateway key's request-rate and spend admission (limits.c). A dry run
+ * costs no money but shard CPU (a body up to limits.max_body_bytes is
+ * parsed and scored): it counts toward the key's rpm like a chat request.
+ * Returns 0 when admitted; otherwise a 429 is queued. */
+static int admit(struct tg_req *req)
+{
+    uint64_t wait_ms = 0;
+    enum tg_limit lim = TG_LIMIT_NONE;
+    if (req->ep == TG_EP_CHAT)
+        lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
+    else if (req->ep == TG_EP_ROUTE)
+        lim = tg_limits_admit_rate(req->key, tg_now_ms(), &wait_ms);
+    if (lim == TG_LIMIT_NONE)
+        return 0;
+    char msg[160], ra[24];
+    if (lim == TG_LIMIT_RATE)
+        snprintf(msg, sizeof(msg), "rate limit of %u requests per minute reached for key %.40s",
+                 req->key->rpm, req->key->name);
+    else
+        snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
+                 req->key->usd_per_day, req->key->name);
+    tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
+                         lim == TG_LIMIT_RATE ? "rate_limit_exceeded" : "spend_limit_exceeded");
+    snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+    tg_req_add_header(req, "retry-after", ra);
+    return -1;
+}
+
+/* The operator's endpoints (docs/hardening.md "Operator endpoints"). The
+ * admin key opens everything; with auth configured, /readyz shows its
+ * detail (model ids, breakers, whether keys are set) to the admin key
+ * only; /metrics needs the metrics key when one is set. */
+static int authorize_operator(struct tg_req *req, const char *tok, size_t len)
+{
+    const struct tg_config *cfg = req->cfg;
+    int admin = tok && tg_config_admin_match(cfg, tok, len);
+    switch (req->ep) {
+    case TG_EP_READYZ:
+        req->detail = admin || (!cfg->n_keys && !cfg->admin_set && !cfg->metrics_set);
+        return 0;
+    case TG_EP_METRICS:
+        if (!cfg->metrics_set || admin || (tok && tg_config_metrics_match(cfg, tok, len)))
+            return 0;
+        tg_req_respond_error(req, TG_ERR_UNAUTHORIZED,
+                             "metrics key required: send Authorization: Bearer <metrics key>", NULL,
+                             NULL);
+        return -1;
+    default: /* /admin/... */
+        if (!cfg->admin_set) {
+            tg_req_respond_error(req, TG_ERR_FORBIDDEN,
+                                 "admin endpoints are disabled: set the admin key variable", NULL,
+                                 "admin_disabled");
+            return -1;
+        }
+        if (!admin) {
+            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "admin key required", NULL, NULL);
+            return -1;
+        }
+        return 0;
+    }
+}
+
 /* Returns 0 when the request may proceed; otherwise an error is queued. */
 static int authorize(struct tg_req *req)
 {
@@ -441,23 +511,13 @@ static int authorize(struct tg_req *req)
     tg_cache_namespace(cfg, tok, len, req->bearer_hash);
     switch (req->ep) {
     case TG_EP_HEALTHZ:
-    case TG_EP_READYZ:
-    case TG_EP_METRICS:
     case TG_EP_DASHBOARD: /* a static page: the data is in /metrics */
         return 0;
+    case TG_EP_READYZ:
+    case TG_EP_METRICS:
     case TG_EP_ADMIN_CACHE:
     case TG_EP_ADMIN_BREAKERS:
-        if (!cfg->admin_set) {
-            tg_req_respond_error(req, TG_ERR_FORBIDDEN,
-                                 "admin endpoints are disabled: set the admin key variable", NULL,
-                                 "admin_disabled");
-            return -1;
-        }
-        if (!tok || !tg_config_admin_match(cfg, tok, len)) {
-            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "admin key required", NULL, NULL);
-            return -1;
-        }
-        return 0;
+        return authorize_operator(req, tok, len);
     default:
         if (!cfg->n_keys)
             return 0;
@@ -471,27 +531,7 @@ static int authorize(struct tg_req *req)
             tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
             return -1;
         }
-        if (req->ep == TG_EP_CHAT) {
-            uint64_t wait_ms = 0;
-            enum tg_limit lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
-            if (lim != TG_LIMIT_NONE) {
-                char msg[160], ra[24];
-                if (lim == TG_LIMIT_RATE)
-                    snprintf(msg, sizeof(msg),
-                             "rate limit of %u requests per minute reached for key %.40s",
-                             req->key->rpm, req->key->name);
-                else
-                    snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
-                             req->key->usd_per_day, req->key->name);
-                tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
-                                     lim == TG_LIMIT_RATE ? "rate_limit_exceeded"
-                                                          : "spend_limit_exceeded");
-                snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
-                tg_req_add_header(req, "retry-after", ra);
-                return -1;
-            }
-        }
-        return 0;
+        return admit(req);
     }
 }
 
@@ -621,6 +661,84 @@ static enum MHD_Result queue(struct tg_mhd_req *m)
     return r;
 }
 
+/* libmicrohttpd 0.9.75 percent-decodes the request target before the
+ * access handler sees it, so "/%61dmin/breakers" would arrive as
+ * "/admin/breakers" and "/v1/chat/%63ompletions" as chat. Its URI log
+ * callback runs first, on the target as sent: the path part (up to '?')
+ * is kept on the connection, and endpoints are matched on those bytes. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct tg_conn *c = ci ? ci->socket_context : NULL;
+    if (c) {
+        size_t n = strcspn(uri, "?");
+        c->raw_long = n >= sizeof(c->raw_path);
+        if (c->raw_long)
+            n = 0;
+        memcpy(c->raw_path, uri, n);
+        c->raw_path[n] = '\0';
+    }
+    return NULL; /* no request context yet: on_request makes it */
+}
+
+/* An escape in a path may not hide a separator or a NUL (%2F, %5C, %00:
+ * the path would mean one thing to a front proxy's rules and another
+ * once decoded), and every '%' must start one (RFC 3986 2.1). NULL when
+ * the raw path is acceptable. */
+static const char *raw_path_problem(const char *p)
+{
+    for (; *p; p++) {
+        if (*p != '%')
+            continue;
+        int hi = tg_hex_digit(p[1]), lo = hi < 0 ? -1 : tg_hex_digit(p[2]);
+        if (lo < 0)
+            return "malformed percent-escape in the request path";
+        int c = hi * 16 + lo;
+        if (c == '/' || c == '\\' || c == 0)
+            return "an escaped '/', '\\' or NUL (%2F, %5C, %00) is not accepted in the request "
+                   "path";
+        p += 2;
+    }
+    return NULL;
+}
+
+/* The first handler call: the head is in. Classifies the endpoint on the
+ * raw path, checks framing, authenticates, and answers what the head
+ * alone decides (400, 404, 405, 401, 413). */
+static void start_request(struct tg_mhd_req *m, const char *method, const char *url,
+                          const char *version)
+{
+    struct tg_req *req = &m->req;
+    /* No connection state (out of memory at accept): no raw path either. */
+    const char *raw = m->conn_state ? m->conn_state->raw_path : NULL;
+    const char *why = raw ? raw_path_problem(raw) : NULL;
+    int method_ok = 0;
+    req->ep =
+        raw && !why && !m->conn_state->raw_long ? classify(raw, method, &method_ok) : TG_EP_NONE;
+    if (check_head(req, method, url, version) != 0) {
+        /* refused: the response is ready */
+    } else if (!raw) {
+        tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+    } else if (why) {
+        tg_req_respond_error(req, TG_ERR_BAD_REQUEST, why, NULL, "invalid_request_path");
+    } else if (req->ep == TG_EP_NONE) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, raw);
+        tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
+    } else if (!method_ok) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, raw);
+        tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
+    } else if (authorize(req) == 0) {
+        const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
+            m->too_large = 1;
+            dispatch(m); /* answers 413 before reading a byte of the body */
+        }
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -632,27 +750,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!m)
             return MHD_NO;
         *con_cls = m;
-        struct tg_req *req = &m->req;
-        int method_ok;
-        req->ep = classify(url, method, &method_ok);
-        if (check_head(req, method, url, version) != 0) {
-            /* refused: the response is ready */
-        } else if (req->ep == TG_EP_NONE) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, url);
-            tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
-        } else if (!method_ok) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, url);
-            tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
-        } else if (authorize(req) == 0) {
-            const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
-                m->too_large = 1;
-                dispatch(m); /* answers 413 before reading a byte of the body */
-            }
-        }
-        if (req->state == TG_REQ_READY)
+        start_request(m, method, url, version);
+        if (m->req.state == TG_REQ_READY)
             return queue(m);
         return MHD_YES;
     }
@@ -841,7 +940,8 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         per_shard ? per_shard : 1, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->conn_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, sh, MHD_OPTION_NOTIFY_CONNECTION, on_connection, sh,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_URI_LOG_CALLBACK, on_uri, sh,
+        MHD_OPTION_END);
     if (!sh->mhd) {
         snprintf(err, errlen, "cannot start HTTP server on %s", cfg->listen);
         return TG_ERR_IO;

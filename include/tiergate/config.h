@@ -118,6 +118,9 @@ struct tg_config {
     char *admin_key_env;
     unsigned char admin_sha256[32];
     int admin_set;
+    char *metrics_key_env; /* NULL: TIERGATE_METRICS_KEY */
+    unsigned char metrics_sha256[32];
+    int metrics_set; /* /metrics needs this key (or the admin key) */
 };
 
 /* What other modules attach to each model of a snapshot: the metrics
@@ -163,5 +166,7 @@ const char *tg_config_alias(const struct tg_config *cfg, const char *name);
 const struct tg_gateway_key *tg_config_key_match(const struct tg_config *cfg, const char *key,
                                                  size_t len);
 int tg_config_admin_match(const struct tg_config *cfg, const char *key, size_t len);
+/* The metrics key (auth.metrics_key_env), constant time; 0 when unset. */
+int tg_config_metrics_match(const struct tg_config *cfg, const char *key, size_t len);
 
 #endif

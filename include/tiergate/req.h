@@ -110,6 +110,7 @@ struct tg_req {
 
     /* Caller identity (after auth). */
     const struct tg_gateway_key *key;
+    int detail; /* may see operator detail (/readyz): the admin key, or no auth configured */
     char bearer_hash[24]; /* cache namespace of the presented key */
 
     /* Response. */
