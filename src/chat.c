@@ -192,6 +192,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
      * jansson may print a number longer than the client did. */
     tg_buf_init(&ch->up_body, 2 * cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
     tg_buf_init(&ch->resp, cfg->max_upstream_response_bytes);
+    tg_buf_set_budget(&ch->resp, tg_membudget_answers());
     req->ctx = ch;
     req->on_cancel = chat_cancel;
     req->on_free = chat_free;
@@ -522,12 +523,15 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
         return 0;
     if (ev->usage_only && ch->added_usage)
         return 0; /* the client did not ask for usage: we did, for cost */
+    tg_rc rc;
     if (ch->dlv == DLV_HOLDING)
-        return tg_buf_append(&ch->resp, ev->raw, ev->raw_len) == TG_OK ? 0 : 1;
-    if (start_client_stream(ch) != 0)
+        rc = tg_buf_append(&ch->resp, ev->raw, ev->raw_len);
+    else if (start_client_stream(ch) != 0)
         return 1;
-    tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
-    return 0;
+    else
+        rc = tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
+    ch->shed |= rc == TG_ERR_OVERLOADED;
+    return rc == TG_OK ? 0 : 1;
 }
 
 static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
@@ -535,8 +539,11 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
     struct tg_chat *ch = ud;
     if (ch->req->closed)
         return TG_CALL_ABORT;
-    if (!ch->sse_body)
-        return tg_buf_append(&ch->resp, p, n) == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
+    if (!ch->sse_body) {
+        tg_rc rc = tg_buf_append(&ch->resp, p, n);
+        ch->shed |= rc == TG_ERR_OVERLOADED;
+        return rc == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
+    }
     if (ch->dlv >= DLV_LIVE && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
         return TG_CALL_PAUSE; /* the client reads slower than the model writes */
     /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
@@ -746,7 +753,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     } else if (ch->body.stream && ch->sse_body && !ch->want_logprobs) {
         /* A validated stream: replay the upstream's own events. */
         if (start_client_stream(ch) == 0) {
-            tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+            tg_req_stream_move(req, &ch->resp); /* held once, by the client's stream */
             tg_req_stream_end(req, 0);
         }
         end(ch);
@@ -782,6 +789,7 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     if (ch->body.stream) {
         struct tg_buf b;
         tg_buf_init(&b, req->cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION);
+        tg_buf_set_budget(&b, tg_membudget_answers());
         json_t *parsed =
             completion ? json_incref(completion) : tg_json_parse(raw, raw_len, 0, NULL);
         tg_rc rc = parsed ? tg_sse_synthesize(parsed, ch->body.client_usage, SYNTH_CHUNK, &b)
@@ -789,11 +797,12 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
         json_decref(parsed);
         if (rc != TG_OK) {
             tg_buf_free(&b);
-            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0);
+            fail_request(ch, rc == TG_ERR_OVERLOADED ? rc : TG_ERR_INTERNAL,
+                         "cannot build the stream", NULL, 0);
             return;
         }
         if (start_client_stream(ch) == 0) {
-            tg_req_stream_write(req, b.data, b.len);
+            tg_req_stream_move(req, &b);
             tg_req_stream_end(req, 0);
         }
         tg_buf_free(&b);
@@ -809,7 +818,8 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
         raw_len = strlen(s);
     tg_req_respond(req, 200, "application/json", raw, raw_len);
     add_answer_headers(ch, 1);
-    tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
+    tg_json_free(s);        /* json_dumps memory is jansson's allocator's (alloc.c) */
+    tg_buf_free(&ch->resp); /* the transport holds its own copy now */
     end(ch);
 }
 

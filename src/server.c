@@ -78,6 +78,7 @@ struct tg_mhd_req {
     struct tg_mhd_req *susp_prev, *susp_next;
     int too_large; /* the body is over limits.max_body_bytes: answer 413 */
     size_t discarded;
+    size_t charged; /* a whole response's bytes, counted in the answers' budget */
 };
 
 /* MHD's buffer per streaming response: SSE events are small, and thousands
@@ -289,6 +290,10 @@ static tg_rc mhd_respond(struct tg_req *req, unsigned status, const char *conten
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return TG_ERR_NOMEM;
+    /* MHD's copy waits for the client to read it: counted, never refused
+     * (the answer exists already; new requests are shed instead). */
+    m->charged = len;
+    tg_membudget_add(tg_membudget_answers(), len);
     if (content_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     add_std_headers(req, r);
@@ -324,6 +329,7 @@ static void mhd_destroy(struct tg_req *req)
     struct tg_mhd_req *m = mhd_of(req);
     if (m->response)
         MHD_destroy_response(m->response);
+    tg_membudget_release(tg_membudget_answers(), m->charged);
     free(m);
 }
 
@@ -348,6 +354,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             n = max;
         memcpy(buf, tg_buf_head(&req->out), n);
         tg_buf_consume(&req->out, n);
+        /* A replayed answer (megabytes, moved in at once) went out: give its
+         * memory back now, not when the connection closes. */
+        if (!tg_buf_unread(&req->out) && req->out.cap > TG_STREAM_HIGH_WATER)
+            tg_buf_free(&req->out);
         if (req->on_drain && tg_buf_unread(&req->out) < TG_STREAM_LOW_WATER)
             req->on_drain(req);
         return (ssize_t)n;
@@ -542,6 +552,15 @@ static void dispatch(struct tg_mhd_req *m)
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
         tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, NULL, NULL);
+        return;
+    }
+    if (req->ep == TG_EP_CHAT && tg_membudget_over(tg_membudget_answers())) {
+        /* limits.max_buffered_bytes: answers held for slow readers fill
+         * it; a new answer would add to it. Shed until they drain. */
+        tg_metrics_shed(req->shard->metrics);
+        tg_req_respond_error(req, TG_ERR_OVERLOADED,
+                             "the gateway holds too many buffered answers; retry shortly", NULL,
+                             NULL);
         return;
     }
     req->state = TG_REQ_WORKING;
@@ -1007,6 +1026,7 @@ tg_rc tg_server_start(struct tg_config *cfg)
 {
     char err[256] = "";
     raise_nofile();
+    tg_membudget_set_limit(tg_membudget_answers(), cfg->max_buffered_bytes);
     srv.n = cfg->shards;
     srv.port = 0;
     srv.shards = calloc(srv.n, sizeof(*srv.shards));
@@ -1068,6 +1088,10 @@ static void on_reload(struct tg_loop *loop, void *arg)
 
 void tg_server_reload(void)
 {
+    struct tg_config *cfg = tg_config_current();
+    if (cfg)
+        tg_membudget_set_limit(tg_membudget_answers(), cfg->max_buffered_bytes);
+    tg_config_unref(cfg);
     for (unsigned i = 0; i < srv.n; i++)
         tg_loop_post(srv.shards[i].loop, on_reload, &srv.shards[i]);
 }

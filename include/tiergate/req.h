@@ -130,7 +130,8 @@ struct tg_req {
 /* A replayed or synthesized answer is written to req->out at once: at most
  * this many times limits.max_upstream_response_bytes (SSE framing around
  * small content chunks). req->out is capped there; a live stream stays
- * near TG_STREAM_HIGH_WATER. */
+ * near TG_STREAM_HIGH_WATER. Its allocation is charged to the answers'
+ * budget (membudget.h, limits.max_buffered_bytes). */
 #define TG_STREAM_EXPANSION 16
 
 /* Sets up the common part of a request the transport allocated (zeroed):
@@ -173,6 +174,10 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
  * tg_req_stream_end finishes it (broken: with an error, i.e. a close). */
 tg_rc tg_req_stream_start(struct tg_req *req);
 tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n);
+/* tg_req_stream_write of b's bytes, moved: b is left empty. A whole answer
+ * written right after tg_req_stream_start takes the place of the ": ok"
+ * comment and is handed over without a copy (it leaves with the head). */
+tg_rc tg_req_stream_move(struct tg_req *req, struct tg_buf *b);
 void tg_req_stream_end(struct tg_req *req, int broken);
 
 /* Runs the request's cancel hook once (it stops upstream calls, Redis and
