@@ -136,6 +136,7 @@ enum tg_limit tg_limits_reserve(const struct tg_gateway_key *key, double usd, do
 {
     TG_ASSERT(!hold->held);
     hold->usd = 0;
+    hold->settled = 0;
     if (!key || key->usd_per_day <= 0)
         return TG_LIMIT_NONE;
     if (!(usd > 0))
@@ -178,6 +179,9 @@ void tg_limits_explain(const struct tg_limits_refusal *why, const char *key_name
 void tg_limits_settle(const struct tg_gateway_key *key, struct tg_limits_hold *hold, double usd,
                       double wall_s)
 {
+    if (hold->settled)
+        return;
+    hold->settled = 1;
     int held = hold->held;
     hold->held = 0;
     if (!key || key->usd_per_day <= 0)
@@ -203,7 +207,7 @@ void tg_limits_settle(const struct tg_gateway_key *key, struct tg_limits_hold *h
 
 void tg_limits_spend(const struct tg_gateway_key *key, double usd, double wall_s)
 {
-    struct tg_limits_hold none = {0, 0};
+    struct tg_limits_hold none = {0};
     tg_limits_settle(key, &none, usd, wall_s);
 }
 

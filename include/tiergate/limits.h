@@ -37,11 +37,12 @@ enum tg_limit tg_limits_admit(const struct tg_gateway_key *key, uint64_t now_ms,
 enum tg_limit tg_limits_admit_rate(const struct tg_gateway_key *key, uint64_t now_ms,
                                    uint64_t *retry_after_ms);
 
-/* A request's reservation against its key's day. Zero it (or let
- * tg_limits_reserve fill it); it belongs to the request until settled. */
+/* A request's reservation against its key's day: zeroed, then
+ * tg_limits_reserve (which starts it afresh) and one tg_limits_settle. */
 struct tg_limits_hold {
-    double usd; /* reserved, released at settle */
-    int held;   /* 1 between a granted reservation and its settle */
+    double usd;  /* reserved, released at settle */
+    int held;    /* 1 between a granted reservation and its settle */
+    int settled; /* tg_limits_settle ran: a second call does nothing */
 };
 
 /* Why a reservation was refused, for the client's message. */
