@@ -11,18 +11,20 @@
 #include "tiergate/metrics.h"
 #include "tiergate/usage.h"
 
-static long prompt_estimate(struct tg_bill *b)
+static long prompt_estimate(struct tg_bill *b, const json_t *body)
 {
     if (!b->prompt_est)
-        b->prompt_est = tg_usage_prompt_estimate(b->body);
+        b->prompt_est = tg_usage_prompt_estimate(body);
     return b->prompt_est;
 }
 
-double tg_bill_attempt(struct tg_bill *b, struct tg_attempt *a, const json_t *completion,
-                       size_t raw_bytes, struct tg_metrics_shard *mx)
+double tg_bill_attempt(struct tg_bill *b, const json_t *body, struct tg_attempt *a,
+                       const json_t *completion, size_t raw_bytes, struct tg_metrics_shard *mx)
 {
-    a->estimated = tg_usage_bill(completion, raw_bytes, prompt_estimate(b), &a->prompt_tokens,
-                                 &a->completion_tokens);
+    /* The estimate walks the body: only when the provider said nothing. */
+    int usage = json_is_object(json_object_get(completion, "usage"));
+    a->estimated = tg_usage_bill(completion, raw_bytes, usage ? 0 : prompt_estimate(b, body),
+                                 &a->prompt_tokens, &a->completion_tokens);
     if (a->estimated && !a->prompt_tokens && !a->completion_tokens) {
         a->estimated = 0; /* nothing of an answer arrived: nothing to bill */
         return 0;
@@ -34,14 +36,14 @@ double tg_bill_attempt(struct tg_bill *b, struct tg_attempt *a, const json_t *co
     return a->cost_usd;
 }
 
-int tg_bill_reserve(struct tg_bill *b, const struct tg_gateway_key *key,
+int tg_bill_reserve(struct tg_bill *b, const json_t *body, const struct tg_gateway_key *key,
                     const struct tg_config *cfg, const struct tg_cascade *c, char *msg,
                     size_t msglen, unsigned *retry_after_s)
 {
     if (!key || key->usd_per_day <= 0)
         return 0; /* nothing to hold: no estimate either */
-    long ct = tg_usage_completion_cap(b->body, cfg->reserve_completion_tokens);
-    double usd = tg_usage_worst_usd(c->ladder, c->n_ladder, prompt_estimate(b), ct);
+    long ct = tg_usage_completion_cap(body, cfg->reserve_completion_tokens);
+    double usd = tg_usage_worst_usd(c->ladder, c->n_ladder, prompt_estimate(b, body), ct);
     struct tg_limits_refusal why;
     if (tg_limits_reserve(key, usd, tg_wall_time(), &b->spend, &why) == TG_LIMIT_NONE)
         return 0;

@@ -88,9 +88,9 @@ struct tg_chat {
     struct tg_call *call;
     int want_logprobs, added_usage; /* what the gateway added to the upstream body */
     int sse_body;                   /* the upstream answers with an SSE stream */
+    int shed;                       /* resp or the client's stream hit limits.max_buffered_bytes */
     struct tg_buf up_body;
     struct tg_buf resp; /* the attempt's body, or its held SSE events */
-    int shed;           /* resp or the client's stream hit limits.max_buffered_bytes */
     struct tg_sse_stream *sse;
     uint64_t upstream_us;
 
@@ -208,7 +208,6 @@ void tg_chat_handle(struct tg_req *req)
     }
     if (check_body(ch, 1) != 0 || resolve(ch) != 0)
         return;
-    ch->bill.body = ch->body.json;
     tg_req_suspend(req);
     start_lookup(ch);
 }
@@ -409,8 +408,8 @@ static int reserve_spend(struct tg_chat *ch)
 {
     char msg[300];
     unsigned retry_s = 0;
-    if (tg_bill_reserve(&ch->bill, ch->req->key, ch->req->cfg, &ch->cas, msg, sizeof(msg),
-                        &retry_s) == 0)
+    if (tg_bill_reserve(&ch->bill, ch->body.json, ch->req->key, ch->req->cfg, &ch->cas, msg,
+                        sizeof(msg), &retry_s) == 0)
         return 0;
     fail_request(ch, TG_ERR_RATE_LIMITED, msg, "spend_limit_exceeded", retry_s);
     return -1;
@@ -571,7 +570,8 @@ static void on_stream_drain(struct tg_req *req)
 static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion,
                          size_t raw_bytes)
 {
-    ch->cost_usd += tg_bill_attempt(&ch->bill, a, completion, raw_bytes, ch->req->shard->metrics);
+    ch->cost_usd += tg_bill_attempt(&ch->bill, ch->body.json, a, completion, raw_bytes,
+                                    ch->req->shard->metrics);
 }
 
 /* An attempt that ended without its whole answer (cut, cancelled, timed

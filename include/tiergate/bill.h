@@ -25,10 +25,11 @@ struct tg_metrics_shard;
 
 /* Embedded in the request's state, zeroed at its start. */
 struct tg_bill {
-    const json_t *body;          /* the client's chat body (borrowed) */
-    long prompt_est;             /* usage.c's estimate of its prompt, 0 until needed */
+    long prompt_est;             /* usage.c's estimate of the body's prompt, 0 until needed */
     struct tg_limits_hold spend; /* held against the key while the request runs */
 };
+
+/* body: the client's chat body (borrowed), the same on every call. */
 
 /* Bills attempt a once: fills its tokens, cost_usd and estimated (the
  * provider's usage when completion carries one; else usage.c's estimate
@@ -36,15 +37,15 @@ struct tg_bill {
  * plus the prompt estimate) and counts them in mx. Nothing of an answer
  * (no text, no bytes): nothing billed. Returns the attempt's cost.
  * completion borrowed, may be NULL. */
-double tg_bill_attempt(struct tg_bill *b, struct tg_attempt *a, const json_t *completion,
-                       size_t raw_bytes, struct tg_metrics_shard *mx);
+double tg_bill_attempt(struct tg_bill *b, const json_t *body, struct tg_attempt *a,
+                       const json_t *completion, size_t raw_bytes, struct tg_metrics_shard *mx);
 
 /* Holds the most the request may cost on the planned ladder c against
  * key's day (usage.c: the prompt estimate, max_completion_tokens /
  * max_tokens or cfg->reserve_completion_tokens, the dearest model of each
  * tier the ladder reaches). 0: held, or the key has no spend limit. -1:
  * refused; msg (the client's 429 message) and *retry_after_s are set. */
-int tg_bill_reserve(struct tg_bill *b, const struct tg_gateway_key *key,
+int tg_bill_reserve(struct tg_bill *b, const json_t *body, const struct tg_gateway_key *key,
                     const struct tg_config *cfg, const struct tg_cascade *c, char *msg,
                     size_t msglen, unsigned *retry_after_s);
 

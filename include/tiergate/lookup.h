@@ -37,7 +37,7 @@ struct tg_flight_wait;
 typedef int (*tg_lookup_cb)(void *ud, const char *value, size_t len);
 
 /* Request inputs outside the body that can change the answer, at most. */
-#define TG_LOOKUP_MAX_INPUTS 4
+#define TG_LOOKUP_MAX_INPUTS 3
 
 struct tg_lookup {
     /* What the step found, for the caller. */
@@ -55,7 +55,7 @@ struct tg_lookup {
      * Every such input belongs here: the cache and single-flight would
      * otherwise hand one request's answer to another that may differ. */
     struct tg_cachekey_input inputs[TG_LOOKUP_MAX_INPUTS];
-    size_t n_inputs;
+    unsigned n_inputs;
     int unkeyed; /* an input did not fit: neither served from nor stored */
     /* Private. */
     struct tg_req *req;
