@@ -614,7 +614,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     *completion = ch->sse_body ? tg_sse_completion(ch->sse)
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
-    record_usage(ch, ch->cas.cur, *completion, *completion ? 0 : tg_buf_unread(body));
+    record_usage(ch, ch->cas.cur, *completion, 0); /* not JSON at all: not model output */
     r->verdict = v;
     if (!json_is_object(*completion)) {
         v->reason = TG_CHK_MALFORMED;
