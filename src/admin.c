@@ -98,7 +98,10 @@ static void breaker_json(struct tg_buf *b, const struct tg_model *m, uint64_t no
 }
 
 /* Ready: Redis answers (when the cache is on) and every tier has a model
- * that has a key and whose breaker is not open. */
+ * that has a key and whose breaker is not open. The detail (model ids,
+ * tiers, breaker counters, whether keys are set) is what /admin/breakers
+ * protects: without req->detail (auth configured, no admin key) only
+ * the status is said. */
 static void readyz(struct tg_req *req)
 {
     const struct tg_config *cfg = req->cfg;
@@ -127,8 +130,14 @@ static void readyz(struct tg_req *req)
         if (!avail)
             ready = 0;
     }
-    tg_buf_printf(&b, "},\"ready\":%s}", ready ? "true" : "false");
-    respond_json(req, ready ? 200 : 503, &b);
+    tg_buf_printf(&b, "},\"ready\":%s,\"status\":\"%s\"}", ready ? "true" : "false",
+                  ready ? "ready" : "not_ready");
+    if (req->detail) {
+        respond_json(req, ready ? 200 : 503, &b);
+    } else {
+        const char *s = ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not_ready\"}";
+        tg_req_respond(req, ready ? 200 : 503, "application/json", s, strlen(s));
+    }
     tg_buf_free(&b);
 }
 

@@ -19,11 +19,6 @@ void tg_answer_usage(const json_t *completion, long *prompt, long *completion_to
     *completion_tokens = (long)json_integer_value(json_object_get(u, "completion_tokens"));
 }
 
-double tg_answer_usd(const struct tg_model *m, long prompt, long completion)
-{
-    return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
-}
-
 int tg_answer_truncated(const json_t *completion)
 {
     size_t i;

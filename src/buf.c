@@ -8,16 +8,29 @@
 #include <string.h>
 
 #include "tiergate/buf.h"
+#include "tiergate/membudget.h"
 
 void tg_buf_init(struct tg_buf *b, size_t max)
 {
     b->data = NULL;
     b->len = b->cap = b->off = 0;
     b->max = max ? max : SIZE_MAX;
+    b->budget = NULL;
+}
+
+void tg_buf_set_budget(struct tg_buf *b, struct tg_membudget *budget)
+{
+    if (b->budget && b->cap)
+        tg_membudget_release(b->budget, b->cap);
+    b->budget = budget;
+    if (budget && b->cap)
+        tg_membudget_add(budget, b->cap);
 }
 
 void tg_buf_free(struct tg_buf *b)
 {
+    if (b->budget && b->cap)
+        tg_membudget_release(b->budget, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = b->off = 0;
@@ -41,9 +54,14 @@ tg_rc tg_buf_reserve(struct tg_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->budget && tg_membudget_charge(b->budget, cap - b->cap) != 0)
+        return TG_ERR_OVERLOADED;
     char *p = realloc(b->data, cap);
-    if (!p)
+    if (!p) {
+        if (b->budget)
+            tg_membudget_release(b->budget, cap - b->cap);
         return TG_ERR_NOMEM;
+    }
     b->data = p;
     b->cap = cap;
     return TG_OK;
@@ -161,7 +179,28 @@ char *tg_buf_steal(struct tg_buf *b, size_t *len)
         if (len)
             *len = b->len - b->off;
     }
+    if (b->budget && b->cap)
+        tg_membudget_release(b->budget, b->cap);
     b->data = NULL;
     b->len = b->cap = b->off = 0;
     return p;
+}
+
+tg_rc tg_buf_move(struct tg_buf *dst, struct tg_buf *src)
+{
+    size_t n = tg_buf_unread(src);
+    if (tg_buf_unread(dst) == 0 && dst->budget == src->budget && n <= dst->max) {
+        tg_buf_free(dst);
+        dst->data = src->data;
+        dst->len = src->len;
+        dst->cap = src->cap;
+        dst->off = src->off;
+        src->data = NULL;
+        src->len = src->cap = src->off = 0;
+        return TG_OK;
+    }
+    tg_rc rc = tg_buf_append(dst, tg_buf_head(src), n);
+    if (rc == TG_OK)
+        tg_buf_free(src);
+    return rc;
 }

@@ -39,6 +39,7 @@ struct tg_cache {
     redisAsyncContext *ac;
     struct tg_io io;
     uint32_t events;
+    uint64_t wrote_us; /* when queued commands last went out (tg_now_us) */
     enum state state;
     struct tg_timer retry_timer;   /* reconnect backoff */
     struct tg_timer connect_timer; /* bound on connect + PING */
@@ -63,8 +64,11 @@ struct tg_cache_op {
     tg_cache_get_cb cb;
     void *ud;
     struct tg_timer timer;
-    int done;    /* answered or cancelled: the callback will not run again */
-    int replied; /* hiredis is finished with it */
+    int done;          /* answered or cancelled: the callback will not run again */
+    int replied;       /* hiredis is finished with it */
+    int busy;          /* the deadline handler is reading: do not free it under it */
+    int late;          /* the deadline was moved once, to count from the write */
+    uint64_t armed_us; /* when the command was queued and the deadline armed */
 };
 
 struct flush_op {
@@ -76,6 +80,7 @@ struct flush_op {
 };
 
 static void connect_now(struct tg_cache *c);
+static void on_lookup_deadline(struct tg_loop *loop, void *ud);
 static void schedule_reconnect(struct tg_cache *c);
 static void drop(struct tg_cache *c, const char *why);
 
@@ -87,8 +92,10 @@ static void on_io(struct tg_loop *loop, int fd, uint32_t events, void *ud)
     /* Either handler may free the context (disconnect); re-check between. */
     if (c->ac && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         redisAsyncHandleRead(c->ac);
-    if (c->ac && (events & (EPOLLOUT | EPOLLERR)))
+    if (c->ac && (events & (EPOLLOUT | EPOLLERR))) {
         redisAsyncHandleWrite(c->ac);
+        c->wrote_us = tg_now_us();
+    }
 }
 
 static void update_events(struct tg_cache *c, uint32_t add, uint32_t del)
@@ -386,14 +393,51 @@ void tg_cache_namespace(const struct tg_config *cfg, const char *token, size_t l
 
 static void op_maybe_free(struct tg_cache_op *op)
 {
-    if (op->done && op->replied)
+    if (op->done && op->replied && !op->busy)
         free(op);
+}
+
+/* The deadline bounds Redis's latency, not the shard's (issue 21: a
+ * cache-hit probe failed open after 6 s while 500 answers were arriving):
+ * an iteration of the loop busy with other work can outlast it while the
+ * reply already waits in the socket, or before the command was even
+ * written (hiredis writes when the socket is reported writable, an
+ * iteration later). So: read what has arrived first; a command still
+ * unsent goes out now; and once, the deadline is moved to count lookup_ms
+ * from when the command went out. 1 when that settled or re-armed it. */
+static int late_but_answered(struct tg_cache_op *op)
+{
+    struct tg_cache *c = op->c;
+    if (!c->ac)
+        return 0;
+    int rearmed = 0;
+    op->busy = 1; /* either call may answer op, or drop the connection */
+    redisAsyncHandleRead(c->ac);
+    if (!op->done && c->ac && (c->events & EPOLLOUT)) {
+        redisAsyncHandleWrite(c->ac);
+        c->wrote_us = tg_now_us();
+    }
+    uint64_t now = tg_now_us(), budget = (uint64_t)c->lookup_ms * 1000u;
+    if (!op->done && !op->late && c->ac && c->wrote_us > op->armed_us &&
+        now - c->wrote_us < budget) {
+        op->late = 1;
+        rearmed = tg_timer_start_us(c->loop, &op->timer, budget - (now - c->wrote_us),
+                                    on_lookup_deadline, op) == TG_OK;
+    }
+    op->busy = 0;
+    if (op->done) {
+        op_maybe_free(op);
+        return 1;
+    }
+    return rearmed;
 }
 
 static void on_lookup_deadline(struct tg_loop *loop, void *ud)
 {
     struct tg_cache_op *op = ud;
     struct tg_cache *c = op->c;
+    if (late_but_answered(op))
+        return;
     op->done = 1;
     if (op->cb)
         op->cb(op->ud, TG_CACHE_ERROR, NULL, 0);
@@ -446,6 +490,7 @@ tg_rc tg_cache_get(struct tg_cache *c, const char *key, tg_cache_get_cb cb, void
     op->c = c;
     op->cb = cb;
     op->ud = ud;
+    op->armed_us = tg_now_us();
     if (tg_timer_start(c->loop, &op->timer, c->lookup_ms, on_lookup_deadline, op) != TG_OK) {
         free(op);
         return TG_ERR_NOMEM;

@@ -347,6 +347,12 @@ static void to_hex(const unsigned char *md, size_t n, char *hex)
 
 tg_rc tg_cachekey_digest(const json_t *req, char hex[65])
 {
+    return tg_cachekey_digest_inputs(req, NULL, 0, hex);
+}
+
+tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
+                                char hex[65])
+{
     struct sink k;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -363,6 +369,12 @@ tg_rc tg_cachekey_digest(const json_t *req, char hex[65])
         goto out;
     }
     put_value(&k, req, 0);
+    for (size_t i = 0; i < n; i++) {
+        put_c(&k, '\0');
+        put(&k, in[i].name, strlen(in[i].name));
+        put_c(&k, '=');
+        put(&k, in[i].value, strlen(in[i].value));
+    }
     sink_flush(&k);
     if (k.rc == TG_OK && (!EVP_DigestFinal_ex(k.md, md, &len) || len != 32))
         k.rc = TG_ERR_NOMEM;
@@ -417,13 +429,19 @@ tg_rc tg_cachekey_namespace(const char *gateway_key, int shared, char out[24])
 
 tg_rc tg_cachekey_build(const json_t *req, const char *ns, struct tg_buf *out)
 {
+    return tg_cachekey_build_inputs(req, NULL, 0, ns, out);
+}
+
+tg_rc tg_cachekey_build_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
+                               const char *ns, struct tg_buf *out)
+{
     char hex[65];
     tg_rc rc;
 
     tg_buf_reset(out);
     if (!ns || !*ns)
         return TG_ERR_INVALID;
-    if ((rc = tg_cachekey_digest(req, hex)) != TG_OK)
+    if ((rc = tg_cachekey_digest_inputs(req, in, n, hex)) != TG_OK)
         return rc;
     if ((rc = tg_buf_printf(out, TG_CACHEKEY_PREFIX "%s:%s", ns, hex)) != TG_OK)
         tg_buf_reset(out);

@@ -360,6 +360,7 @@ static void judge_answer(struct tg_cascade *c, const struct tg_result *r, uint64
     /* A garbled 200 is the provider misbehaving; a weak answer is not. */
     tg_breaker_record(a->model->breaker, now_ms, !malformed, c->probe, 0);
     a->outcome = v->ok ? TG_OUT_OK : TG_OUT_INVALID;
+    a->limit = v->limit;
     if (!v->ok) {
         snprintf(a->detail, sizeof(a->detail), "%.127s", v->detail);
         if (!c->final && !r->committed) {
@@ -403,7 +404,15 @@ void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t 
     memset(j, 0, sizeof(*j));
     j->move.to = -1;
     c->cur->status = r->status;
-    if (r->stopped)
+    if (r->shed) {
+        /* The gateway's own memory limit, not the provider's fault, and
+         * the next candidate would meet it too: end the request. */
+        tg_cascade_abandon(c, TG_OUT_CANCELLED, "buffered answers over limits.max_buffered_bytes");
+        j->step = TG_STEP_FAIL;
+        j->rc = TG_ERR_OVERLOADED;
+        j->message = "the gateway holds too many buffered answers; retry shortly";
+        return;
+    } else if (r->stopped)
         judge_answer(c, r, now_ms, j); /* judged on its prefix: the cut was ours */
     else if (r->rc != TG_OK || (r->sse && !r->sse_done))
         judge_transport(c, r, now_ms, j);
@@ -490,6 +499,18 @@ void tg_cascade_error(const struct tg_cascade *c, const char *upstream_msg,
     if (e->rc == TG_ERR_UNAVAILABLE)
         e->retry_after_s =
             (unsigned)(((c->retry_after_ms ? c->retry_after_ms : 1000) + 999) / 1000);
+}
+
+int tg_cascade_cap(const struct tg_cascade *c, const struct tg_config *cfg, int routed)
+{
+    int top = TG_TIER_EXPENSIVE;
+    if (!routed) {
+        if (c->start_tier < 0)
+            return -1;
+        if (c->start_tier + (int)cfg->max_escalations < top)
+            top = c->start_tier + (int)cfg->max_escalations;
+    }
+    return c->max_tier < top ? c->max_tier : -1;
 }
 
 unsigned tg_cascade_escalations(const struct tg_cascade *c, int answered_tier)

@@ -27,6 +27,7 @@
 
 #include "tiergate/alloc.h"
 #include "tiergate/answer.h"
+#include "tiergate/bill.h"
 #include "tiergate/cascade.h"
 #include "tiergate/chat.h"
 #include "tiergate/chatbody.h"
@@ -36,9 +37,9 @@
 #include "tiergate/entry.h"
 #include "tiergate/error.h"
 #include "tiergate/jsonparse.h"
-#include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/lookup.h"
+#include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/opinion.h"
 #include "tiergate/req.h"
@@ -46,6 +47,7 @@
 #include "tiergate/shadow.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
+#include "tiergate/usage.h"
 #include "tiergate/validate.h"
 
 /* Buffer caps (curl's DYN_*), besides the configured limits. */
@@ -88,6 +90,7 @@ struct tg_chat {
     int want_logprobs, added_usage; /* what the gateway added to the upstream body */
     unsigned n_samples;             /* "n" asked for self-consistency (opinion.c), or 0 */
     int sse_body;                   /* the upstream answers with an SSE stream */
+    int shed;                       /* resp or the client's stream hit limits.max_buffered_bytes */
     struct tg_buf up_body;
     struct tg_buf resp; /* the attempt's body, or its held SSE events */
     struct tg_sse_stream *sse;
@@ -98,7 +101,8 @@ struct tg_chat {
     struct tg_model *answered;
     unsigned escalations;
     double cost_usd, baseline_usd;
-    enum delivery dlv; /* changed by deliver() only */
+    struct tg_bill bill; /* the attempts' bills, the key's spend held */
+    enum delivery dlv;   /* changed by deliver() only */
 
     struct tg_chatout out;           /* stream mode, early head, x-tiergate-* values */
     struct tg_opinion_run *op;       /* second opinion calls in flight (holding the answer) */
@@ -194,6 +198,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
      * jansson may print a number longer than the client did. */
     tg_buf_init(&ch->up_body, 2 * cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
     tg_buf_init(&ch->resp, cfg->max_upstream_response_bytes);
+    tg_buf_set_budget(&ch->resp, tg_membudget_answers());
     req->ctx = ch;
     req->on_cancel = chat_cancel;
     req->on_free = chat_free;
@@ -322,6 +327,10 @@ static void on_lookup_wait(void *ud)
 static void start_lookup(struct tg_chat *ch)
 {
     ch->look.on_wait = on_lookup_wait;
+    /* A capped answer may come from a cheaper model: not for the uncapped. */
+    int cap = tg_cascade_cap(&ch->cas, ch->req->cfg, ch->routed);
+    if (cap >= 0)
+        tg_lookup_add_input(&ch->look, "x-tiergate-max-tier", tg_tier_name(cap));
     if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
         TG_OK)
         bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
@@ -360,7 +369,7 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
     }
     ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
-    ch->baseline_usd = tg_answer_usd(cfg->baseline, pt, ct);
+    ch->baseline_usd = tg_usage_usd(cfg->baseline, pt, ct);
     ch->status = 200;
     respond_answer(ch, completion, e.completion, e.completion_len);
     json_decref(completion);
@@ -392,6 +401,19 @@ static int build_ladder(struct tg_chat *ch)
     return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
 
+/* Holds the most the request may cost against its key's day before a
+ * cent is spent (bill.c); -1 when refused (answered 429). */
+static int reserve_spend(struct tg_chat *ch)
+{
+    char msg[300];
+    unsigned retry_s = 0;
+    if (tg_bill_reserve(&ch->bill, ch->body.json, ch->req->key, ch->req->cfg, &ch->cas, msg,
+                        sizeof(msg), &retry_s) == 0)
+        return 0;
+    fail_request(ch, TG_ERR_RATE_LIMITED, msg, "spend_limit_exceeded", retry_s, 0);
+    return -1;
+}
+
 static void proceed(struct tg_chat *ch)
 {
     if (ch->dlv == DLV_DONE)
@@ -400,6 +422,8 @@ static void proceed(struct tg_chat *ch)
         fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0, 0);
         return;
     }
+    if (reserve_spend(ch) != 0)
+        return;
     open_stream(ch);
     next_attempt(ch);
 }
@@ -498,8 +522,9 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
         return hold_event(ch, ev);
     if (begin_answer(ch, 0) != 0)
         return 1;
-    tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
-    return 0;
+    tg_rc rc = tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
+    ch->shed |= rc == TG_ERR_OVERLOADED;
+    return rc == TG_OK ? 0 : 1;
 }
 
 /* A held event: kept, and in prefix mode judged. COMMIT replays what was
@@ -507,16 +532,19 @@ static int on_event(void *ud, const struct tg_sse_event *ev)
  * on_done escalates as for a failed validation. */
 static int hold_event(struct tg_chat *ch, const struct tg_sse_event *ev)
 {
-    if (tg_buf_append(&ch->resp, ev->raw, ev->raw_len) != TG_OK)
+    tg_rc rc = tg_buf_append(&ch->resp, ev->raw, ev->raw_len);
+    if (rc != TG_OK) {
+        ch->shed |= rc == TG_ERR_OVERLOADED;
         return 1;
+    }
     enum tg_prefix_step st = tg_chatout_judge(&ch->out, ev);
     if (st != TG_PREFIX_COMMIT)
         return st == TG_PREFIX_REJECT;
     if (begin_answer(ch, 0) != 0)
         return 1;
-    tg_req_stream_write(ch->req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
-    tg_buf_reset(&ch->resp);
-    return 0;
+    rc = tg_req_stream_move(ch->req, &ch->resp); /* held once, by the client's stream */
+    ch->shed |= rc == TG_ERR_OVERLOADED;
+    return rc == TG_OK ? 0 : 1;
 }
 
 static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
@@ -524,8 +552,11 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
     struct tg_chat *ch = ud;
     if (ch->req->closed)
         return TG_CALL_ABORT;
-    if (!ch->sse_body)
-        return tg_buf_append(&ch->resp, p, n) == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
+    if (!ch->sse_body) {
+        tg_rc rc = tg_buf_append(&ch->resp, p, n);
+        ch->shed |= rc == TG_ERR_OVERLOADED;
+        return rc == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
+    }
     if (ch->dlv >= DLV_LIVE && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
         return TG_CALL_PAUSE; /* the client reads slower than the model writes */
     /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
@@ -548,17 +579,22 @@ static void on_stream_drain(struct tg_req *req)
 
 /* --- judging the result ---------------------------------------------------- */
 
-/* Counts an attempt's tokens (the answer's usage) and what they cost. */
-static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion)
+/* Bills an attempt (bill.c: usage, or an estimate marked in the decision
+ * line). raw_bytes: what arrived of a body that did not parse. */
+static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion,
+                         size_t raw_bytes)
 {
-    if (completion)
-        tg_answer_usage(completion, &a->prompt_tokens, &a->completion_tokens);
-    a->cost_usd = tg_answer_usd(a->model, a->prompt_tokens, a->completion_tokens);
-    ch->cost_usd += a->cost_usd;
-    struct tg_metrics_shard *mx = ch->req->shard->metrics;
-    tg_metrics_tokens(mx, a->model->metrics_idx, (uint64_t)a->prompt_tokens,
-                      (uint64_t)a->completion_tokens);
-    tg_metrics_cost(mx, a->model->metrics_idx, a->cost_usd);
+    ch->cost_usd += tg_bill_attempt(&ch->bill, ch->body.json, a, completion, raw_bytes,
+                                    ch->req->shard->metrics);
+}
+
+/* An attempt that ended without its whole answer (cut, cancelled, timed
+ * out) was still billed by the provider for what it generated. */
+static void bill_partial(struct tg_chat *ch, struct tg_attempt *a)
+{
+    json_t *partial = ch->sse_body ? tg_sse_completion(ch->sse) : NULL;
+    record_usage(ch, a, partial, ch->sse_body ? 0 : tg_buf_unread(&ch->resp));
+    json_decref(partial);
 }
 
 /* What the call brought back, for the cascade to judge. A 2xx answer is
@@ -579,18 +615,22 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
     r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
     r->committed = ch->dlv == DLV_COMMITTED;
+    r->shed = ch->shed;
     if (tg_chatout_rejected(&ch->out)) {
         /* Stopped on its prefix. Usage comes only at a stream's end: the
-         * cost is estimated at 4 bytes a token (body sent, text held). */
+         * held text is billed as an estimate (bill.c). */
+        long held = 0;
         r->stopped = r->parsed = 1;
         r->verdict = v;
-        tg_chatout_stopped(&ch->out, v, &ch->cas.cur->completion_tokens);
-        ch->cas.cur->prompt_tokens = (long)(ch->up_body.len + 3) / 4;
-        record_usage(ch, ch->cas.cur, NULL);
+        tg_chatout_stopped(&ch->out, v, &held);
+        record_usage(ch, ch->cas.cur, NULL, (size_t)held * 4);
         return;
     }
-    if (rc != TG_OK || (r->sse && !r->sse_done))
+    if (rc != TG_OK || (r->sse && !r->sse_done)) {
+        if (r->status / 100 == 2) /* cut short: billed for what it generated */
+            bill_partial(ch, ch->cas.cur);
         return;
+    }
     if (r->status == 400)
         r->context_error = tg_answer_context_error(tg_buf_head(body), tg_buf_unread(body));
     if (r->status / 100 != 2)
@@ -598,7 +638,7 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
     *completion = ch->sse_body ? tg_sse_completion(ch->sse)
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
-    record_usage(ch, ch->cas.cur, *completion);
+    record_usage(ch, ch->cas.cur, *completion, 0); /* not JSON at all: not model output */
     r->verdict = v;
     if (!json_is_object(*completion)) {
         v->reason = TG_CHK_MALFORMED;
@@ -662,9 +702,6 @@ static void pass_back(struct tg_chat *ch, struct tg_call *call)
 static void cut_stream(struct tg_chat *ch, tg_rc rc)
 {
     struct tg_req *req = ch->req;
-    json_t *partial = tg_sse_completion(ch->sse);
-    record_usage(ch, ch->cas.cur, partial);
-    json_decref(partial);
     tg_chatout_error(
         req, rc, tg_sse_stream_error(ch->sse) ? NULL : "upstream failed during the stream", NULL);
     ch->status = 200;
@@ -687,6 +724,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     struct tg_judgement j;
     json_t *completion;
     collect(ch, call, rc, &r, &v, &completion);
+    tg_metrics_validation_refused(ch->req->shard->metrics, v.limit);
     tg_cascade_judge(&ch->cas, &r, tg_now_ms(), &j);
     tg_metrics_upstream(ch->req->shard->metrics, a->model->metrics_idx, a->outcome,
                         (double)a->latency_us / 1e6);
@@ -771,7 +809,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     if (ch->n_samples)
         tg_opinion_strip_samples(completion, ch->n_samples);
     long ct = tg_opinion_per_answer(a->completion_tokens, ch->n_samples); /* one answer's */
-    ch->baseline_usd = tg_answer_usd(req->cfg->baseline, a->prompt_tokens, ct);
+    ch->baseline_usd = tg_usage_usd(req->cfg->baseline, a->prompt_tokens, ct);
     if (cacheable)
         store_answer(ch, completion);
     ch->shadow = tg_shadow_sample(req, ch->pinned, a->model, completion,
@@ -785,7 +823,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
     } else if (ch->body.stream && ch->sse_body && !rewrite) {
         /* A validated stream: replay the upstream's own events. */
         if (begin_answer(ch, 1) == 0) {
-            tg_req_stream_write(req, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
+            tg_req_stream_move(req, &ch->resp); /* held once, by the client's stream */
             tg_chatout_finish(&ch->out, req, ch->cost_usd, overhead_us(ch));
         }
         end(ch);
@@ -822,13 +860,16 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
     if (ch->body.stream) {
         struct tg_buf b;
         tg_buf_init(&b, req->cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION);
-        if (tg_chatout_synthesize(&b, completion, raw, raw_len, ch->body.client_usage) != TG_OK) {
+        tg_buf_set_budget(&b, tg_membudget_answers());
+        tg_rc rc = tg_chatout_synthesize(&b, completion, raw, raw_len, ch->body.client_usage);
+        if (rc != TG_OK) {
             tg_buf_free(&b);
-            fail_request(ch, TG_ERR_INTERNAL, "cannot build the stream", NULL, 0, 0);
+            fail_request(ch, rc == TG_ERR_OVERLOADED ? rc : TG_ERR_INTERNAL,
+                         "cannot build the stream", NULL, 0, 0);
             return;
         }
         if (begin_answer(ch, 1) == 0) {
-            tg_req_stream_write(req, b.data, b.len);
+            tg_req_stream_move(req, &b);
             tg_req_stream_end(req, 0);
         }
         tg_buf_free(&b);
@@ -844,7 +885,8 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
         raw_len = strlen(s);
     tg_req_respond(req, 200, "application/json", raw, raw_len);
     add_answer_headers(ch, 1);
-    tg_json_free(s); /* json_dumps memory is jansson's allocator's (alloc.c) */
+    tg_json_free(s);        /* json_dumps memory is jansson's allocator's (alloc.c) */
+    tg_buf_free(&ch->resp); /* the transport holds its own copy now */
     end(ch);
 }
 
@@ -944,13 +986,10 @@ static void stop_work(struct tg_chat *ch)
         tg_cascade_abandon(&ch->cas, TG_OUT_CANCELLED, NULL);
         tg_metrics_upstream(req->shard->metrics, a->model->metrics_idx, TG_OUT_CANCELLED,
                             (double)a->latency_us / 1e6);
+        if (tg_call_status(ch->call) / 100 == 2)
+            bill_partial(ch, a); /* the provider generated until now */
         tg_call_cancel(ch->call);
         ch->call = NULL;
-        if (ch->dlv == DLV_COMMITTED) {
-            json_t *partial = tg_sse_completion(ch->sse);
-            record_usage(ch, a, partial);
-            json_decref(partial);
-        }
     }
 }
 
@@ -1017,8 +1056,9 @@ static void end(struct tg_chat *ch)
     tg_metrics_request(req->shard->metrics, ch->status, tier, ch->look.status, total_ms / 1000.0);
     if (ch->status / 100 == 2)
         tg_metrics_baseline(req->shard->metrics, ch->baseline_usd);
-    tg_limits_spend(req->key, ch->cost_usd, tg_wall_time());
+    tg_bill_settle(&ch->bill, req->key, ch->cost_usd);
     write_decision(ch, total_ms);
+    tg_buf_free(&ch->resp); /* limits.max_buffered_bytes: not until the client leaves */
 }
 
 /* The request's free hook: memory only, after end(). */
@@ -1028,7 +1068,7 @@ static void chat_free(struct tg_req *req)
     if (!ch)
         return;
     TG_ASSERT(ch->dlv == DLV_DONE && !ch->call && !ch->look.leader &&
-              !tg_lookup_pending(&ch->look));
+              !tg_lookup_pending(&ch->look) && !tg_bill_holding(&ch->bill));
     tg_chatbody_free(&ch->body);
     tg_cascade_free(&ch->cas);
     tg_lookup_free(&ch->look);

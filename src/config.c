@@ -468,6 +468,8 @@ static const struct item limits_items[] = {
          32u << 20),
     INT("max_json_depth", CFG(max_json_depth), 4, 1000, 64),
     UINT("max_messages", CFG(max_messages), 1, 1000000, 4096),
+    UINT("reserve_completion_tokens", CFG(reserve_completion_tokens), 0, 10000000, 1024),
+    SIZE("max_buffered_bytes", CFG(max_buffered_bytes), 0, 1ull << 40, 256u << 20),
     {0},
 };
 
@@ -542,6 +544,7 @@ static const struct item shadow_items[] = {
 static const struct item auth_items[] = {
     STR("keys_env", CFG(auth_keys_env)),
     STR("admin_key_env", CFG(admin_key_env)),
+    STR("metrics_key_env", CFG(metrics_key_env)),
     UINT("rpm", CFG(auth_rpm), 0, 10000000, 0),
     NUM("usd_per_day", CFG(auth_usd_per_day), 0, 1e9, 0),
     FN("keys", auth_keys),
@@ -1263,6 +1266,15 @@ static int auth_post(struct ctx *c, void *base)
         sha256(admin, strlen(admin), cfg->admin_sha256);
         cfg->admin_set = 1;
     }
+    /* The metrics key the same way: a variable's name in the file, the
+     * key in the environment, only its hash kept. */
+    if (!cfg->metrics_key_env && set_str(c, &cfg->metrics_key_env, "TIERGATE_METRICS_KEY") != 0)
+        return -1;
+    const char *mk = getenv(cfg->metrics_key_env);
+    if (mk && *mk) {
+        sha256(mk, strlen(mk), cfg->metrics_sha256);
+        cfg->metrics_set = 1;
+    }
     return 0;
 }
 
@@ -1342,6 +1354,7 @@ static void free_config(struct tg_config *cfg)
         free(cfg->keys[i].name);
     free(cfg->keys);
     free(cfg->admin_key_env);
+    free(cfg->metrics_key_env);
     free(cfg->auth_keys_env);
     free(cfg);
 }
@@ -1489,4 +1502,13 @@ int tg_config_admin_match(const struct tg_config *cfg, const char *key, size_t l
     unsigned char d[32];
     sha256(key, len, d);
     return CRYPTO_memcmp(d, cfg->admin_sha256, 32) == 0;
+}
+
+int tg_config_metrics_match(const struct tg_config *cfg, const char *key, size_t len)
+{
+    if (!cfg->metrics_set)
+        return 0;
+    unsigned char d[32];
+    sha256(key, len, d);
+    return CRYPTO_memcmp(d, cfg->metrics_sha256, 32) == 0;
 }

@@ -36,6 +36,11 @@ static void attempt_json(struct tg_buf *b, const struct tg_attempt *a, int first
                   a->status, (double)a->latency_us / 1000.0, a->prompt_tokens, a->completion_tokens,
                   a->cost_usd);
     tg_buf_json_str(b, a->detail, strlen(a->detail));
+    /* Present only when they say something (docs/observability.md). */
+    if (a->estimated)
+        tg_buf_puts(b, ",\"estimated\":true");
+    if (a->limit)
+        tg_buf_printf(b, ",\"limit\":\"%s\"", a->limit); /* a static bound name */
     tg_buf_putc(b, '}');
 }
 
@@ -94,6 +99,11 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
         tg_buf_json_str(b, d->path, strlen(d->path));
     }
     tg_opinion_json(d->opinions, b);
+    for (size_t i = 0; i < d->n_attempts; i++)
+        if (d->attempts[i].estimated) {
+            tg_buf_puts(b, ",\"estimated\":true"); /* cost_usd holds an estimate */
+            break;
+        }
     if (d->prompt) {
         tg_buf_puts(b, ",\"prompt\":");
         tg_buf_json_str(b, d->prompt, d->prompt_len);

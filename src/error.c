@@ -32,6 +32,7 @@ static const struct {
     [TG_ERR_CONFIG] = {500, "server_error", "config_error", "config"},
     [TG_ERR_INVALID] = {502, "upstream_error", "invalid_upstream_response", "invalid"},
     [TG_ERR_IO] = {500, "server_error", NULL, "io"},
+    [TG_ERR_OVERLOADED] = {503, "server_error", "overloaded", "overloaded"},
 };
 
 static int in_range(tg_rc rc)

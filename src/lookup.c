@@ -31,6 +31,22 @@ void tg_lookup_init(struct tg_lookup *l)
     tg_buf_init(&l->key, KEY_MAX);
 }
 
+void tg_lookup_add_input(struct tg_lookup *l, const char *name, const char *value)
+{
+    if (l->n_inputs == TG_LOOKUP_MAX_INPUTS) {
+        l->unkeyed = 1;
+        return;
+    }
+    l->inputs[l->n_inputs].name = name;
+    l->inputs[l->n_inputs].value = value;
+    l->n_inputs++;
+}
+
+static tg_rc build_key(struct tg_lookup *l, const json_t *body)
+{
+    return tg_cachekey_build_inputs(body, l->inputs, l->n_inputs, l->req->bearer_hash, &l->key);
+}
+
 /* Cache-Control (RFC 9111 5.2.1: no-cache skips the lookup, no-store also
  * the store) and x-tiergate-cache-ttl. -1 when the TTL is refused. */
 static int read_headers(struct tg_lookup *l, int *no_cache)
@@ -71,7 +87,7 @@ tg_rc tg_lookup_start(struct tg_lookup *l, struct tg_req *req, const json_t *bod
     l->ud = ud;
     if (read_headers(l, &no_cache) != 0)
         return TG_ERR_BAD_REQUEST;
-    if (!cfg->cache_enabled || !req->bearer_hash[0]) {
+    if (!cfg->cache_enabled || !req->bearer_hash[0] || l->unkeyed) {
         /* (An empty namespace means hashing the caller's key failed, or an
          * internal request without one: never risk another tenant's.) */
         l->no_store = 1;
@@ -81,11 +97,11 @@ tg_rc tg_lookup_start(struct tg_lookup *l, struct tg_req *req, const json_t *bod
     if (too_hot)
         l->no_store = 1;
     if (l->no_store || no_cache || too_hot) {
-        if (!l->no_store && tg_cachekey_build(body, req->bearer_hash, &l->key) != TG_OK)
+        if (!l->no_store && build_key(l, body) != TG_OK)
             l->no_store = 1;
         return skip(l, TG_CS_BYPASS);
     }
-    if (tg_cachekey_build(body, req->bearer_hash, &l->key) != TG_OK) {
+    if (build_key(l, body) != TG_OK) {
         l->no_store = 1;
         return skip(l, TG_CS_ERROR);
     }

@@ -12,12 +12,15 @@
 
 #include "tiergate/breaker.h"
 #include "tiergate/config.h"
+#include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
+#include "tiergate/schema.h"
 
 #define N_STATUS 600
 #define N_TIER 4 /* cheap, medium, expensive, none */
 #define UP_BUCKETS 12
 #define REQ_BUCKETS 16
+#define N_LIMITS (TG_SCHEMA_STOP_PATTERN + 1) /* enum tg_schema_stop; 0 (none) unused */
 
 static const double up_bounds[UP_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120};
 static const double req_bounds[REQ_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -46,6 +49,8 @@ struct tg_metrics_shard {
     uint64_t shadow_nano_usd;
     uint64_t shadow_dropped[TG_SHADOW_DROP__COUNT];
     uint64_t verifier[TG_VERIFIER__COUNT];
+    uint64_t validation_refused[N_LIMITS];
+    uint64_t shed;
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -233,6 +238,21 @@ void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result res
 {
     if (m && (unsigned)result < TG_VERIFIER__COUNT)
         INC(m->verifier[result], 1);
+}
+
+void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit)
+{
+    for (int i = 1; m && limit && i < N_LIMITS; i++)
+        if (strcmp(limit, tg_schema_stop_name((enum tg_schema_stop)i)) == 0) {
+            INC(m->validation_refused[i], 1);
+            return;
+        }
+}
+
+void tg_metrics_shed(struct tg_metrics_shard *m)
+{
+    if (m)
+        INC(m->shed, 1);
 }
 
 /* --- rendering ------------------------------------------------------------ */
@@ -517,6 +537,28 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
         tg_buf_printf(o, "tiergate_verifier_total{result=\"%s\"} %llu\n",
                       tg_verifier_result_name((enum tg_verifier_result)r),
                       (unsigned long long)SUM(m->verifier[r]));
+    header(o, "tiergate_validation_refused_total", "counter",
+           "Answers failed because a validation bound stopped their schema check, by bound "
+           "(docs/hardening.md).");
+    for (int i = 1; i < N_LIMITS; i++)
+        tg_buf_printf(o, "tiergate_validation_refused_total{limit=\"%s\"} %llu\n",
+                      tg_schema_stop_name((enum tg_schema_stop)i),
+                      (unsigned long long)SUM(m->validation_refused[i]));
+    {
+        const struct tg_membudget *mb = tg_membudget_answers();
+        header(o, "tiergate_buffered_bytes", "gauge",
+               "Bytes held for answers on their way to clients (limits.max_buffered_bytes).");
+        tg_buf_printf(o, "tiergate_buffered_bytes %zu\n", tg_membudget_used(mb));
+        header(o, "tiergate_buffered_bytes_peak", "gauge", "Highest tiergate_buffered_bytes seen.");
+        tg_buf_printf(o, "tiergate_buffered_bytes_peak %zu\n", tg_membudget_peak(mb));
+        header(o, "tiergate_buffered_refused_total", "counter",
+               "Refused for limits.max_buffered_bytes: new chat requests shed with 503 "
+               "(request), answers that could not grow (growth: the request fails with 503).");
+        tg_buf_printf(o, "tiergate_buffered_refused_total{what=\"request\"} %llu\n",
+                      (unsigned long long)SUM(m->shed));
+        tg_buf_printf(o, "tiergate_buffered_refused_total{what=\"growth\"} %llu\n",
+                      (unsigned long long)tg_membudget_refusals(mb));
+    }
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;

@@ -16,6 +16,7 @@
 
 #include "tiergate/config.h"
 #include "tiergate/error.h"
+#include "tiergate/membudget.h"
 #include "tiergate/req.h"
 
 static const struct tg_req_transport internal_transport;
@@ -33,6 +34,7 @@ void tg_req_init(struct tg_req *req, const struct tg_req_transport *tp, struct t
     tg_buf_init(&req->body, cfg->max_body_bytes);
     tg_buf_init(&req->out,
                 cfg->max_upstream_response_bytes * TG_STREAM_EXPANSION + TG_STREAM_HIGH_WATER);
+    tg_buf_set_budget(&req->out, tg_membudget_answers());
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -101,6 +103,8 @@ tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, co
                                                                           : "GET, HEAD");
     if (r == TG_OK && rc == TG_ERR_UNAUTHORIZED)
         tg_req_add_header(req, "www-authenticate", "Bearer");
+    if (r == TG_OK && rc == TG_ERR_OVERLOADED)
+        tg_req_add_header(req, "retry-after", "1"); /* memory frees as answers drain */
     return r;
 }
 
@@ -137,6 +141,9 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
     return tg_req_add_header(req, name, p);
 }
 
+/* What tg_req_stream_start queues before the first event. */
+static const char stream_hello[] = ": ok\n\n";
+
 /* Silence on an open stream: a comment every SSE client ignores keeps
  * proxies' read timeouts from firing (nginx proxy_read_timeout, ELB idle
  * timeouts). Only when nothing waits in out: a client still reading has
@@ -169,7 +176,7 @@ tg_rc tg_req_stream_start(struct tg_req *req)
     /* The head leaves with the first body bytes (MHD): an SSE comment
      * lets the client see it before the model's first token (every SSE
      * client ignores comments). */
-    rc = tg_buf_puts(&req->out, ": ok\n\n");
+    rc = tg_buf_puts(&req->out, stream_hello);
     req->last_write_us = tg_now_us();
     if (req->cfg->keepalive_ms && req->tp != &internal_transport)
         tg_timer_start(req->shard->loop, &req->keepalive, req->cfg->keepalive_ms, on_keepalive,
@@ -184,6 +191,25 @@ tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n)
         return TG_ERR_IO;
     TG_ASSERT(req->responded); /* after tg_req_stream_start */
     tg_rc rc = tg_buf_append(&req->out, p, n);
+    if (rc == TG_OK) {
+        req->last_write_us = tg_now_us();
+        req->tp->stream_wake(req);
+    }
+    return rc;
+}
+
+tg_rc tg_req_stream_move(struct tg_req *req, struct tg_buf *b)
+{
+    if (req->closed || req->stream_done)
+        return TG_ERR_IO;
+    TG_ASSERT(req->responded); /* after tg_req_stream_start */
+    struct tg_buf *out = &req->out;
+    /* Nothing was sent yet (the transport reads out after this callback):
+     * the answer itself pushes the head out, the comment is not needed. */
+    if (out->off == 0 && out->len == sizeof(stream_hello) - 1 &&
+        memcmp(out->data, stream_hello, out->len) == 0)
+        tg_buf_reset(out);
+    tg_rc rc = tg_buf_move(out, b);
     if (rc == TG_OK) {
         req->last_write_us = tg_now_us();
         req->tp->stream_wake(req);

@@ -32,11 +32,15 @@
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
+#include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/server.h"
 #include "tiergate/shadow.h"
 #include "tiergate/upstream.h"
+
+/* Request paths longer than this are no endpoint's: 404. */
+#define RAW_PATH_MAX 256
 
 struct server {
     struct tg_shard *shards;
@@ -59,6 +63,10 @@ struct tg_conn {
     struct tg_mhd_req *req;     /* the request in progress, or NULL */
     int hup;                    /* the peer shut its side down */
     struct tg_timer recv_timer; /* armed while a request is being received */
+    /* The current request's path as the client sent it, escapes and all
+     * (on_uri), NUL-terminated; raw_long: it did not fit. */
+    char raw_path[RAW_PATH_MAX];
+    int raw_long;
 };
 
 /* A request that came through libmicrohttpd: the common request and what
@@ -72,6 +80,7 @@ struct tg_mhd_req {
     struct tg_mhd_req *susp_prev, *susp_next;
     int too_large; /* the body is over limits.max_body_bytes: answer 413 */
     size_t discarded;
+    size_t charged; /* a whole response's bytes, counted in the answers' budget */
 };
 
 /* MHD's buffer per streaming response: SSE events are small, and thousands
@@ -283,6 +292,10 @@ static tg_rc mhd_respond(struct tg_req *req, unsigned status, const char *conten
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return TG_ERR_NOMEM;
+    /* MHD's copy waits for the client to read it: counted, never refused
+     * (the answer exists already; new requests are shed instead). */
+    m->charged = len;
+    tg_membudget_add(tg_membudget_answers(), len);
     if (content_type)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     add_std_headers(req, r);
@@ -318,6 +331,7 @@ static void mhd_destroy(struct tg_req *req)
     struct tg_mhd_req *m = mhd_of(req);
     if (m->response)
         MHD_destroy_response(m->response);
+    tg_membudget_release(tg_membudget_answers(), m->charged);
     free(m);
 }
 
@@ -342,6 +356,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             n = max;
         memcpy(buf, tg_buf_head(&req->out), n);
         tg_buf_consume(&req->out, n);
+        /* A replayed answer (megabytes, moved in at once) went out: give its
+         * memory back now, not when the connection closes. */
+        if (!tg_buf_unread(&req->out) && req->out.cap > TG_STREAM_HIGH_WATER)
+            tg_buf_free(&req->out);
         if (req->on_drain && tg_buf_unread(&req->out) < TG_STREAM_LOW_WATER)
             req->on_drain(req);
         return (ssize_t)n;
@@ -434,6 +452,68 @@ static const char *bearer(struct tg_req *req, size_t *len)
     return *len ? h : NULL;
 }
 
+/* A gateway key's request-rate and spend admission (limits.c). A dry run
+ * costs no money but shard CPU (a body up to limits.max_body_bytes is
+ * parsed and scored): it counts toward the key's rpm like a chat request.
+ * Returns 0 when admitted; otherwise a 429 is queued. */
+static int admit(struct tg_req *req)
+{
+    uint64_t wait_ms = 0;
+    enum tg_limit lim = TG_LIMIT_NONE;
+    if (req->ep == TG_EP_CHAT)
+        lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
+    else if (req->ep == TG_EP_ROUTE)
+        lim = tg_limits_admit_rate(req->key, tg_now_ms(), &wait_ms);
+    if (lim == TG_LIMIT_NONE)
+        return 0;
+    char msg[160], ra[24];
+    if (lim == TG_LIMIT_RATE)
+        snprintf(msg, sizeof(msg), "rate limit of %u requests per minute reached for key %.40s",
+                 req->key->rpm, req->key->name);
+    else
+        snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
+                 req->key->usd_per_day, req->key->name);
+    tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
+                         lim == TG_LIMIT_RATE ? "rate_limit_exceeded" : "spend_limit_exceeded");
+    snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+    tg_req_add_header(req, "retry-after", ra);
+    return -1;
+}
+
+/* The operator's endpoints (docs/hardening.md "Operator endpoints"). The
+ * admin key opens everything; with auth configured, /readyz shows its
+ * detail (model ids, breakers, whether keys are set) to the admin key
+ * only; /metrics needs the metrics key when one is set. */
+static int authorize_operator(struct tg_req *req, const char *tok, size_t len)
+{
+    const struct tg_config *cfg = req->cfg;
+    int admin = tok && tg_config_admin_match(cfg, tok, len);
+    switch (req->ep) {
+    case TG_EP_READYZ:
+        req->detail = admin || (!cfg->n_keys && !cfg->admin_set && !cfg->metrics_set);
+        return 0;
+    case TG_EP_METRICS:
+        if (!cfg->metrics_set || admin || (tok && tg_config_metrics_match(cfg, tok, len)))
+            return 0;
+        tg_req_respond_error(req, TG_ERR_UNAUTHORIZED,
+                             "metrics key required: send Authorization: Bearer <metrics key>", NULL,
+                             NULL);
+        return -1;
+    default: /* /admin/... */
+        if (!cfg->admin_set) {
+            tg_req_respond_error(req, TG_ERR_FORBIDDEN,
+                                 "admin endpoints are disabled: set the admin key variable", NULL,
+                                 "admin_disabled");
+            return -1;
+        }
+        if (!admin) {
+            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "admin key required", NULL, NULL);
+            return -1;
+        }
+        return 0;
+    }
+}
+
 /* Returns 0 when the request may proceed; otherwise an error is queued. */
 static int authorize(struct tg_req *req)
 {
@@ -443,23 +523,13 @@ static int authorize(struct tg_req *req)
     tg_cache_namespace(cfg, tok, len, req->bearer_hash);
     switch (req->ep) {
     case TG_EP_HEALTHZ:
-    case TG_EP_READYZ:
-    case TG_EP_METRICS:
     case TG_EP_DASHBOARD: /* a static page: the data is in /metrics */
         return 0;
+    case TG_EP_READYZ:
+    case TG_EP_METRICS:
     case TG_EP_ADMIN_CACHE:
     case TG_EP_ADMIN_BREAKERS:
-        if (!cfg->admin_set) {
-            tg_req_respond_error(req, TG_ERR_FORBIDDEN,
-                                 "admin endpoints are disabled: set the admin key variable", NULL,
-                                 "admin_disabled");
-            return -1;
-        }
-        if (!tok || !tg_config_admin_match(cfg, tok, len)) {
-            tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "admin key required", NULL, NULL);
-            return -1;
-        }
-        return 0;
+        return authorize_operator(req, tok, len);
     default:
         if (!cfg->n_keys)
             return 0;
@@ -473,27 +543,7 @@ static int authorize(struct tg_req *req)
             tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
             return -1;
         }
-        if (req->ep == TG_EP_CHAT) {
-            uint64_t wait_ms = 0;
-            enum tg_limit lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
-            if (lim != TG_LIMIT_NONE) {
-                char msg[160], ra[24];
-                if (lim == TG_LIMIT_RATE)
-                    snprintf(msg, sizeof(msg),
-                             "rate limit of %u requests per minute reached for key %.40s",
-                             req->key->rpm, req->key->name);
-                else
-                    snprintf(msg, sizeof(msg), "daily spend limit of $%.2f reached for key %.40s",
-                             req->key->usd_per_day, req->key->name);
-                tg_req_respond_error(req, TG_ERR_RATE_LIMITED, msg, NULL,
-                                     lim == TG_LIMIT_RATE ? "rate_limit_exceeded"
-                                                          : "spend_limit_exceeded");
-                snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
-                tg_req_add_header(req, "retry-after", ra);
-                return -1;
-            }
-        }
-        return 0;
+        return admit(req);
     }
 }
 
@@ -539,6 +589,16 @@ static void dispatch(struct tg_mhd_req *m)
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
         tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, NULL, NULL);
+        account_refused(req);
+        return;
+    }
+    if (req->ep == TG_EP_CHAT && tg_membudget_over(tg_membudget_answers())) {
+        /* limits.max_buffered_bytes: answers held for slow readers fill
+         * it; a new answer would add to it. Shed until they drain. */
+        tg_metrics_shed(req->shard->metrics);
+        tg_req_respond_error(req, TG_ERR_OVERLOADED,
+                             "the gateway holds too many buffered answers; retry shortly", NULL,
+                             NULL);
         account_refused(req);
         return;
     }
@@ -659,6 +719,84 @@ static enum MHD_Result queue(struct tg_mhd_req *m)
     return r;
 }
 
+/* libmicrohttpd 0.9.75 percent-decodes the request target before the
+ * access handler sees it, so "/%61dmin/breakers" would arrive as
+ * "/admin/breakers" and "/v1/chat/%63ompletions" as chat. Its URI log
+ * callback runs first, on the target as sent: the path part (up to '?')
+ * is kept on the connection, and endpoints are matched on those bytes. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct tg_conn *c = ci ? ci->socket_context : NULL;
+    if (c) {
+        size_t n = strcspn(uri, "?");
+        c->raw_long = n >= sizeof(c->raw_path);
+        if (c->raw_long)
+            n = 0;
+        memcpy(c->raw_path, uri, n);
+        c->raw_path[n] = '\0';
+    }
+    return NULL; /* no request context yet: on_request makes it */
+}
+
+/* An escape in a path may not hide a separator or a NUL (%2F, %5C, %00:
+ * the path would mean one thing to a front proxy's rules and another
+ * once decoded), and every '%' must start one (RFC 3986 2.1). NULL when
+ * the raw path is acceptable. */
+static const char *raw_path_problem(const char *p)
+{
+    for (; *p; p++) {
+        if (*p != '%')
+            continue;
+        int hi = tg_hex_digit(p[1]), lo = hi < 0 ? -1 : tg_hex_digit(p[2]);
+        if (lo < 0)
+            return "malformed percent-escape in the request path";
+        int c = hi * 16 + lo;
+        if (c == '/' || c == '\\' || c == 0)
+            return "an escaped '/', '\\' or NUL (%2F, %5C, %00) is not accepted in the request "
+                   "path";
+        p += 2;
+    }
+    return NULL;
+}
+
+/* The first handler call: the head is in. Classifies the endpoint on the
+ * raw path, checks framing, authenticates, and answers what the head
+ * alone decides (400, 404, 405, 401, 413). */
+static void start_request(struct tg_mhd_req *m, const char *method, const char *url,
+                          const char *version)
+{
+    struct tg_req *req = &m->req;
+    /* No connection state (out of memory at accept): no raw path either. */
+    const char *raw = m->conn_state ? m->conn_state->raw_path : NULL;
+    const char *why = raw ? raw_path_problem(raw) : NULL;
+    int method_ok = 0;
+    req->ep =
+        raw && !why && !m->conn_state->raw_long ? classify(raw, method, &method_ok) : TG_EP_NONE;
+    if (check_head(req, method, url, version) != 0) {
+        /* refused: the response is ready */
+    } else if (!raw) {
+        tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+    } else if (why) {
+        tg_req_respond_error(req, TG_ERR_BAD_REQUEST, why, NULL, "invalid_request_path");
+    } else if (req->ep == TG_EP_NONE) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, raw);
+        tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
+    } else if (!method_ok) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, raw);
+        tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
+    } else if (authorize(req) == 0) {
+        const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
+            m->too_large = 1;
+            dispatch(m); /* answers 413 before reading a byte of the body */
+        }
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
@@ -670,29 +808,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!m)
             return MHD_NO;
         *con_cls = m;
-        struct tg_req *req = &m->req;
-        int method_ok;
-        req->ep = classify(url, method, &method_ok);
-        if (check_head(req, method, url, version) != 0) {
-            /* refused: the response is ready */
-        } else if (req->ep == TG_EP_NONE) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "unknown request URL: %.16s %.100s", method, url);
-            tg_req_respond_error(req, TG_ERR_NOT_FOUND, msg, NULL, "unknown_url");
-        } else if (!method_ok) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, url);
-            tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
-        } else if (authorize(req) == 0) {
-            const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
-                m->too_large = 1;
-                dispatch(m); /* answers 413 before reading a byte of the body */
-            }
-        }
-        if (req->state == TG_REQ_READY) {
+        start_request(m, method, url, version);
+        if (m->req.state == TG_REQ_READY) {
             if (!m->too_large) /* (dispatch accounted for a 413) */
-                account_refused(req);
+                account_refused(&m->req);
             return queue(m);
         }
         return MHD_YES;
@@ -882,7 +1001,8 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         per_shard ? per_shard : 1, MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->conn_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, sh, MHD_OPTION_NOTIFY_CONNECTION, on_connection, sh,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, sh, MHD_OPTION_URI_LOG_CALLBACK, on_uri, sh,
+        MHD_OPTION_END);
     if (!sh->mhd) {
         snprintf(err, errlen, "cannot start HTTP server on %s", cfg->listen);
         return TG_ERR_IO;
@@ -951,6 +1071,7 @@ tg_rc tg_server_start(struct tg_config *cfg)
 {
     char err[256] = "";
     raise_nofile();
+    tg_membudget_set_limit(tg_membudget_answers(), cfg->max_buffered_bytes);
     srv.n = cfg->shards;
     srv.port = 0;
     srv.shards = calloc(srv.n, sizeof(*srv.shards));
@@ -1012,6 +1133,10 @@ static void on_reload(struct tg_loop *loop, void *arg)
 
 void tg_server_reload(void)
 {
+    struct tg_config *cfg = tg_config_current();
+    if (cfg)
+        tg_membudget_set_limit(tg_membudget_answers(), cfg->max_buffered_bytes);
+    tg_config_unref(cfg);
     for (unsigned i = 0; i < srv.n; i++)
         tg_loop_post(srv.shards[i].loop, on_reload, &srv.shards[i]);
 }

@@ -35,6 +35,7 @@
 #include "tiergate/router.h"
 #include "tiergate/shadow.h"
 #include "tiergate/sidecall.h"
+#include "tiergate/usage.h"
 #include "tiergate/verifier.h"
 
 /* Caps: the judge's rubric holds at most 16k code points of conversation
@@ -339,9 +340,9 @@ static double estimate(const struct tg_shadow_job *job)
         pt = (long)(job->body_len / 4) + 1;
     if (ct <= 0)
         ct = 256;
-    double usd = tg_answer_usd(job->shadow, pt, ct);
+    double usd = tg_usage_usd(job->shadow, pt, ct);
     if (job->judge)
-        usd += tg_answer_usd(job->judge, pt + 2 * ct + JUDGE_RUBRIC_TOKENS, TG_JUDGE_MAX_TOKENS);
+        usd += tg_usage_usd(job->judge, pt + 2 * ct + JUDGE_RUBRIC_TOKENS, TG_JUDGE_MAX_TOKENS);
     return usd;
 }
 

@@ -17,6 +17,7 @@
 #include "tiergate/metrics.h"
 #include "tiergate/sidecall.h"
 #include "tiergate/upstream.h"
+#include "tiergate/usage.h"
 
 static void on_done(struct tg_call *call, tg_rc rc, void *ud);
 static const struct tg_call_ops ops = {NULL, NULL, on_done};
@@ -113,7 +114,7 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     tg_metrics_upstream(sc->mx, m->metrics_idx, out, (double)sc->latency_us / 1e6);
     if (sc->completion) {
         tg_answer_usage(sc->completion, &sc->prompt_tokens, &sc->completion_tokens);
-        sc->cost_usd = tg_answer_usd(m, sc->prompt_tokens, sc->completion_tokens);
+        sc->cost_usd = tg_usage_usd(m, sc->prompt_tokens, sc->completion_tokens);
         if (sc->bill) {
             tg_metrics_tokens(sc->mx, m->metrics_idx, (uint64_t)sc->prompt_tokens,
                               (uint64_t)sc->completion_tokens);

@@ -8,6 +8,7 @@
  * disagree) per answering tier ("no data" before any comparison).
  */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -280,13 +281,55 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return tg_buf_append(ud, p, size * n) == TG_OK ? size * n : 0;
 }
 
+/* Fetches url into b with an optional bearer key; the HTTP status in
+ * *status. */
+static CURLcode fetch(const char *url, const char *key, struct tg_buf *b, long *status)
+{
+    CURLcode cc = CURLE_FAILED_INIT;
+    CURL *e = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char auth[600];
+    if (key && *key) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %.500s", key);
+        if (!(hdrs = curl_slist_append(NULL, auth)))
+            goto out;
+    }
+    if (e) {
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        cc = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    }
+out:
+    curl_easy_cleanup(e);
+    curl_slist_free_all(hdrs);
+    return cc;
+}
+
 int tg_stats_main(int argc, char **argv)
 {
-    const char *base = argc > 1 ? argv[1] : "http://127.0.0.1:8080";
-    if (strcmp(base, "-h") == 0 || strcmp(base, "--help") == 0) {
-        printf("usage: tiergate stats [URL]   (default http://127.0.0.1:8080; /metrics is appended "
-               "unless the URL ends in it)\n");
-        return 0;
+    const char *base = "http://127.0.0.1:8080";
+    /* The metrics key (auth.metrics_key_env): the environment keeps it out
+     * of `ps`; --key is for a quick look. */
+    const char *key = getenv("TIERGATE_METRICS_KEY");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: tiergate stats [--key KEY] [URL]   (default http://127.0.0.1:8080; "
+                   "/metrics is appended unless the URL ends in it; the key defaults to "
+                   "$TIERGATE_METRICS_KEY and is sent as a bearer token)\n");
+            return 0;
+        }
+        if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key = argv[++i];
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "tiergate stats: unknown option %s (try --help)\n", argv[i]);
+            return 2;
+        } else
+            base = argv[i];
     }
     char url[1024];
     size_t bl = strlen(base);
@@ -297,26 +340,20 @@ int tg_stats_main(int argc, char **argv)
                                            : "/",
              has ? "" : "metrics");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    CURL *e = curl_easy_init();
     struct tg_buf b;
     tg_buf_init(&b, 64u << 20);
     long status = 0;
-    CURLcode cc = CURLE_FAILED_INIT;
-    if (e) {
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        cc = curl_easy_perform(e);
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(e);
-    }
+    CURLcode cc = fetch(url, key, &b, &status);
     curl_global_cleanup();
     int rc = 1;
     struct tg_stats s;
     if (cc != CURLE_OK)
         fprintf(stderr, "tiergate stats: %s: %s\n", url, curl_easy_strerror(cc));
+    else if (status == 401)
+        fprintf(stderr,
+                "tiergate stats: %s: HTTP 401: the gateway wants its metrics key "
+                "(--key or TIERGATE_METRICS_KEY)\n",
+                url);
     else if (status != 200)
         fprintf(stderr, "tiergate stats: %s: HTTP %ld\n", url, status);
     else if (tg_stats_parse(b.data ? b.data : "", b.len, &s) != 0)

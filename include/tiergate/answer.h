@@ -21,10 +21,6 @@
  * completion borrowed, may be NULL. */
 void tg_answer_usage(const json_t *completion, long *prompt, long *completion_tokens);
 
-struct tg_model;
-/* USD for prompt and completion tokens at m's configured prices per 1M. */
-double tg_answer_usd(const struct tg_model *m, long prompt, long completion);
-
 /* 1 when any choice ended with finish_reason "length" (a truncated answer
  * is not worth serving twice). completion borrowed. */
 int tg_answer_truncated(const json_t *completion);

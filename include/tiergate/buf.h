@@ -12,15 +12,27 @@
 
 #include "tiergate/common.h"
 
+struct tg_membudget;
+
 struct tg_buf {
-    char *data; /* owned; NUL-terminated after any successful append */
-    size_t len; /* bytes in use, excluding the terminator */
-    size_t cap; /* bytes allocated */
-    size_t max; /* hard cap on len; 0 means SIZE_MAX */
-    size_t off; /* bytes already consumed from the front (queue use) */
+    char *data;                  /* owned; NUL-terminated after any successful append */
+    size_t len;                  /* bytes in use, excluding the terminator */
+    size_t cap;                  /* bytes allocated */
+    size_t max;                  /* hard cap on len; 0 means SIZE_MAX */
+    size_t off;                  /* bytes already consumed from the front (queue use) */
+    struct tg_membudget *budget; /* charged with cap, or NULL */
 };
 
 void tg_buf_init(struct tg_buf *b, size_t max);
+/* Charges the buffer's allocation to budget (borrowed; it must outlive the
+ * buffer) from now on: growth past the budget's limit fails with
+ * TG_ERR_OVERLOADED and leaves the buffer as it was; tg_buf_free and
+ * tg_buf_steal give the bytes back. */
+void tg_buf_set_budget(struct tg_buf *b, struct tg_membudget *budget);
+/* Moves src's bytes to the end of dst and frees src: when dst holds no
+ * unread byte, src's allocation is handed over (no copy; both must share
+ * a budget or have none). TG_OK, or dst's error (src then untouched). */
+tg_rc tg_buf_move(struct tg_buf *dst, struct tg_buf *src);
 void tg_buf_free(struct tg_buf *b);
 /* Keeps the allocation, drops the contents. */
 void tg_buf_reset(struct tg_buf *b);

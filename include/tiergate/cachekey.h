@@ -65,6 +65,25 @@ tg_rc tg_cachekey_namespace(const char *gateway_key, int shared, char out[24]);
  * TG_ERR_INVALID for an empty ns, or out's error. Thread-safe. */
 tg_rc tg_cachekey_build(const json_t *req, const char *ns, struct tg_buf *out);
 
+/* A request input outside the body that can change which model answers
+ * (x-tiergate-max-tier): it belongs in the key, or two requests with the
+ * same body would share an answer only one of them may get. Both strings
+ * borrowed; name is a fixed identifier, value a normalised one. */
+struct tg_cachekey_input {
+    const char *name;
+    const char *value;
+};
+
+/* As tg_cachekey_digest / tg_cachekey_build, with n inputs hashed after
+ * the canonical body: for each, in the order given, a NUL byte, name, '='
+ * and value (canonical JSON never holds a raw NUL, so body and inputs
+ * cannot run into each other). n == 0 gives exactly tg_cachekey_digest's
+ * key, so requests without such inputs keep their keys. Thread-safe. */
+tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
+                                char hex[65]);
+tg_rc tg_cachekey_build_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
+                               const char *ns, struct tg_buf *out);
+
 /* hex = lowercase hex SHA-256 of n bytes at p (borrowed), for key hashes
  * elsewhere. Returns TG_OK or TG_ERR_NOMEM (hex then ""). Thread-safe. */
 tg_rc tg_sha256_hex(const void *p, size_t n, char hex[65]);

@@ -113,6 +113,8 @@ struct tg_attempt {
     uint64_t latency_us;
     long prompt_tokens, completion_tokens;
     double cost_usd;
+    int estimated;     /* the tokens are the gateway's estimate (no usage from the provider) */
+    const char *limit; /* static: the validation bound that refused the answer, or NULL */
     char detail[128];
 };
 
@@ -206,6 +208,7 @@ struct tg_result {
      * first tool call's arguments), borrowed; may be NULL. */
     const char *text;
     size_t text_len;
+    int shed; /* the gateway's buffer budget (limits.max_buffered_bytes) cut the attempt */
 };
 
 enum tg_step {
@@ -232,7 +235,8 @@ struct tg_judgement {
  * on its breaker (provider failures count against it: transport, timeout,
  * 5xx, 429, a garbled 2xx; not 4xx, not a weak answer) and fills the
  * attempt's outcome, reason and detail. Never called for an abandoned
- * attempt. r borrowed. */
+ * attempt. A shed result (the gateway's buffer budget) is abandoned here:
+ * FAIL with TG_ERR_OVERLOADED, the breaker untouched. r borrowed. */
 void tg_cascade_judge(struct tg_cascade *c, const struct tg_result *r, uint64_t now_ms,
                       struct tg_judgement *j);
 
@@ -273,6 +277,14 @@ static inline size_t tg_cascade_cur_index(const struct tg_cascade *c)
 {
     return c->cur ? (size_t)(c->cur - c->att) : 0;
 }
+/* The top tier the caller's cap (c->max_tier, x-tiergate-max-tier) holds
+ * the ladder to, when that is lower than where it could go without the cap
+ * (start tier + cfg->max_escalations; a routed request, start not known
+ * yet, could start anywhere); -1 when the cap changes nothing. routed: the
+ * router picks the start; otherwise c->start_tier is set (-1: a model in
+ * no tier, a ladder of one). For the cache key: a capped answer may come
+ * from a cheaper model than the same request without the cap. */
+int tg_cascade_cap(const struct tg_cascade *c, const struct tg_config *cfg, int routed);
 
 /* Tier changes from the start of the ladder to answered_tier. */
 unsigned tg_cascade_escalations(const struct tg_cascade *c, int answered_tier);

@@ -34,6 +34,7 @@ typedef enum tg_rc {
     TG_ERR_CONFIG,          /* config rejected (not an HTTP error) */
     TG_ERR_INVALID,         /* an answer failed validation (not an HTTP error) */
     TG_ERR_IO,              /* syscall failed (not an HTTP error) */
+    TG_ERR_OVERLOADED,      /* 503: the gateway's own limit (limits.max_buffered_bytes) */
     TG_RC__COUNT
 } tg_rc;
 

@@ -74,6 +74,8 @@ struct tg_config {
     size_t max_upstream_response_bytes;
     int max_json_depth;
     unsigned max_messages;
+    unsigned reserve_completion_tokens; /* spend reservation without max_tokens */
+    size_t max_buffered_bytes;          /* answers held in memory, process-wide; 0: no cap */
 
     char *redis_url;
     char *redis_host; /* or a unix socket path when redis_unix */
@@ -140,6 +142,9 @@ struct tg_config {
     char *admin_key_env;
     unsigned char admin_sha256[32];
     int admin_set;
+    char *metrics_key_env; /* NULL: TIERGATE_METRICS_KEY */
+    unsigned char metrics_sha256[32];
+    int metrics_set; /* /metrics needs this key (or the admin key) */
 };
 
 /* What other modules attach to each model of a snapshot: the metrics
@@ -186,5 +191,7 @@ const char *tg_config_alias(const struct tg_config *cfg, const char *name);
 const struct tg_gateway_key *tg_config_key_match(const struct tg_config *cfg, const char *key,
                                                  size_t len);
 int tg_config_admin_match(const struct tg_config *cfg, const char *key, size_t len);
+/* The metrics key (auth.metrics_key_env), constant time; 0 when unset. */
+int tg_config_metrics_match(const struct tg_config *cfg, const char *key, size_t len);
 
 #endif

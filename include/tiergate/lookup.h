@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "tiergate/buf.h"
+#include "tiergate/cachekey.h"
 #include "tiergate/cachestatus.h"
 #include "tiergate/common.h"
 #include "tiergate/loop.h"
@@ -35,6 +36,9 @@ struct tg_flight_wait;
  * before tg_lookup_start returns. */
 typedef int (*tg_lookup_cb)(void *ud, const char *value, size_t len);
 
+/* Request inputs outside the body that can change the answer, at most. */
+#define TG_LOOKUP_MAX_INPUTS 3
+
 struct tg_lookup {
     /* What the step found, for the caller. */
     enum tg_cache_status status; /* x-tiergate-cache */
@@ -47,6 +51,16 @@ struct tg_lookup {
      * the step starts waiting for a single-flight leader, which can last a
      * whole generation (a stream opens its response then). */
     void (*on_wait)(void *ud);
+    /* Request inputs outside the body that change which model answers
+     * (headers such as x-tiergate-max-tier), hashed into the key after the
+     * body (cachekey.h). The caller adds each with tg_lookup_add_input
+     * before tg_lookup_start, and only when it changes the answer (a cap
+     * that restricts the ladder), so requests without one keep their keys.
+     * Every such input belongs here: the cache and single-flight would
+     * otherwise hand one request's answer to another that may differ. */
+    struct tg_cachekey_input inputs[TG_LOOKUP_MAX_INPUTS];
+    unsigned n_inputs;
+    int unkeyed; /* an input did not fit: neither served from nor stored */
     /* Private. */
     struct tg_req *req;
     struct tg_cache_op *op;
@@ -59,6 +73,10 @@ struct tg_lookup {
 
 /* Zeroed step, status "off". */
 void tg_lookup_init(struct tg_lookup *l);
+
+/* Adds an answer-affecting input (name and value borrowed for the step's
+ * life). Past TG_LOOKUP_MAX_INPUTS the request is kept out of the cache. */
+void tg_lookup_add_input(struct tg_lookup *l, const char *name, const char *value);
 
 /* Starts the step for req whose parsed chat body is body (borrowed for the
  * step's life) at the given temperature (OpenAI's default 1.0 when the

@@ -83,6 +83,14 @@ void tg_metrics_unknown(unsigned status, const char *method, const char *path);
  * secret (16 bytes or more, or 8 or more with 3 digits) as ":id". Writes a
  * NUL-terminated string (n >= 8). Returns its length. Pure. */
 size_t tg_metrics_path_label(const char *path, char *out, size_t n);
+/* An answer's validation stopped by a bound: limit is tg_verdict.limit
+ * ("steps", "regex_match", ..., tg_schema_stop_name's). Shard loop only. */
+void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit);
+
+/* A new chat request refused because limits.max_buffered_bytes is full
+ * (tiergate_buffered_refused_total{what="request"}; refused buffer growth,
+ * what="growth", is membudget.c's count). Shard loop only. */
+void tg_metrics_shed(struct tg_metrics_shard *m);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */

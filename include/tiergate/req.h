@@ -112,6 +112,7 @@ struct tg_req {
 
     /* Caller identity (after auth). */
     const struct tg_gateway_key *key;
+    int detail; /* may see operator detail (/readyz): the admin key, or no auth configured */
     char bearer_hash[24]; /* cache namespace of the presented key */
 
     /* Response. */
@@ -133,7 +134,8 @@ struct tg_req {
 /* A replayed or synthesized answer is written to req->out at once: at most
  * this many times limits.max_upstream_response_bytes (SSE framing around
  * small content chunks). req->out is capped there; a live stream stays
- * near TG_STREAM_HIGH_WATER. */
+ * near TG_STREAM_HIGH_WATER. Its allocation is charged to the answers'
+ * budget (membudget.h, limits.max_buffered_bytes). */
 #define TG_STREAM_EXPANSION 16
 
 /* Sets up the common part of a request the transport allocated (zeroed):
@@ -180,6 +182,10 @@ tg_rc tg_req_add_header_fixed(struct tg_req *req, const char *name, uint64_t uni
  * times the stream out while an answer is held or a model is slow. */
 tg_rc tg_req_stream_start(struct tg_req *req);
 tg_rc tg_req_stream_write(struct tg_req *req, const char *p, size_t n);
+/* tg_req_stream_write of b's bytes, moved: b is left empty. A whole answer
+ * written right after tg_req_stream_start takes the place of the ": ok"
+ * comment and is handed over without a copy (it leaves with the head). */
+tg_rc tg_req_stream_move(struct tg_req *req, struct tg_buf *b);
 void tg_req_stream_end(struct tg_req *req, int broken);
 
 /* Runs the request's cancel hook once (it stops upstream calls, Redis and

@@ -309,7 +309,8 @@ class Gateway(Proc):
         e = dict(os.environ)
         e.update({"MOCK_KEY": MOCK_KEY, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=86",
                   "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87"})
-        for k in ("TIERGATE_API_KEYS", "TIERGATE_ADMIN_KEY", "TIERGATE_LISTEN", "TIERGATE_REDIS_URL"):
+        for k in ("TIERGATE_API_KEYS", "TIERGATE_ADMIN_KEY", "TIERGATE_METRICS_KEY", "TIERGATE_LISTEN",
+                  "TIERGATE_REDIS_URL"):
             e.pop(k, None)
         e.update(env or {})
         super().__init__("tiergate", [TIERGATE, "-c", self.config_path] + list(extra_args), env=e,

@@ -691,7 +691,8 @@ def breaker_opens_after_k_failures_then_probe_closes(w):
         eq(set(r.json()["error"]), {"message", "type", "param", "code"})
     eq(len(w.mock.requests()), 3, "the mock saw no call while open")
     eq(attempts(decision(w, r)), [("large", "breaker_open", "breaker_open")])
-    ready = w.gw.req("GET", "/readyz")
+    # With an admin key configured, the per-model detail is the admin's (issue 21 F6).
+    ready = w.gw.req("GET", "/readyz", headers={"authorization": "Bearer " + ADMIN})
     eq(ready.status, 503, "not ready: the expensive tier has no usable model")
     eq(ready.json()["tiers"]["expensive"]["available"], False)
     eq(ready.json()["tiers"]["cheap"]["available"], True)
@@ -789,7 +790,7 @@ def open_cheap_breaker_is_skipped(w):
     eq(upstream(after, "mini", "breaker_open") - upstream(before, "mini", "breaker_open"), 1.0)
     eq(esc(after, "cheap", "medium", "breaker_open") - esc(before, "cheap", "medium", "breaker_open"), 1.0,
        "the skip is counted as an escalation")
-    r = w.gw.req("GET", "/readyz")
+    r = w.gw.req("GET", "/readyz", headers={"authorization": "Bearer " + ADMIN})
     eq(r.status, 503)
     eq(r.json()["tiers"]["cheap"]["available"], False)
     # Cheap skipped, the others fail: a breaker is part of why, so 503 + Retry-After.

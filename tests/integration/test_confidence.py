@@ -71,7 +71,7 @@ def models_seen(w):
 
 
 def cost(r):
-    return float(r.header("x-tiergate-cost-usd"))
+    return float(r.meta("x-tiergate-cost-usd"))
 
 
 def metric(w, name):
@@ -86,9 +86,9 @@ def verifier_low_score_escalates(w):
     before = metric(w, 'tiergate_verifier_total{result="fail"}')
     r = ask(w)
     eq(r.status, 200, r)
-    eq((r.header("x-tiergate-tier"), r.header("x-tiergate-escalations")), ("medium", "1"))
+    eq((r.meta("x-tiergate-tier"), r.meta("x-tiergate-escalations")), ("medium", "1"))
     eq(r.json()["choices"][0]["message"]["content"], "#### 13")
-    check(r.header("x-tiergate-confidence") is None, "medium was not verified: no confidence")
+    check(r.meta("x-tiergate-confidence") is None, "medium was not verified: no confidence")
     eq(models_seen(w), ["gpt-cheap", "gpt-judge", "gpt-mid"])
     # What the verifier was asked: the fixed rubric, non-stream, the question and the answer.
     v = json.loads(w.mock.requests()[1]["body"])
@@ -120,7 +120,7 @@ def verifier_high_score_accepts_with_confidence(w):
     score(w, '```json\n{"score": 9, "reason": "correct"}\n```')
     before = metric(w, 'tiergate_verifier_total{result="pass"}')
     r = ask(w)
-    eq((r.status, r.header("x-tiergate-tier"), r.header("x-tiergate-confidence")), (200, "cheap", "9"))
+    eq((r.status, r.meta("x-tiergate-tier"), r.meta("x-tiergate-confidence")), (200, "cheap", "9"))
     eq(r.json()["choices"][0]["message"]["content"], "#### 12")
     eq(models_seen(w), ["gpt-cheap", "gpt-judge"])
     check(abs(cost(r) - (COST["mini"] + COST["judge"])) < 2e-8, r.headers)
@@ -135,7 +135,7 @@ def verifier_on_a_held_stream(w):
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap")
     score(w, '{"score": 8}')
     r = ask(w, stream=True)
-    eq((r.status, r.header("x-tiergate-tier"), r.header("x-tiergate-confidence")), (200, "cheap", "8"))
+    eq((r.status, r.meta("x-tiergate-tier"), r.meta("x-tiergate-confidence")), (200, "cheap", "8"))
     ev = r.events()
     eq(ev[-1], "[DONE]")
     eq("".join(e["choices"][0]["delta"].get("content") or "" for e in ev[:-1] if e["choices"]), "#### 12")
@@ -144,7 +144,7 @@ def verifier_on_a_held_stream(w):
     w.mock.script({"content": "#### 13", "usage": USAGE}, model="gpt-mid")
     score(w, '{"score": 2}')
     r = ask(w, stream=True)
-    eq((r.status, r.header("x-tiergate-tier")), (200, "medium"))
+    eq((r.status, r.meta("x-tiergate-tier")), (200, "medium"))
     eq("".join(e["choices"][0]["delta"].get("content") or "" for e in r.events()[:-1] if e["choices"]),
        "#### 13")
     eq([(x["model"], x["stream"]) for x in w.mock.requests()],
@@ -163,9 +163,9 @@ def verifier_failures_pass_the_answer(w):
         w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap")
         score(w, reply)
         r = ask(w)
-        eq((r.status, r.header("x-tiergate-tier")), (200, "cheap"), reply)
+        eq((r.status, r.meta("x-tiergate-tier")), (200, "cheap"), reply)
         eq(r.json()["choices"][0]["message"]["content"], "#### 12")
-        check(r.header("x-tiergate-confidence") is None, r.headers)
+        check(r.meta("x-tiergate-confidence") is None, r.headers)
         v = w.gw.decision(r)["opinions"][0]
         eq((v["opinion"], v["verifier"]["result"], v["verifier"]["score"]), ("unavailable", "error", 0))
         check(why in v["verifier"]["detail"], v)
@@ -182,7 +182,7 @@ def verifier_without_a_key_fails_open(w):
         w.judge_key_env = "MOCK_KEY"
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap")
     r = ask(w)
-    eq((r.status, r.header("x-tiergate-tier")), (200, "cheap"))
+    eq((r.status, r.meta("x-tiergate-tier")), (200, "cheap"))
     eq(models_seen(w), ["gpt-cheap"])
     v = w.gw.decision(r)["opinions"][0]["verifier"]
     eq(v["result"], "error")
@@ -194,7 +194,7 @@ def verifier_skipped_on_a_final_attempt(w):
     """Nothing dearer is left: no verifier call, the answer is accepted."""
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap")
     r = ask(w, headers={"x-tiergate-max-tier": "cheap"})
-    eq((r.status, r.header("x-tiergate-tier")), (200, "cheap"))
+    eq((r.status, r.meta("x-tiergate-tier")), (200, "cheap"))
     eq(models_seen(w), ["gpt-cheap"])
     check("opinions" not in w.gw.decision(r), "no second opinion on a final attempt")
     r = ask(w, model="medium")  # not a verified tier
@@ -208,7 +208,7 @@ def consistency_n_disagreement_escalates(w):
     w.mock.script({"choices": ["#### 12", "#### 13"], "usage": USAGE}, model="gpt-cheap")
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-mid")
     r = ask(w)
-    eq((r.status, r.header("x-tiergate-tier"), r.header("x-tiergate-escalations")), (200, "medium", "1"))
+    eq((r.status, r.meta("x-tiergate-tier"), r.meta("x-tiergate-escalations")), (200, "medium", "1"))
     reqs = w.mock.requests()
     eq([x["model"] for x in reqs], ["gpt-cheap", "gpt-mid"])
     eq(json.loads(reqs[0]["body"])["n"], 2)
@@ -229,7 +229,7 @@ def consistency_n_agreement_serves_one_choice(w):
         w.mock.script({"choices": ["So the answer is 12.", "#### 12", "3 * 4 = 12"],
                        "usage": {"prompt_tokens": 100, "completion_tokens": 30}}, model="gpt-cheap")
         r = ask(w, stream=stream)
-        eq((r.status, r.header("x-tiergate-tier")), (200, "cheap"), r)
+        eq((r.status, r.meta("x-tiergate-tier")), (200, "cheap"), r)
         if stream:
             ev = [e for e in r.events() if e != "[DONE]"]
             eq({c["index"] for e in ev for c in e["choices"]}, {0})
@@ -256,7 +256,7 @@ def consistency_parallel_samples(w):
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap", times=2)
     score(w, '{"score": 9}')
     r = ask(w, stream=True)
-    eq((r.status, r.header("x-tiergate-tier"), r.header("x-tiergate-confidence")), (200, "cheap", "9"))
+    eq((r.status, r.meta("x-tiergate-tier"), r.meta("x-tiergate-confidence")), (200, "cheap", "9"))
     reqs = w.mock.requests()
     eq(sorted((x["model"], x["stream"]) for x in reqs),
        [("gpt-cheap", False), ("gpt-cheap", True), ("gpt-judge", False)])
@@ -268,7 +268,7 @@ def consistency_parallel_samples(w):
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-mid")
     score(w, '{"score": 9}')
     r = ask(w)
-    eq((r.status, r.header("x-tiergate-tier")), (200, "medium"))
+    eq((r.status, r.meta("x-tiergate-tier")), (200, "medium"))
     d = w.gw.decision(r)
     eq(d["opinions"][0]["opinion"], "inconsistent")
     eq(d["opinions"][0]["consistency"]["method"], "parallel")
@@ -284,7 +284,7 @@ def consistency_provider_ignoring_n_fails_open(w):
                                                     "finish_reason": "stop"}],
                                        "usage": USAGE})}, model="gpt-cheap")
     r = ask(w)
-    eq((r.status, r.header("x-tiergate-tier")), (200, "cheap"))
+    eq((r.status, r.meta("x-tiergate-tier")), (200, "cheap"))
     eq(w.gw.decision(r)["opinions"][0]["consistency"]["result"], "error")
 
 
@@ -339,11 +339,11 @@ def consistency_samples_never_reach_the_cache(w):
                   model="gpt-cheap")
     body = {"model": "cheap", "messages": [{"role": "user", "content": uniq()}]}
     r1 = w.gw.req("POST", "/v1/chat/completions", body)
-    eq((r1.status, r1.header("x-tiergate-cache")), (200, "miss"))
+    eq((r1.status, r1.meta("x-tiergate-cache")), (200, "miss"))
     wait_for(lambda: w.redis.cmd("DBSIZE") >= 1, 5, msg="the answer stored")
     for stream in (False, True):
         r = w.gw.req("POST", "/v1/chat/completions", dict(body, stream=stream))
-        eq((r.status, r.header("x-tiergate-cache")), (200, "hit"))
+        eq((r.status, r.meta("x-tiergate-cache")), (200, "hit"))
         if stream:
             eq({c["index"] for e in r.events() if e != "[DONE]" for c in e["choices"]}, {0})
         else:

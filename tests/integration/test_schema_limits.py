@@ -73,6 +73,8 @@ def hostile_pattern_answer_is_bounded_and_healthz_answers(w):
     body = chat_body("give me the code", response_format=rf(
         {"type": "object", "properties": {"code": {"type": "string", "pattern": HOSTILE}},
          "required": ["code"]}))
+    refused = 'tiergate_validation_refused_total{limit="regex_match"}'
+    before = w.gw.metrics().get(refused, 0)
     with HealthPoller(w) as hp:
         t0 = time.time()
         r = w.gw.chat(body, timeout=60)
@@ -89,6 +91,10 @@ def hostile_pattern_answer_is_bounded_and_healthz_answers(w):
     for a in d["attempts"]:
         check("could not be checked (validation limit regex_match)" in a["detail"],
               "the decision detail names the bound: %r" % a["detail"])
+        eq(a.get("limit"), "regex_match", "the attempt names the bound (issue 21)")
+    m = w.gw.metrics()
+    eq(m[refused] - before, 3.0, "each refusal counted by its bound")
+    eq(m['tiergate_validation_refused_total{limit="time"}'], 0.0, "the other bounds rendered too")
     statuses = [s for s, _ in hp.results]
     check(len(statuses) >= 3, "healthz was polled during the request: %r" % hp.results)
     eq(set(statuses), {200}, "healthz statuses")

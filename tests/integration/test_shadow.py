@@ -114,13 +114,13 @@ def every_eligible_request_once_after_its_answer(w):
         check(c["t"] > main[c["headers"]["x-request-id"]]["t"], "shadow after the answer's own call")
     for r in rs:
         d = shadow_line(w, r)
-        eq((d["tier"], d["shadow_model"], d["rule"]), (r.header("x-tiergate-tier"), "shadowm", "number"))
+        eq((d["tier"], d["shadow_model"], d["rule"]), (r.meta("x-tiergate-tier"), "shadowm", "number"))
         eq(d["result"], "agree")
         check(d["shadow_cost_usd"] > 0 and d["latency_ms"] >= 0, d)
         check("detail" not in d, "rule details (answer pieces) only with log.prompts")
         # Never billed to the client.
-        if r.header("x-tiergate-tier") == "cheap" and r.header("x-tiergate-cost-usd"):
-            check(abs(float(r.header("x-tiergate-cost-usd")) - MINI) < 2e-8, r.headers)
+        if r.meta("x-tiergate-tier") == "cheap" and r.meta("x-tiergate-cost-usd"):
+            check(abs(float(r.meta("x-tiergate-cost-usd")) - MINI) < 2e-8, r.headers)
     eq(comparisons(w, "cheap", "agree") - before, 3)
     m = w.gw.metrics()
     check(m["tiergate_shadow_cost_usd_total"] > 0, m)
@@ -162,10 +162,10 @@ def cache_hits_and_cut_streams_are_not_shadowed(w):
                   model="gpt-cheap", body_contains="cut-me")
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-cheap", times=-1)
     q = uniq()
-    eq(ask(w, q).header("x-tiergate-cache"), "miss")
+    eq(ask(w, q).meta("x-tiergate-cache"), "miss")
     wait_shadow(w, 1)
     wait_for(lambda: w.redis.cmd("DBSIZE") >= 1, 5, msg="the answer stored")
-    eq(ask(w, q).header("x-tiergate-cache"), "hit")
+    eq(ask(w, q).meta("x-tiergate-cache"), "hit")
     # A live stream the client leaves mid-way.
     s = socket.create_connection(("127.0.0.1", w.gw.port))
     body = json.dumps({"model": "cheap", "stream": True,
@@ -182,7 +182,7 @@ def cache_hits_and_cut_streams_are_not_shadowed(w):
 def the_shadow_model_itself_is_never_shadowed(w):
     w.mock.script({"content": "#### 12", "usage": USAGE}, model="gpt-shadow", times=-1)
     r = ask(w, model="shadowm")
-    eq((r.status, r.header("x-tiergate-model")), (200, "shadowm"))
+    eq((r.status, r.meta("x-tiergate-model")), (200, "shadowm"))
     settle(w)
     eq(len(shadow_calls(w)), 1, "only the request's own call")
 
@@ -195,7 +195,7 @@ def shadow_model_down_never_touches_clients(w):
     w.mock.script({"status": 503}, model="gpt-shadow", times=-1)
     before = comparisons(w, "cheap", "error")
     rs = [ask(w) for _ in range(3)]
-    eq([(r.status, r.header("x-tiergate-tier")) for r in rs], [(200, "cheap")] * 3)
+    eq([(r.status, r.meta("x-tiergate-tier")) for r in rs], [(200, "cheap")] * 3)
     for r in rs:
         d = shadow_line(w, r)
         eq((d["result"], d["rule"]), ("error", "none"))

@@ -2,7 +2,9 @@
  *
  * test_buf.c - tests for buf.c: the hard cap (a refused append leaves the
  * contents as they were), printf growth, RFC 8259 string escaping, and the
- * queue operations (consume, unread, steal).
+ * queue operations (consume, unread, steal, move), and the memory budget a
+ * buffer charges (membudget.c: growth refused past the limit, given back
+ * when freed or stolen, the nearly-full mark).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "tg_test.h"
 #include "tiergate/buf.h"
+#include "tiergate/membudget.h"
 
 TG_TEST(init_empty)
 {
@@ -256,6 +259,103 @@ TG_TEST(steal)
     tg_buf_free(&b);
 }
 
+TG_TEST(budget_charges_capacity)
+{
+    struct tg_membudget mb = {0};
+    tg_membudget_set_limit(&mb, 4096);
+    struct tg_buf b;
+    tg_buf_init(&b, 0);
+    tg_buf_set_budget(&b, &mb);
+    TG_CHECK_INT(tg_buf_append(&b, "abc", 3), TG_OK);
+    TG_CHECK_INT(tg_membudget_used(&mb), b.cap); /* 256: the first allocation */
+    char big[3000];
+    memset(big, 'x', sizeof(big));
+    TG_CHECK_INT(tg_buf_append(&b, big, sizeof(big)), TG_OK); /* grows to 4096 */
+    TG_CHECK_INT(b.cap, 4096);
+    TG_CHECK_INT(tg_membudget_used(&mb), 4096);
+    TG_CHECK_INT(tg_membudget_over(&mb), 1); /* more than 7/8 used */
+    /* Growth past the limit: refused, the contents untouched. */
+    TG_CHECK_INT(tg_buf_append(&b, big, sizeof(big)), TG_ERR_OVERLOADED);
+    TG_CHECK_INT(b.len, 3003);
+    TG_CHECK_INT(b.cap, 4096);
+    TG_CHECK_INT(tg_membudget_used(&mb), 4096);
+    TG_CHECK_INT(tg_membudget_refusals(&mb), 1);
+    /* A second buffer on the same budget cannot take what is left. */
+    struct tg_buf c;
+    tg_buf_init(&c, 0);
+    tg_buf_set_budget(&c, &mb);
+    TG_CHECK_INT(tg_buf_putc(&c, 'y'), TG_ERR_OVERLOADED);
+    /* Freeing gives it back; a reset keeps (and keeps charging) the bytes. */
+    tg_buf_reset(&b);
+    TG_CHECK_INT(tg_membudget_used(&mb), 4096);
+    tg_buf_free(&b);
+    TG_CHECK_INT(tg_membudget_used(&mb), 0);
+    TG_CHECK_INT(tg_membudget_over(&mb), 0);
+    TG_CHECK_INT(tg_membudget_peak(&mb), 4096);
+    TG_CHECK_INT(tg_buf_putc(&c, 'y'), TG_OK);
+    /* Stolen bytes leave the budget with the caller. */
+    size_t n;
+    char *p = tg_buf_steal(&c, &n);
+    TG_CHECK_INT(tg_membudget_used(&mb), 0);
+    free(p);
+    /* Forced adds (memory taken elsewhere) pass the limit; no limit: counted only. */
+    tg_membudget_add(&mb, 5000);
+    TG_CHECK_INT(tg_membudget_used(&mb), 5000);
+    tg_membudget_release(&mb, 5000);
+    tg_membudget_set_limit(&mb, 0);
+    TG_CHECK_INT(tg_membudget_charge(&mb, 1u << 30), 0);
+    TG_CHECK_INT(tg_membudget_over(&mb), 0);
+    tg_membudget_release(&mb, 1u << 30);
+    /* Attaching a budget to a buffer that holds memory charges it. */
+    struct tg_buf d;
+    tg_buf_init(&d, 0);
+    tg_buf_puts(&d, "held before");
+    tg_buf_set_budget(&d, &mb);
+    TG_CHECK_INT(tg_membudget_used(&mb), d.cap);
+    tg_buf_free(&d);
+    TG_CHECK_INT(tg_membudget_used(&mb), 0);
+}
+
+TG_TEST(move_hands_the_allocation_over)
+{
+    struct tg_membudget mb = {0};
+    struct tg_buf dst, src;
+    tg_buf_init(&dst, 0);
+    tg_buf_init(&src, 0);
+    tg_buf_set_budget(&dst, &mb);
+    tg_buf_set_budget(&src, &mb);
+    tg_buf_puts(&src, "the whole answer");
+    char *alloc = src.data;
+    size_t charged = tg_membudget_used(&mb);
+    /* dst empty: no copy, the same memory, the same charge. */
+    TG_CHECK_INT(tg_buf_move(&dst, &src), TG_OK);
+    TG_CHECK(dst.data == alloc);
+    TG_CHECK_STR(tg_buf_head(&dst), "the whole answer");
+    TG_CHECK(src.data == NULL && src.len == 0 && src.cap == 0);
+    TG_CHECK_INT(tg_membudget_used(&mb), charged);
+    /* dst holds unread bytes: appended after them. */
+    tg_buf_puts(&src, " and more");
+    TG_CHECK_INT(tg_buf_move(&dst, &src), TG_OK);
+    TG_CHECK_STR(tg_buf_head(&dst), "the whole answer and more");
+    TG_CHECK(src.data == NULL);
+    /* Consumed bytes are not moved. */
+    tg_buf_consume(&dst, 4);
+    struct tg_buf other;
+    tg_buf_init(&other, 0);
+    tg_buf_set_budget(&other, &mb);
+    TG_CHECK_INT(tg_buf_move(&other, &dst), TG_OK);
+    TG_CHECK_STR(tg_buf_head(&other), "whole answer and more");
+    /* A capped destination refuses a source too big for it; src untouched. */
+    struct tg_buf small;
+    tg_buf_init(&small, 5);
+    tg_buf_set_budget(&small, &mb);
+    TG_CHECK_INT(tg_buf_move(&small, &other), TG_ERR_TOO_LARGE);
+    TG_CHECK_STR(tg_buf_head(&other), "whole answer and more");
+    tg_buf_free(&other);
+    tg_buf_free(&small);
+    TG_CHECK_INT(tg_membudget_used(&mb), 0);
+}
+
 int main(void)
 {
     TG_RUN(init_empty);
@@ -269,5 +369,7 @@ int main(void)
     TG_RUN(json_str_rolls_back_when_cut_midway);
     TG_RUN(consume_and_unread);
     TG_RUN(steal);
+    TG_RUN(budget_charges_capacity);
+    TG_RUN(move_hands_the_allocation_over);
     return TG_SUMMARY();
 }

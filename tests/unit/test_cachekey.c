@@ -332,6 +332,62 @@ TG_TEST(build_key)
     json_decref(j);
 }
 
+/* Inputs outside the body that change which model answers (issue 21 F5):
+ * none keeps the body's key; each one, its value and their order change it;
+ * the NUL separator keeps body and inputs from running into each other. */
+TG_TEST(inputs_join_the_key)
+{
+    json_t *j = load(base_req);
+    char plain[65], none[65], capped[65], capped2[65], other[65], two[65], swapped[65];
+    struct tg_cachekey_input cheap = {"x-tiergate-max-tier", "cheap"};
+    struct tg_cachekey_input medium = {"x-tiergate-max-tier", "medium"};
+    struct tg_cachekey_input mode = {"x-tiergate-stream-mode", "live"};
+    struct tg_cachekey_input pair[2] = {cheap, mode}, rpair[2] = {mode, cheap};
+    TG_CHECK_INT(tg_cachekey_digest(j, plain), TG_OK);
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, NULL, 0, none), TG_OK);
+    TG_CHECK_STR(none, plain);
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, &cheap, 1, capped), TG_OK);
+    TG_CHECK(strcmp(capped, plain) != 0);
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, &cheap, 1, capped2), TG_OK);
+    TG_CHECK_STR(capped2, capped); /* deterministic */
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, &medium, 1, other), TG_OK);
+    TG_CHECK(strcmp(other, capped) != 0 && strcmp(other, plain) != 0);
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, pair, 2, two), TG_OK);
+    TG_CHECK_INT(tg_cachekey_digest_inputs(j, rpair, 2, swapped), TG_OK);
+    TG_CHECK(strcmp(two, capped) != 0 && strcmp(two, swapped) != 0);
+    /* The digest is SHA-256(canonical body, then "\0name=value" each). */
+    struct tg_buf text;
+    tg_buf_init(&text, 0);
+    TG_CHECK_INT(tg_cachekey_canonical(j, &text), TG_OK);
+    tg_buf_append(&text, "\0x-tiergate-max-tier=cheap", 26);
+    char want[65];
+    tg_sha256_hex(text.data, text.len, want);
+    TG_CHECK_STR(capped, want);
+    tg_buf_free(&text);
+    /* A body that spells an input inside a string is still another key. */
+    json_t *k = json_deep_copy(j);
+    json_t *msg = json_array_get(json_object_get(k, "messages"), 1);
+    static const char spoof[] =
+        "What is the boiling point of water at 2000 m?\0x-tiergate-max-tier=cheap";
+    json_object_set_new(msg, "content", json_stringn(spoof, sizeof(spoof) - 1));
+    char in_body[65];
+    TG_CHECK_INT(tg_cachekey_digest(k, in_body), TG_OK);
+    TG_CHECK(strcmp(in_body, capped) != 0);
+    /* Built keys: same namespace, different digest. */
+    struct tg_buf a, b;
+    tg_buf_init(&a, 0);
+    tg_buf_init(&b, 0);
+    TG_CHECK_INT(tg_cachekey_build(j, "anon", &a), TG_OK);
+    TG_CHECK_INT(tg_cachekey_build_inputs(j, &cheap, 1, "anon", &b), TG_OK);
+    TG_CHECK(strcmp(a.data, b.data) != 0 && strncmp(a.data, b.data, 17) == 0);
+    TG_CHECK_INT(tg_cachekey_build_inputs(j, NULL, 0, "anon", &b), TG_OK);
+    TG_CHECK_STR(a.data, b.data);
+    tg_buf_free(&a);
+    tg_buf_free(&b);
+    json_decref(k);
+    json_decref(j);
+}
+
 /* ------------------------------------------------------------------------ */
 /* TG_BENCH=1: timing of the hot path, and of the json_dumps alternative. */
 
@@ -440,6 +496,7 @@ int main(void)
     TG_RUN(too_deep_is_invalid);
     TG_RUN(namespaces);
     TG_RUN(build_key);
+    TG_RUN(inputs_join_the_key);
     if (getenv("TG_BENCH"))
         bench();
     return TG_SUMMARY();

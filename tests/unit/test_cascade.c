@@ -755,6 +755,88 @@ TG_TEST(escalations)
     tg_cascade_free(&c);
 }
 
+/* Where x-tiergate-max-tier changes the ladder, it goes into the cache key
+ * (issue 21 F5): only then, so uncapped requests keep their keys. */
+TG_TEST(cap_restricts_only_below_the_ladder_top)
+{
+    static const struct {
+        const char *start; /* a tier, a model, or "auto" */
+        int max_tier, max_esc, want;
+    } cases[] = {
+        {"cheap", -1, 2, -1},    /* no cap */
+        {"cheap", 2, 2, -1},     /* expensive: the top anyway */
+        {"cheap", 1, 2, 1},      /* medium stops cheap -> expensive at medium */
+        {"cheap", 0, 2, 0},      /* cheap only */
+        {"cheap", 1, 1, -1},     /* max_escalations 1: the ladder stops at medium anyway */
+        {"cheap", 0, 1, 0},      /* ... and cheap is below that */
+        {"cheap", 0, 0, -1},     /* no escalation at all: the cap changes nothing */
+        {"medium", 1, 2, 1},     /* no escalation past the start */
+        {"medium", 1, 0, -1},    /* max_escalations 0: medium only anyway */
+        {"expensive", 2, 0, -1}, /* expensive: nothing above */
+        {"auto", 1, 2, 1},       /* the router might start anywhere */
+        {"auto", 1, 0, 1},       /* ... even with no escalation */
+        {"auto", 2, 0, -1},      /* expensive caps nothing */
+        {"c1", 0, 2, 0},         /* a model of the cheap tier */
+        {"c1", 2, 2, -1},        /* ... uncapped */
+        {"solo", 0, 2, -1},      /* a model in no tier: a ladder of one */
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
+        struct row r = {"cap", NULL, "cheap", -1, cases[i].max_esc, NULL, NULL, NULL, NULL};
+        struct tg_config *cfg = load(&r);
+        if (!cfg)
+            return;
+        struct tg_cascade c;
+        tg_cascade_init(&c);
+        if (cases[i].max_tier >= 0)
+            c.max_tier = cases[i].max_tier;
+        int routed = strcmp(cases[i].start, "auto") == 0;
+        if (!routed) {
+            int t = tg_tier_parse(cases[i].start);
+            struct tg_model *m = t < 0 ? tg_config_model(cfg, cases[i].start) : NULL;
+            c.start_tier = m ? m->tier : t;
+        }
+        int got = tg_cascade_cap(&c, cfg, routed);
+        TG_CHECK_MSG(got == cases[i].want, "case %zu (%s, cap %d, esc %d): %d, want %d", i,
+                     cases[i].start, cases[i].max_tier, cases[i].max_esc, got, cases[i].want);
+        tg_cascade_free(&c);
+        unload(cfg);
+    }
+}
+
+/* An attempt the gateway's own buffer budget cut (issue 21): the request
+ * fails with 503 overloaded, no other candidate is tried (it would meet the
+ * same limit), and the provider's breaker is not blamed. */
+TG_TEST(shed_attempt_fails_the_request_without_blame)
+{
+    static const struct row r = {"shed", NULL, "cheap", -1, -1, NULL, NULL, NULL, NULL};
+    struct tg_config *cfg = load(&r);
+    if (!cfg)
+        return;
+    struct tg_cascade c;
+    start(&c, cfg, &r);
+    struct tg_attempt *a;
+    struct tg_move mv;
+    TG_CHECK_INT(tg_cascade_pick(&c, NOW, &a, &mv), TG_PICK_CALL);
+    struct tg_result res;
+    memset(&res, 0, sizeof(res));
+    res.rc = TG_ERR_UPSTREAM; /* the call was aborted by our write callback */
+    res.status = 200;
+    res.shed = 1;
+    struct tg_judgement j;
+    tg_cascade_judge(&c, &res, NOW, &j);
+    TG_CHECK_INT(j.step, TG_STEP_FAIL);
+    TG_CHECK_INT(j.rc, TG_ERR_OVERLOADED);
+    TG_CHECK_INT(tg_error_status(j.rc), 503);
+    TG_CHECK_INT(a->outcome, TG_OUT_CANCELLED);
+    TG_CHECK(strstr(a->detail, "max_buffered_bytes") != NULL);
+    struct tg_breaker_snapshot s;
+    tg_breaker_snapshot(a->model->breaker, NOW, &s);
+    TG_CHECK_INT(s.consecutive_failures, 0);
+    TG_CHECK_INT(s.window_failures, 0);
+    tg_cascade_free(&c);
+    unload(cfg);
+}
+
 /* The 300-byte message keeps the upstream's words bounded. */
 TG_TEST(error_message_names_the_last_failure)
 {
@@ -793,5 +875,7 @@ int main(void)
     TG_RUN(invalid_message);
     TG_RUN(escalations);
     TG_RUN(error_message_names_the_last_failure);
+    TG_RUN(cap_restricts_only_below_the_ladder_top);
+    TG_RUN(shed_attempt_fails_the_request_without_blame);
     return TG_SUMMARY();
 }

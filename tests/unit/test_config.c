@@ -91,9 +91,9 @@ static struct tg_config *load(const char *t, char *err, size_t errlen)
 static void clear_env(void)
 {
     static const char *const vars[] = {
-        "TIERGATE_LISTEN",   "TIERGATE_REDIS_URL", "TIERGATE_SHARDS", "TIERGATE_LOG_LEVEL",
-        "TIERGATE_API_KEYS", "TIERGATE_ADMIN_KEY", "OPENAI_API_KEY",  "TG_TEST_KEY",
-        "TG_TEST_KEYS",      "TG_TEST_ADMIN"};
+        "TIERGATE_LISTEN",   "TIERGATE_REDIS_URL", "TIERGATE_SHARDS",      "TIERGATE_LOG_LEVEL",
+        "TIERGATE_API_KEYS", "TIERGATE_ADMIN_KEY", "OPENAI_API_KEY",       "TG_TEST_KEY",
+        "TG_TEST_KEYS",      "TG_TEST_ADMIN",      "TIERGATE_METRICS_KEY", "TG_TEST_METRICS"};
     for (size_t i = 0; i < TG_ARRAY_LEN(vars); i++)
         unsetenv(vars[i]);
 }
@@ -128,6 +128,8 @@ TG_TEST(design_minimal_defaults)
     TG_CHECK_INT(cfg->max_upstream_response_bytes, 32 << 20);
     TG_CHECK_INT(cfg->max_json_depth, 64);
     TG_CHECK_INT(cfg->max_messages, 4096);
+    TG_CHECK_INT(cfg->reserve_completion_tokens, 1024);
+    TG_CHECK_INT(cfg->max_buffered_bytes, 256u << 20);
     TG_CHECK_STR(cfg->redis_url, "redis://127.0.0.1:6379/0");
     TG_CHECK_STR(cfg->redis_host, "127.0.0.1");
     TG_CHECK_INT(cfg->redis_unix, 0);
@@ -157,6 +159,8 @@ TG_TEST(design_minimal_defaults)
     TG_CHECK_INT(cfg->n_keys, 0);
     TG_CHECK_STR(cfg->admin_key_env, "TIERGATE_ADMIN_KEY");
     TG_CHECK_INT(cfg->admin_set, 0);
+    TG_CHECK_STR(cfg->metrics_key_env, "TIERGATE_METRICS_KEY");
+    TG_CHECK_INT(cfg->metrics_set, 0);
 
     /* Models in file order, with their documented per-model defaults. */
     static const struct {
@@ -779,6 +783,8 @@ TG_TEST(keys_and_admin_from_env)
         TG_CHECK_INT(tg_config_admin_match(cfg, "adm1n", 5), 1);
         TG_CHECK_INT(tg_config_admin_match(cfg, "adm1", 4), 0);
         TG_CHECK_INT(tg_config_admin_match(cfg, "sk-one", 6), 0);
+        TG_CHECK_INT(cfg->metrics_set, 0);
+        TG_CHECK_INT(tg_config_metrics_match(cfg, "adm1n", 5), 0);
         tg_config_unref(cfg);
     }
     /* keys_env and admin_key_env name other variables. */
@@ -796,6 +802,28 @@ TG_TEST(keys_and_admin_from_env)
         TG_CHECK(tg_config_key_match(cfg, "ignored", 7) == NULL);
         TG_CHECK_INT(tg_config_admin_match(cfg, "root", 4), 1);
         TG_CHECK_STR(cfg->admin_key_env, "TG_TEST_ADMIN");
+        tg_config_unref(cfg);
+    }
+    /* The metrics key: TIERGATE_METRICS_KEY, or the variable it names. */
+    clear_env();
+    setenv("TIERGATE_METRICS_KEY", "scrape-me", 1);
+    p.extra = "";
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (cfg) {
+        TG_CHECK_INT(cfg->metrics_set, 1);
+        TG_CHECK_INT(tg_config_metrics_match(cfg, "scrape-me", 9), 1);
+        TG_CHECK_INT(tg_config_metrics_match(cfg, "scrape-m", 8), 0);
+        TG_CHECK_INT(tg_config_admin_match(cfg, "scrape-me", 9), 0);
+        tg_config_unref(cfg);
+    }
+    setenv("TG_TEST_METRICS", "other", 1);
+    p.extra = ",\n  \"auth\": {\"metrics_key_env\": \"TG_TEST_METRICS\"}";
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (cfg) {
+        TG_CHECK_INT(tg_config_metrics_match(cfg, "other", 5), 1);
+        TG_CHECK_INT(tg_config_metrics_match(cfg, "scrape-me", 9), 0);
         tg_config_unref(cfg);
     }
     clear_env();

@@ -80,6 +80,9 @@ TG_TEST(every_field)
     TG_CHECK_NEAR(json_real_value(json_object_get(a0, "latency_ms")), 1.5, 1e-9);
     json_t *a1 = json_array_get(json_object_get(j, "attempts"), 1);
     TG_CHECK(json_is_null(json_object_get(a1, "reason")));
+    /* Said only when true: no attempt was estimated or refused by a bound. */
+    TG_CHECK(json_object_get(a0, "estimated") == NULL && json_object_get(a0, "limit") == NULL);
+    TG_CHECK(json_object_get(j, "estimated") == NULL);
     TG_CHECK_STR(json_string_value(json_object_get(j, "final_tier")), "expensive");
     TG_CHECK_NEAR(json_real_value(json_object_get(j, "saved_usd")), 0.02, 1e-9);
     json_decref(j);
@@ -94,6 +97,47 @@ TG_TEST(every_field)
     TG_CHECK(json_object_get(j, "key_name") == NULL);
     TG_CHECK_STR(json_string_value(json_object_get(json_object_get(j, "route"), "tier")), "none");
     TG_CHECK_INT(json_array_size(json_object_get(j, "attempts")), 0);
+    json_decref(j);
+    tg_buf_free(&b);
+}
+
+/* Issue 21: a cut attempt billed by estimate, and the bound that refused
+ * an answer's validation. */
+TG_TEST(estimates_and_validation_bounds_are_marked)
+{
+    struct tg_model mini = {.id = "mini", .tier = 0}, mid = {.id = "mid", .tier = 1};
+    struct tg_attempt att[2] = {
+        {.model = &mini,
+         .outcome = TG_OUT_INVALID,
+         .reason = TG_RSN_JSON_SCHEMA,
+         .limit = "regex_match",
+         .detail = "could not be checked"},
+        {.model = &mid,
+         .tier = 1,
+         .outcome = TG_OUT_CANCELLED,
+         .reason = -1,
+         .status = 200,
+         .prompt_tokens = 20,
+         .completion_tokens = 975,
+         .cost_usd = 0.00157,
+         .estimated = 1},
+    };
+    struct tg_decision d = {.request_id = "r4",
+                            .tenant = "t",
+                            .status = 499,
+                            .attempts = att,
+                            .n_attempts = 2,
+                            .cost_usd = 0.00157};
+    struct tg_buf b;
+    tg_buf_init(&b, TG_DECISION_MAX);
+    json_t *j = format(&d, &b);
+    json_t *a0 = json_array_get(json_object_get(j, "attempts"), 0);
+    json_t *a1 = json_array_get(json_object_get(j, "attempts"), 1);
+    TG_CHECK_STR(json_string_value(json_object_get(a0, "limit")), "regex_match");
+    TG_CHECK(json_object_get(a0, "estimated") == NULL);
+    TG_CHECK(json_is_true(json_object_get(a1, "estimated")));
+    TG_CHECK_INT(json_integer_value(json_object_get(a1, "completion_tokens")), 975);
+    TG_CHECK(json_is_true(json_object_get(j, "estimated")));
     json_decref(j);
     tg_buf_free(&b);
 }
@@ -148,6 +192,7 @@ int main(void)
 {
     TG_RUN(every_field);
     TG_RUN(routed_line_carries_the_route);
+    TG_RUN(estimates_and_validation_bounds_are_marked);
     TG_RUN(prompt_is_the_last_user_text_cut_at_a_character);
     return TG_SUMMARY();
 }

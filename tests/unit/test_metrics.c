@@ -119,6 +119,15 @@ TG_TEST(render_sums_shards)
     tg_metrics_shadow_dropped(a, TG_SHADOW_DROP_QUEUE_FULL);
     tg_metrics_shadow_dropped(b, TG_SHADOW_DROP_BUDGET);
     tg_metrics_shadow_dropped(b, TG_SHADOW_DROP_BUDGET);
+    /* Validation bounds (issue 21) and requests shed for memory. */
+    tg_metrics_validation_refused(a, "regex_match");
+    tg_metrics_validation_refused(b, "regex_match");
+    tg_metrics_validation_refused(b, "time");
+    tg_metrics_validation_refused(a, "bogus"); /* not a bound: not counted */
+    tg_metrics_validation_refused(a, NULL);    /* no bound: nothing */
+    tg_metrics_shed(a);
+    tg_metrics_shed(b);
+    tg_metrics_shed(b);
     tg_metrics_verifier(a, TG_VERIFIER_PASS);
     tg_metrics_verifier(b, TG_VERIFIER_PASS);
     tg_metrics_verifier(b, TG_VERIFIER_FAIL);
@@ -218,6 +227,13 @@ TG_TEST(render_sums_shards)
     CHECK_LINE("tiergate_verifier_total{result=\"pass\"} 2");
     CHECK_LINE("tiergate_verifier_total{result=\"fail\"} 1");
     CHECK_LINE("tiergate_verifier_total{result=\"error\"} 0");
+    CHECK_LINE("tiergate_validation_refused_total{limit=\"regex_match\"} 2");
+    CHECK_LINE("tiergate_validation_refused_total{limit=\"time\"} 1");
+    CHECK_LINE("tiergate_validation_refused_total{limit=\"steps\"} 0");
+    CHECK_LINE("tiergate_validation_refused_total{limit=\"schema_size\"} 0");
+    CHECK_NO_LINE_WITH("limit=\"bogus\"");
+    CHECK_LINE("tiergate_buffered_refused_total{what=\"request\"} 3");
+    CHECK_LINE("# TYPE tiergate_buffered_bytes gauge");
     CHECK_LINE("# TYPE tiergate_breaker_state gauge");
     CHECK_NO_LINE_WITH("tiergate_breaker_state{"); /* no config: no gauges */
 }

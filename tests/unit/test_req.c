@@ -319,6 +319,33 @@ TG_TEST(stream_is_captured_as_it_is_written)
     TG_CHECK_INT(c.n, 1); /* completion runs the cancel hook once, as MHD's does */
 }
 
+/* A whole answer moved into a stream (a replayed or synthesized one) is
+ * handed over, not copied, and the buffer it came from is left empty. */
+TG_TEST(stream_move_hands_the_answer_over)
+{
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct tg_req *req = tg_req_internal_new(&sh, cfg, TG_EP_CHAT, "", 0, &ops, &s);
+    if (!req)
+        return;
+    struct tg_buf answer;
+    tg_buf_init(&answer, 0);
+    tg_buf_puts(&answer, "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    TG_CHECK(tg_req_stream_start(req) == TG_OK);
+    TG_CHECK(tg_req_stream_move(req, &answer) == TG_OK);
+    TG_CHECK(answer.data == NULL && answer.len == 0);
+    tg_req_stream_end(req, 0);
+    struct tg_buf late;
+    tg_buf_init(&late, 0);
+    tg_buf_puts(&late, "late");
+    TG_CHECK(tg_req_stream_move(req, &late) == TG_ERR_IO);
+    TG_CHECK_STR(tg_buf_head(&late), "late"); /* refused: left as it was */
+    tg_buf_free(&late);
+    run_loop();
+    TG_CHECK_INT(s.streamed, 1);
+    TG_CHECK_STR(s.body, ": ok\n\ndata: {\"a\":1}\n\ndata: [DONE]\n\n");
+}
+
 TG_TEST(cancel_drops_the_request_without_on_done)
 {
     struct seen s;
@@ -451,6 +478,7 @@ int main(void)
     TG_RUN(whole_response_with_headers_after_it);
     TG_RUN(error_response_is_openai_shaped);
     TG_RUN(stream_is_captured_as_it_is_written);
+    TG_RUN(stream_move_hands_the_answer_over);
     TG_RUN(cancel_drops_the_request_without_on_done);
     TG_RUN(body_over_the_cap_is_refused);
     TG_RUN(chat_answer_passes_through);
