@@ -397,11 +397,19 @@ class World:
             self.gw.stop_clean()
         self.env = env or {}
         cfg = self.config(**over)
+        before = self.redis_client_ids()
         self.gw = Gateway(cfg, env=self.env)
-        self.wait_redis_clients(cfg)
+        self.wait_redis_clients(cfg, before)
         return self.gw
 
-    def wait_redis_clients(self, cfg):
+    def redis_client_ids(self):
+        try:
+            clients = self.redis.cmd("CLIENT", "LIST")
+        except OSError:
+            return set()
+        return {f[3:] for l in (clients or "").split("\n") for f in l.split(" ") if f.startswith("id=")}
+
+    def wait_redis_clients(self, cfg, before=frozenset()):
         """"listening" is logged before each shard's Redis connection has
         answered its first PING; a request in that window is (rightly) a
         cache error. Tests that expect hits wait for every shard's client."""
@@ -414,7 +422,10 @@ class World:
                 clients = self.redis.cmd("CLIENT", "LIST")
             except OSError:
                 return True  # Redis is down on purpose in this test
-            lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l]
+            # Connections of an earlier gateway (Redis may not have seen them
+            # close yet) do not count: only clients that appeared since.
+            lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l and
+                     not any(f.startswith("id=") and f[3:] in before for f in l.split(" "))]
             return len(lines) >= cfg.get("shards", 1)
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
