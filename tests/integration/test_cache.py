@@ -296,6 +296,7 @@ def tenant_isolation_by_bearer(w):
     rn = w.gw.chat(body)
     eq(rn.header("x-tiergate-cache"), "miss", "no bearer: the anon namespace")
     eq(calls(w), 3)
+    wait_key(w, key_for(body, "anon"))  # the store is fire and forget
     ks = tkeys(w)
     eq(len(ks), 3)
     eq({KEY_RX.match(k).group(1) for k in ks}, {ns_of("key-A"), ns_of("key-B"), "anon"})
