@@ -21,12 +21,13 @@ are never read.
 procedures (pooled = what ships, fixed effects, CV chooses) and prints the
 held-out figures: that is a look at outer figures, count it.
 
-Experiments (--only): univariate fe words interact centroid heads
+Experiments (--only): univariate fe words brief interact centroid knn heads
 """
 import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -262,20 +263,64 @@ def weights(w, names, keep=("length", "math", "numbers", "analysis", "simple", "
 # ---- experiments (inner only) ----------------------------------------------------
 
 def exp_univariate(D, idx):
-    print("\nWithin-group AUC of single terms over the training groups (positive = more gain):")
-    num = {}
+    print("\nWithin-group AUC of single terms over the training groups, for three targets: "
+          "gain (strong right, weak wrong: what train fits), weak wrong, strong wrong:")
+    targets = (("gain", D.t), ("weak wrong", 1 - D.w), ("strong wrong", 1 - D.s))
     for j, n in enumerate(NAMES + ["lenq", "lenc"]):
         x = D.X[:, j] if j < len(NAMES) else D.extra(n)
-        a = d = 0.0
-        for g in set(D.gi[idx].tolist()):
-            s = idx[D.gi[idx] == g]
-            P, N = D.t[s].sum(), (1 - D.t[s]).sum()
-            if P and N and x[s].std() > 0:
-                a += auc(x[s], D.t[s]) * P * N
-                d += P * N
-        if d:
-            num[n] = a / d
-    print("  " + "  ".join("%s %.3f" % kv for kv in num.items()))
+        out = []
+        for _, t in targets:
+            a = d = 0.0
+            for g in set(D.gi[idx].tolist()):
+                s = idx[D.gi[idx] == g]
+                P, N = t[s].sum(), (1 - t[s]).sum()
+                if P and N and x[s].std() > 0:
+                    a += auc(x[s], t[s]) * P * N
+                    d += P * N
+            out.append(a / d if d else float("nan"))
+        if not all(math.isnan(v) for v in out):
+            print("  %-10s " % n + "  ".join("%s %.3f" % (tn, v) for (tn, _), v in
+                                              zip(targets, out)))
+
+
+def exp_brief(D, idx):
+    print("\nThe brief's two parts: within = structural terms only (question length, choice "
+          "length, numbers, question marks, sentences, sub-parts) by fixed effects; between = "
+          "the anchored cue model (and words) fitted on every row with the within part as an "
+          "offset; score = between + within (inner CV):")
+    f = lambda k: np.array([r["feat"][k] for r in D.rows], float)
+    sents = np.array([len(re.findall(r"[.?!](\s|$)", r["prompt"])) for r in D.rows], float)
+    XW = np.column_stack([D.extra("lenq"), D.extra("lenc"), 1 - np.exp(-f("numbers") / 4),
+                          np.clip(f("questions") - 1, 0, 4) / 4, 1 - np.exp(-sents / 4),
+                          D.X[:, NAMES.index("subparts")]])
+    WN = ("lenq", "lenc", "numbers", "questions", "sentences", "subparts")
+    for lw in (1e-2, 1e-3, 1e-4):
+        for lh in (0, 1e-2):
+            def make(tr, lw=lw, lh=lh):
+                gl = np.unique(D.gi[tr])
+                remap = -np.ones(len(D.groups), int)
+                remap[gl] = np.arange(len(gl))
+                _, wW, _ = logit_fit(XW[tr], D.t[tr], np.full(XW.shape[1], lw),
+                                     np.zeros(XW.shape[1]), gidx=remap[D.gi[tr]], ng=len(gl))
+                lam = np.where(PRIOR != 0, 0.01, 1e-4)
+                Hs = vf = None
+                if lh:
+                    df = np.asarray((D.H[tr] != 0).sum(0)).ravel()
+                    cols = np.where(df >= 5)[0]
+                    Hs = D.H[tr][:, cols].tocsr()
+                b, w, v = logit_fit(D.X[tr], D.t[tr], lam, PRIOR, Hs, lh, offset=XW[tr] @ wW)
+                if Hs is not None:
+                    vf = np.zeros(D.H.shape[1])
+                    vf[cols] = v
+
+                def score(rix):
+                    z = b[0] + D.X[rix] @ w + XW[rix] @ wW
+                    return z + D.H[rix] @ vf if vf is not None else z
+                score.txt = ("within " + " ".join("%s%+.2f" % kv for kv in zip(WN, wW)) +
+                             " | between numbers%+.2f" % w[NAMES.index("numbers")])
+                return score
+            line("within lambda %g, words %s" % (lw, lh or "off"), inner(D, idx, make),
+                 make(idx).txt)
 
 
 def exp_fe(D, idx):
@@ -336,6 +381,27 @@ def exp_centroid(D, idx):
         line("beta %g" % beta, inner(D, idx, make))
 
 
+def exp_knn(D, idx):
+    print("\nk nearest training rows by cosine of the hashed vector (logit of their rate of "
+          "'not good enough'), alone and added to the anchored dense model (inner CV):")
+    fold = folds(D, idx)
+    lin = np.zeros(len(idx))
+    nn = {k: np.zeros(len(idx)) for k in (10, 50, 200)}
+    for f in range(K):
+        tr, te = idx[fold != f], idx[fold == f]
+        order = np.argsort(-(D.Hn[te] @ D.Hn[tr].T).toarray(), axis=1)
+        for k in nn:
+            r = np.clip(D.t[tr][order[:, :k]].mean(1), 1e-3, 1 - 1e-3)
+            nn[k][fold == f] = np.log(r / (1 - r))
+        lin[fold == f] = fit(D, tr, dict(ld=1e-4, anchor=0.01), D.X, PRIOR)(te)
+    res = lambda z: (auc(z, D.t[idx]), apgr(D, z, idx), within_apgr(D, z, idx))
+    line("anchored dense model", res(lin))
+    for k, z in nn.items():
+        line("kNN k=%d" % k, res(z))
+        for gam in (0.25, 0.5):
+            line("  model + %.2f x kNN k=%d" % (gam, k), res(lin + gam * z))
+
+
 def exp_heads(D, idx):
     print("\nTwo heads, score = P(weak wrong) - P(strong wrong) = expected gain (dense, "
           "inner CV):")
@@ -390,7 +456,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build")
     ap.add_argument("--fold", default="routellm-gsm8k")
-    ap.add_argument("--only", default="univariate,fe,words,interact,centroid,heads")
+    ap.add_argument("--only", default="univariate,fe,words,brief,interact,centroid,knn,heads")
     ap.add_argument("--outer", action="store_true")
     a = ap.parse_args()
     build = a.build if os.path.isabs(a.build) else os.path.join(TOP, a.build)
