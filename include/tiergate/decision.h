@@ -31,6 +31,7 @@ struct tg_decision {
     const char *tenant;          /* the cache namespace of the caller's key */
     const char *key_name;        /* NULL: no gateway key */
     const char *model_requested; /* NULL: none given */
+    const char *api;             /* the API the client spoke ("responses"); NULL: chat */
     int stream;
     unsigned status;
     enum tg_cache_status cache;
