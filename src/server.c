@@ -33,6 +33,7 @@
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/responses.h"
 #include "tiergate/server.h"
 #include "tiergate/upstream.h"
 
@@ -366,6 +367,8 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
     } routes[] = {
         {"/v1/chat/completions", "POST", TG_EP_CHAT},
         {"/chat/completions", "POST", TG_EP_CHAT},
+        {"/v1/responses", "POST", TG_EP_RESPONSES},
+        {"/responses", "POST", TG_EP_RESPONSES},
         {"/v1/models", "GET", TG_EP_MODELS},
         {"/v1/route", "POST", TG_EP_ROUTE},
         {"/healthz", "GET", TG_EP_HEALTHZ},
@@ -471,7 +474,7 @@ static int authorize(struct tg_req *req)
             tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
             return -1;
         }
-        if (req->ep == TG_EP_CHAT) {
+        if (req->ep == TG_EP_CHAT || req->ep == TG_EP_RESPONSES) {
             uint64_t wait_ms = 0;
             enum tg_limit lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
             if (lim != TG_LIMIT_NONE) {
@@ -511,6 +514,9 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_ROUTE:
         tg_chat_route(req);
+        break;
+    case TG_EP_RESPONSES:
+        tg_responses_handle(req);
         break;
     case TG_EP_DASHBOARD:
         tg_dashboard_handle(req);
