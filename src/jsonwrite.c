@@ -5,6 +5,7 @@
  * beyond what a jansson tree already guarantees.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,63 @@
 #define WRITE_MAX_DEPTH 2048
 
 static tg_rc put_value(struct tg_buf *b, const json_t *v, int depth);
+
+/* A JSON string (RFC 8259 7): runs of bytes that need no escape are copied
+ * whole into room reserved once (tg_buf_json_str appends a byte at a
+ * time: a third of a translated answer's cost, measured with callgrind). */
+static tg_rc put_string(struct tg_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (n > (SIZE_MAX - 2) / 6)
+        return TG_ERR_TOO_LARGE;
+    tg_rc rc = tg_buf_reserve(b, 6 * n + 2); /* every byte as \u00XX at worst */
+    if (rc != TG_OK)
+        return rc;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+            run++;
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        if (run == n)
+            break;
+        unsigned char c = (unsigned char)s[run];
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *o++ = (char)c;
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
+        }
+        i = run + 1;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+    return TG_OK;
+}
 
 /* %.15g reads back exactly for every decimal a client typed with up to 15
  * significant digits; 16 or 17 are needed only for doubles that came
@@ -49,7 +107,7 @@ static tg_rc put_object(struct tg_buf *b, const json_t *o, int depth)
             rc = tg_buf_putc(b, ',');
         first = 0;
         if (rc == TG_OK)
-            rc = tg_buf_json_str(b, k, strlen(k));
+            rc = put_string(b, k, strlen(k));
         if (rc == TG_OK)
             rc = tg_buf_putc(b, ':');
         if (rc == TG_OK)
@@ -62,7 +120,6 @@ static tg_rc put_object(struct tg_buf *b, const json_t *o, int depth)
 
 static tg_rc put_value(struct tg_buf *b, const json_t *v, int depth)
 {
-    char num[32];
     if (!v || depth > WRITE_MAX_DEPTH)
         return TG_ERR_INVALID;
     switch (json_typeof(v)) {
@@ -79,11 +136,9 @@ static tg_rc put_value(struct tg_buf *b, const json_t *v, int depth)
         return rc == TG_OK ? tg_buf_putc(b, ']') : rc;
     }
     case JSON_STRING:
-        return tg_buf_json_str(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER: {
-        int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return tg_buf_append(b, num, (size_t)n);
-    }
+        return put_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return tg_json_write_int(b, (long long)json_integer_value(v));
     case JSON_REAL:
         return put_real(b, json_real_value(v));
     case JSON_TRUE:
@@ -94,6 +149,24 @@ static tg_rc put_value(struct tg_buf *b, const json_t *v, int depth)
         return tg_buf_append(b, "null", 4);
     }
     return TG_ERR_INVALID;
+}
+
+/* By hand: snprintf costs ~1,200 instructions a number. */
+tg_rc tg_json_write_int(struct tg_buf *out, long long v)
+{
+    char num[24], *p = num + sizeof(num);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return tg_buf_append(out, p, (size_t)(num + sizeof(num) - p));
+}
+
+tg_rc tg_json_write_string(struct tg_buf *out, const char *s, size_t n)
+{
+    return put_string(out, s, n);
 }
 
 tg_rc tg_json_write(const json_t *v, struct tg_buf *out)

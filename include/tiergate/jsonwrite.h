@@ -24,4 +24,10 @@
  * out is left as it was. Thread-safe. */
 tg_rc tg_json_write(const json_t *v, struct tg_buf *out);
 
+/* The pieces, for callers that write a fixed shape by hand (a stream's
+ * per-token events): s[0..n) as a quoted JSON string, and an integer.
+ * Same returns; out left as it was on failure. */
+tg_rc tg_json_write_string(struct tg_buf *out, const char *s, size_t n);
+tg_rc tg_json_write_int(struct tg_buf *out, long long v);
+
 #endif
