@@ -226,14 +226,25 @@ static int resolve(struct rstate *st)
     return 0;
 }
 
-/* auto / a tier with a previous_response_id: the model that answered it,
- * if Redis remembers. 0: the answer will come (on_previous); -1: choose
- * now. */
+/* The stored state a request continues: its previous_response_id, else
+ * its conversation's id (a string, or {"id": ...}); NULL when neither. */
+static const char *state_ref(const json_t *body)
+{
+    const json_t *conv = json_object_get(body, "conversation");
+    const char *prev = json_string_value(json_object_get(body, "previous_response_id"));
+    if (prev)
+        return prev;
+    return json_is_string(conv) ? json_string_value(conv)
+                                : json_string_value(json_object_get(conv, "id"));
+}
+
+/* auto / a tier continuing stored state: the model that holds it, if
+ * Redis remembers. 0: the answer will come (on_previous); -1: choose now. */
 static int lookup_previous(struct rstate *st)
 {
     char key[KEY_MAX];
-    const char *prev = json_string_value(json_object_get(st->body, "previous_response_id"));
-    if (!prev || id_key(st, prev, key, sizeof(key)) != 0)
+    const char *ref = state_ref(st->body);
+    if (!ref || id_key(st, ref, key, sizeof(key)) != 0)
         return -1;
     return tg_cache_get(st->req->shard->cache, key, on_previous, st, &st->op) == TG_OK ? 0 : -1;
 }
@@ -479,15 +490,20 @@ static void st_drain(struct tg_req *req)
 
 /* --- the answer ---------------------------------------------------------------------- */
 
-/* Remembers which model holds a response, for a follow-up that names it
- * and lets the gateway choose (fire and forget; fail open). */
+/* Remembers which model holds a response (and the conversation it went
+ * into), for a follow-up that names it and lets the gateway choose (fire
+ * and forget; fail open). */
 static void record_id(struct rstate *st)
 {
     char key[KEY_MAX];
-    if (!st->resp_id[0] || id_key(st, st->resp_id, key, sizeof(key)) != 0)
-        return;
-    tg_cache_set(st->req->shard->cache, key, st->model->id, strlen(st->model->id),
-                 st->req->cfg->responses_id_ttl_s);
+    const json_t *conv = json_object_get(st->body, "conversation");
+    const char *ids[] = {st->resp_id, json_is_string(conv)
+                                          ? json_string_value(conv)
+                                          : json_string_value(json_object_get(conv, "id"))};
+    for (size_t i = 0; i < TG_ARRAY_LEN(ids); i++)
+        if (ids[i] && ids[i][0] && id_key(st, ids[i], key, sizeof(key)) == 0)
+            tg_cache_set(st->req->shard->cache, key, st->model->id, strlen(st->model->id),
+                         st->req->cfg->responses_id_ttl_s);
 }
 
 /* What the call brought back, as the cascade reads a result. A 2xx is
@@ -504,7 +520,7 @@ static void collect(struct rstate *st, struct tg_call *call, tg_rc rc, struct tg
     r->status = tg_call_status(call);
     r->retry_after_ms = tg_call_retry_after_ms(call);
     r->sse = st->sse_body;
-    r->sse_done = st->sse_body && st->terminal;
+    r->sse_done = st->sse_body && st->terminal && !st->failed_event;
     r->sse_error = st->sse_body && st->failed_event;
     r->committed = st->streaming;
     if (rc != TG_OK || r->status / 100 != 2 || (r->sse && !r->sse_done))

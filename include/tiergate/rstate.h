@@ -6,8 +6,9 @@
  * bytes with only the model replaced, never translated, cached, retried
  * on another model or escalated (docs/responses.md). The model is the one
  * the client named (a model id or an alias of one), or for auto and a
- * tier the model that answered the previous_response_id (a map in Redis,
- * tiergate:v1:<ns>:resp:<id>, fail-open), else the tier's first model
+ * tier the model that answered the previous_response_id or holds the
+ * conversation (a map in Redis, tiergate:v1:<ns>:resp:<id>, fail-open;
+ * auto without one: the router's tier), else the tier's first model
  * with "api": "responses" whose breaker is not open. Breakers, errors,
  * cost (Responses usage names), metrics and the decision line are the
  * chat pipeline's. Loop thread only.
