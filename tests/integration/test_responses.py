@@ -472,6 +472,32 @@ def stateful_stream_is_passed_through(w):
 
 
 @test
+def a_stored_stream_that_fails_is_an_upstream_failure(w):
+    w.mock.script({"content": "y" * 60, "chunk_chars": 10, "error_after": 2}, model="gpt-r-large")
+    r = respond(w, {"model": "rlarge", "store": True, "stream": True, "input": uniq("x")})
+    eq(r.status, 200, repr(r))
+    evs = events(r)
+    check_stream_shape(evs)
+    eq([d["type"] for _, d in evs[-2:]], ["error", "response.failed"])  # the provider's, once
+    d = w.gw.decision(r)
+    eq(d["attempts"][0]["outcome"], "http_5xx")
+    eq(len(w.redis.cmd("KEYS", "tiergate:v1:*:resp:*")), 0, "a failed response is not mapped")
+
+
+@test
+def a_conversation_follows_its_model(w):
+    conv = "conv_%d" % int(time.time() * 1000)
+    r = respond(w, {"model": "rlarge", "conversation": conv, "input": uniq("x")})
+    eq(r.status, 200, repr(r))
+    eq(w.redis.cmd("GET", w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + conv)[0]), "rlarge")
+    r = respond(w, {"model": "auto", "conversation": {"id": conv}, "input": "more"})
+    eq(r.status, 200, repr(r))
+    eq(r.header("x-tiergate-model"), "rlarge")
+    eq([x["model"] for x in w.mock.requests()], ["gpt-r-large", "gpt-r-large"])
+    check('"conversation": {"id": "%s"}' % conv in w.mock.requests()[-1]["body"], "passed through")
+
+
+@test
 def stateful_refusals(w):
     r = respond(w, {"model": "large", "store": True, "input": "x"})
     eq(r.status, 400, repr(r))

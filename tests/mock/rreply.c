@@ -24,6 +24,8 @@ struct rs {
     const struct mock_answer *ans;
     struct tg_buf ev; /* every event after the opening ones */
     size_t *step_end;
+    unsigned long *step_seq; /* the sequence number after each step */
+    unsigned long open_seq;  /* ... after the opening events */
     size_t nsteps, cap;
     unsigned long seq;
     tg_rc rc;
@@ -157,13 +159,17 @@ static void step(struct rs *s)
     if (s->nsteps == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         size_t *p = realloc(s->step_end, cap * sizeof(*p));
-        if (!p) {
+        if (p)
+            s->step_end = p;
+        unsigned long *q = p ? realloc(s->step_seq, cap * sizeof(*q)) : NULL;
+        if (!q) {
             s->rc = TG_ERR_NOMEM;
             return;
         }
-        s->step_end = p;
+        s->step_seq = q;
         s->cap = cap;
     }
+    s->step_seq[s->nsteps] = s->seq;
     s->step_end[s->nsteps++] = s->ev.len;
 }
 
@@ -305,6 +311,7 @@ static tg_rc build_rstream(struct mock_plan *p, struct rs *s)
     s->rc |= tg_buf_puts(&open, ",\"response\":");
     s->rc |= put_response(&open, a, s->ci, s->ans, "in_progress");
     ev_close(s, &open);
+    s->open_seq = s->seq;
     s->rc |= mock_put_head(&p->buf, a, 200, "text/event-stream", -1, p->close);
     s->rc |= mock_put_chunk(&p->buf, open.data, open.len);
     tg_buf_free(&open);
@@ -333,6 +340,7 @@ static tg_rc build_rstream(struct mock_plan *p, struct rs *s)
         }
         if (a->error_after >= 0 &&
             ((long)k == a->error_after || (last && a->error_after > (long)k))) {
+            s->seq = k ? s->step_seq[k - 1] : s->open_seq; /* numbering goes on from what was sent */
             s->rc |= put_failure(s, p);
             break;
         }
@@ -389,6 +397,7 @@ tg_rc mock_resp_build(struct mock_plan *p, const struct mock_action *a,
         rc = build_rstream(p, &s);
         tg_buf_free(&s.ev);
         free(s.step_end);
+        free(s.step_seq);
     } else {
         rc = put_response(&body, a, ci, ans, "completed");
         if (rc == TG_OK)
