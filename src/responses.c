@@ -291,9 +291,11 @@ static int on_inner_event(void *ud, const struct tg_sse_event *ev)
         rc = tg_rshape_stream_fail(f->shape, error_code(e),
                                    json_string_value(json_object_get(e, "message")), &f->ev);
     } else if (f->events > 1 && ev->raw_len && ev->raw[0] == ':') {
-        /* The pipeline keeps a held stream alive with comments: so do we
-         * (the first comment is its ": ok", ours was sent already). */
-        rc = f->started ? tg_buf_puts(&f->ev, ": keep-alive\n\n") : TG_OK;
+        /* A pipeline that holds an answer keeps its stream alive with
+         * comments (cascade.stream_mode prefix): so do we, starting the
+         * client's stream with the first (its headers are in by then; the
+         * first comment is the pipeline's ": ok", which ours replaces). */
+        rc = tg_buf_puts(&f->ev, ": keep-alive\n\n");
     }
     if (rc != TG_OK)
         f->failed = rc;
