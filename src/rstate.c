@@ -259,7 +259,12 @@ static void on_previous(void *ud, enum tg_cache_result r, const char *value, siz
         if (strlen(m->id) == len && memcmp(m->id, value, len) == 0 && m->api == TG_API_RESPONSES)
             st->model = m; /* fail open: an unknown or changed model is chosen anew */
     }
-    if (st->model)
+    if (st->model && st->model->tier > st->cap)
+        bad(st, TG_ERR_BAD_REQUEST, "model",
+            "the conversation is held by model `%.60s`, above x-tiergate-max-tier %s: no other "
+            "model can continue it",
+            st->model->id, tg_tier_name(st->cap));
+    else if (st->model)
         call_model(st);
     else
         choose_in_tier(st);

@@ -432,6 +432,12 @@ def stored_conversation_is_passed_through_and_followed(w):
     eq(d["cache"], "bypass")
     eq(len(d["attempts"]), 1)
     check(d["cost_usd"] > 0, "cost from Responses usage names")
+    # A cost cap below the model that holds it: refused, not sent elsewhere.
+    r = respond(w, {"model": "auto", "previous_response_id": first["id"], "input": "x"},
+                headers={"x-tiergate-max-tier": "medium"})
+    eq(r.status, 400, repr(r))
+    check("x-tiergate-max-tier" in r.json()["error"]["message"], r.json())
+    eq(len(w.mock.requests()), 2)
 
 
 @test
