@@ -198,7 +198,8 @@ fuzz: fuzz-bins
 	@for f in $(FUZZ_NAMES); do \
 	    mkdir -p $(FUZZ_DIR)/corpus-$$f && cp tests/fuzz/corpus/$$f/* $(FUZZ_DIR)/corpus-$$f/ || exit 1; \
 	    dict=tests/fuzz/json.dict; timeout=25; \
-	    case $$f in fuzz_sse) dict=tests/fuzz/sse.dict;; fuzz_schema*) dict=tests/fuzz/schema.dict;; esac; \
+	    case $$f in fuzz_sse) dict=tests/fuzz/sse.dict;; fuzz_schema*) dict=tests/fuzz/schema.dict;; \
+	        fuzz_rtrans|fuzz_rstream) dict=tests/fuzz/responses.dict;; esac; \
 	    [ $$f = fuzz_schema_answer ] && timeout=5; \
 	    echo "== $$f: $(FUZZ_SECONDS) s on $(FUZZ_DIR)/corpus-$$f"; \
 	    $(FUZZ_DIR)/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=$$timeout -rss_limit_mb=2048 \

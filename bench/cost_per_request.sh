@@ -10,11 +10,20 @@
 # what comparing two builds of the hot path needs. SHADOW_RATE=0.05 samples that
 # share for shadow evaluation (the shadow model is "large": MODEL=large requests are
 # never eligible, MODEL=mini ones are, and their shadow calls count in the figures).
+# ENDPOINT=responses sends the same conversation to /v1/responses (STORE=1:
+# with store: true, the stateful pass-through); API=responses makes the
+# models speak the Responses API upstream (docs/responses.md). STREAM=1
+# asks for streams; MOCK_ACTION='{"content":"...","chunk_chars":4}' scripts
+# every upstream answer (tests/mock/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/release}
 N=${2:-20000}
 MODEL=${MODEL:-large}
+ENDPOINT=${ENDPOINT:-chat}
+API=${API:-chat}
+STORE=${STORE:-0}
+STREAM=${STREAM:-0}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$tmp"; }
@@ -24,11 +33,13 @@ for _ in $(seq 100); do grep -q listening "$tmp/mock.log" && break; sleep 0.05; 
 mport=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$tmp/mock.log")
 shadow=""
 [ -z "${SHADOW_RATE:-}" ] || shadow=",\"shadow\":{\"rate\":$SHADOW_RATE,\"max_usd_per_day\":1000000}"
+[ -z "${MOCK_ACTION:-}" ] || curl -s "http://127.0.0.1:$mport/_mock/script" \
+    -d "{\"times\":-1,\"action\":$MOCK_ACTION}" >/dev/null
 cat >"$tmp/tg.json" <<JSON
 {"listen":"127.0.0.1:0","shards":1,"log":{"decisions":"off"},"cache":{"enabled":false},
  "redis":{"url":"redis://127.0.0.1:1/0"},
- "models":{"mini":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-cheap","api_key_env":"K"},
-           "large":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-large","api_key_env":"K"}},
+ "models":{"mini":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-cheap","api_key_env":"K","api":"$API"},
+           "large":{"base_url":"http://127.0.0.1:$mport/v1","upstream_model":"gpt-large","api_key_env":"K","api":"$API"}},
  "tiers":{"cheap":["mini"],"medium":["large"],"expensive":["large"]}$shadow}
 JSON
 wrap=()
@@ -37,13 +48,23 @@ K=x LD_PRELOAD=${PRELOAD:-} "${wrap[@]}" "$BUILD/tiergate" -c "$tmp/tg.json" >"$
 for _ in $(seq 200); do grep -q listening "$tmp/tg.log" && break; sleep 0.05; done
 port=$(grep -o 'listening on [^ ]*' "$tmp/tg.log" | sed 's/.*://')
 client() {
-python3 - "$port" "$1" "$MODEL" <<'PY'
+python3 - "$port" "$1" "$MODEL" "$ENDPOINT" "$STORE" "$STREAM" <<'PY'
 import http.client, json, sys
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-body = json.dumps({"model": sys.argv[3], "temperature": 0.2, "messages": [
-    {"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]})
+path = "/v1/chat/completions"
+r = {"model": sys.argv[3], "temperature": 0.2, "messages": [
+    {"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is the capital of France?"}]}
+if sys.argv[4] == "responses":
+    path = "/v1/responses"
+    r = {"model": sys.argv[3], "temperature": 0.2, "instructions": "You are terse.",
+         "input": "What is the capital of France?"}
+    if sys.argv[5] == "1":
+        r["store"] = True
+if sys.argv[6] == "1":
+    r["stream"] = True
+body = json.dumps(r)
 for _ in range(int(sys.argv[2])):
-    c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    c.request("POST", path, body, {"content-type": "application/json"})
     r = c.getresponse(); r.read()
     assert r.status == 200, r.status
 PY

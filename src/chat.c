@@ -45,6 +45,7 @@
 #include "tiergate/req.h"
 #include "tiergate/router.h"
 #include "tiergate/shadow.h"
+#include "tiergate/rupstream.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
 #include "tiergate/usage.h"
@@ -94,6 +95,7 @@ struct tg_chat {
     struct tg_buf up_body;
     struct tg_buf resp; /* the attempt's body, or its held SSE events */
     struct tg_sse_stream *sse;
+    struct tg_rupstream_rx *rx; /* a Responses model's events as chat chunks */
     uint64_t upstream_us;
 
     /* the answer */
@@ -469,9 +471,14 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
     tg_buf_reset(&ch->resp);
     tg_sse_stream_free(ch->sse);
     ch->sse = NULL;
+    tg_rupstream_rx_free(ch->rx);
+    ch->rx = NULL;
     struct tg_chatbody_rewrite w = {m->upstream_model, ch->retry_note, ch->added_usage,
                                     ch->want_logprobs, ch->n_samples,  0};
+    char why[96] = "";
     tg_rc rc = tg_chatbody_upstream(&ch->body, &w, &ch->up_body);
+    if (rc == TG_OK && m->api == TG_API_RESPONSES)
+        rc = tg_rupstream_request(&ch->up_body, why, sizeof(why));
     if (rc == TG_OK && stream &&
         !(ch->sse = tg_sse_stream_new(0, cfg->max_upstream_response_bytes)))
         rc = TG_ERR_NOMEM;
@@ -486,9 +493,9 @@ static void start_call(struct tg_chat *ch, struct tg_attempt *a)
     if (rc == TG_OK)
         rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
     if (rc != TG_OK) {
-        char why[64];
-        snprintf(why, sizeof(why), "cannot start call: %s", tg_rc_name(rc));
-        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, why);
+        char detail[128];
+        snprintf(detail, sizeof(detail), "cannot start call: %s", why[0] ? why : tg_rc_name(rc));
+        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, detail);
         ch->call = NULL;
         deliver(ch, DLV_NONE);
         next_attempt(ch);
@@ -504,6 +511,9 @@ static int on_headers(struct tg_call *call, void *ud)
     const char *ct = tg_call_content_type(call);
     ch->sse_body =
         ch->body.stream && status / 100 == 2 && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (ch->sse_body && ch->cas.cur->model->api == TG_API_RESPONSES &&
+        !(ch->rx = tg_rupstream_rx_new(0)))
+        return 1;
     return 0;
 }
 
@@ -565,7 +575,9 @@ static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
      * parser dispatches no further event, so a live stream could forward
      * nothing more either: end the call now rather than read the rest of
      * the answer into the void and fail at its end. */
-    if (tg_sse_stream_feed(ch->sse, p, n, on_event, ch) != TG_OK)
+    tg_rc rc = ch->rx ? tg_rupstream_rx_feed(ch->rx, p, n, ch->sse, on_event, ch)
+                      : tg_sse_stream_feed(ch->sse, p, n, on_event, ch);
+    if (rc != TG_OK)
         return TG_CALL_ABORT;
     return TG_CALL_OK;
 }
@@ -635,6 +647,8 @@ static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct t
         r->context_error = tg_answer_context_error(tg_buf_head(body), tg_buf_unread(body));
     if (r->status / 100 != 2)
         return;
+    if (!ch->sse_body && ch->cas.cur->model->api == TG_API_RESPONSES)
+        tg_rupstream_body(&ch->resp); /* a Response object, read as a chat.completion */
     *completion = ch->sse_body ? tg_sse_completion(ch->sse)
                                : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
     r->parsed = *completion != NULL;
@@ -717,6 +731,8 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     a->latency_us = tg_call_elapsed_us(call);
     ch->upstream_us += a->latency_us;
     /* End of input: an event ended by a lone CR is only dispatched now. */
+    if (ch->rx)
+        tg_rupstream_rx_finish(ch->rx, ch->sse, on_event, ch);
     if (ch->sse_body)
         tg_sse_stream_finish(ch->sse, on_event, ch);
     struct tg_result r;
@@ -1018,6 +1034,7 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .tenant = req->bearer_hash,
         .key_name = req->key ? req->key->name : NULL,
         .model_requested = json_string_value(json_object_get(ch->body.json, "model")),
+        .api = req->api,
         .stream = ch->body.stream,
         .stream_mode = tg_stream_mode_name(ch->out.mode),
         .commit = tg_chatout_committed(&ch->out),
@@ -1078,6 +1095,7 @@ static void chat_free(struct tg_req *req)
     tg_chatout_free(&ch->out);
     tg_shadow_job_free(ch->shadow);
     free(ch->opinions);
+    tg_rupstream_rx_free(ch->rx);
     free(ch);
     req->ctx = NULL;
 }

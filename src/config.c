@@ -440,6 +440,7 @@ static int shadow_model(struct ctx *c, void *base, const json_t *v, const char *
 static int shadow_compare(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_judge(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_post(struct ctx *c, void *base);
+static int model_api(struct ctx *c, void *base, const json_t *v, const char *path);
 
 /* --- the tables (README "Configuration" has each key's meaning) --------- */
 
@@ -502,6 +503,11 @@ static const struct item cascade_items[] = {
     UINT("prefix_tokens", CFG(prefix_tokens), 1, TG_PREFIX_MAX_TOKENS, 20),
     UINT("keepalive_ms", CFG(keepalive_ms), 0, 600000, 5000),
     FN("final_invalid", final_invalid),
+    {0},
+};
+
+static const struct item responses_items[] = {
+    UINT("id_ttl_s", CFG(responses_id_ttl_s), 1, 365u * 86400, 30u * 86400),
     {0},
 };
 
@@ -569,6 +575,7 @@ static const struct item root_items[] = {
     {.key = "tiers", .type = T_FN, .fn = parse_tiers, .required = 1},
     FN("aliases", parse_aliases),
     SECTION("cascade", cascade_items),
+    SECTION("responses", responses_items),
     {.key = "metrics", .type = T_SECTION, .sub = metrics_items, .post = metrics_post},
     {.key = "auth", .type = T_SECTION, .sub = auth_items, .post = auth_post},
     {.key = "router", .type = T_FN, .fn = router_section, .always = 1},
@@ -591,6 +598,7 @@ static const struct item model_items[] = {
     UINT("total_timeout_ms", MDL(total_timeout_ms), 1, 86400000, 600000),
     STR("ca_file", MDL(ca_file)),
     FN("headers", model_headers),
+    FN("api", model_api),
     {0},
 };
 
@@ -963,6 +971,21 @@ static int model_headers(struct ctx *c, void *base, const json_t *v, const char 
     return 0;
 }
 
+/* "api": "chat" (the default) or "responses": the provider's endpoint. */
+static int model_api(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_model *m = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    if (strcmp(s, "chat") != 0 && strcmp(s, "responses") != 0)
+        return fail(c, path, "expected \"chat\" or \"responses\"");
+    m->api = strcmp(s, "responses") == 0 ? TG_API_RESPONSES : TG_API_CHAT;
+    return 0;
+}
+
 /* A model's ca_file must be a readable file holding at least one PEM
  * certificate: refused at load, not at the first call. */
 static int ca_file_check(struct ctx *c, const char *file, const char *path)
@@ -978,7 +1001,8 @@ static int ca_file_check(struct ctx *c, const char *file, const char *path)
     return ok ? 0 : fail(c, path, "%s holds no PEM certificate", file);
 }
 
-/* base_url + "/chat/completions", and the key from its variable. */
+/* base_url + "/chat/completions" (or "/responses"), and the key from its
+ * variable. */
 static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
 {
     char p[PATH_MAX_LEN + 16];
@@ -995,11 +1019,12 @@ static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
     size_t bl = strlen(m->base_url);
     while (bl > 0 && m->base_url[bl - 1] == '/')
         m->base_url[--bl] = '\0';
-    size_t ul = bl + sizeof("/chat/completions");
+    const char *endpoint = m->api == TG_API_RESPONSES ? "/responses" : "/chat/completions";
+    size_t ul = bl + strlen(endpoint) + 1;
     m->url = malloc(ul);
     if (!m->url)
         return fail(c, path, "out of memory");
-    snprintf(m->url, ul, "%s/chat/completions", m->base_url);
+    snprintf(m->url, ul, "%s%s", m->base_url, endpoint);
     if (m->api_key_env) {
         const char *k = getenv(m->api_key_env);
         if (k && *k && !(m->api_key = strdup(k)))

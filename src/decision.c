@@ -56,6 +56,8 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
     }
     tg_buf_puts(b, ",\"model_requested\":");
     str_or_null(b, d->model_requested);
+    if (d->api)
+        tg_buf_printf(b, ",\"api\":\"%s\"", d->api); /* a static name, never request data */
     tg_buf_printf(b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", d->stream ? "true" : "false",
                   d->status, tg_cache_status_name(d->cache));
     if (d->stream && d->stream_mode) {

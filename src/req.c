@@ -87,6 +87,21 @@ tg_rc tg_req_respond(struct tg_req *req, unsigned status, const char *content_ty
     return TG_OK;
 }
 
+/* The Allow header of a 405 (RFC 9110 15.5.6). */
+static const char *allowed_methods(enum tg_endpoint ep)
+{
+    switch (ep) {
+    case TG_EP_CHAT:
+    case TG_EP_ROUTE:
+    case TG_EP_RESPONSES:
+        return "POST";
+    case TG_EP_ADMIN_CACHE:
+        return "DELETE";
+    default:
+        return "GET, HEAD";
+    }
+}
+
 tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, const char *param,
                            const char *code)
 {
@@ -97,10 +112,7 @@ tg_rc tg_req_respond_error(struct tg_req *req, tg_rc rc, const char *message, co
         r = tg_req_respond(req, tg_error_status(rc), "application/json", b.data, b.len);
     tg_buf_free(&b);
     if (r == TG_OK && rc == TG_ERR_METHOD)
-        tg_req_add_header(req, "allow",
-                          req->ep == TG_EP_CHAT || req->ep == TG_EP_ROUTE ? "POST"
-                          : req->ep == TG_EP_ADMIN_CACHE                  ? "DELETE"
-                                                                          : "GET, HEAD");
+        tg_req_add_header(req, "allow", allowed_methods(req->ep));
     if (r == TG_OK && rc == TG_ERR_UNAUTHORIZED)
         tg_req_add_header(req, "www-authenticate", "Bearer");
     if (r == TG_OK && rc == TG_ERR_OVERLOADED)
@@ -276,6 +288,7 @@ struct ireq {
     size_t n_resp, cap_resp;
     struct tg_buf body; /* the captured response body */
     int streamed;
+    int held; /* tg_req_internal_hold: stream bytes wait in req->out */
     struct tg_timer done_timer;
 };
 
@@ -386,6 +399,8 @@ static tg_rc int_stream_start(struct tg_req *req)
 static void int_stream_wake(struct tg_req *req)
 {
     struct ireq *r = ireq_of(req);
+    if (r->held)
+        return; /* the caller's client is slow: the bytes wait in out */
     size_t n = tg_buf_unread(&req->out);
     if (n) {
         if (tg_buf_append(&r->body, tg_buf_head(&req->out), n) != TG_OK)
@@ -490,9 +505,40 @@ const char *tg_req_internal_response_header(const struct tg_req *req, const char
     return find(r->resp, r->n_resp, name);
 }
 
+int tg_req_internal_response_header_at(const struct tg_req *req, size_t i, const char **name,
+                                       const char **value)
+{
+    const struct ireq *r = ireq_of(req);
+    if (i >= r->n_resp)
+        return 0;
+    *name = r->resp[i].name;
+    *value = r->resp[i].value;
+    return 1;
+}
+
 const struct tg_buf *tg_req_internal_body(const struct tg_req *req)
 {
     return &ireq_of(req)->body;
+}
+
+void tg_req_internal_consume(struct tg_req *req, size_t n)
+{
+    struct ireq *r = ireq_of(req);
+    tg_buf_consume(&r->body, n < tg_buf_unread(&r->body) ? n : tg_buf_unread(&r->body));
+}
+
+void tg_req_internal_hold(struct tg_req *req, int hold)
+{
+    struct ireq *r = ireq_of(req);
+    if (req->closed || r->held == !!hold)
+        return;
+    r->held = !!hold;
+    if (hold || !req->responded || !r->streamed)
+        return;
+    int_stream_wake(req);
+    /* What a transport's reader does when its client caught up. */
+    if (!req->closed && !r->held && req->on_drain)
+        req->on_drain(req);
 }
 
 int tg_req_internal_streamed(const struct tg_req *req)

@@ -35,6 +35,7 @@
 #include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/responses.h"
 #include "tiergate/server.h"
 #include "tiergate/shadow.h"
 #include "tiergate/upstream.h"
@@ -386,6 +387,8 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
     } routes[] = {
         {"/v1/chat/completions", "POST", TG_EP_CHAT},
         {"/chat/completions", "POST", TG_EP_CHAT},
+        {"/v1/responses", "POST", TG_EP_RESPONSES},
+        {"/responses", "POST", TG_EP_RESPONSES},
         {"/v1/models", "GET", TG_EP_MODELS},
         {"/v1/route", "POST", TG_EP_ROUTE},
         {"/healthz", "GET", TG_EP_HEALTHZ},
@@ -460,7 +463,7 @@ static int admit(struct tg_req *req)
 {
     uint64_t wait_ms = 0;
     enum tg_limit lim = TG_LIMIT_NONE;
-    if (req->ep == TG_EP_CHAT)
+    if (req->ep == TG_EP_CHAT || req->ep == TG_EP_RESPONSES)
         lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
     else if (req->ep == TG_EP_ROUTE)
         lim = tg_limits_admit_rate(req->key, tg_now_ms(), &wait_ms);
@@ -609,6 +612,9 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_ROUTE:
         tg_chat_route(req);
+        break;
+    case TG_EP_RESPONSES:
+        tg_responses_handle(req);
         break;
     case TG_EP_DASHBOARD:
         tg_dashboard_handle(req);

@@ -22,10 +22,17 @@ struct tg_header_kv {
     char *value;
 };
 
+/* The API a model's provider speaks (models.<id>.api). */
+enum tg_model_api {
+    TG_API_CHAT = 0,  /* POST base_url/chat/completions */
+    TG_API_RESPONSES, /* POST base_url/responses (docs/responses.md) */
+};
+
 struct tg_model {
     char *id;
-    char *base_url;       /* without trailing slash */
-    char *url;            /* base_url + "/chat/completions" */
+    char *base_url; /* without trailing slash */
+    char *url;      /* base_url + "/chat/completions" or "/responses" (api) */
+    enum tg_model_api api;
     char *upstream_model; /* the name the provider knows it by */
     char *api_key_env;
     char *api_key; /* from the environment at load; NULL when unset */
@@ -105,11 +112,12 @@ struct tg_config {
 
     unsigned max_escalations;
     int retry_with_context;
-    int stream_mode;           /* enum tg_stream_mode (prefix.h) */
-    unsigned prefix_tokens;    /* prefix mode: tokens held before going live */
-    unsigned keepalive_ms;     /* SSE keep-alive comment after this much silence; 0: none */
-    int final_invalid_pass;    /* cascade.final_invalid "pass" (default "error") */
-    struct tg_model *baseline; /* counterfactual model for savings */
+    int stream_mode;             /* enum tg_stream_mode (prefix.h) */
+    unsigned prefix_tokens;      /* prefix mode: tokens held before going live */
+    unsigned keepalive_ms;       /* SSE keep-alive comment after this much silence; 0: none */
+    int final_invalid_pass;      /* cascade.final_invalid "pass" (default "error") */
+    unsigned responses_id_ttl_s; /* responses.id_ttl_s: a stored response's model, kept */
+    struct tg_model *baseline;   /* counterfactual model for savings */
 
     struct tg_router_config router;
     struct tg_validate_config validate;

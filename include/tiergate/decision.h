@@ -42,6 +42,7 @@ struct tg_decision {
     const char *tenant;          /* the cache namespace of the caller's key */
     const char *key_name;        /* NULL: no gateway key */
     const char *model_requested; /* NULL: none given */
+    const char *api;             /* the API the client spoke ("responses"); NULL: chat */
     int stream;
     const char *stream_mode;                 /* a stream's mode (prefix.h names) */
     const struct tg_decision_commit *commit; /* a stream's: where it committed */

@@ -42,6 +42,7 @@ enum tg_endpoint {
     TG_EP_ADMIN_CACHE,
     TG_EP_ADMIN_BREAKERS,
     TG_EP_DASHBOARD,
+    TG_EP_RESPONSES,
 };
 
 struct tg_shard {
@@ -114,6 +115,10 @@ struct tg_req {
     const struct tg_gateway_key *key;
     int detail; /* may see operator detail (/readyz): the admin key, or no auth configured */
     char bearer_hash[24]; /* cache namespace of the presented key */
+    /* The API the client spoke when a front door translated it into this
+     * request ("responses"; static), for the decision line; NULL: the
+     * endpoint's own. */
+    const char *api;
 
     /* Response. */
     unsigned status;
@@ -237,7 +242,24 @@ tg_rc tg_req_internal_set_header(struct tg_req *req, const char *name, const cha
 /* The captured response; valid until the request is freed. */
 unsigned tg_req_internal_status(const struct tg_req *req);
 const char *tg_req_internal_response_header(const struct tg_req *req, const char *name);
+/* The i-th response header the endpoint added (content-type included),
+ * in order: 1 with *name and *value set (borrowed), 0 past the last. */
+int tg_req_internal_response_header_at(const struct tg_req *req, size_t i, const char **name,
+                                       const char **value);
 const struct tg_buf *tg_req_internal_body(const struct tg_req *req);
+/* Drops n bytes from the front of the captured body. Once everything
+ * captured is consumed the buffer starts over: a caller that translates a
+ * stream as it arrives (and consumes all it read) keeps its memory flat
+ * and never meets the body's cap. */
+void tg_req_internal_consume(struct tg_req *req, size_t n);
+/* Flow control for a streamed answer, as a slow client would exert it.
+ * While held, stream bytes stay in req->out, so the pipeline sees its
+ * client lag and pauses its upstream above TG_STREAM_HIGH_WATER, and
+ * on_data / on_done wait. Releasing moves them on (on_data runs, and
+ * on_done is scheduled if the stream ended) and lets the pipeline resume
+ * (req->on_drain). Call it from the loop, not from inside on_data of the
+ * same request. */
+void tg_req_internal_hold(struct tg_req *req, int hold);
 int tg_req_internal_streamed(const struct tg_req *req);
 int tg_req_internal_broken(const struct tg_req *req);
 /* The caller gives up (its own client left): the pipeline is cancelled

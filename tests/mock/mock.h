@@ -153,10 +153,13 @@ struct mock_action {
 /* Which model endpoint a request is for, from its path's last segments. */
 enum mock_endpoint { MOCK_EP_CHAT = 0, MOCK_EP_EMBEDDINGS };
 
-/* What the reply builder needs from a chat or embeddings request. */
+/* What the reply builder needs from a chat, Responses or embeddings request. */
 struct mock_chat_info {
     enum mock_endpoint ep; /* set by mock_chat_begin from the path */
     char *model; /* owned, or NULL when the request has no string "model" */
+    bool responses;             /* POST .../responses: answered in the Responses API's shapes */
+    char *previous_response_id; /* owned, or NULL */
+    bool store;                 /* "store": true */
     bool json_ok;
     bool stream;
     bool include_usage;
@@ -240,6 +243,38 @@ struct mock_plan {
     enum mock_end end;
     bool close; /* Connection: close after a completed response */
 };
+
+/* The answer, resolved from action defaults before rendering. */
+struct mock_answer {
+    const char *model;
+    size_t model_len;
+    const char *content; /* NULL: "content": null */
+    size_t content_len;
+    const char *finish;
+    long long prompt_tokens, completion_tokens;
+    long long created;
+};
+
+/* Helpers of reply.c that rreply.c shares. */
+bool mock_plan_seg(struct mock_plan *p, uint32_t delay_ms);
+uint32_t mock_clamp_ms(long ms);
+tg_rc mock_put_head(struct tg_buf *b, const struct mock_action *a, int status, const char *ctype,
+                    long long len, bool close);
+tg_rc mock_put_chunk(struct tg_buf *b, const char *src, size_t n);
+tg_rc mock_put_logprob(struct tg_buf *b, size_t i, double lp, bool first);
+size_t mock_utf8_prefix(const char *s, size_t n, long chars);
+tg_rc mock_build_plain(struct mock_plan *p, const struct mock_action *a, int status,
+                       const char *body, size_t len);
+
+/* ---- rreply.c: the Responses API's shapes ------------------------------ */
+
+/* Plans the answer to a Responses request: a Response object, or its
+ * event stream (response.created ... response.completed) with the same
+ * faults, drips and cuts as a chat stream. A previous_response_id the mock
+ * never issued ("resp_mock_<n>", n below this request's seq) gets OpenAI's
+ * 400 previous_response_not_found. status: the action's (200 default). */
+tg_rc mock_resp_build(struct mock_plan *p, const struct mock_action *a,
+                      const struct mock_chat_info *ci, const struct mock_answer *ans, int status);
 
 /* Builds the plan for answering `ci` with `a` (both borrowed). `close`:
  * the client asked for Connection: close. Returns NULL when out of memory. */

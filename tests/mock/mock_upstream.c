@@ -83,7 +83,7 @@ static void conn_run(struct conn *c);
 static void process_input(struct conn *c);
 static void handle_request(struct conn *c);
 static void handle_chat(struct conn *c, const char *path, size_t path_len, const char *body,
-                        size_t body_len);
+                        size_t body_len, bool responses);
 static void plan_advance(struct conn *c, uint64_t now);
 static int conn_flush(struct conn *c);
 static void on_timer(struct conn *c, uint64_t now);
@@ -536,23 +536,27 @@ static void handle_request(struct conn *c)
         reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
         return;
     }
-    if (ends_with(path, route_len, "/chat/completions") || ends_with(path, route_len, "/embeddings")) {
+    bool responses = ends_with(path, route_len, "/responses");
+    if (responses || ends_with(path, route_len, "/chat/completions") ||
+        ends_with(path, route_len, "/embeddings")) {
         if (h->method.len != 4 || memcmp(buf + h->method.off, "POST", 4) != 0) {
-            reply_error(c, 405, "mock: use POST for chat completions and embeddings", close);
+            reply_error(c, 405, "mock: use POST for chat completions, responses and embeddings",
+                        close);
             return;
         }
-        handle_chat(c, path, path_len, body, body_len);
+        handle_chat(c, path, path_len, body, body_len, responses);
         return;
     }
     reply_error(c, 404, "mock: unknown path", close);
 }
 
 static void handle_chat(struct conn *c, const char *path, size_t path_len, const char *body,
-                        size_t body_len)
+                        size_t body_len, bool responses)
 {
     struct loop *l = c->loop;
     struct mock_chat_info ci;
     mock_chat_info_parse(&ci, body, body_len);
+    ci.responses = responses;
     const char *rec = NULL;
     size_t rec_len = 0;
     if (g_record) {
@@ -566,6 +570,7 @@ static void handle_chat(struct conn *c, const char *path, size_t path_len, const
     struct mock_plan *p = mock_plan_build(act, &ci, !c->req.keep_alive);
     mock_action_put(act);
     free(ci.model);
+    free(ci.previous_response_id);
     if (!p) {
         mock_chat_end(false);
         reply_error(c, 500, "mock: out of memory", true);

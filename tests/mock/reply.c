@@ -4,7 +4,9 @@
  * the exact response bytes (OpenAI chat.completion JSON or chat.completion.chunk
  * SSE events in HTTP chunked framing; embeddings via embed.c), cut into segments released on a
  * timeline (delay, drip, hold), ending normally, with a reset, or a stall.
- * It builds bytes only; the event loop in mock_upstream.c sends them.
+ * A Responses request (POST .../responses) is rendered by rreply.c with the
+ * helpers exported here. It builds bytes only; the event loop in
+ * mock_upstream.c sends them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,18 +19,8 @@
 
 static const char finish_stop[] = "stop";
 
-/* The answer, resolved from action defaults before rendering. */
-struct answer {
-    const char *model;
-    size_t model_len;
-    const char *content; /* NULL: "content": null */
-    size_t content_len;
-    const char *finish;
-    long long prompt_tokens, completion_tokens;
-    long long created;
-};
 
-static bool plan_seg(struct mock_plan *p, uint32_t delay_ms)
+bool mock_plan_seg(struct mock_plan *p, uint32_t delay_ms)
 {
     if (p->nsegs == p->segs_cap) {
         size_t cap = p->segs_cap ? p->segs_cap * 2 : 8;
@@ -51,7 +43,7 @@ void mock_plan_free(struct mock_plan *p)
     free(p);
 }
 
-static uint32_t clamp_ms(long ms)
+uint32_t mock_clamp_ms(long ms)
 {
     return ms < 0 ? 0 : ms > 86400000L ? 86400000u : (uint32_t)ms;
 }
@@ -62,7 +54,7 @@ static long long ceil4(size_t n)
 }
 
 /* Response head up to and including the blank line. len < 0: chunked. */
-static tg_rc put_head(struct tg_buf *b, const struct mock_action *a, int status,
+tg_rc mock_put_head(struct tg_buf *b, const struct mock_action *a, int status,
                       const char *ctype, long long len, bool close)
 {
     tg_rc rc = tg_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, mock_http_reason(status));
@@ -92,7 +84,7 @@ static tg_rc status_error(struct tg_buf *b, int status)
                          status, type, status == 429 ? "\"rate_limit_exceeded\"" : "null");
 }
 
-static tg_rc put_logprob(struct tg_buf *b, size_t i, double lp, bool first)
+tg_rc mock_put_logprob(struct tg_buf *b, size_t i, double lp, bool first)
 {
     return tg_buf_printf(b, "%s{\"token\":\"t%zu\",\"logprob\":%.15g,\"bytes\":null,"
                             "\"top_logprobs\":[]}",
@@ -119,7 +111,7 @@ static tg_rc put_tool_calls(struct tg_buf *b, const struct mock_action *a)
     return rc == TG_OK ? TG_OK : TG_ERR_NOMEM;
 }
 
-static tg_rc put_usage(struct tg_buf *b, const struct answer *ans)
+static tg_rc put_usage(struct tg_buf *b, const struct mock_answer *ans)
 {
     return tg_buf_printf(b,
                          "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
@@ -130,7 +122,7 @@ static tg_rc put_usage(struct tg_buf *b, const struct answer *ans)
 
 /* OpenAI chat.completion object. */
 static tg_rc put_completion(struct tg_buf *b, const struct mock_action *a,
-                            const struct mock_chat_info *ci, const struct answer *ans)
+                            const struct mock_chat_info *ci, const struct mock_answer *ans)
 {
     tg_rc rc = tg_buf_printf(b,
                              "{\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion\","
@@ -160,7 +152,7 @@ static tg_rc put_completion(struct tg_buf *b, const struct mock_action *a,
         if (a->has_logprobs) {
             rc |= tg_buf_puts(b, "{\"content\":[");
             for (size_t k = 0; k < a->nlogprobs; k++)
-                rc |= put_logprob(b, k, a->logprobs[k], k == 0);
+                rc |= mock_put_logprob(b, k, a->logprobs[k], k == 0);
             rc |= tg_buf_puts(b, "],\"refusal\":null}");
         } else {
             rc |= tg_buf_puts(b, "null");
@@ -182,7 +174,7 @@ static tg_rc put_completion(struct tg_buf *b, const struct mock_action *a,
 struct sse {
     const struct mock_action *a;
     const struct mock_chat_info *ci;
-    const struct answer *ans;
+    const struct mock_answer *ans;
     struct tg_buf prefix; /* {"id":...,"system_fingerprint":"fp_mock", */
     struct tg_buf steps;
     size_t *step_end;
@@ -229,7 +221,7 @@ static void sse_step(struct sse *s, const char *delta, size_t delta_len, const c
 }
 
 /* Length of the first `chars` UTF-8 characters of s[0..n). */
-static size_t utf8_prefix(const char *s, size_t n, long chars)
+size_t mock_utf8_prefix(const char *s, size_t n, long chars)
 {
     size_t i = 0;
     while (i < n && chars > 0) {
@@ -245,7 +237,7 @@ static size_t count_pieces(const char *s, size_t n, long chars)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; k++)
-        i += utf8_prefix(s + i, n - i, chars);
+        i += mock_utf8_prefix(s + i, n - i, chars);
     return k;
 }
 
@@ -258,7 +250,7 @@ static void sse_text(struct sse *s, const char *field, const char *text, size_t 
     tg_buf_init(&lp, 0);
     size_t pieces = count_pieces(text, len, s->a->chunk_chars), k = 0;
     for (size_t i = 0; i < len && s->rc == TG_OK; k++) {
-        size_t m = utf8_prefix(text + i, len - i, s->a->chunk_chars);
+        size_t m = mock_utf8_prefix(text + i, len - i, s->a->chunk_chars);
         tg_buf_reset(&d);
         tg_rc rc = tg_buf_printf(&d, "{\"%s\":", field);
         rc |= tg_buf_json_str(&d, text + i, m);
@@ -270,7 +262,7 @@ static void sse_text(struct sse *s, const char *field, const char *text, size_t 
             tg_buf_reset(&lp);
             rc |= tg_buf_puts(&lp, "{\"content\":[");
             for (size_t t = from; t < to; t++)
-                rc |= put_logprob(&lp, t, s->a->logprobs[t], t == from);
+                rc |= mock_put_logprob(&lp, t, s->a->logprobs[t], t == from);
             rc |= tg_buf_puts(&lp, "],\"refusal\":null}");
             lps = lp.data;
         }
@@ -308,7 +300,7 @@ static void sse_tool_calls(struct sse *s)
         const char *args = tc->arguments;
         size_t len = strlen(args);
         for (size_t i = 0; i < len && s->rc == TG_OK;) {
-            size_t m = utf8_prefix(args + i, len - i, s->a->chunk_chars);
+            size_t m = mock_utf8_prefix(args + i, len - i, s->a->chunk_chars);
             tg_buf_reset(&d);
             rc = tg_buf_printf(&d, "{\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":",
                                t);
@@ -326,7 +318,7 @@ static void sse_tool_calls(struct sse *s)
 }
 
 /* Appends the SSE text src[0..n) to the plan as one HTTP chunk (RFC 9112 7.1). */
-static tg_rc put_chunk(struct tg_buf *b, const char *src, size_t n)
+tg_rc mock_put_chunk(struct tg_buf *b, const char *src, size_t n)
 {
     if (n == 0)
         return TG_OK;
@@ -343,16 +335,16 @@ static tg_rc put_stream_error(struct mock_plan *p)
     static const char err[] =
         "data: {\"error\":{\"message\":\"mock stream failure\",\"type\":\"server_error\","
         "\"param\":null,\"code\":null}}\n\n";
-    tg_rc rc = put_chunk(&p->buf, err, sizeof(err) - 1);
+    tg_rc rc = mock_put_chunk(&p->buf, err, sizeof(err) - 1);
     if (rc == TG_OK)
         rc = tg_buf_puts(&p->buf, "0\r\n\r\n");
-    if (rc == TG_OK && !plan_seg(p, 0))
+    if (rc == TG_OK && !mock_plan_seg(p, 0))
         rc = TG_ERR_NOMEM;
     return rc;
 }
 
 static tg_rc build_stream(struct mock_plan *p, const struct mock_action *a,
-                          const struct mock_chat_info *ci, const struct answer *ans)
+                          const struct mock_chat_info *ci, const struct mock_answer *ans)
 {
     struct sse s = {.a = a, .ci = ci, .ans = ans};
     struct tg_buf ev;
@@ -368,13 +360,13 @@ static tg_rc build_stream(struct mock_plan *p, const struct mock_action *a,
     s.rc |= tg_buf_puts(&s.prefix, ",\"system_fingerprint\":\"fp_mock\",");
 
     /* Step 0 with the head: the role delta. */
-    s.rc |= put_head(&p->buf, a, 200, "text/event-stream", -1, p->close);
+    s.rc |= mock_put_head(&p->buf, a, 200, "text/event-stream", -1, p->close);
     const char *role = ans->content ? "{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"
                                     : "{\"role\":\"assistant\",\"content\":null,\"refusal\":null}";
     for (int i = 0; i < ci->n; i++)
         sse_event(&s, &ev, i, role, strlen(role), NULL, NULL);
-    s.rc |= put_chunk(&p->buf, ev.data, ev.len);
-    if (s.rc == TG_OK && !plan_seg(p, clamp_ms(a->delay_ms)))
+    s.rc |= mock_put_chunk(&p->buf, ev.data, ev.len);
+    if (s.rc == TG_OK && !mock_plan_seg(p, mock_clamp_ms(a->delay_ms)))
         s.rc = TG_ERR_NOMEM;
 
     if (ans->content && ans->content_len)
@@ -398,9 +390,9 @@ static tg_rc build_stream(struct mock_plan *p, const struct mock_action *a,
         }
         if (k == s.nsteps)
             break;
-        s.rc |= put_chunk(&p->buf, s.steps.data + from, s.step_end[k] - from);
+        s.rc |= mock_put_chunk(&p->buf, s.steps.data + from, s.step_end[k] - from);
         from = s.step_end[k];
-        if (s.rc == TG_OK && !plan_seg(p, 0))
+        if (s.rc == TG_OK && !mock_plan_seg(p, 0))
             s.rc = TG_ERR_NOMEM;
     }
     /* A cut or error scheduled past the last piece lands before the finish. */
@@ -425,9 +417,9 @@ static tg_rc build_stream(struct mock_plan *p, const struct mock_action *a,
         s.rc |= tg_buf_puts(&ev, "}\n\n");
     }
     s.rc |= tg_buf_puts(&ev, "data: [DONE]\n\n");
-    s.rc |= put_chunk(&p->buf, ev.data, ev.len);
+    s.rc |= mock_put_chunk(&p->buf, ev.data, ev.len);
     s.rc |= tg_buf_puts(&p->buf, "0\r\n\r\n");
-    if (s.rc == TG_OK && !plan_seg(p, 0))
+    if (s.rc == TG_OK && !mock_plan_seg(p, 0))
         s.rc = TG_ERR_NOMEM;
 
 timeline:
@@ -436,7 +428,7 @@ timeline:
         long gap = a->drip_ms;
         if (a->hold_ms > 0)
             gap = a->hold_ms / (long)(p->nsegs - 1);
-        p->segs[i].delay_ms = clamp_ms(gap);
+        p->segs[i].delay_ms = mock_clamp_ms(gap);
     }
     tg_rc rc = s.rc == TG_OK ? TG_OK : TG_ERR_NOMEM;
     tg_buf_free(&s.prefix);
@@ -449,10 +441,10 @@ timeline:
 /* ---- the plan ----------------------------------------------------------- */
 
 /* Non-stream response: head + body, cut in the middle if scripted. */
-static tg_rc build_plain(struct mock_plan *p, const struct mock_action *a, int status,
+tg_rc mock_build_plain(struct mock_plan *p, const struct mock_action *a, int status,
                          const char *body, size_t len)
 {
-    tg_rc rc = put_head(&p->buf, a, status, "application/json", (long long)len, p->close);
+    tg_rc rc = mock_put_head(&p->buf, a, status, "application/json", (long long)len, p->close);
     if (rc == TG_OK)
         rc = tg_buf_append(&p->buf, body, len);
     if (rc != TG_OK)
@@ -463,10 +455,10 @@ static tg_rc build_plain(struct mock_plan *p, const struct mock_action *a, int s
         p->buf.len = keep;
         p->end = a->reset_at ? MOCK_END_RESET : MOCK_END_STALL;
     }
-    return plan_seg(p, clamp_ms(a->delay_ms)) ? TG_OK : TG_ERR_NOMEM;
+    return mock_plan_seg(p, mock_clamp_ms(a->delay_ms)) ? TG_OK : TG_ERR_NOMEM;
 }
 
-static void resolve_answer(struct answer *ans, const struct mock_action *a,
+static void resolve_answer(struct mock_answer *ans, const struct mock_action *a,
                            const struct mock_chat_info *ci, struct tg_buf *scratch)
 {
     ans->model = ci->model ? ci->model : "mock";
@@ -478,6 +470,11 @@ static void resolve_answer(struct answer *ans, const struct mock_action *a,
     } else if (a->ntool_calls || a->refusal) {
         ans->content = NULL;
         ans->content_len = 0;
+    } else if (ci->responses && ci->previous_response_id) {
+        /* A follow-up shows which stored response it continued. */
+        tg_buf_printf(scratch, "Hello from %s (after %s)", ans->model, ci->previous_response_id);
+        ans->content = scratch->data ? scratch->data : "";
+        ans->content_len = scratch->len;
     } else {
         tg_buf_printf(scratch, "Hello from %s", ans->model);
         ans->content = scratch->data ? scratch->data : "";
@@ -486,7 +483,7 @@ static void resolve_answer(struct answer *ans, const struct mock_action *a,
     ans->finish = a->finish_reason ? a->finish_reason : a->ntool_calls ? "tool_calls" : finish_stop;
 }
 
-static void resolve_usage(struct answer *ans, const struct mock_action *a,
+static void resolve_usage(struct mock_answer *ans, const struct mock_action *a,
                           const struct mock_chat_info *ci)
 {
     size_t out = ans->content_len + a->refusal_len;
@@ -514,39 +511,39 @@ struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock
 
     if (a->reset_at == MOCK_AT_BEFORE_HEADERS || a->stall_at == MOCK_AT_BEFORE_HEADERS) {
         p->end = a->reset_at ? MOCK_END_RESET : MOCK_END_STALL;
-        rc = plan_seg(p, clamp_ms(a->delay_ms)) ? TG_OK : TG_ERR_NOMEM;
+        rc = mock_plan_seg(p, mock_clamp_ms(a->delay_ms)) ? TG_OK : TG_ERR_NOMEM;
         goto out;
     }
     if (a->has_body) {
-        rc = build_plain(p, a, status, a->body, a->body_len);
+        rc = mock_build_plain(p, a, status, a->body, a->body_len);
         goto out;
     }
     if (a->error_body) {
-        rc = build_plain(p, a, status, a->error_body, a->error_len);
+        rc = mock_build_plain(p, a, status, a->error_body, a->error_len);
         goto out;
     }
     if (status >= 400) {
         rc = status_error(&body, status);
         if (rc == TG_OK)
-            rc = build_plain(p, a, status, body.data, body.len);
+            rc = mock_build_plain(p, a, status, body.data, body.len);
         goto out;
     }
     if (!ci->json_ok) {
         static const char bad[] =
             "{\"error\":{\"message\":\"mock: request body is not a JSON object\","
             "\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}";
-        rc = build_plain(p, a, 400, bad, sizeof(bad) - 1);
+        rc = mock_build_plain(p, a, 400, bad, sizeof(bad) - 1);
         goto out;
     }
     if (ci->ep == MOCK_EP_EMBEDDINGS) {
         int st;
         rc = mock_embed_render(&body, a, ci, &st);
         if (rc == TG_OK)
-            rc = build_plain(p, a, st, body.data, body.len);
+            rc = mock_build_plain(p, a, st, body.data, body.len);
         goto out;
     }
 
-    struct answer ans;
+    struct mock_answer ans;
     resolve_answer(&ans, a, ci, &text);
     if (a->body_size >= 0) {
         /* Pad the content so the whole body is about body_size bytes. */
@@ -572,12 +569,14 @@ struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock
     resolve_usage(&ans, a, ci);
     if (rc != TG_OK)
         goto out;
-    if (ci->stream && status == 200) {
+    if (ci->responses) {
+        rc = mock_resp_build(p, a, ci, &ans, status);
+    } else if (ci->stream && status == 200) {
         rc = build_stream(p, a, ci, &ans);
     } else {
         rc = put_completion(&body, a, ci, &ans);
         if (rc == TG_OK)
-            rc = build_plain(p, a, status, body.data, body.len);
+            rc = mock_build_plain(p, a, status, body.data, body.len);
     }
 out:
     tg_buf_free(&body);

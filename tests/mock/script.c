@@ -710,6 +710,10 @@ void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t le
     if (json_is_string(m))
         ci->model = jstr_dup(m, NULL);
     ci->stream = json_is_true(json_object_get(root, "stream"));
+    ci->store = json_is_true(json_object_get(root, "store"));
+    json_t *prev = json_object_get(root, "previous_response_id");
+    if (json_is_string(prev))
+        ci->previous_response_id = jstr_dup(prev, NULL);
     json_t *so = json_object_get(root, "stream_options");
     ci->include_usage = json_is_true(json_object_get(so, "include_usage"));
     json_t *n = json_object_get(root, "n");

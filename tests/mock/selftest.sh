@@ -168,9 +168,27 @@ curl -sS "$BASE/_mock/requests" >"$TMP/r9.json"
 jcheck "record: authorization header" 'len(j) == 1 and j[0]["headers"]["authorization"] == "Bearer sk-selftest" and j[0]["method"] == "POST" and j[0]["path"] == "/v1/chat/completions"' "$TMP/r9.json"
 jcheck "record: raw body" 'j[0]["body"] == "{\"model\":\"rec-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"temperature\":0.7}" and j[0]["model"] == "rec-model" and j[0]["stream"] is False' "$TMP/r9.json"
 
-# 10. stats (17 chat requests so far)
+# 9b. the Responses API: an object, a follow-up naming it, an unknown id, a stream
+curl -sS -d '{"model":"m","input":"hi","store":true}' "$BASE/v1/responses" >"$TMP/r1.json"
+jcheck "responses: object" 'j["object"] == "response" and j["status"] == "completed" and j["output"][0]["content"][0]["text"] == "Hello from m" and j["usage"]["total_tokens"] == j["usage"]["input_tokens"] + j["usage"]["output_tokens"] and j["store"] is True' "$TMP/r1.json"
+RID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/r1.json")
+curl -sS -d "{\"model\":\"m\",\"input\":\"more\",\"previous_response_id\":\"$RID\"}" "$BASE/v1/responses" >"$TMP/r2.json"
+jcheck "responses: follow-up echoes the stored id" "j[\"output\"][0][\"content\"][0][\"text\"] == \"Hello from m (after $RID)\" and j[\"previous_response_id\"] == \"$RID\"" "$TMP/r2.json"
+curl -sS -d '{"model":"m","input":"x","previous_response_id":"resp_nope"}' "$BASE/v1/responses" >"$TMP/r3.json"
+jcheck "responses: unknown previous id" 'j["error"]["code"] == "previous_response_not_found" and j["error"]["param"] == "previous_response_id"' "$TMP/r3.json"
+script '{"action":{"content":"abc def","chunk_chars":3}}'
+curl -sS -N -d '{"model":"m","input":"x","stream":true}' "$BASE/v1/responses" >"$TMP/r4.txt"
+python3 - "$TMP/r4.txt" >"$TMP/r4.json" <<'EOF2'
+import json, sys
+evs = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: ")]
+print(json.dumps({"types": [e["type"] for e in evs], "seq": [e["sequence_number"] for e in evs],
+                  "text": "".join(e.get("delta", "") for e in evs if e["type"] == "response.output_text.delta")}))
+EOF2
+jcheck "responses: stream" 'j["types"][0] == "response.created" and j["types"][-1] == "response.completed" and j["text"] == "abc def" and j["seq"] == list(range(len(j["seq"])))' "$TMP/r4.json"
+
+# 10. stats (21 chat and Responses requests so far)
 curl -sS "$BASE/_mock/stats" >"$TMP/st.json"
-jcheck "stats" 'j["requests"] == 17 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
+jcheck "stats" 'j["requests"] == 21 and j["active"] == 0 and j["peak_active"] >= 1 and j["aborted"] == 0 and j["connections"] >= 1' "$TMP/st.json"
 curl -sS -X POST "$BASE/_mock/reset" >/dev/null
 curl -sS "$BASE/_mock/requests" >"$TMP/r10.json"
 jcheck "reset clears records" 'j == []' "$TMP/r10.json"

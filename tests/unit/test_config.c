@@ -235,6 +235,9 @@ TG_TEST(optional_sections_default)
     TG_CHECK(cfg->models[0].api_key_env == NULL && cfg->models[0].api_key == NULL);
     TG_CHECK_INT(cfg->models[0].tier, TG_TIER_CHEAP); /* lowest tier listing it */
     TG_CHECK(cfg->baseline == &cfg->models[0]);
+    TG_CHECK_INT(cfg->models[0].api, TG_API_CHAT);
+    TG_CHECK_STR(cfg->models[0].url, "https://h/chat/completions");
+    TG_CHECK_INT(cfg->responses_id_ttl_s, 30 * 86400);
     tg_config_unref(cfg);
 }
 
@@ -362,6 +365,12 @@ static const struct bad_case {
     {{.more = ",\n\"gpt-4.1\": {\"base_url\": \"ftp://h\", \"upstream_model\": \"m\"}"},
      "t.json:11: models.gpt-4.1.base_url: must start with http:// or https://"},
     {{.more = ", \"x\": 5"}, "t.json:10: models.x: must be an object"},
+    {{.mini = ", \"api\": \"grpc\""},
+     "t.json:6: models.mini.api: expected \"chat\" or \"responses\""},
+    {{.mini = ", \"api\": 1"}, "t.json:6: models.mini.api: must be a non-empty string"},
+    {{.extra = ",\n  \"responses\": {\"id_ttl_s\": 0}"},
+     "t.json:13: responses.id_ttl_s: must be between 1 and 31536000"},
+    {{.extra = ",\n  \"responses\": {\"ttl\": 5}"}, "t.json:13: responses.ttl: unknown setting"},
     /* tiers */
     {{.tiers = "{\"cheap\": [\"mini\"], \"medium\": [\"nope\"], \"expensive\": [\"large\"]}"},
      "t.json:12: tiers.medium.0: no model \"nope\" in models"},
@@ -566,7 +575,8 @@ TG_TEST(sections_set_values)
     char err[512];
     clear_env();
     struct parts p = {
-        .mini = ", \"headers\": {\"X-Org\": \"o1\"}, \"total_timeout_ms\": 9000",
+        .mini = ", \"headers\": {\"X-Org\": \"o1\"}, \"total_timeout_ms\": 9000, \"api\": "
+                "\"responses\"",
         .tiers = "{\"cheap\": [\"mini\", \"mid\"], \"medium\": [\"mid\"], \"expensive\": "
                  "[\"large\", \"mini\"]}",
         .extra =
@@ -583,7 +593,8 @@ TG_TEST(sections_set_values)
             "  \"shards\": 3, \"drain_timeout_s\": 0,\n"
             "  \"breaker\": {\"failure_threshold\": 2},\n"
             "  \"router\": {\"thresholds\": [0.1, 0.9]},\n"
-            "  \"validation\": {\"json_schema\": false}",
+            "  \"validation\": {\"json_schema\": false},\n"
+            "  \"responses\": {\"id_ttl_s\": 600}",
     };
     struct tg_config *cfg = load(build_text(&p), err, sizeof(err));
     TG_CHECK_MSG(cfg != NULL, "%s", err);
@@ -619,6 +630,11 @@ TG_TEST(sections_set_values)
     TG_CHECK_STR(mini->headers[0].name, "X-Org");
     TG_CHECK_STR(mini->headers[0].value, "o1");
     TG_CHECK_INT(mini->total_timeout_ms, 9000);
+    TG_CHECK_INT(mini->api, TG_API_RESPONSES);
+    TG_CHECK_STR(mini->url, "https://api.openai.com/v1/responses");
+    TG_CHECK_INT(tg_config_model(cfg, "mid")->api, TG_API_CHAT);
+    TG_CHECK_STR(tg_config_model(cfg, "mid")->url, "https://api.openai.com/v1/chat/completions");
+    TG_CHECK_INT(cfg->responses_id_ttl_s, 600);
     TG_CHECK_INT(mini->tier, TG_TIER_CHEAP); /* listed in cheap and expensive */
     TG_CHECK_INT(tg_config_model(cfg, "mid")->tier, TG_TIER_CHEAP);
     TG_CHECK_INT(cfg->tiers[TG_TIER_CHEAP].n, 2);

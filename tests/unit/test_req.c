@@ -7,7 +7,10 @@
  * upstream on a loopback socket in a thread, so a batch line or a
  * translating front door can be seen to get the same answers a client
  * would: the provider's bytes passed through, a live stream, OpenAI-shaped
- * errors (400, 404, 500 missing key) and a cancel mid-call.
+ * errors (400, 404, 500 missing key) and a cancel mid-call; and what a
+ * translating front door uses: the captured headers in order, consuming
+ * a stream as it comes, and holding the pipeline (its upstream pauses)
+ * while the front door's own client lags.
  */
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -56,6 +59,48 @@ static struct {
     pthread_mutex_t mu;
 } up = {.fd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* LONG_CHUNKS chunks of 100 content bytes: more than a held pipeline
+ * may buffer (TG_STREAM_HIGH_WATER), so a hold must pause the call. */
+#define LONG_CHUNKS 4000
+
+static const char long_tail[] =
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":"
+    "\"u-large\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+    "data: [DONE]\n\n";
+static const char long_chunk[] =
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":"
+    "\"u-large\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%0100d\"},"
+    "\"finish_reason\":null}]}\n\n";
+#define LONG_CHUNK_LEN (sizeof(long_chunk) - 1 - 6 + 100) /* "%0100d": 6 characters, 100 digits */
+
+static size_t long_stream_len(void)
+{
+    return LONG_CHUNK_LEN * LONG_CHUNKS + sizeof(long_tail) - 1;
+}
+
+static void serve_long_stream(int c)
+{
+    size_t one = LONG_CHUNK_LEN, n = long_stream_len();
+    char *body = malloc(n + 1), hdr[256];
+    if (!body)
+        return;
+    for (int i = 0; i < LONG_CHUNKS; i++)
+        snprintf(body + (size_t)i * one, one + 1, long_chunk, i);
+    memcpy(body + one * LONG_CHUNKS, long_tail, sizeof(long_tail));
+    int hl = snprintf(hdr, sizeof(hdr),
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      n);
+    send(c, hdr, (size_t)hl, MSG_NOSIGNAL);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c, body + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(body);
+}
+
 static void serve_one(int c)
 {
     char buf[16384];
@@ -81,6 +126,10 @@ static void serve_one(int c)
     }
     buf[n] = '\0';
     int is_stream = strstr(end + 4, "\"stream\":true") != NULL;
+    if (is_stream && strstr(end + 4, "\"content\":\"long\"")) {
+        serve_long_stream(c);
+        return;
+    }
     pthread_mutex_lock(&up.mu);
     snprintf(up.got, sizeof(up.got), "%s", end + 4);
     unsigned delay = up.delay_ms;
@@ -466,6 +515,108 @@ TG_TEST(chat_cancel_mid_call)
     pthread_mutex_unlock(&up.mu);
 }
 
+/* --- what a translating front door uses --------------------------------- */
+
+TG_TEST(headers_in_order_and_consumed_bytes)
+{
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct tg_req *req = tg_req_internal_new(&sh, cfg, TG_EP_CHAT, "", 0, &ops, &s);
+    if (!req)
+        return;
+    tg_req_ref(req); /* look at it after on_done */
+    TG_CHECK(tg_req_stream_start(req) == TG_OK);
+    tg_req_add_header(req, "x-tiergate-model", "large");
+    tg_req_add_header(req, "x-tiergate-cache", "miss");
+    TG_CHECK(tg_req_stream_write(req, "data: 1\n\n", 9) == TG_OK);
+    TG_CHECK_INT(tg_buf_unread(tg_req_internal_body(req)), 6 + 9);
+    tg_req_internal_consume(req, 6 + 9);
+    TG_CHECK_INT(tg_buf_unread(tg_req_internal_body(req)), 0);
+    TG_CHECK_INT(tg_req_internal_body(req)->len, 0); /* starts over: the cap is never met */
+    tg_req_internal_consume(req, 100);               /* more than there is: harmless */
+    tg_req_stream_end(req, 0);
+    run_loop();
+    const char *name, *value;
+    TG_CHECK(tg_req_internal_response_header_at(req, 0, &name, &value));
+    TG_CHECK_STR(name, "content-type");
+    TG_CHECK(tg_req_internal_response_header_at(req, 1, &name, &value));
+    TG_CHECK_STR(name, "x-tiergate-model");
+    TG_CHECK_STR(value, "large");
+    TG_CHECK(tg_req_internal_response_header_at(req, 2, &name, &value));
+    TG_CHECK_STR(value, "miss");
+    TG_CHECK(!tg_req_internal_response_header_at(req, 3, &name, &value));
+    tg_req_unref(req);
+}
+
+struct held {
+    struct seen seen;
+    struct tg_req *req;
+    int held_once;
+    size_t at_hold, during_hold;
+    int done_during_hold;
+    size_t out_during_hold;
+    size_t total;     /* the captured body at the end */
+    int ends_in_done; /* ... ends with data: [DONE] */
+};
+
+static void hold_on_data(struct tg_req *req, void *ud)
+{
+    struct held *h = ud;
+    h->seen.data_calls++;
+    if (!h->held_once && tg_req_internal_streamed(req)) {
+        h->held_once = 1;
+        h->at_hold = tg_buf_unread(tg_req_internal_body(req));
+        tg_req_internal_hold(req, 1); /* from on_data: allowed */
+    }
+}
+
+static void hold_on_done(struct tg_req *req, void *ud)
+{
+    struct held *h = ud;
+    const struct tg_buf *b = tg_req_internal_body(req);
+    h->total = tg_buf_unread(b);
+    h->ends_in_done =
+        h->total >= 14 && memcmp(tg_buf_head(b) + h->total - 14, "data: [DONE]\n\n", 14) == 0;
+    on_done(req, &h->seen);
+}
+
+static const struct tg_req_internal_ops hold_ops = {hold_on_data, hold_on_done};
+
+static void release_later(struct tg_loop *loop, void *ud)
+{
+    struct held *h = ud;
+    h->during_hold = tg_buf_unread(tg_req_internal_body(h->req));
+    h->done_during_hold = h->seen.done;
+    h->out_during_hold = tg_buf_unread(&h->req->out);
+    tg_req_internal_hold(h->req, 0);
+}
+
+TG_TEST(held_pipeline_pauses_its_upstream)
+{
+    struct held h;
+    memset(&h, 0, sizeof(h));
+    const char *body = "{\"model\":\"large\",\"stream\":true,"
+                       "\"messages\":[{\"role\":\"user\",\"content\":\"long\"}]}";
+    h.req = tg_req_internal_new(&sh, cfg, TG_EP_CHAT, body, strlen(body), &hold_ops, &h);
+    if (!h.req)
+        return;
+    tg_chat_handle(h.req);
+    struct tg_timer t;
+    memset(&t, 0, sizeof(t));
+    tg_timer_start(sh.loop, &t, 400, release_later, &h);
+    run_loop();
+    tg_timer_stop(sh.loop, &t); /* (fired already, unless the hold failed) */
+    TG_CHECK_INT(h.seen.done, 1);
+    TG_CHECK(h.held_once);
+    TG_CHECK_INT(h.done_during_hold, 0);                    /* 400 ms held: the answer waited */
+    TG_CHECK_INT(h.during_hold, h.at_hold);                 /* and nothing was captured meanwhile */
+    TG_CHECK(h.out_during_hold > 0);                        /* it waited in the request's out */
+    TG_CHECK(h.out_during_hold < 2 * TG_STREAM_HIGH_WATER); /* bounded: the call paused */
+    TG_CHECK_INT(h.seen.broken, 0);
+    TG_CHECK(h.ends_in_done); /* then the whole answer, in order */
+    TG_CHECK_INT(h.total, 6 + long_stream_len());
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -485,6 +636,8 @@ int main(void)
     TG_RUN(chat_stream_goes_live);
     TG_RUN(chat_errors_are_openai_shaped);
     TG_RUN(chat_cancel_mid_call);
+    TG_RUN(headers_in_order_and_consumed_bytes);
+    TG_RUN(held_pipeline_pauses_its_upstream);
     shard_stop();
     upstream_stop();
     curl_global_cleanup();

@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: MIT
+"""Runs tests/e2e/responses_sdk.test.mjs (the official openai npm client's
+Responses API) against a gateway with both kinds of upstream model (the
+world of test_responses.py)."""
+import os
+import subprocess
+
+from harness import ROOT, check, test
+from test_responses import ResponsesWorld
+
+E2E = os.path.join(ROOT, "tests", "e2e")
+WORLD = ResponsesWorld
+
+
+@test
+def openai_npm_client_responses(w):
+    check(os.path.isdir(os.path.join(E2E, "node_modules", "openai")),
+          "tests/e2e/node_modules/openai missing: run make deps")
+    env = dict(os.environ, TG_URL="http://127.0.0.1:%d" % w.gw.port,
+               MOCK_URL="http://127.0.0.1:%d" % w.mock.port)
+    p = subprocess.run(["node", "responses_sdk.test.mjs"], cwd=E2E, env=env, capture_output=True,
+                       text=True, timeout=240)
+    print("\n".join("    " + l.strip() for l in p.stdout.strip().split("\n")))
+    check(p.returncode == 0, "openai npm Responses e2e failed:\n" + p.stdout[-4000:] +
+          p.stderr[-2000:])
