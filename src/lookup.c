@@ -81,11 +81,12 @@ tg_rc tg_lookup_start(struct tg_lookup *l, struct tg_req *req, const json_t *bod
     if (too_hot)
         l->no_store = 1;
     if (l->no_store || no_cache || too_hot) {
-        if (!l->no_store && tg_cachekey_build(body, req->bearer_hash, &l->key) != TG_OK)
+        if (!l->no_store &&
+            tg_cachekey_build_kind(body, req->bearer_hash, l->kind, &l->key) != TG_OK)
             l->no_store = 1;
         return skip(l, TG_CS_BYPASS);
     }
-    if (tg_cachekey_build(body, req->bearer_hash, &l->key) != TG_OK) {
+    if (tg_cachekey_build_kind(body, req->bearer_hash, l->kind, &l->key) != TG_OK) {
         l->no_store = 1;
         return skip(l, TG_CS_ERROR);
     }

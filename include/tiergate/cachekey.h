@@ -9,6 +9,7 @@
 #define TIERGATE_CACHEKEY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -64,6 +65,30 @@ tg_rc tg_cachekey_namespace(const char *gateway_key, int shared, char out[24]);
  * borrowed; ns must be non-empty. Returns as tg_cachekey_digest, or
  * TG_ERR_INVALID for an empty ns, or out's error. Thread-safe. */
 tg_rc tg_cachekey_build(const json_t *req, const char *ns, struct tg_buf *out);
+
+/* The same key for another API's requests: "tiergate:v1:<ns>:<kind>:<hex>"
+ * (kind "emb": POST /v1/embeddings), so no two APIs ever share an entry;
+ * kind NULL is tg_cachekey_build. kind borrowed, [a-z]. */
+tg_rc tg_cachekey_build_kind(const json_t *req, const char *ns, const char *kind,
+                             struct tg_buf *out);
+
+/* The semantic cache's parameters hash: a cached answer is served for a
+ * similar prompt only when this hash is equal, i.e. when every request
+ * field but the compared message text is the same. It is the canonical
+ * form above (same excluded fields) with one change: in "messages", the
+ * "content" of system, developer and user messages (a string, or the
+ * "text" of each text part) is written as "" - exactly the text
+ * tg_semguard_add_messages compares. Roles, names, the number and order
+ * of messages, image and audio parts, assistant and tool messages, tools,
+ * tool_choice, response_format, sampling parameters, n, stop, seed and the
+ * model as requested all count. extra (borrowed, may be NULL, no newline,
+ * at most TG_CACHEKEY_PARAMS_EXTRA_MAX bytes) is hashed too: the request
+ * headers that change the answer ("x-tiergate-max-tier: cheap"). *out is
+ * the first 64 bits of a SHA-256, domain-separated from the key. Returns
+ * TG_OK, TG_ERR_INVALID (as tg_cachekey_digest, or a bad extra),
+ * TG_ERR_NOMEM. Thread-safe. */
+#define TG_CACHEKEY_PARAMS_EXTRA_MAX 512
+tg_rc tg_cachekey_params(const json_t *req, const char *extra, uint64_t *out);
 
 /* hex = lowercase hex SHA-256 of n bytes at p (borrowed), for key hashes
  * elsewhere. Returns TG_OK or TG_ERR_NOMEM (hex then ""). Thread-safe. */
