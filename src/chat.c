@@ -12,6 +12,7 @@
  *
  * Order of events for one request:
  *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
+ *     -> (entry) serve_cached | semantic step (semantic.c) -> on_semantic
  *     -> (entry) serve_cached | proceed -> next_attempt -> start_call
  *     -> on_headers -> on_data/on_event -> on_done -> tg_cascade_judge
  *     -> accept_answer | leave (next_attempt) | pass_back | fail_request | cut_stream
@@ -40,6 +41,7 @@
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/router.h"
+#include "tiergate/semantic.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
 #include "tiergate/validate.h"
@@ -71,7 +73,8 @@ struct tg_chat {
     struct tg_req *req;
     struct tg_chatbody body; /* the client's body, parsed and checked */
 
-    struct tg_lookup look; /* the exact cache's step */
+    struct tg_lookup look;  /* the exact cache's step */
+    struct tg_semantic sem; /* the semantic cache's, after an exact miss */
 
     /* routing and the cascade */
     int routed;      /* "auto": the router picks the start */
@@ -105,6 +108,7 @@ static int check_body(struct tg_chat *ch, int need_model);
 static int resolve(struct tg_chat *ch);
 static void start_lookup(struct tg_chat *ch);
 static int on_lookup(void *ud, const char *value, size_t len);
+static int on_semantic(void *ud, const char *value, size_t len);
 static int serve_cached(struct tg_chat *ch, const char *value, size_t len);
 static void proceed(struct tg_chat *ch);
 static void next_attempt(struct tg_chat *ch);
@@ -134,19 +138,20 @@ static double usd(const struct tg_model *m, long prompt, long completion)
     return ((double)prompt * m->input_per_mtok + (double)completion * m->output_per_mtok) / 1e6;
 }
 
-/* The gateway's own time: total minus the waits on upstreams and on a
- * single-flight leader. */
+/* The gateway's own time: total minus the waits on upstreams (the
+ * semantic lookup's embedding call included) and on a single-flight
+ * leader. */
 static uint64_t overhead_us(const struct tg_chat *ch)
 {
     uint64_t total = tg_now_us() - ch->req->start_us;
-    uint64_t waited = ch->upstream_us + ch->look.wait_us;
+    uint64_t waited = ch->upstream_us + ch->look.wait_us + ch->sem.embed_us;
     return total > waited ? total - waited : 0;
 }
 
 /* Tier changes between where the ladder started and what answered. */
 static unsigned escalations(const struct tg_chat *ch)
 {
-    if (ch->look.status == TG_CS_HIT || !ch->answered)
+    if (ch->look.status == TG_CS_HIT || ch->look.status == TG_CS_SEMANTIC || !ch->answered)
         return 0;
     return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
@@ -158,6 +163,7 @@ static void add_answer_headers(struct tg_chat *ch, int cost_known)
     struct tg_req *req = ch->req;
     ch->escalations = escalations(ch);
     tg_req_add_header(req, "x-tiergate-cache", tg_cache_status_name(ch->look.status));
+    tg_semantic_headers(&ch->sem, req);
     if (ch->answered) {
         tg_req_add_header(req, "x-tiergate-model", ch->answered->id);
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(ch->answered->tier));
@@ -189,6 +195,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
     ch->req = req;
     tg_cascade_init(&ch->cas);
     tg_lookup_init(&ch->look);
+    tg_semantic_init(&ch->sem);
     /* Twice the body: a rewritten stream_options is re-serialised, and
      * jansson may print a number longer than the client did. */
     tg_buf_init(&ch->up_body, 2 * cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
@@ -308,10 +315,14 @@ static int resolve(struct tg_chat *ch)
     int tier = tg_tier_parse(name);
     if (tier < 0) {
         ch->pinned = tg_config_model(cfg, name);
-        if (!ch->pinned) {
-            char msg[200];
+        if (!ch->pinned || ch->pinned->kind != TG_MODEL_CHAT) {
+            char msg[200]; /* OpenAI answers a non-chat model with 404 too */
             snprintf(msg, sizeof(msg),
-                     "The model `%.100s` does not exist or you do not have access to it.", name);
+                     ch->pinned ? "`%.100s` is an embedding model: it is not supported in "
+                                  "v1/chat/completions (use v1/embeddings)"
+                                : "The model `%.100s` does not exist or you do not have access "
+                                  "to it.",
+                     name);
             ch->status = 404;
             tg_req_respond_error(req, TG_ERR_MODEL_NOT_FOUND, msg, "model", "model_not_found");
             end(ch);
@@ -329,8 +340,10 @@ static int resolve(struct tg_chat *ch)
 
 static void start_lookup(struct tg_chat *ch)
 {
-    if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
-        TG_OK)
+    if (tg_semantic_check(ch->req) != TG_OK)
+        bad(ch, NULL, "x-tiergate-semantic must be on or off");
+    else if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup,
+                             ch) != TG_OK)
         bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
 }
 
@@ -340,8 +353,27 @@ static int on_lookup(void *ud, const char *value, size_t len)
     struct tg_chat *ch = ud;
     if (value)
         return serve_cached(ch, value, len);
-    proceed(ch);
+    tg_semantic_start(&ch->sem, ch->req, ch->body.json, &ch->look, on_semantic, ch);
     return 0;
+}
+
+/* The semantic step's one report (its embedding call is the request's
+ * cost either way): a similar prompt's entry to serve, or go upstream. */
+static int on_semantic(void *ud, const char *value, size_t len)
+{
+    struct tg_chat *ch = ud;
+    if (!value) {
+        ch->cost_usd += ch->sem.cost_usd;
+        proceed(ch);
+        return 0;
+    }
+    ch->look.status = TG_CS_SEMANTIC;
+    ch->cost_usd = ch->sem.cost_usd;
+    if (serve_cached(ch, value, len) == 0)
+        return 0;
+    ch->look.status = TG_CS_MISS;
+    ch->cost_usd = 0;
+    return -1;
 }
 
 /* Answers from a stored entry (entry.c). A non-streaming hit sends the
@@ -369,7 +401,6 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
         if (pt < 0 || ct < 0)
             tg_answer_usage(completion, &pt, &ct);
     }
-    ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
     ch->baseline_usd = usd(cfg->baseline, pt, ct);
     ch->status = 200;
@@ -746,6 +777,7 @@ static void store_answer(struct tg_chat *ch, json_t *completion)
     if (tg_entry_build(&e, &meta, raw ? tg_buf_head(&ch->resp) : NULL,
                        raw ? tg_buf_unread(&ch->resp) : 0, completion) == TG_OK)
         tg_lookup_store(&ch->look, e.data, e.len);
+    tg_semantic_store(&ch->sem); /* after the entry, on the same connection */
     tg_buf_free(&e);
 }
 
@@ -856,6 +888,7 @@ static void stop_work(struct tg_chat *ch)
 {
     struct tg_req *req = ch->req;
     tg_lookup_cancel(&ch->look);
+    tg_semantic_cancel(&ch->sem);
     if (ch->call) {
         struct tg_attempt *a = ch->cas.cur;
         a->latency_us = tg_call_elapsed_us(ch->call);
@@ -910,6 +943,7 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .latency_ms = total_ms,
         .overhead_ms = (double)overhead_us(ch) / 1000.0,
     };
+    tg_semantic_decision(&ch->sem, &d.semantic);
     if (cfg->log_prompts && ch->body.json)
         tg_decision_prompt(ch->body.json, cfg->prompt_chars, &d.prompt, &d.prompt_len);
     struct tg_buf b;
@@ -947,10 +981,11 @@ static void chat_free(struct tg_req *req)
     if (!ch)
         return;
     TG_ASSERT(ch->dlv == DLV_DONE && !ch->call && !ch->look.leader &&
-              !tg_lookup_pending(&ch->look));
+              !tg_lookup_pending(&ch->look) && !tg_semantic_pending(&ch->sem));
     tg_chatbody_free(&ch->body);
     tg_cascade_free(&ch->cas);
     tg_lookup_free(&ch->look);
+    tg_semantic_free(&ch->sem);
     tg_buf_free(&ch->up_body);
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);

@@ -46,6 +46,8 @@ struct tg_metrics_shard {
     uint64_t shadow_nano_usd;
     uint64_t shadow_dropped[TG_SHADOW_DROP__COUNT];
     uint64_t verifier[TG_VERIFIER__COUNT];
+    uint64_t semantic[TG_SEM__COUNT];
+    uint64_t embeddings[N_STATUS][TG_CS__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -56,6 +58,7 @@ static char *model_names[TG_METRICS_MAX_MODELS];
 static unsigned n_models;
 
 static const char *const drop_names[TG_SHADOW_DROP__COUNT] = {"queue_full", "budget"};
+static uint64_t semantic_entries; /* gauge, written by the semantic sync */
 
 unsigned tg_metrics_model_index(const char *model_id)
 {
@@ -214,6 +217,24 @@ void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result res
         INC(m->verifier[result], 1);
 }
 
+void tg_metrics_semantic_lookup(struct tg_metrics_shard *m, enum tg_sem_result result)
+{
+    if (m && (unsigned)result < TG_SEM__COUNT)
+        INC(m->semantic[result], 1);
+}
+
+void tg_metrics_semantic_entries(uint64_t entries)
+{
+    __atomic_store_n(&semantic_entries, entries, __ATOMIC_RELAXED);
+}
+
+void tg_metrics_embeddings_request(struct tg_metrics_shard *m, unsigned status,
+                                   enum tg_cache_status cache)
+{
+    if (m && (unsigned)cache < TG_CS__COUNT)
+        INC(m->embeddings[status < N_STATUS ? status : 0][cache], 1);
+}
+
 /* --- rendering ------------------------------------------------------------ */
 
 #define SUM(expr)                                                                                  \
@@ -257,6 +278,35 @@ static void render_hist(struct tg_buf *o, const char *name, const char *labels,
         tg_buf_printf(o, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum_us / 1e6, name,
                       (unsigned long long)count);
     }
+}
+
+/* The semantic cache and the embeddings endpoint; the lookups family is
+ * always rendered (zeros included), like the quality families. Under mu. */
+static void render_semantic(struct tg_buf *o)
+{
+    header(o, "tiergate_semantic_lookups_total", "counter",
+           "Semantic cache lookups after an exact miss, by result (guard_*: a similar prompt "
+           "rejected by a guard; params: by other request parameters).");
+    for (int r = 0; r < TG_SEM__COUNT; r++)
+        tg_buf_printf(o, "tiergate_semantic_lookups_total{result=\"%s\"} %llu\n",
+                      tg_sem_result_name((enum tg_sem_result)r),
+                      (unsigned long long)SUM(m->semantic[r]));
+    header(o, "tiergate_semantic_entries", "gauge",
+           "Vectors in this replica's semantic index (every namespace).");
+    tg_buf_printf(o, "tiergate_semantic_entries %llu\n",
+                  (unsigned long long)__atomic_load_n(&semantic_entries, __ATOMIC_RELAXED));
+    header(o, "tiergate_embeddings_requests_total", "counter",
+           "POST /v1/embeddings requests answered, by HTTP status and cache result.");
+    for (int st = 0; st < N_STATUS; st++)
+        for (int c = 0; c < TG_CS__COUNT; c++) {
+            uint64_t v = SUM(m->embeddings[st][c]);
+            if (v)
+                tg_buf_printf(o,
+                              "tiergate_embeddings_requests_total{status=\"%d\",cache=\"%s\"} "
+                              "%llu\n",
+                              st, tg_cache_status_name((enum tg_cache_status)c),
+                              (unsigned long long)v);
+        }
 }
 
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
@@ -391,6 +441,7 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
         tg_buf_printf(o, "tiergate_verifier_total{result=\"%s\"} %llu\n",
                       tg_verifier_result_name((enum tg_verifier_result)r),
                       (unsigned long long)SUM(m->verifier[r]));
+    render_semantic(o);
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;

@@ -28,11 +28,13 @@
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
 #include "tiergate/dashboard.h"
+#include "tiergate/embed.h"
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/semsync.h"
 #include "tiergate/server.h"
 #include "tiergate/upstream.h"
 
@@ -366,6 +368,8 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
     } routes[] = {
         {"/v1/chat/completions", "POST", TG_EP_CHAT},
         {"/chat/completions", "POST", TG_EP_CHAT},
+        {"/v1/embeddings", "POST", TG_EP_EMBEDDINGS},
+        {"/embeddings", "POST", TG_EP_EMBEDDINGS},
         {"/v1/models", "GET", TG_EP_MODELS},
         {"/v1/route", "POST", TG_EP_ROUTE},
         {"/healthz", "GET", TG_EP_HEALTHZ},
@@ -471,7 +475,7 @@ static int authorize(struct tg_req *req)
             tg_req_respond_error(req, TG_ERR_UNAUTHORIZED, "invalid API key", NULL, NULL);
             return -1;
         }
-        if (req->ep == TG_EP_CHAT) {
+        if (req->ep == TG_EP_CHAT || req->ep == TG_EP_EMBEDDINGS) {
             uint64_t wait_ms = 0;
             enum tg_limit lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
             if (lim != TG_LIMIT_NONE) {
@@ -514,6 +518,9 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_DASHBOARD:
         tg_dashboard_handle(req);
+        break;
+    case TG_EP_EMBEDDINGS:
+        tg_embed_handle(req);
         break;
     default:
         tg_admin_handle(req);
@@ -867,11 +874,13 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         snprintf(err, errlen, "cannot set up the cache client");
         return TG_ERR_NOMEM;
     }
+    tg_semsync_start(sh); /* the semantic index's follower: on the first shard */
     return TG_OK;
 }
 
 static void shard_free(struct tg_shard *sh)
 {
+    tg_semsync_stop(sh); /* before its Redis replies are cancelled */
     tg_cache_free(sh->cache);
     tg_upstream_free(sh->up);
     if (sh->mhd) {

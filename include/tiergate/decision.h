@@ -24,9 +24,23 @@ struct tg_model;
 /* A decision line is capped; one over it is not written. */
 #define TG_DECISION_MAX (1u << 20)
 
+/* The semantic cache's part of a line (docs/cache.md); pointers borrowed. */
+struct tg_decision_semantic {
+    const char *result;  /* tg_sem_result_name; NULL: no semantic step (not written) */
+    double similarity;   /* the best candidate's cosine; < 0: no candidate */
+    const char *key;     /* the matched (or best) candidate's entry digest; NULL: none */
+    const char *guard;   /* that candidate's guard result ("pass", "number", ...); NULL */
+    const char *model;   /* the embedding model called; NULL: no call */
+    const char *outcome; /* its tg_outcome_name */
+    long prompt_tokens;  /* its usage */
+    double cost_usd;     /* its cost, part of the line's cost_usd */
+    double latency_ms;
+};
+
 /* Everything a line says; pointers borrowed. */
 struct tg_decision {
-    double ts; /* wall clock, seconds */
+    double ts;       /* wall clock, seconds */
+    const char *api; /* "chat" when NULL; "embeddings" */
     const char *request_id;
     const char *tenant;          /* the cache namespace of the caller's key */
     const char *key_name;        /* NULL: no gateway key */
@@ -44,6 +58,7 @@ struct tg_decision {
     double latency_ms, overhead_ms;
     const char *prompt; /* NULL unless log.prompts: the last user message, cut */
     size_t prompt_len;
+    struct tg_decision_semantic semantic;
 };
 
 /* Appends the line, newline included, to out (cap it at TG_DECISION_MAX).

@@ -17,6 +17,7 @@
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
 #include "tiergate/compare.h"
+#include "tiergate/semresult.h"
 #include "tiergate/verifier.h"
 
 #define TG_METRICS_MAX_MODELS 256
@@ -61,6 +62,13 @@ void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_
 void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd);
 void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why);
 void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result);
+
+/* The semantic cache and the embeddings endpoint (shard loop thread,
+ * except the entries gauge: any thread, last writer wins). */
+void tg_metrics_semantic_lookup(struct tg_metrics_shard *m, enum tg_sem_result result);
+void tg_metrics_semantic_entries(uint64_t entries);
+void tg_metrics_embeddings_request(struct tg_metrics_shard *m, unsigned status,
+                                   enum tg_cache_status cache);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */
