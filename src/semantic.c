@@ -275,7 +275,8 @@ static int choose(struct tg_semantic *s, const struct tg_semindex_hit *hits, siz
     if (shown < 0 && n)
         shown = 0; /* no parameters matched: show the closest */
     if (shown >= 0) {
-        s->similarity = hits[shown].score;
+        /* int8 vectors can score a hair above 1 */
+        s->similarity = hits[shown].score < 1.0f ? hits[shown].score : 1.0f;
         memcpy(s->key, hits[shown].key, sizeof(s->key));
     }
     return pick;

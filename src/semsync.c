@@ -29,7 +29,7 @@
 #define READ_COUNT 1000
 /* Entries looked at per tick by the expiry sweep. */
 #define SWEEP_BUDGET 20000
-/* Tick while the semantic cache is off or Redis is down. */
+/* Tick while the semantic cache is off. */
 #define IDLE_TICK_MS 1000
 
 /* --- the process-wide space ------------------------------------------------ */
@@ -556,7 +556,7 @@ static void on_tick(struct tg_loop *loop, void *ud)
     sweep();
     if (!tg_cache_healthy(fo.sh->cache)) {
         fo.loaded = 0;
-        tick_later(IDLE_TICK_MS);
+        tick_later(cfg->semantic.sync_ms);
     } else if (!fo.loaded || fo.epoch != tg_cache_epoch(fo.sh->cache) || fo.gen != current_gen()) {
         start_load();
     } else {
