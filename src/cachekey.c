@@ -459,7 +459,9 @@ tg_rc tg_cachekey_params(const json_t *req, const char *extra, uint64_t *out)
     tg_buf_init(&pre, TG_CACHEKEY_PARAMS_EXTRA_MAX + 64);
     /* Domain-separated from the exact key; extra ends at its newline. */
     tg_rc rc = tg_buf_printf(&pre, "tiergate-params-v1\n%s\n", extra ? extra : "");
-    if (rc == TG_ERR_TOO_LARGE || (rc == TG_OK && extra && strchr(extra, '\n')))
+    if (rc == TG_ERR_TOO_LARGE ||
+        (rc == TG_OK && extra &&
+         (strchr(extra, '\n') || strlen(extra) > TG_CACHEKEY_PARAMS_EXTRA_MAX)))
         rc = TG_ERR_INVALID;
     if (rc == TG_OK)
         rc = digest(req, pre.data, 1, md);

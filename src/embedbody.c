@@ -113,8 +113,6 @@ static tg_rc check_members(struct tg_embedbody *b, struct tg_embedbody_error *er
         return bad(err, "model", "you must provide a model parameter");
     if (!json_is_string(model) || json_string_length(model) == 0)
         return bad(err, "model", "model must be a non-empty string");
-    if (strlen(json_string_value(model)) != json_string_length(model))
-        return bad(err, "model", "model must not contain NUL");
     tg_rc rc = check_input(b, err);
     if (rc != TG_OK)
         return rc;
