@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,9 +181,8 @@ tg_rc tg_embedbody_upstream(const struct tg_embedbody *b, const char *model, str
 
 /* --- answers ------------------------------------------------------------- */
 
-static long usage_tokens(const json_t *answer)
+static long usage_tokens(const json_t *u)
 {
-    const json_t *u = json_object_get(answer, "usage");
     const json_t *t = json_object_get(u, "prompt_tokens");
     if (!json_is_integer(t))
         t = json_object_get(u, "total_tokens");
@@ -218,36 +218,287 @@ tg_rc tg_embedbody_check_answer(const json_t *answer, size_t n_inputs, long *pro
         if (!json_is_object(d) || !vector_ok(json_object_get(d, "embedding")))
             return TG_ERR_INVALID;
     }
-    *prompt_tokens = usage_tokens(answer);
+    *prompt_tokens = usage_tokens(json_object_get(answer, "usage"));
     return TG_OK;
 }
 
+/* A cursor over raw bytes for the one-pass read of an answer. Structure
+ * only: strings, brackets and where values end. */
+struct cur {
+    const char *p, *end;
+};
+
+static void ws(struct cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* At a '"': past the closing quote. 0, or -1. */
+static int skip_string(struct cur *c)
+{
+    for (c->p++; c->p < c->end; c->p++) {
+        if (*c->p == '\\')
+            c->p++;
+        else if (*c->p == '"')
+            return c->p++, 0;
+    }
+    return -1;
+}
+
+/* Past one value: a string, a container (brackets counted outside
+ * strings) or a scalar. 0, or -1. */
+static int skip_value(struct cur *c)
+{
+    int depth = 0;
+    ws(c);
+    do {
+        if (c->p >= c->end)
+            return -1;
+        char ch = *c->p;
+        if (ch == '"') {
+            if (skip_string(c) != 0)
+                return -1;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+            c->p++;
+        } else if (ch == '}' || ch == ']') {
+            if (--depth < 0)
+                return -1;
+            c->p++;
+        } else if (depth == 0) {
+            const char *b = c->p;
+            while (c->p < c->end && *c->p != ',' && *c->p != '}' && *c->p != ']' && *c->p != ' ' &&
+                   *c->p != '\t' && *c->p != '\r' && *c->p != '\n')
+                c->p++;
+            return c->p > b ? 0 : -1;
+        } else {
+            c->p++;
+        }
+    } while (depth > 0);
+    return 0;
+}
+
+/* At an object's key: the raw key (*k, *kl) and past the ':'. 0, or -1. */
+static int key(struct cur *c, const char **k, size_t *kl)
+{
+    ws(c);
+    if (c->p >= c->end || *c->p != '"')
+        return -1;
+    *k = c->p + 1;
+    if (skip_string(c) != 0)
+        return -1;
+    *kl = (size_t)(c->p - 1 - *k);
+    ws(c);
+    if (c->p >= c->end || *c->p != ':')
+        return -1;
+    c->p++;
+    ws(c);
+    return 0;
+}
+
+/* After a member's value: 1 at ',' (another member), 0 at the close,
+ * -1 otherwise. */
+static int next(struct cur *c, char close)
+{
+    ws(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        return 1;
+    }
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 0;
+    }
+    return -1;
+}
+
+static int is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+/* Clinger's fast path: a number whose digits fit an exact double (at most
+ * 2^53) scaled by an exactly representable power of ten (|e| <= 22) is
+ * one correctly rounded IEEE operation away, the same double strtod
+ * gives. 0 with *out; 1 when the number needs strtod; -1 when b[0..len)
+ * is not a JSON number. */
+static int fast_number(const char *b, size_t len, double *out)
+{
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = b, *end = b + len;
+    uint64_t m = 0;
+    int digits = 0, e10 = 0, neg = p < end && *p == '-';
+    p += neg;
+    if (p >= end || !is_digit(*p) || (*p == '0' && p + 1 < end && is_digit(p[1])))
+        return -1; /* RFC 8259: no leading zeros */
+    for (; p < end && is_digit(*p); p++, digits++)
+        m = m * 10 + (uint64_t)(*p - '0');
+    if (p < end && *p == '.') {
+        if (++p >= end || !is_digit(*p))
+            return -1;
+        for (; p < end && is_digit(*p); p++, digits++, e10--)
+            m = m * 10 + (uint64_t)(*p - '0');
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int es = 1, ev = 0;
+        if (++p < end && (*p == '+' || *p == '-'))
+            es = *p++ == '-' ? -1 : 1;
+        if (p >= end || !is_digit(*p))
+            return -1;
+        for (; p < end && is_digit(*p); p++)
+            ev = ev < 10000 ? ev * 10 + (*p - '0') : ev;
+        e10 += es * ev;
+    }
+    if (p != end)
+        return -1;
+    if (digits > 19 || m > (1ull << 53) || e10 < -22 || e10 > 22)
+        return 1;
+    double x = e10 < 0 ? (double)m / p10[-e10] : (double)m * p10[e10];
+    *out = neg ? -x : x;
+    return 0;
+}
+
+/* One JSON number at p (RFC 8259 6: no inf, nan, hex, leading '+', '.'
+ * or zeros). The end of it, or NULL. */
+static const char *number(const char *p, const char *end, float *out)
+{
+    const char *b = p;
+    while (p < end &&
+           (is_digit(*p) || *p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E'))
+        p++;
+    size_t len = (size_t)(p - b);
+    double x = 0;
+    int f = fast_number(b, len, &x);
+    if (f < 0)
+        return NULL;
+    if (f > 0) { /* strtod, on a NUL-terminated copy */
+        char stack[64], *num = len < sizeof(stack) ? stack : malloc(len + 1), *e;
+        if (!num)
+            return NULL;
+        memcpy(num, b, len);
+        num[len] = '\0';
+        x = strtod(num, &e);
+        int whole = !*e;
+        if (num != stack)
+            free(num);
+        if (!whole)
+            return NULL;
+    }
+    if (!isfinite(x) || fabs(x) > 3.4e38)
+        return NULL;
+    *out = (float)x;
+    return p;
+}
+
+/* At '[': an array of numbers into out, past its ']'. Its count, or -1. */
+static long number_array(struct cur *c, float *out, unsigned max)
+{
+    long k = 0;
+    if (c->p >= c->end || *c->p != '[')
+        return -1;
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        if ((unsigned long)k >= max || !(c->p = number(c->p, c->end, &out[k])))
+            return -1;
+        k++;
+        int more = next(c, ']');
+        if (more <= 0)
+            return more == 0 ? k : -1;
+        ws(c);
+    }
+}
+
+/* At '[' of "data": the first element's "embedding" (the last one, if
+ * repeated, as jansson would keep) into out, *n its length (-1: none),
+ * then past the array. 0, or -1 when the bytes are not an array of
+ * objects. */
+static int first_vector(struct cur *c, float *out, unsigned max, long *n)
+{
+    *n = -1;
+    c->p++;
+    ws(c);
+    if (c->p >= c->end || *c->p != '{')
+        return -1;
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == '}')
+        c->p++;
+    else
+        for (int more = 1; more == 1;) {
+            const char *k;
+            size_t kl;
+            if (key(c, &k, &kl) != 0)
+                return -1;
+            if (tg_json_key_eq(k, kl, "embedding")) {
+                const char *v = c->p;
+                if ((*n = number_array(c, out, max)) < 0) {
+                    c->p = v; /* not a vector we read: skip it as a value */
+                    if (skip_value(c) != 0)
+                        return -1;
+                }
+            } else if (skip_value(c) != 0) {
+                return -1;
+            }
+            if ((more = next(c, '}')) < 0)
+                return -1;
+        }
+    for (int more = next(c, ']'); more != 0; more = next(c, ']')) /* the other elements */
+        if (more < 0 || skip_value(c) != 0)
+            return -1;
+    return 0;
+}
+
+/* Without a jansson tree: building one for a 1536-float vector costs more
+ * than the rest of a semantic lookup. One pass over the bytes; the
+ * numbers through strtod. */
 tg_rc tg_embedbody_vector(const char *body, size_t len, float *out, unsigned max_dims,
                           unsigned *dims, long *prompt_tokens)
 {
-    tg_rc rc = TG_ERR_INVALID;
-    long pt = 0;
-    json_t *a = tg_json_parse(body, len, 0, NULL);
-    if (!a || tg_embedbody_check_answer(a, 0, &pt) != TG_OK)
-        goto out;
-    const json_t *e = json_object_get(json_array_get(json_object_get(a, "data"), 0), "embedding");
-    size_t n = json_array_size(e);
-    if (n == 0 || n > max_dims)
-        goto out;
-    int nonzero = 0;
-    for (size_t i = 0; i < n; i++) {
-        double x = json_number_value(json_array_get(e, i));
-        if (!isfinite(x) || fabs(x) > 3.4e38)
-            goto out;
-        out[i] = (float)x;
-        nonzero |= out[i] != 0.0f;
+    struct cur c = {body, body + len};
+    long n = -1;
+    json_t *usage = NULL;
+    ws(&c);
+    if (c.p >= c.end || *c.p != '{')
+        return TG_ERR_INVALID;
+    c.p++;
+    ws(&c);
+    int more = c.p < c.end && *c.p == '}' ? (c.p++, 0) : 1;
+    while (more == 1) {
+        const char *k, *v;
+        size_t kl;
+        if (key(&c, &k, &kl) != 0)
+            goto bad;
+        v = c.p;
+        if (tg_json_key_eq(k, kl, "data")) {
+            if (c.p >= c.end || *c.p != '[' || first_vector(&c, out, max_dims, &n) != 0)
+                goto bad;
+        } else if (skip_value(&c) != 0) {
+            goto bad;
+        } else if (tg_json_key_eq(k, kl, "usage")) {
+            json_decref(usage);
+            usage = tg_json_parse(v, (size_t)(c.p - v), 0, NULL);
+        }
+        more = next(&c, '}');
     }
-    if (!nonzero)
-        goto out;
+    ws(&c);
+    int nonzero = 0;
+    for (long i = 0; i < n; i++)
+        nonzero |= out[i] != 0.0f;
+    if (more < 0 || c.p != c.end || n < 1 || !nonzero)
+        goto bad;
     *dims = (unsigned)n;
-    *prompt_tokens = pt;
-    rc = TG_OK;
-out:
-    json_decref(a);
-    return rc;
+    *prompt_tokens = usage_tokens(usage);
+    json_decref(usage);
+    return TG_OK;
+bad:
+    json_decref(usage);
+    return TG_ERR_INVALID;
 }

@@ -64,10 +64,15 @@ tg_rc tg_embedbody_upstream(const struct tg_embedbody *b, const char *model, str
 tg_rc tg_embedbody_check_answer(const json_t *answer, size_t n_inputs, long *prompt_tokens);
 
 /* The first vector of an embeddings answer given as bytes (body[0..len),
- * borrowed), as floats into out (room for max_dims). TG_OK with *dims
- * (1..max_dims) and *prompt_tokens set; TG_ERR_INVALID when the body is
- * not an answer as above, the vector is not an array of finite numbers,
- * is longer than max_dims or is all zeros. */
+ * borrowed), as floats into out (room for max_dims), read without
+ * building a JSON tree (a 1536-float tree costs more than the rest of a
+ * semantic lookup): the structure is scanned, the numbers read with
+ * strtod. TG_OK with *dims (1..max_dims) and *prompt_tokens set
+ * (usage.prompt_tokens or total_tokens, 0 when absent); TG_ERR_INVALID
+ * when the body is not an object whose "data" starts with an object whose
+ * "embedding" is an array of finite JSON numbers, at most max_dims long
+ * and not all zeros. The scan checks structure, not every scalar
+ * elsewhere in the body. */
 tg_rc tg_embedbody_vector(const char *body, size_t len, float *out, unsigned max_dims,
                           unsigned *dims, long *prompt_tokens);
 

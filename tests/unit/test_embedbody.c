@@ -7,6 +7,9 @@
  * answers refused).
  */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tg_test.h"
@@ -186,11 +189,85 @@ TG_TEST(answers)
                      "%s", bad[i]);
 }
 
+/* The numbers read without jansson are strtod's, bit for bit: Clinger's
+ * fast path where it applies, strtod where it does not. */
+TG_TEST(numbers_are_strtods)
+{
+    struct tg_buf b;
+    tg_buf_init(&b, 1 << 20);
+    float v[512];
+    double want[512];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 200; round++) {
+        tg_buf_reset(&b);
+        tg_buf_puts(&b, "{\"data\":[{\"embedding\":[");
+        for (int i = 0; i < 512; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            double d = (double)(int64_t)(x >> 11) / (double)(1ull << 53) * 0.25;
+            if (i % 7 == 0)
+                d *= 1e-9;
+            static const char *const fmts[] = {"%.17g", "%.9g", "%.6f", "%.3e", "%.15g"};
+            char num[64];
+            snprintf(num, sizeof(num), fmts[(i + round) % 5], d);
+            want[i] = strtod(num, NULL);
+            tg_buf_printf(&b, "%s%s", i ? "," : "", num);
+        }
+        tg_buf_puts(&b, "]}],\"usage\":{\"prompt_tokens\":9}}");
+        unsigned dims = 0;
+        long pt = 0;
+        TG_CHECK(tg_embedbody_vector(b.data, b.len, v, 512, &dims, &pt) == TG_OK && dims == 512);
+        for (int i = 0; i < 512; i++)
+            if (v[i] != (float)want[i]) {
+                TG_CHECK_MSG(0, "round %d, element %d: %.9g != %.9g", round, i, (double)v[i],
+                             (double)(float)want[i]);
+                break;
+            }
+    }
+    /* edges of the fast path and JSON's number grammar */
+    static const struct {
+        const char *num;
+        int ok;
+    } edge[] = {{"9007199254740993", 1},
+                {"1e22", 1},
+                {"1e23", 1},
+                {"5e-324", 1},
+                {"0.1e1", 1},
+                {"-0.0", 1},
+                {"1E+2", 1},
+                {"123e-25", 1},
+                {"01", 0},
+                {"+1", 0},
+                {".5", 0},
+                {"1.", 0},
+                {"1e", 0},
+                {"--1", 0},
+                {"0x10", 0},
+                {"inf", 0},
+                {"1e39", 0},
+                {"nan", 0},
+                {"1.5.2", 0},
+                {"1e5e5", 0}};
+    for (size_t i = 0; i < TG_ARRAY_LEN(edge); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"data\":[{\"embedding\":[1,%s]}]}", edge[i].num);
+        unsigned dims = 0;
+        long pt = 0;
+        tg_rc rc = tg_embedbody_vector(body, strlen(body), v, 8, &dims, &pt);
+        TG_CHECK_MSG((rc == TG_OK) == edge[i].ok, "%s", edge[i].num);
+        if (rc == TG_OK)
+            TG_CHECK_MSG(v[1] == (float)strtod(edge[i].num, NULL), "%s", edge[i].num);
+    }
+    tg_buf_free(&b);
+}
+
 int main(void)
 {
     TG_RUN(request_checks);
     TG_RUN(input_limits_and_depth);
     TG_RUN(upstream_splice);
     TG_RUN(answers);
+    TG_RUN(numbers_are_strtods);
     return TG_SUMMARY();
 }
