@@ -37,7 +37,7 @@
 struct tg_semspace {
     int refs; /* under mu */
     char *model;
-    unsigned dims;
+    unsigned dims, asked_dims; /* the vectors'; cache.semantic.dimensions */
     size_t max_entries;
     uint64_t id; /* tg_semstore_space(model, dims) */
     struct tg_semindex *ix;
@@ -70,10 +70,22 @@ struct tg_semindex *tg_semsync_index(const struct tg_semspace *sp)
     return sp->ix;
 }
 
+/* The space cfg configures (its vectors' length aside). */
 static int space_is(const struct tg_semspace *sp, const struct tg_config *cfg)
 {
     return sp && strcmp(sp->model, cfg->semantic.model->upstream_model) == 0 &&
-           sp->max_entries == cfg->semantic.max_entries;
+           sp->max_entries == cfg->semantic.max_entries &&
+           sp->asked_dims == cfg->semantic.dimensions;
+}
+
+/* Only the published config may replace a space: a request still running
+ * on the snapshot before a reload must not flip the index back. */
+static int is_current(const struct tg_config *cfg)
+{
+    struct tg_config *now = tg_config_current();
+    int same = now == cfg;
+    tg_config_unref(now);
+    return same;
 }
 
 /* Replaces cur (under mu). NULL when out of memory. */
@@ -84,6 +96,7 @@ static struct tg_semspace *space_new(const struct tg_config *cfg, unsigned dims)
         return NULL;
     sp->model = strdup(cfg->semantic.model->upstream_model);
     sp->dims = dims;
+    sp->asked_dims = cfg->semantic.dimensions;
     sp->max_entries = cfg->semantic.max_entries;
     sp->id = tg_semstore_space(cfg->semantic.model->upstream_model, dims);
     sp->ix = tg_semindex_new(dims, sp->max_entries);
@@ -96,16 +109,18 @@ static struct tg_semspace *space_new(const struct tg_config *cfg, unsigned dims)
 }
 
 /* mode 1: create when cur is not (cfg, dims); mode 2: only when cur is
- * not for cfg's model at all (a load must not flip dimensions). */
+ * not cfg's space at all (a load must not flip dimensions). Either way a
+ * space in use is replaced only for the published config. */
 static struct tg_semspace *acquire(const struct tg_config *cfg, unsigned dims, int mode)
 {
     struct tg_semspace *sp = NULL, *old = NULL;
     if (!cfg->semantic.model || dims < 1 || dims > TG_SEMINDEX_MAX_DIMS)
         return NULL;
     pthread_mutex_lock(&mu);
+    int may_create = mode == 1 || (mode == 2 && !space_is(cur, cfg));
     if (space_is(cur, cfg) && cur->dims == dims) {
         sp = cur;
-    } else if (mode == 1 || (mode == 2 && !space_is(cur, cfg))) {
+    } else if (may_create && (!cur || is_current(cfg))) {
         sp = space_new(cfg, dims);
         if (sp) {
             old = cur;
@@ -172,7 +187,9 @@ void tg_semsync_store(struct tg_shard *sh, const struct tg_config *cfg, const ch
                       const char *hex, const float *vec, unsigned dims,
                       const struct tg_semindex_meta *meta, unsigned ttl_s)
 {
-    struct tg_semspace *sp = acquire(cfg, dims, 1);
+    /* Its lookup made the space; if a reload replaced it since, the
+     * vector belongs to no space in use: not stored. */
+    struct tg_semspace *sp = acquire(cfg, dims, 0);
     int8_t *q = malloc(dims ? dims : 1);
     struct tg_buf blob;
     struct tg_semstore_cmd c;

@@ -31,9 +31,11 @@ struct tg_semspace;
 /* The current space for cfg's semantic model at dims, as a new reference
  * (release it with tg_semsync_release), or NULL when cfg has no semantic
  * model. When the current space is another (none yet, another model,
- * other dimensions or max_entries) and create is set, an empty one
- * replaces it (the follower then loads it from Redis); NULL when out of
- * memory. Any thread. */
+ * other dimensions, max_entries or cache.semantic.dimensions) and create
+ * is set, an empty one replaces it (the follower then loads it from
+ * Redis) - but a space in use is replaced only for the published config,
+ * so requests still on an older snapshot never flip it back: NULL for
+ * them, and when out of memory. Any thread. */
 struct tg_semspace *tg_semsync_acquire(const struct tg_config *cfg, unsigned dims, int create);
 void tg_semsync_release(struct tg_semspace *sp);
 struct tg_semindex *tg_semsync_index(const struct tg_semspace *sp);
@@ -42,8 +44,9 @@ struct tg_semindex *tg_semsync_index(const struct tg_semspace *sp);
  * its prompt's vector (dims floats, borrowed) goes into the index at once
  * and, on sh's Redis connection right after the entry, into
  * tiergate:v1:<ns>:sem:<hex> with the same TTL and an "add" event on the
- * log (fire and forget; Redis down: the index alone has it). Loop thread
- * of sh. */
+ * log (fire and forget; Redis down: the index alone has it). Nothing when
+ * the space the vector was searched in is no longer the current one.
+ * Loop thread of sh. */
 void tg_semsync_store(struct tg_shard *sh, const struct tg_config *cfg, const char *ns,
                       const char *hex, const float *vec, unsigned dims,
                       const struct tg_semindex_meta *meta, unsigned ttl_s);

@@ -588,3 +588,31 @@ def replica_with_redis_flushed_behind_its_back_recovers(w):
     eq(r.header("x-tiergate-cache"), "semantic")
     m = w.gw.metrics()
     check(m["tiergate_semantic_entries"] >= 1, "the gauge: %r" % m["tiergate_semantic_entries"])
+
+
+@test
+def reload_changes_the_space(w):
+    t = "t-reload"
+    try:
+        first(w, t, CONTEXT + " Turn the hallway lamp to warm white.")
+        eq(ask(w.gw, "The hallway lamp: warm white. Turn " + CONTEXT, t).header("x-tiergate-cache"), "semantic")
+        # other dimensions: another vector space; the stored 256-dimension vectors are not compared
+        cfg = w.config()
+        cfg["cache"] = dict(cfg["cache"], semantic=dict(SEMANTIC, dimensions=64))
+        w.gw.reload(cfg)
+        wait_for(lambda: "config reloaded" in w.gw.output(), 5, msg="the reload")
+
+        def embeds_64():
+            r = ask(w.gw, "Turn the hallway lamp to warm white!? %f " % time.time() + CONTEXT, t)
+            return json.loads(embed_calls(w)[-1]["body"]).get("dimensions") == 64 and r
+        r = wait_for(embeds_64, 5, step=0.2, msg="lookups at 64 dimensions")
+        eq(w.gw.decision(r)["semantic"]["result"], "miss", "the 256-dimension vectors are not compared")
+        wait_for(lambda: entries(w.gw) == 1, 5, msg="a fresh index: the one new vector")
+        # off: no lookups, and the index is freed
+        cfg["cache"] = dict(cfg["cache"], semantic=dict(SEMANTIC, enabled=False))
+        w.gw.reload(cfg)
+        wait_for(lambda: "semantic" not in w.gw.decision(ask(w.gw, "Lamp %f " % time.time() + CONTEXT, t)),
+                 5, step=0.2, msg="the semantic cache off")
+        wait_for(lambda: entries(w.gw) == 0, 5, msg="the index freed")
+    finally:
+        w.start()

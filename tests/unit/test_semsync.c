@@ -89,7 +89,11 @@ TG_TEST(spaces)
     tg_semsync_flushed(&sh, "ns1");
     TG_CHECK(found(a, "ns1", v) == 0 && found(a, "ns2", v) == 1);
 
-    /* other dimensions replace the space; the old reference stays usable */
+    /* other dimensions replace the space, but only for the published
+     * config (a request still on an old snapshot must not flip it back);
+     * the old reference stays usable */
+    TG_CHECK(tg_semsync_acquire(cfg, 32, 1) == NULL);
+    tg_config_publish(tg_config_ref(cfg));
     struct tg_semspace *b = tg_semsync_acquire(cfg, 32, 1);
     TG_CHECK(b && b != a);
     TG_CHECK(found(a, "ns2", v) == 1);
@@ -101,7 +105,15 @@ TG_TEST(spaces)
     struct tg_semspace *c = tg_semsync_acquire(other, 32, 0);
     TG_CHECK(c == NULL);
     c = tg_semsync_acquire(bigger, 32, 1);
+    TG_CHECK(c == NULL); /* not published */
+    tg_config_publish(tg_config_ref(bigger));
+    c = tg_semsync_acquire(bigger, 32, 1);
     TG_CHECK(c && c != b);
+    /* a store on the old snapshot's space: not stored anywhere */
+    float w[32];
+    vec(w, 32, 2);
+    tg_semsync_store(&sh, cfg, "ns3", hex_of(4), w, 32, &meta, 60);
+    TG_CHECK(found(c, "ns3", w) == 0 && found(b, "ns3", w) == 0);
     tg_semsync_release(b);
     tg_semsync_release(c);
     /* no semantic model: no space */
@@ -109,6 +121,7 @@ TG_TEST(spaces)
     plain->semantic.model = NULL;
     TG_CHECK(tg_semsync_acquire(plain, 16, 1) == NULL);
     tg_config_unref(plain);
+    tg_config_publish(NULL);
     tg_config_unref(other);
     tg_config_unref(bigger);
     tg_config_unref(none);
