@@ -190,12 +190,18 @@ static int take_answer(struct tg_semantic *s, struct tg_call *call, tg_rc rc)
     } else if (st / 100 == 4) {
         s->outcome = TG_OUT_HTTP_4XX; /* our request: the provider is fine */
     } else {
+        /* Read into the loop thread's scratch, kept at its own size: a
+         * request holds dims floats, not the 32 KiB a vector may take. */
+        static __thread float scratch[TG_SEMINDEX_MAX_DIMS];
         struct tg_buf *b = tg_call_body(call);
-        if (!s->vec)
-            s->vec = malloc(TG_SEMINDEX_MAX_DIMS * sizeof(*s->vec));
-        ok = s->vec &&
-             tg_embedbody_vector(tg_buf_head(b), tg_buf_unread(b), s->vec, TG_SEMINDEX_MAX_DIMS,
-                                 &s->dims, &s->prompt_tokens) == TG_OK;
+        unsigned dims = 0;
+        ok = tg_embedbody_vector(tg_buf_head(b), tg_buf_unread(b), scratch, TG_SEMINDEX_MAX_DIMS,
+                                 &dims, &s->prompt_tokens) == TG_OK &&
+             (s->vec = malloc(dims * sizeof(*s->vec))) != NULL;
+        if (ok) {
+            memcpy(s->vec, scratch, dims * sizeof(*s->vec));
+            s->dims = dims;
+        }
         s->outcome = ok ? TG_OUT_OK : TG_OUT_INVALID;
         provider_fine = ok;
     }
@@ -214,6 +220,7 @@ static void on_embedded(struct tg_call *call, tg_rc rc, void *ud)
     tg_timer_stop(s->req->shard->loop, &s->timer);
     s->embed_us = tg_call_elapsed_us(call);
     int ok = take_answer(s, call, rc) == 0;
+    tg_buf_free(&s->body); /* the call is over */
     tg_metrics_upstream(mx, m->metrics_idx, s->outcome, (double)s->embed_us / 1e6);
     if (ok) {
         /* A real provider cost: charged to the request, like any call. */
@@ -236,6 +243,7 @@ static void on_deadline(struct tg_loop *loop, void *ud)
     s->embed_us = tg_call_elapsed_us(s->call);
     tg_call_cancel(s->call);
     s->call = NULL;
+    tg_buf_free(&s->body);
     tg_breaker_record(m->breaker, tg_now_ms(), 0, s->probe, 0);
     s->probe = 0;
     s->outcome = TG_OUT_TIMEOUT;
