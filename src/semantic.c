@@ -125,6 +125,7 @@ static int call_model(struct tg_semantic *s, const struct tg_model *m, enum tg_s
     struct tg_req *req = s->req;
     uint64_t wait_ms;
     if (!tg_breaker_allow(m->breaker, tg_now_ms(), &s->probe, &wait_ms)) {
+        s->model = m; /* the decision line shows the model and why it was not called */
         s->outcome = TG_OUT_BREAKER_OPEN;
         tg_metrics_upstream(req->shard->metrics, m->metrics_idx, TG_OUT_BREAKER_OPEN, 0);
         *why = TG_SEM_SKIPPED;

@@ -50,7 +50,8 @@ static long reference(const uint8_t *data, size_t size, float *v)
     json_t *j = tg_json_parse((const char *)data, size, 0, NULL);
     long pt = 0, n = -1;
     if (j && json_is_object(j) && tg_embedbody_check_answer(j, 0, &pt) == TG_OK) {
-        const json_t *e = json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding");
+        const json_t *e =
+            json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding");
         if (json_is_array(e) && json_array_size(e) <= MAX_DIMS) {
             n = (long)json_array_size(e);
             for (long i = 0; i < n; i++) {

@@ -533,6 +533,7 @@ def embedding_breaker_open_skips(w):
         eq(r.header("x-tiergate-cache"), "miss")
         sem = w.gw.decision(r)["semantic"]
         eq(sem["result"], "skipped")
+        eq((sem["embedding"]["model"], sem["embedding"]["outcome"]), ("emb", "breaker_open"))
         eq(len(embed_calls(w)), n, "no call while the breaker is open")
         eq(delta(before, sem_counts(w.gw)), {"skipped": 1})
         b = w.gw.req("GET", "/admin/breakers", headers=bearer(ADMIN))
