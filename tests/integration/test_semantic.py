@@ -617,3 +617,32 @@ def reload_changes_the_space(w):
         wait_for(lambda: entries(w.gw) == 0, 5, msg="the index freed")
     finally:
         w.start()
+
+
+@test
+def single_flight_followers_of_a_semantic_leader(w):
+    """Identical paraphrases at once: one leads (its embedding call is slow
+    here), the others wait on it; the leader is served semantically, which
+    releases them, and each finds the same entry with its own lookup."""
+    import threading
+    t = "t-flight"
+    first(w, t, CONTEXT + " Arm the alarm when everyone leaves.")
+    w.mock.ctl("POST", "/_mock/script", {"endpoint": "embeddings", "action": {"delay_ms": 400}})
+    para = "When everyone leaves, arm the alarm. " + CONTEXT
+    out = [None] * 4
+
+    def go(i):
+        out[i] = ask(w.gw, para, t)
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+        time.sleep(0.05)
+    for th in threads:
+        th.join()
+    eq([r.header("x-tiergate-cache") for r in out], ["semantic"] * 4)
+    eq(len({r.body for r in out}), 1, "the same stored answer")
+    eq(len(chat_calls(w)), 1, "no chat call but the first request's")
+    eq(len(embed_calls(w)), 1 + 4, "one embedding per lookup")
+    # the followers waited for the leader's slow embedding, not for one of their own
+    lat = [w.gw.decision(r)["latency_ms"] for r in out]
+    check(all(x >= 200 for x in lat[1:]), "followers waited on the leader: %r" % lat)
