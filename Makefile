@@ -130,7 +130,8 @@ demo:
 
 bench:
 	@TG_DEPS_BENCH=1 TG_DEPS_NODE=0 TG_DEPS_TEST=0 scripts/deps.sh
-	@$(MAKE) --no-print-directory all build/release/bench/router_bench build/release/bench/stream_client
+	@$(MAKE) --no-print-directory all build/release/bench/router_bench build/release/bench/stream_client \
+	    build/release/bench/sem_bench
 	@bench/run.sh build/release
 
 # The semantic cache's vector index alone (bench/semantic.sh; no wrk, no Redis).

@@ -157,6 +157,9 @@ def main():
     proc = load("process.json", {})
     router = open(os.path.join(OUT, "router.txt")).read() if os.path.exists(os.path.join(OUT, "router.txt")) else ""
     cost = parse_cost(os.path.join(OUT, "cost.txt"))
+    sem_txt = os.path.join(OUT, "semantic.txt")
+    semantic = {"index": open(sem_txt).read().strip().split("\n") if os.path.exists(sem_txt) else [],
+                "gateway": load("semantic_gateway.json", {})}
 
     peers_runs = runs_by(rows, "peers")
     tls_runs = runs_by(rows, "tls")
@@ -193,6 +196,7 @@ def main():
                                "p50_ms": v[0]["p50"] / 1000, "p99_ms": v[0]["p99"] / 1000}
                         for k, v in held.items()},
                "cost": cost, "router": router.strip().split("\n") if router else [],
+               "semantic": semantic,
                "published_peers": PUBLISHED}
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": rows}, f, indent=1)
@@ -431,6 +435,7 @@ def rest_md(L, s, k):
         L.append("Largest functions: " + "; ".join(
             "`%s` (%s, %.1f%%)" % (x["function"][:60], x["object"], x["pct"]) for x in c["top"][:8]) + ".")
         L.append("")
+    semantic_markdown(L, s.get("semantic", {}))
     pk = p["targets"].get("portkey", {}).get("10")
     pub = PUBLISHED
     L.append("### Peers not measured here (published figures)")
@@ -454,6 +459,35 @@ def rest_md(L, s, k):
     for name, url, text in pub["others"]:
         L.append("- %s, %s: %s." % (name, url, text))
     L.append("")
+
+
+def semantic_markdown(L, sem):
+    """Section 8: the index alone (sem_bench's table, as printed) and the
+    gateway with the semantic cache on."""
+    if not sem.get("index") and not sem.get("gateway"):
+        return
+    L.append("### 8. The semantic cache")
+    L.append("")
+    if sem.get("index"):
+        L.append("The index alone (`bench/semantic.sh`, columns in bench/semantic.md):")
+        L.append("")
+        L.extend(l for l in sem["index"] if not l.startswith("#"))
+        L.append("")
+    g = sem.get("gateway")
+    if g:
+        L.append("Through the gateway (`bench/semantic_gateway.py`): %s stored answers in one tenant, "
+                 "%s sequential requests of each kind; own time = x-tiergate-overhead-ms (the gateway's "
+                 "CPU and Redis round trips, not the embedding call):" % (fmt(g["entries"]), g["requests_each"]))
+        L.append("")
+        L.append("| request | own time p50 | own time p90 | client p50 | client p90 |")
+        L.append("|---|---:|---:|---:|---:|")
+        for k in ("exact_hit", "semantic_hit", "semantic_miss"):
+            if k in g:
+                v = g[k]
+                L.append("| %s | %s ms | %s ms | %s ms | %s ms |" % (
+                    k.replace("_", " "), fmt(v["own_p50_ms"], 3), fmt(v["own_p90_ms"], 3),
+                    fmt(v["total_p50_ms"], 3), fmt(v["total_p90_ms"], 3)))
+        L.append("")
 
 
 def plots(meta, s):

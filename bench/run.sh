@@ -15,6 +15,10 @@
 #      accepted, one escalation, pinned over TLS
 #   5. BENCH_STREAMS concurrent streams held 2 s each: errors, peak RSS, threads
 #   6. the router alone; 7. instructions per pass-through request (callgrind)
+#   8. the semantic cache: its index alone (bench/semantic.sh: lookup latency
+#      at 10k and 100k entries, RSS per 100k), then a gateway with it on
+#      (bench/semantic_gateway.py: own time of exact hits, semantic hits and
+#      semantic misses with BENCH_SEM_ENTRIES stored answers)
 # Raw runs: bench/out/results.jsonl + meta.json; report: bench/out/results.json,
 # bench/out/summary.md, plots in bench/plots/.
 #
@@ -24,8 +28,8 @@
 #   BENCH_STREAMS 5000 (500), BENCH_SHARDS 2, BENCH_PEERS "portkey" ("" = none)
 #   BENCH_STREAM_MODES "default" (no header) or e.g. "buffer prefix live"
 #   BENCH_DRIP_MS 20, BENCH_STREAM_TOKENS 64, BENCH_STREAM_REQUESTS 40 (10),
-#   BENCH_STREAM_CONNS 10, BENCH_COST 1 (0 skips section 7)
-#   BENCH_SECTIONS "peers tls streams own held router cost": a subset reruns just
+#   BENCH_STREAM_CONNS 10, BENCH_COST 1 (0 skips section 7), BENCH_SEM_ENTRIES 10000 (1000)
+#   BENCH_SECTIONS "peers tls streams own held router cost semantic": a subset reruns just
 #     those (e.g. BENCH_SECTIONS=streams BENCH_STREAM_MODES='prefix live').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +49,9 @@ STREAM_C=${BENCH_STREAM_CONNS:-10}
 OWN_N=$(q 50 400)
 COST=${BENCH_COST:-1}
 COST_N=$(q 200 500)
-SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost} "
+SEM_N=${BENCH_SEM_ENTRIES:-$(q 1000 10000)}
+SEM_M=$(q 100 400)
+SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost semantic} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 TLS_SECS=$(( SECS / 2 > 2 ? SECS / 2 : 2 ))
 C1_SECS=$TLS_SECS   # one connection: latency, thousands of samples in half the time
@@ -53,7 +59,7 @@ HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each conn
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
 mkdir -p "$out" bench/plots
-rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt}
+rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,semantic.txt,semantic_gateway.json}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -431,6 +437,33 @@ if want cost && [ "$COST" = 1 ] && command -v valgrind >/dev/null; then
     CALLGRIND=1 TOP=400 bench/cost_per_request.sh "$BUILD" "$COST_N" >"$out/cost.txt"
     echo "  (callgrind, $COST_N requests)" >>"$out/cost.txt"
     head -1 "$out/cost.txt"
+fi
+
+if want semantic; then
+    echo "== 8. the semantic cache"
+    if [ -x "$BUILD/bench/sem_bench" ]; then
+        echo "  the index alone (bench/semantic.sh$([ "$QUICK" = 1 ] && echo " --quick"): bench/semantic.md explains the columns)"
+        bench/semantic.sh "$BUILD" $([ "$QUICK" = 1 ] && echo --quick) | sed 's/^/  /'
+    else
+        echo "  $BUILD/bench/sem_bench missing: index rows skipped (make bench builds it)"
+    fi
+    emport=$(free_port)
+    gen_config "$emport" 1 | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+c["models"]["emb"] = dict(c["models"]["mini"], upstream_model="mock-embed", kind="embedding",
+                          input_per_mtok=0.02, output_per_mtok=0)
+c["cache"] = {"enabled": True, "ttl_s": 3600,
+              "semantic": {"enabled": True, "model": "emb", "max_entries": 200000}}
+print(json.dumps(c))' >"$tmp/tg-sem.json"
+    BENCH_KEY=sk-bench "$BUILD/tiergate" -c "$tmp/tg-sem.json" >"$tmp/tgs.log" 2>&1 & tgs_pid=$!; pids+=($tgs_pid)
+    wait_line "$tmp/tgs.log" listening
+    sleep 0.5
+    echo "  through the gateway: $SEM_N stored answers in one tenant, then $SEM_M requests of each kind"
+    rss0=$(rss_kb "$tgs_pid")
+    python3 bench/semantic_gateway.py "$emport" "$SEM_N" "$SEM_M" "$out/semantic_gateway.json"
+    echo "  gateway RSS $((rss0 / 1024)) MB before the fill, $(($(rss_kb "$tgs_pid") / 1024)) MB after"
+    kill "$tgs_pid" 2>/dev/null || true
 fi
 
 # Stop the daemons before the report so its plots do not share the CPU with them.

@@ -17,6 +17,7 @@
 #include "tiergate/error.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/semsync.h"
 
 /* Answers built from the config and counters, never from request data. */
 #define ADMIN_JSON_MAX (1u << 20)
@@ -158,9 +159,21 @@ static void breakers(struct tg_req *req)
     tg_buf_free(&b);
 }
 
+/* A flush in progress: the request, and the namespace (NULL: all) kept
+ * for the semantic index, since the client may be gone by the end. */
+struct flush_op {
+    struct tg_req *req;
+    const char *ns;
+    char ns_buf[24];
+};
+
 static void on_flushed(void *ud, tg_rc rc, unsigned long long deleted)
 {
-    struct tg_req *req = ud;
+    struct flush_op *f = ud;
+    struct tg_req *req = f->req;
+    if (rc == TG_OK) /* vectors went with their entries: the indexes follow */
+        tg_semsync_flushed(req->shard, f->ns);
+    free(f);
     if (!req->closed) {
         if (rc == TG_OK) {
             char body[96];
@@ -191,11 +204,21 @@ static void flush(struct tg_req *req)
             return;
         }
     }
+    struct flush_op *f = calloc(1, sizeof(*f));
+    if (!f) {
+        tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+        return;
+    }
+    f->req = req;
+    if (ns) {
+        snprintf(f->ns_buf, sizeof(f->ns_buf), "%s", ns);
+        f->ns = f->ns_buf;
+    }
     tg_req_ref(req);
     tg_req_suspend(req);
-    tg_rc rc = tg_cache_flush(req->shard->cache, ns, on_flushed, req);
+    tg_rc rc = tg_cache_flush(req->shard->cache, ns, on_flushed, f);
     if (rc != TG_OK)
-        on_flushed(req, rc, 0);
+        on_flushed(f, rc, 0);
 }
 
 void tg_admin_handle(struct tg_req *req)

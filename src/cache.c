@@ -52,6 +52,7 @@ struct tg_cache {
     unsigned timeouts_in_row;
     size_t pending;
     int warned;
+    unsigned long epoch; /* usable connections so far */
     /* where and how, copied from the config */
     char *host, *password;
     int unix_sock;
@@ -218,6 +219,7 @@ static void on_ping(redisAsyncContext *ac, void *r, void *priv)
     }
     tg_timer_stop(c->loop, &c->connect_timer);
     c->state = ST_UP;
+    c->epoch++;
     c->backoff_ms = 0;
     c->timeouts_in_row = 0;
     if (c->warned)
@@ -358,6 +360,11 @@ void tg_cache_reconfigure(struct tg_cache *c, const struct tg_config *old,
 int tg_cache_healthy(const struct tg_cache *c)
 {
     return c->state == ST_UP;
+}
+
+unsigned long tg_cache_epoch(const struct tg_cache *c)
+{
+    return c->epoch;
 }
 
 const char *tg_cache_state(const struct tg_cache *c)
@@ -683,4 +690,95 @@ tg_rc tg_cache_flush(struct tg_cache *c, const char *ns, tg_cache_flush_cb cb, v
     }
     tracked_sent(c);
     return TG_OK;
+}
+
+/* --- other commands ---------------------------------------------------------- */
+
+struct cmd_op {
+    struct tg_cache *c;
+    tg_cache_reply_cb cb;
+    void *ud;
+};
+
+static void on_command_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct cmd_op *op = priv;
+    struct tg_cache *c = op->c;
+    redisReply *reply = r;
+    if (ac->data == c && c->pending)
+        c->pending--;
+    tracked_answered(ac);
+    if (reply && reply->type == REDIS_REPLY_ERROR && !op->cb)
+        tg_log(TG_LOG_WARN, "redis (shard %u): command refused: %.200s", c->sh->index, reply->str);
+    if (op->cb)
+        op->cb(op->ud, (const struct tg_cache_reply *)reply);
+    free(op);
+}
+
+tg_rc tg_cache_command(struct tg_cache *c, int argc, const char *const *argv, const size_t *lens,
+                       tg_cache_reply_cb cb, void *ud)
+{
+    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING)
+        return TG_ERR_UNAVAILABLE;
+    struct cmd_op *op = malloc(sizeof(*op));
+    if (!op)
+        return TG_ERR_UNAVAILABLE;
+    *op = (struct cmd_op){c, cb, ud};
+    if (redisAsyncCommandArgv(c->ac, on_command_reply, op, argc, (const char **)argv, lens) !=
+        REDIS_OK) {
+        free(op);
+        return TG_ERR_UNAVAILABLE;
+    }
+    c->pending++;
+    tracked_sent(c);
+    return TG_OK;
+}
+
+enum tg_cache_reply_type tg_cache_reply_type(const struct tg_cache_reply *r)
+{
+    const redisReply *x = (const redisReply *)r;
+    switch (x ? x->type : REDIS_REPLY_NIL) {
+    case REDIS_REPLY_STRING:
+        return TG_REPLY_STRING;
+    case REDIS_REPLY_INTEGER:
+        return TG_REPLY_INTEGER;
+    case REDIS_REPLY_ARRAY:
+        return TG_REPLY_ARRAY;
+    case REDIS_REPLY_STATUS:
+        return TG_REPLY_STATUS;
+    case REDIS_REPLY_ERROR:
+        return TG_REPLY_ERROR;
+    default:
+        return TG_REPLY_NIL;
+    }
+}
+
+const char *tg_cache_reply_str(const struct tg_cache_reply *r, size_t *len)
+{
+    const redisReply *x = (const redisReply *)r;
+    if (!x || (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS &&
+               x->type != REDIS_REPLY_ERROR))
+        return NULL;
+    *len = (size_t)x->len;
+    return x->str;
+}
+
+long long tg_cache_reply_int(const struct tg_cache_reply *r)
+{
+    const redisReply *x = (const redisReply *)r;
+    return x && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
+}
+
+size_t tg_cache_reply_len(const struct tg_cache_reply *r)
+{
+    const redisReply *x = (const redisReply *)r;
+    return x && x->type == REDIS_REPLY_ARRAY ? x->elements : 0;
+}
+
+const struct tg_cache_reply *tg_cache_reply_at(const struct tg_cache_reply *r, size_t i)
+{
+    const redisReply *x = (const redisReply *)r;
+    if (!x || x->type != REDIS_REPLY_ARRAY || i >= x->elements)
+        return NULL;
+    return (const struct tg_cache_reply *)x->element[i];
 }

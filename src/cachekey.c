@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT
  *
  * cachekey.c - canonical JSON of a chat request, streamed into SHA-256
- * (OpenSSL EVP), and the "tiergate:v1:<ns>:<hex>" key built from it. It does
- * not decide whether a request may be cached or talk to Redis (cache.c does).
+ * (OpenSSL EVP), and the "tiergate:v1:<ns>:<hex>" key built from it; the
+ * semantic cache's parameters hash, the same canonical form with the
+ * compared message text blanked. It does not decide whether a request may
+ * be cached or talk to Redis (cache.c does).
  */
 #include <math.h>
 #include <pthread.h>
@@ -29,6 +31,7 @@ static const char *const excluded[] = {TG_CACHEKEY_EXCLUDED_FIELDS};
 struct sink {
     struct tg_buf *out; /* text mode, or NULL */
     EVP_MD_CTX *md;     /* hash mode, or NULL */
+    int params;         /* the parameters hash: compared text blanked */
     tg_rc rc;
     size_t n;
     char stage[4096];
@@ -43,7 +46,12 @@ struct member {
 static void sink_flush(struct sink *k);
 static void put(struct sink *k, const char *p, size_t n);
 static void put_value(struct sink *k, const json_t *v, int depth);
-static void put_object(struct sink *k, const json_t *o, int depth);
+/* What put_object writes as "" instead of a member's value (the
+ * parameters hash): nothing; a compared message's "content" when it is a
+ * string (its parts, when an array, as BLANK_PART); a text part's "text". */
+enum blank { BLANK_NONE = 0, BLANK_MESSAGE, BLANK_PART };
+static void put_object(struct sink *k, const json_t *o, int depth, enum blank blank);
+static void put_messages(struct sink *k, const json_t *msgs, int depth);
 static void put_string(struct sink *k, const char *s, size_t n);
 static void put_real(struct sink *k, double d);
 static void put_int(struct sink *k, json_int_t v);
@@ -96,7 +104,7 @@ static void put_value(struct sink *k, const json_t *v, int depth)
     }
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        put_object(k, v, depth);
+        put_object(k, v, depth, BLANK_NONE);
         break;
     case JSON_ARRAY:
         put_c(k, '[');
@@ -145,9 +153,66 @@ static int is_excluded(const char *key, size_t len)
     return 0;
 }
 
+/* The compared text of a request (tg_semguard_add_messages): the content
+ * of system, developer and user messages, strings or "text" parts. */
+static int compared_role(const json_t *m)
+{
+    const char *r = json_string_value(json_object_get(m, "role"));
+    return r && (strcmp(r, "user") == 0 || strcmp(r, "system") == 0 || strcmp(r, "developer") == 0);
+}
+
+static void put_member_value(struct sink *k, const struct member *m, int depth, enum blank blank,
+                             const json_t *o)
+{
+    int key_is = 0;
+    if (blank == BLANK_MESSAGE)
+        key_is = m->len == 7 && memcmp(m->key, "content", 7) == 0;
+    else if (blank == BLANK_PART)
+        key_is = m->len == 4 && memcmp(m->key, "text", 4) == 0 && json_is_string(m->value) &&
+                 json_is_string(json_object_get(o, "type")) &&
+                 strcmp(json_string_value(json_object_get(o, "type")), "text") == 0;
+    if (key_is && json_is_string(m->value)) {
+        put(k, "\"\"", 2);
+    } else if (key_is && blank == BLANK_MESSAGE && json_is_array(m->value)) {
+        put_c(k, '[');
+        for (size_t i = 0; i < json_array_size(m->value) && k->rc == TG_OK; i++) {
+            const json_t *part = json_array_get(m->value, i);
+            if (i)
+                put_c(k, ',');
+            if (json_is_object(part))
+                put_object(k, part, depth + 2, BLANK_PART);
+            else
+                put_value(k, part, depth + 2);
+        }
+        put_c(k, ']');
+    } else if (k->params && depth == 0 && m->len == 8 && memcmp(m->key, "messages", 8) == 0 &&
+               json_is_array(m->value)) {
+        put_messages(k, m->value, depth + 1);
+    } else {
+        put_value(k, m->value, depth + 1);
+    }
+}
+
+/* "messages" for the parameters hash: every message as it is, except the
+ * compared text of system, developer and user messages. */
+static void put_messages(struct sink *k, const json_t *msgs, int depth)
+{
+    put_c(k, '[');
+    for (size_t i = 0; i < json_array_size(msgs) && k->rc == TG_OK; i++) {
+        const json_t *m = json_array_get(msgs, i);
+        if (i)
+            put_c(k, ',');
+        if (json_is_object(m))
+            put_object(k, m, depth + 1, compared_role(m) ? BLANK_MESSAGE : BLANK_NONE);
+        else
+            put_value(k, m, depth + 1);
+    }
+    put_c(k, ']');
+}
+
 /* Keys sorted bytewise (UTF-8 order is code point order). jansson keeps
  * insertion order, so sort a small index of the members. */
-static void put_object(struct sink *k, const json_t *o, int depth)
+static void put_object(struct sink *k, const json_t *o, int depth, enum blank blank)
 {
     struct member small[CK_SMALL_OBJECT], *m = small;
     size_t size = json_object_size(o), n = 0;
@@ -183,7 +248,10 @@ static void put_object(struct sink *k, const json_t *o, int depth)
             put_c(k, ',');
         put_string(k, m[i].key, m[i].len);
         put_c(k, ':');
-        put_value(k, m[i].value, depth + 1);
+        if (blank || (k->params && depth == 0))
+            put_member_value(k, &m[i], depth, blank, o);
+        else
+            put_value(k, m[i].value, depth + 1);
     }
     put_c(k, '}');
     if (m != small)
@@ -306,6 +374,7 @@ tg_rc tg_cachekey_canonical(const json_t *req, struct tg_buf *out)
         return TG_ERR_INVALID;
     k.out = out;
     k.md = NULL;
+    k.params = 0;
     k.rc = TG_OK;
     k.n = 0;
     put_value(&k, req, 0);
@@ -345,21 +414,18 @@ static void to_hex(const unsigned char *md, size_t n, char *hex)
     hex[2 * n] = '\0';
 }
 
-tg_rc tg_cachekey_digest(const json_t *req, char hex[65])
-{
-    return tg_cachekey_digest_inputs(req, NULL, 0, hex);
-}
-
-tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
-                                char hex[65])
+/* SHA-256 of prefix + canonical(req) (the parameters form when params),
+ * then each input as NUL name '=' value. */
+static tg_rc digest(const json_t *req, const char *prefix, int params,
+                    const struct tg_cachekey_input *in, size_t n, unsigned char md[32])
 {
     struct sink k;
-    unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
 
     if (!req)
         return TG_ERR_INVALID;
     k.out = NULL;
+    k.params = params;
     k.rc = TG_OK;
     k.n = 0;
     if (!(k.md = EVP_MD_CTX_new()))
@@ -368,6 +434,8 @@ tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_inpu
         k.rc = TG_ERR_NOMEM;
         goto out;
     }
+    if (prefix)
+        put(&k, prefix, strlen(prefix));
     put_value(&k, req, 0);
     for (size_t i = 0; i < n; i++) {
         put_c(&k, '\0');
@@ -378,11 +446,47 @@ tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_inpu
     sink_flush(&k);
     if (k.rc == TG_OK && (!EVP_DigestFinal_ex(k.md, md, &len) || len != 32))
         k.rc = TG_ERR_NOMEM;
-    if (k.rc == TG_OK)
-        to_hex(md, len, hex);
 out:
     EVP_MD_CTX_free(k.md);
     return k.rc;
+}
+
+tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
+                                char hex[65])
+{
+    unsigned char md[32];
+    tg_rc rc = digest(req, NULL, 0, in, n, md);
+    if (rc == TG_OK)
+        to_hex(md, 32, hex);
+    return rc;
+}
+
+tg_rc tg_cachekey_digest(const json_t *req, char hex[65])
+{
+    return tg_cachekey_digest_inputs(req, NULL, 0, hex);
+}
+
+tg_rc tg_cachekey_params(const json_t *req, const char *extra, uint64_t *out)
+{
+    unsigned char md[32];
+    struct tg_buf pre;
+    tg_buf_init(&pre, TG_CACHEKEY_PARAMS_EXTRA_MAX + 64);
+    /* Domain-separated from the exact key; extra ends at its newline. */
+    tg_rc rc = tg_buf_printf(&pre, "tiergate-params-v1\n%s\n", extra ? extra : "");
+    if (rc == TG_ERR_TOO_LARGE ||
+        (rc == TG_OK && extra &&
+         (strchr(extra, '\n') || strlen(extra) > TG_CACHEKEY_PARAMS_EXTRA_MAX)))
+        rc = TG_ERR_INVALID;
+    if (rc == TG_OK)
+        rc = digest(req, pre.data, 1, NULL, 0, md);
+    tg_buf_free(&pre);
+    if (rc != TG_OK)
+        return rc;
+    uint64_t h = 0;
+    for (int i = 0; i < 8; i++)
+        h |= (uint64_t)md[i] << (8 * i);
+    *out = h;
+    return TG_OK;
 }
 
 tg_rc tg_sha256_hex(const void *p, size_t n, char hex[65])
@@ -429,11 +533,17 @@ tg_rc tg_cachekey_namespace(const char *gateway_key, int shared, char out[24])
 
 tg_rc tg_cachekey_build(const json_t *req, const char *ns, struct tg_buf *out)
 {
-    return tg_cachekey_build_inputs(req, NULL, 0, ns, out);
+    return tg_cachekey_build_inputs(req, NULL, 0, ns, NULL, out);
+}
+
+tg_rc tg_cachekey_build_kind(const json_t *req, const char *ns, const char *kind,
+                             struct tg_buf *out)
+{
+    return tg_cachekey_build_inputs(req, NULL, 0, ns, kind, out);
 }
 
 tg_rc tg_cachekey_build_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
-                               const char *ns, struct tg_buf *out)
+                               const char *ns, const char *kind, struct tg_buf *out)
 {
     char hex[65];
     tg_rc rc;
@@ -443,7 +553,8 @@ tg_rc tg_cachekey_build_inputs(const json_t *req, const struct tg_cachekey_input
         return TG_ERR_INVALID;
     if ((rc = tg_cachekey_digest_inputs(req, in, n, hex)) != TG_OK)
         return rc;
-    if ((rc = tg_buf_printf(out, TG_CACHEKEY_PREFIX "%s:%s", ns, hex)) != TG_OK)
+    if ((rc = tg_buf_printf(out, TG_CACHEKEY_PREFIX "%s:%s%s%s", ns, kind ? kind : "",
+                            kind ? ":" : "", hex)) != TG_OK)
         tg_buf_reset(out);
     return rc;
 }

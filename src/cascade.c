@@ -143,9 +143,15 @@ tg_rc tg_cascade_start(struct tg_cascade *c, const struct tg_config *cfg, const 
     }
     int tier = tg_tier_parse(name);
     if (tier < 0) {
-        if (!(*pinned = tg_config_model(cfg, name))) {
-            snprintf(msg, n, "The model `%.100s` does not exist or you do not have access to it.",
+        *pinned = tg_config_model(cfg, name);
+        if (!*pinned || (*pinned)->kind != TG_MODEL_CHAT) {
+            /* (OpenAI answers a non-chat model with 404 too) */
+            snprintf(msg, n,
+                     *pinned ? "`%.100s` is an embedding model: it is not supported in "
+                               "v1/chat/completions (use v1/embeddings)"
+                             : "The model `%.100s` does not exist or you do not have access to it.",
                      name);
+            *pinned = NULL;
             *param = "model";
             return TG_ERR_MODEL_NOT_FOUND;
         }

@@ -12,6 +12,7 @@
  *
  * Order of events for one request:
  *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
+ *     -> (entry) serve_cached | semantic step (semantic.c) -> on_semantic
  *     -> (entry) serve_cached | proceed -> next_attempt -> start_call
  *     -> on_headers -> on_data/on_event -> on_done -> tg_cascade_judge
  *     -> [second_opinion -> on_opinion] -> accept_answer | leave (next_attempt)
@@ -46,6 +47,7 @@
 #include "tiergate/router.h"
 #include "tiergate/shadow.h"
 #include "tiergate/rupstream.h"
+#include "tiergate/semantic.h"
 #include "tiergate/sse.h"
 #include "tiergate/upstream.h"
 #include "tiergate/usage.h"
@@ -75,7 +77,8 @@ struct tg_chat {
     struct tg_req *req;
     struct tg_chatbody body; /* the client's body, parsed and checked */
 
-    struct tg_lookup look; /* the exact cache's step */
+    struct tg_lookup look;  /* the exact cache's step */
+    struct tg_semantic sem; /* the semantic cache's, after an exact miss */
 
     /* routing and the cascade */
     int routed;      /* "auto": the router picks the start */
@@ -118,6 +121,7 @@ static int check_body(struct tg_chat *ch, int need_model);
 static int resolve(struct tg_chat *ch);
 static void start_lookup(struct tg_chat *ch);
 static int on_lookup(void *ud, const char *value, size_t len);
+static int on_semantic(void *ud, const char *value, size_t len);
 static int serve_cached(struct tg_chat *ch, const char *value, size_t len);
 static void proceed(struct tg_chat *ch);
 static void next_attempt(struct tg_chat *ch);
@@ -146,19 +150,20 @@ static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ------------------------------------------------------ */
 
-/* The gateway's own time: total minus the waits on upstreams and on a
- * single-flight leader. */
+/* The gateway's own time: total minus the waits on upstreams (the
+ * semantic lookup's embedding call included) and on a single-flight
+ * leader. */
 static uint64_t overhead_us(const struct tg_chat *ch)
 {
     uint64_t total = tg_now_us() - ch->req->start_us;
-    uint64_t waited = ch->upstream_us + ch->look.wait_us;
+    uint64_t waited = ch->upstream_us + ch->look.wait_us + ch->sem.embed_us;
     return total > waited ? total - waited : 0;
 }
 
 /* Tier changes between where the ladder started and what answered. */
 static unsigned escalations(const struct tg_chat *ch)
 {
-    if (ch->look.status == TG_CS_HIT || !ch->answered)
+    if (ch->look.status == TG_CS_HIT || ch->look.status == TG_CS_SEMANTIC || !ch->answered)
         return 0;
     return tg_cascade_escalations(&ch->cas, ch->answered->tier);
 }
@@ -176,7 +181,8 @@ static struct tg_chatout_meta meta(struct tg_chat *ch)
         ch->route_known ? &ch->route : NULL,
         ch->cost_usd,
         overhead_us(ch),
-        tg_opinion_confidence(ch->opinions, tg_cascade_cur_index(&ch->cas))};
+        tg_opinion_confidence(ch->opinions, tg_cascade_cur_index(&ch->cas)),
+        tg_semantic_similarity(&ch->sem)};
 }
 
 static void add_answer_headers(struct tg_chat *ch, int cost_known)
@@ -196,6 +202,7 @@ static struct tg_chat *chat_new(struct tg_req *req)
     ch->req = req;
     tg_cascade_init(&ch->cas);
     tg_lookup_init(&ch->look);
+    tg_semantic_init(&ch->sem);
     /* Twice the body: a rewritten stream_options is re-serialised, and
      * jansson may print a number longer than the client did. */
     tg_buf_init(&ch->up_body, 2 * cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
@@ -333,8 +340,10 @@ static void start_lookup(struct tg_chat *ch)
     int cap = tg_cascade_cap(&ch->cas, ch->req->cfg, ch->routed);
     if (cap >= 0)
         tg_lookup_add_input(&ch->look, "x-tiergate-max-tier", tg_tier_name(cap));
-    if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup, ch) !=
-        TG_OK)
+    if (tg_semantic_check(ch->req) != TG_OK)
+        bad(ch, NULL, "x-tiergate-semantic must be on or off");
+    else if (tg_lookup_start(&ch->look, ch->req, ch->body.json, ch->body.temperature, on_lookup,
+                             ch) != TG_OK)
         bad(ch, NULL, "x-tiergate-cache-ttl must be a positive number of seconds");
 }
 
@@ -344,8 +353,27 @@ static int on_lookup(void *ud, const char *value, size_t len)
     struct tg_chat *ch = ud;
     if (value)
         return serve_cached(ch, value, len);
-    proceed(ch);
+    tg_semantic_start(&ch->sem, ch->req, ch->body.json, &ch->look, on_semantic, ch);
     return 0;
+}
+
+/* The semantic step's one report (its embedding call is the request's
+ * cost either way): a similar prompt's entry to serve, or go upstream. */
+static int on_semantic(void *ud, const char *value, size_t len)
+{
+    struct tg_chat *ch = ud;
+    if (!value) {
+        ch->cost_usd += ch->sem.cost_usd;
+        proceed(ch);
+        return 0;
+    }
+    ch->look.status = TG_CS_SEMANTIC;
+    ch->cost_usd = ch->sem.cost_usd;
+    if (serve_cached(ch, value, len) == 0)
+        return 0;
+    ch->look.status = TG_CS_MISS;
+    ch->cost_usd = 0;
+    return -1;
 }
 
 /* Answers from a stored entry (entry.c). A non-streaming hit sends the
@@ -369,7 +397,6 @@ static int serve_cached(struct tg_chat *ch, const char *value, size_t len)
         if (pt < 0 || ct < 0)
             tg_answer_usage(completion, &pt, &ct);
     }
-    ch->cost_usd = 0;
     /* Savings of a hit: everything the baseline would have cost. */
     ch->baseline_usd = tg_usage_usd(cfg->baseline, pt, ct);
     ch->status = 200;
@@ -864,6 +891,7 @@ static void store_answer(struct tg_chat *ch, json_t *completion)
     if (tg_entry_build(&e, &meta, raw ? tg_buf_head(&ch->resp) : NULL,
                        raw ? tg_buf_unread(&ch->resp) : 0, completion) == TG_OK)
         tg_lookup_store(&ch->look, e.data, e.len);
+    tg_semantic_store(&ch->sem); /* after the entry, on the same connection */
     tg_buf_free(&e);
 }
 
@@ -995,6 +1023,7 @@ static void stop_work(struct tg_chat *ch)
     tg_lookup_cancel(&ch->look);
     tg_opinion_cancel(&ch->op);
     ch->cost_usd += tg_opinion_take_cost(ch->opinions); /* calls that ended before */
+    tg_semantic_cancel(&ch->sem);
     if (ch->call) {
         struct tg_attempt *a = ch->cas.cur;
         a->latency_us = tg_call_elapsed_us(ch->call);
@@ -1053,6 +1082,7 @@ static void write_decision(struct tg_chat *ch, double total_ms)
         .opinions = ch->opinions,
     };
     d.route_text = req->cfg->log_prompts;
+    tg_semantic_decision(&ch->sem, &d.semantic);
     tg_decision_write(&d, req->cfg, ch->body.json);
 }
 
@@ -1085,10 +1115,12 @@ static void chat_free(struct tg_req *req)
     if (!ch)
         return;
     TG_ASSERT(ch->dlv == DLV_DONE && !ch->call && !ch->look.leader &&
-              !tg_lookup_pending(&ch->look) && !tg_bill_holding(&ch->bill));
+              !tg_lookup_pending(&ch->look) && !tg_bill_holding(&ch->bill) &&
+              !tg_semantic_pending(&ch->sem));
     tg_chatbody_free(&ch->body);
     tg_cascade_free(&ch->cas);
     tg_lookup_free(&ch->look);
+    tg_semantic_free(&ch->sem);
     tg_buf_free(&ch->up_body);
     tg_buf_free(&ch->resp);
     tg_sse_stream_free(ch->sse);

@@ -161,6 +161,8 @@ static void comments(struct tg_req *req, const struct tg_chatout_meta *m, int an
             tg_buf_printf(&b, ": x-tiergate-model: %s\n: x-tiergate-tier: %s\n", m->answered->id,
                           tg_tier_name(m->answered->tier));
         tg_buf_printf(&b, ": x-tiergate-escalations: %u\n", m->escalations);
+        if (m->similarity >= 0)
+            tg_buf_printf(&b, ": x-tiergate-similarity: %.3f\n", m->similarity);
         if (m->confidence)
             tg_buf_printf(&b, ": x-tiergate-confidence: %d\n", m->confidence);
     }
@@ -186,6 +188,8 @@ void tg_chatout_meta(struct tg_chatout *o, struct tg_req *req, const struct tg_c
         tg_req_add_header(req, "x-tiergate-tier", tg_tier_name(m->answered->tier));
     }
     tg_req_add_headerf(req, "x-tiergate-escalations", "%u", m->escalations);
+    if (m->similarity >= 0)
+        tg_req_add_headerf(req, "x-tiergate-similarity", "%.3f", m->similarity);
     if (m->confidence)
         tg_req_add_headerf(req, "x-tiergate-confidence", "%d", m->confidence);
     route_header(req, m);
@@ -214,7 +218,7 @@ void tg_chatout_finish(struct tg_chatout *o, struct tg_req *req, double cost_usd
                        uint64_t overhead_us)
 {
     if (o->cost_pending && o->opened) {
-        struct tg_chatout_meta m = {TG_CS_OFF, NULL, 0, NULL, cost_usd, overhead_us, 0};
+        struct tg_chatout_meta m = {TG_CS_OFF, NULL, 0, NULL, cost_usd, overhead_us, 0, -1};
         comments(req, &m, 0, 1);
     }
     o->cost_pending = 0;

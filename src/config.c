@@ -419,6 +419,8 @@ static int redis_check(struct ctx *c, void *base);
 static int redis_post(struct ctx *c, void *base);
 static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *path);
 static int cache_check(struct ctx *c, void *base);
+static int semantic_check(struct ctx *c, void *base);
+static int models_post(struct ctx *c, void *base);
 static int parse_models(struct ctx *c, void *base, const json_t *v, const char *path);
 static int parse_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
 static int parse_aliases(struct ctx *c, void *base, const json_t *v, const char *path);
@@ -441,6 +443,7 @@ static int shadow_compare(struct ctx *c, void *base, const json_t *v, const char
 static int shadow_judge(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_post(struct ctx *c, void *base);
 static int model_api(struct ctx *c, void *base, const json_t *v, const char *path);
+static int model_kind(struct ctx *c, void *base, const json_t *v, const char *path);
 
 /* --- the tables (README "Configuration" has each key's meaning) --------- */
 
@@ -484,6 +487,21 @@ static const struct item redis_items[] = {
     {0},
 };
 
+/* cache.semantic: after the cache's own keys (ttl_s defaults to cache.ttl_s
+ * and is checked against cache.max_ttl_s); its model is resolved once the
+ * models are parsed (models_post). */
+static const struct item semantic_items[] = {
+    BOOL("enabled", CFG(semantic.enabled), 0),
+    STR("model", CFG(semantic.model_id)),
+    NUM("threshold", CFG(semantic.threshold), 0.5, 1.0, 0.97),
+    UINT("ttl_s", CFG(semantic.ttl_s), 1, 365u * 86400, 0),
+    SIZE("max_entries", CFG(semantic.max_entries), 1, 100000000, 100000),
+    UINT("timeout_ms", CFG(semantic.timeout_ms), 1, 600000, 1000),
+    UINT("sync_ms", CFG(semantic.sync_ms), 10, 600000, 1000),
+    UINT("dimensions", CFG(semantic.dimensions), 1, 8192, 0),
+    {0},
+};
+
 static const struct item cache_items[] = {
     BOOL("enabled", CFG(cache_enabled), 1),
     UINT("ttl_s", CFG(cache_ttl_s), 1, 365u * 86400, 3600),
@@ -493,6 +511,7 @@ static const struct item cache_items[] = {
     FN("scope", cache_scope),
     BOOL("single_flight", CFG(cache_single_flight), 1),
     UINT("single_flight_wait_ms", CFG(cache_single_flight_wait_ms), 1, 3600000, 30000),
+    {.key = "semantic", .type = T_SECTION, .sub = semantic_items, .check = semantic_check},
     {0},
 };
 
@@ -571,7 +590,7 @@ static const struct item root_items[] = {
      .check = redis_check,
      .post = redis_post},
     {.key = "cache", .type = T_SECTION, .sub = cache_items, .check = cache_check},
-    {.key = "models", .type = T_FN, .fn = parse_models, .required = 1},
+    {.key = "models", .type = T_FN, .fn = parse_models, .required = 1, .post = models_post},
     {.key = "tiers", .type = T_FN, .fn = parse_tiers, .required = 1},
     FN("aliases", parse_aliases),
     SECTION("cascade", cascade_items),
@@ -599,6 +618,7 @@ static const struct item model_items[] = {
     STR("ca_file", MDL(ca_file)),
     FN("headers", model_headers),
     FN("api", model_api),
+    FN("kind", model_kind),
     {0},
 };
 
@@ -735,6 +755,33 @@ static int cache_check(struct ctx *c, void *base)
     return 0;
 }
 
+static int semantic_check(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    if (cfg->semantic.ttl_s > cfg->cache_max_ttl_s)
+        return fail(c, "cache.semantic.ttl_s", "must not exceed cache.max_ttl_s");
+    if (cfg->semantic.enabled && !cfg->semantic.model_id)
+        return fail(c, "cache.semantic",
+                    "missing required setting \"model\" (an embedding model) when enabled");
+    return 0;
+}
+
+/* cache.semantic.model names a model of kind "embedding". */
+static int models_post(struct ctx *c, void *base)
+{
+    struct tg_config *cfg = base;
+    const char *id = cfg->semantic.model_id;
+    if (!id)
+        return 0;
+    struct tg_model *m = tg_config_model(cfg, id);
+    if (!m)
+        return fail(c, "cache.semantic.model", "no model \"%s\" in models", id);
+    if (m->kind != TG_MODEL_EMBEDDING)
+        return fail(c, "cache.semantic.model", "model \"%s\" is not of kind \"embedding\"", id);
+    cfg->semantic.model = m;
+    return 0;
+}
+
 static int baseline_model(struct ctx *c, void *base, const json_t *v, const char *path)
 {
     struct tg_config *cfg = base;
@@ -746,6 +793,8 @@ static int baseline_model(struct ctx *c, void *base, const json_t *v, const char
     struct tg_model *m = tg_config_model(cfg, id);
     if (!m)
         return fail(c, path, "no such model");
+    if (m->kind != TG_MODEL_CHAT)
+        return fail(c, path, "must be a chat model");
     cfg->baseline = m;
     return 0;
 }
@@ -971,6 +1020,21 @@ static int model_headers(struct ctx *c, void *base, const json_t *v, const char 
     return 0;
 }
 
+/* "kind": "chat" (the default) or "embedding": what the model is for. */
+static int model_kind(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_model *m = base;
+    const char *s;
+    if (json_is_null(v))
+        return 0;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    if (strcmp(s, "chat") != 0 && strcmp(s, "embedding") != 0)
+        return fail(c, path, "expected \"chat\" or \"embedding\"");
+    m->kind = strcmp(s, "embedding") == 0 ? TG_MODEL_EMBEDDING : TG_MODEL_CHAT;
+    return 0;
+}
+
 /* "api": "chat" (the default) or "responses": the provider's endpoint. */
 static int model_api(struct ctx *c, void *base, const json_t *v, const char *path)
 {
@@ -1001,8 +1065,8 @@ static int ca_file_check(struct ctx *c, const char *file, const char *path)
     return ok ? 0 : fail(c, path, "%s holds no PEM certificate", file);
 }
 
-/* base_url + "/chat/completions" (or "/responses"), and the key from its
- * variable. */
+/* base_url + "/chat/completions" (or "/responses", "/embeddings"), and the
+ * key from its variable. */
 static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
 {
     char p[PATH_MAX_LEN + 16];
@@ -1019,7 +1083,11 @@ static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
     size_t bl = strlen(m->base_url);
     while (bl > 0 && m->base_url[bl - 1] == '/')
         m->base_url[--bl] = '\0';
-    const char *endpoint = m->api == TG_API_RESPONSES ? "/responses" : "/chat/completions";
+    const char *endpoint = m->kind == TG_MODEL_EMBEDDING ? "/embeddings"
+                           : m->api == TG_API_RESPONSES  ? "/responses"
+                                                         : "/chat/completions";
+    if (m->kind == TG_MODEL_EMBEDDING && m->api == TG_API_RESPONSES)
+        return fail(c, path, "an embedding model is called on /embeddings: \"api\" must be \"chat\"");
     size_t ul = bl + strlen(endpoint) + 1;
     m->url = malloc(ul);
     if (!m->url)
@@ -1116,6 +1184,9 @@ static int parse_tiers(struct ctx *c, void *base, const json_t *o, const char *p
             for (size_t j = 0; j < cfg->tiers[t].n; j++)
                 if (cfg->tiers[t].idx[j] == m->index)
                     return fail(c, p2, "model \"%s\" listed twice", m->id);
+            if (m->kind != TG_MODEL_CHAT)
+                return fail(c, p2, "model \"%s\" is an embedding model: tiers list chat models",
+                            m->id);
             cfg->tiers[t].idx[cfg->tiers[t].n++] = m->index;
             if (m->tier < 0)
                 m->tier = t;
@@ -1346,6 +1417,7 @@ static void free_config(struct tg_config *cfg)
     if (cfg->redis_password)
         OPENSSL_cleanse(cfg->redis_password, strlen(cfg->redis_password));
     free(cfg->redis_password);
+    free(cfg->semantic.model_id);
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct tg_model *m = &cfg->models[i];
         free(m->id);
@@ -1496,6 +1568,11 @@ struct tg_model *tg_config_model_n(const struct tg_config *cfg, const char *id, 
         if (strlen(cfg->models[i].id) == len && memcmp(cfg->models[i].id, id, len) == 0)
             return &cfg->models[i];
     return NULL;
+}
+
+const char *tg_model_kind_name(enum tg_model_kind k)
+{
+    return k == TG_MODEL_EMBEDDING ? "embedding" : "chat";
 }
 
 const char *tg_config_alias(const struct tg_config *cfg, const char *name)

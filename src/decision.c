@@ -44,9 +44,36 @@ static void attempt_json(struct tg_buf *b, const struct tg_attempt *a, int first
     tg_buf_putc(b, '}');
 }
 
+static void semantic_json(struct tg_buf *b, const struct tg_decision_semantic *s)
+{
+    tg_buf_printf(b, ",\"semantic\":{\"result\":\"%s\",\"similarity\":", s->result);
+    if (s->similarity >= 0)
+        tg_buf_printf(b, "%.4f", s->similarity);
+    else
+        tg_buf_puts(b, "null");
+    tg_buf_puts(b, ",\"key\":");
+    str_or_null(b, s->key);
+    tg_buf_puts(b, ",\"guard\":");
+    str_or_null(b, s->guard);
+    tg_buf_puts(b, ",\"embedding\":");
+    if (s->model) {
+        tg_buf_puts(b, "{\"model\":");
+        tg_buf_json_str(b, s->model, strlen(s->model));
+        tg_buf_printf(b,
+                      ",\"outcome\":\"%s\",\"prompt_tokens\":%ld,\"cost_usd\":%.8f,"
+                      "\"latency_ms\":%.3f}",
+                      s->outcome ? s->outcome : "unknown", s->prompt_tokens, s->cost_usd,
+                      s->latency_ms);
+    } else {
+        tg_buf_puts(b, "null");
+    }
+    tg_buf_putc(b, '}');
+}
+
 tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
 {
-    tg_buf_printf(b, "{\"ts\":%.3f,\"request_id\":", d->ts);
+    tg_buf_printf(b, "{\"ts\":%.3f,\"api\":\"%s\",\"request_id\":", d->ts,
+                  d->api ? d->api : "chat");
     tg_buf_json_str(b, d->request_id, strlen(d->request_id));
     tg_buf_puts(b, ",\"tenant\":");
     tg_buf_json_str(b, d->tenant, strlen(d->tenant));
@@ -56,8 +83,6 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
     }
     tg_buf_puts(b, ",\"model_requested\":");
     str_or_null(b, d->model_requested);
-    if (d->api)
-        tg_buf_printf(b, ",\"api\":\"%s\"", d->api); /* a static name, never request data */
     tg_buf_printf(b, ",\"stream\":%s,\"status\":%u,\"cache\":\"%s\"", d->stream ? "true" : "false",
                   d->status, tg_cache_status_name(d->cache));
     if (d->stream && d->stream_mode) {
@@ -106,6 +131,8 @@ tg_rc tg_decision_format(const struct tg_decision *d, struct tg_buf *b)
             tg_buf_puts(b, ",\"estimated\":true"); /* cost_usd holds an estimate */
             break;
         }
+    if (d->semantic.result)
+        semantic_json(b, &d->semantic);
     if (d->prompt) {
         tg_buf_puts(b, ",\"prompt\":");
         tg_buf_json_str(b, d->prompt, d->prompt_len);

@@ -44,7 +44,8 @@ void tg_lookup_add_input(struct tg_lookup *l, const char *name, const char *valu
 
 static tg_rc build_key(struct tg_lookup *l, const json_t *body)
 {
-    return tg_cachekey_build_inputs(body, l->inputs, l->n_inputs, l->req->bearer_hash, &l->key);
+    return tg_cachekey_build_inputs(body, l->inputs, l->n_inputs, l->req->bearer_hash, l->kind,
+                                    &l->key);
 }
 
 /* Cache-Control (RFC 9111 5.2.1: no-cache skips the lookup, no-store also

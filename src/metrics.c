@@ -51,6 +51,8 @@ struct tg_metrics_shard {
     uint64_t verifier[TG_VERIFIER__COUNT];
     uint64_t validation_refused[N_LIMITS];
     uint64_t shed;
+    uint64_t semantic[TG_SEM__COUNT];
+    uint64_t embeddings[N_STATUS][TG_CS__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -74,6 +76,7 @@ static pthread_mutex_t unknown_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct unknown unknowns[TG_METRICS_UNKNOWN_TOP];
 static size_t n_unknowns;
 static uint64_t unknown_other[2], unknown_seq; /* [0]: 404, [1]: 405 */
+static uint64_t semantic_entries; /* gauge, written by the semantic sync */
 
 unsigned tg_metrics_model_index(const char *model_id)
 {
@@ -255,6 +258,24 @@ void tg_metrics_shed(struct tg_metrics_shard *m)
         INC(m->shed, 1);
 }
 
+void tg_metrics_semantic_lookup(struct tg_metrics_shard *m, enum tg_sem_result result)
+{
+    if (m && (unsigned)result < TG_SEM__COUNT)
+        INC(m->semantic[result], 1);
+}
+
+void tg_metrics_semantic_entries(uint64_t entries)
+{
+    __atomic_store_n(&semantic_entries, entries, __ATOMIC_RELAXED);
+}
+
+void tg_metrics_embeddings_request(struct tg_metrics_shard *m, unsigned status,
+                                   enum tg_cache_status cache)
+{
+    if (m && (unsigned)cache < TG_CS__COUNT)
+        INC(m->embeddings[status < N_STATUS ? status : 0][cache], 1);
+}
+
 /* --- rendering ------------------------------------------------------------ */
 
 #define SUM(expr)                                                                                  \
@@ -401,6 +422,35 @@ static void render_unknown(struct tg_buf *o)
                           "path=\"other\"} %llu\n",
                           k ? 405 : 404, (unsigned long long)unknown_other[k]);
     pthread_mutex_unlock(&unknown_mu);
+}
+
+/* The semantic cache and the embeddings endpoint; the lookups family is
+ * always rendered (zeros included), like the quality families. Under mu. */
+static void render_semantic(struct tg_buf *o)
+{
+    header(o, "tiergate_semantic_lookups_total", "counter",
+           "Semantic cache lookups after an exact miss, by result (guard_*: a similar prompt "
+           "rejected by a guard; params: by other request parameters).");
+    for (int r = 0; r < TG_SEM__COUNT; r++)
+        tg_buf_printf(o, "tiergate_semantic_lookups_total{result=\"%s\"} %llu\n",
+                      tg_sem_result_name((enum tg_sem_result)r),
+                      (unsigned long long)SUM(m->semantic[r]));
+    header(o, "tiergate_semantic_entries", "gauge",
+           "Vectors in this replica's semantic index (every namespace).");
+    tg_buf_printf(o, "tiergate_semantic_entries %llu\n",
+                  (unsigned long long)__atomic_load_n(&semantic_entries, __ATOMIC_RELAXED));
+    header(o, "tiergate_embeddings_requests_total", "counter",
+           "POST /v1/embeddings requests answered, by HTTP status and cache result.");
+    for (int st = 0; st < N_STATUS; st++)
+        for (int c = 0; c < TG_CS__COUNT; c++) {
+            uint64_t v = SUM(m->embeddings[st][c]);
+            if (v)
+                tg_buf_printf(o,
+                              "tiergate_embeddings_requests_total{status=\"%d\",cache=\"%s\"} "
+                              "%llu\n",
+                              st, tg_cache_status_name((enum tg_cache_status)c),
+                              (unsigned long long)v);
+        }
 }
 
 tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
@@ -559,6 +609,7 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
         tg_buf_printf(o, "tiergate_buffered_refused_total{what=\"growth\"} %llu\n",
                       (unsigned long long)tg_membudget_refusals(mb));
     }
+    render_semantic(o);
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;

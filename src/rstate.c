@@ -38,6 +38,7 @@
 #include "tiergate/router.h"
 #include "tiergate/rshape.h"
 #include "tiergate/rstate.h"
+#include "tiergate/usage.h"
 #include "tiergate/rtrans.h"
 #include "tiergate/rupstream.h"
 #include "tiergate/sse.h"
@@ -101,11 +102,6 @@ static void st_free(struct tg_req *req);
 static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ----------------------------------------------------------------- */
-
-static double usd(const struct tg_model *m, long in, long out)
-{
-    return ((double)in * m->input_per_mtok + (double)out * m->output_per_mtok) / 1e6;
-}
 
 /* A response id that may be part of a Redis key and a log line. */
 static int id_ok(const char *s, size_t n)
@@ -543,12 +539,12 @@ static void collect(struct rstate *st, struct tg_call *call, tg_rc rc, struct tg
     if (!st->resp_id[0] && id && strlen(id) < sizeof(st->resp_id))
         snprintf(st->resp_id, sizeof(st->resp_id), "%s", id);
     tg_rupstream_usage(answer, &a->prompt_tokens, &a->completion_tokens);
-    a->cost_usd = usd(a->model, a->prompt_tokens, a->completion_tokens);
+    a->cost_usd = tg_usage_usd(a->model, a->prompt_tokens, a->completion_tokens);
     st->cost_usd += a->cost_usd;
     tg_metrics_tokens(st->req->shard->metrics, a->model->metrics_idx, (uint64_t)a->prompt_tokens,
                       (uint64_t)a->completion_tokens);
     tg_metrics_cost(st->req->shard->metrics, a->model->metrics_idx, a->cost_usd);
-    st->baseline_usd = usd(st->req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
+    st->baseline_usd = tg_usage_usd(st->req->cfg->baseline, a->prompt_tokens, a->completion_tokens);
     json_decref(answer);
 }
 

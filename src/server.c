@@ -29,6 +29,7 @@
 #include "tiergate/config.h"
 #include "tiergate/dashboard.h"
 #include "tiergate/decision.h"
+#include "tiergate/embed.h"
 #include "tiergate/error.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
@@ -36,6 +37,7 @@
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
 #include "tiergate/responses.h"
+#include "tiergate/semsync.h"
 #include "tiergate/server.h"
 #include "tiergate/shadow.h"
 #include "tiergate/upstream.h"
@@ -389,6 +391,8 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
         {"/chat/completions", "POST", TG_EP_CHAT},
         {"/v1/responses", "POST", TG_EP_RESPONSES},
         {"/responses", "POST", TG_EP_RESPONSES},
+        {"/v1/embeddings", "POST", TG_EP_EMBEDDINGS},
+        {"/embeddings", "POST", TG_EP_EMBEDDINGS},
         {"/v1/models", "GET", TG_EP_MODELS},
         {"/v1/route", "POST", TG_EP_ROUTE},
         {"/healthz", "GET", TG_EP_HEALTHZ},
@@ -463,7 +467,7 @@ static int admit(struct tg_req *req)
 {
     uint64_t wait_ms = 0;
     enum tg_limit lim = TG_LIMIT_NONE;
-    if (req->ep == TG_EP_CHAT || req->ep == TG_EP_RESPONSES)
+    if (req->ep == TG_EP_CHAT || req->ep == TG_EP_RESPONSES || req->ep == TG_EP_EMBEDDINGS)
         lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
     else if (req->ep == TG_EP_ROUTE)
         lim = tg_limits_admit_rate(req->key, tg_now_ms(), &wait_ms);
@@ -618,6 +622,9 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_DASHBOARD:
         tg_dashboard_handle(req);
+        break;
+    case TG_EP_EMBEDDINGS:
+        tg_embed_handle(req);
         break;
     default:
         tg_admin_handle(req);
@@ -1035,11 +1042,13 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         snprintf(err, errlen, "cannot set up the cache client");
         return TG_ERR_NOMEM;
     }
+    tg_semsync_start(sh); /* the semantic index's follower: on the first shard */
     return TG_OK;
 }
 
 static void shard_free(struct tg_shard *sh)
 {
+    tg_semsync_stop(sh); /* before its Redis replies are cancelled */
     tg_cache_free(sh->cache);
     tg_upstream_free(sh->up);
     if (sh->mhd) {

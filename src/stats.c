@@ -77,6 +77,32 @@ static void add_unknown(struct tg_stats *s, const char *status, const char *meth
     s->unknown[i].n = v;
 }
 
+/* The semantic cache's families; 1 when the line was one of them. */
+static int semantic_line(struct tg_stats *s, const char *name, const char *labels, size_t llen,
+                         double v)
+{
+    char r[64];
+    if (strcmp(name, "tiergate_semantic_entries") == 0) {
+        s->sem_entries += v;
+        return 1;
+    }
+    if (strcmp(name, "tiergate_semantic_lookups_total") != 0 ||
+        label(labels, llen, "result", r, sizeof(r)) != 0)
+        return 0;
+    s->sem_lookups += v;
+    if (strcmp(r, "hit") == 0)
+        s->sem_hits += v;
+    else if (strncmp(r, "guard_", 6) == 0)
+        s->sem_guard += v;
+    else if (strcmp(r, "params") == 0)
+        s->sem_params += v;
+    else if (strcmp(r, "error") == 0)
+        s->sem_errors += v;
+    else if (strcmp(r, "skipped") == 0)
+        s->sem_skipped += v;
+    return 1;
+}
+
 int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
 {
     memset(s, 0, sizeof(*s));
@@ -125,7 +151,9 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
         double v = strtod(num, NULL);
         char a[64], b[64], c[64];
         seen = 1;
-        if (strcmp(name, "tiergate_requests_total") == 0) {
+        if (semantic_line(s, name, labels, llen, v)) {
+            /* counted */
+        } else if (strcmp(name, "tiergate_requests_total") == 0) {
             s->requests += v;
             if (label(labels, llen, "status", a, sizeof(a)) == 0) {
                 if (a[0] == '2')
@@ -136,7 +164,7 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
                     s->req_5xx += v;
                 int t = label(labels, llen, "tier", b, sizeof(b)) == 0 ? tier_index(b) : -1;
                 if (a[0] == '2' && t >= 0 && label(labels, llen, "cache", c, sizeof(c)) == 0 &&
-                    strcmp(c, "hit") != 0)
+                    strcmp(c, "hit") != 0 && strcmp(c, "semantic") != 0)
                     s->answered_tier[t] += v;
             }
         } else if (strcmp(name, "tiergate_cache_lookups_total") == 0 &&
@@ -228,6 +256,15 @@ void tg_stats_print(const struct tg_stats *s, const char *source, FILE *o)
             s->req_4xx, s->req_5xx);
     fprintf(o, "  cache hit rate  %9.1f%%   %.0f hits of %.0f lookups, %.0f errors\n",
             pct(s->hits, lookups), s->hits, lookups, s->lookup_errors);
+    if (s->sem_lookups > 0)
+        fprintf(o,
+                "  semantic cache  %9.1f%%   %.0f hits of %.0f lookups after an exact miss; "
+                "rejected: %.0f by a guard, %.0f by parameters; %.0f errors, %.0f skipped; %.0f "
+                "vectors\n",
+                pct(s->sem_hits, s->sem_lookups), s->sem_hits, s->sem_lookups, s->sem_guard,
+                s->sem_params, s->sem_errors, s->sem_skipped, s->sem_entries);
+    else
+        fprintf(o, "  semantic cache  no lookups\n");
     fprintf(o,
             "  tier mix        cheap %.1f%%  medium %.1f%%  expensive %.1f%%  (of %.0f upstream "
             "answers)\n",

@@ -48,6 +48,40 @@ void tg_cache_set(struct tg_cache *c, const char *key, const char *value, size_t
  * FLUSHDB; keys without our prefix are never touched. */
 tg_rc tg_cache_flush(struct tg_cache *c, const char *ns, tg_cache_flush_cb cb, void *ud);
 
+/* --- other commands (the semantic cache's vectors and log, semstore.h) ---
+ * A reply is read through the accessors below, valid only during the
+ * callback: hiredis stays inside cache.c. */
+struct tg_cache_reply;
+enum tg_cache_reply_type {
+    TG_REPLY_NIL = 0,
+    TG_REPLY_STRING,
+    TG_REPLY_INTEGER,
+    TG_REPLY_ARRAY,
+    TG_REPLY_STATUS,
+    TG_REPLY_ERROR,
+};
+/* r NULL: no reply (the connection dropped or the shard stopped). */
+typedef void (*tg_cache_reply_cb)(void *ud, const struct tg_cache_reply *r);
+
+/* Sends one command (argv/lens borrowed for the call: hiredis copies
+ * them). cb (optional) runs exactly once, later, on the loop, with the
+ * reply or NULL. Nobody waits on these on the request path: they are
+ * bounded by the store deadline like stores (a frozen Redis is dropped).
+ * TG_OK, or TG_ERR_UNAVAILABLE (not connected, queue full; cb not run). */
+tg_rc tg_cache_command(struct tg_cache *c, int argc, const char *const *argv, const size_t *lens,
+                       tg_cache_reply_cb cb, void *ud);
+enum tg_cache_reply_type tg_cache_reply_type(const struct tg_cache_reply *r);
+/* STRING, STATUS, ERROR: the bytes (*len set); else NULL. */
+const char *tg_cache_reply_str(const struct tg_cache_reply *r, size_t *len);
+long long tg_cache_reply_int(const struct tg_cache_reply *r);
+/* ARRAY: element count and element i (NULL past the end). */
+size_t tg_cache_reply_len(const struct tg_cache_reply *r);
+const struct tg_cache_reply *tg_cache_reply_at(const struct tg_cache_reply *r, size_t i);
+
+/* Bumped each time the connection becomes usable (after PING): a change
+ * means commands may have been lost in between. Loop thread. */
+unsigned long tg_cache_epoch(const struct tg_cache *c);
+
 /* 1 when connected and answering (for /readyz). */
 int tg_cache_healthy(const struct tg_cache *c);
 const char *tg_cache_state(const struct tg_cache *c);

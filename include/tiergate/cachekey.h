@@ -9,6 +9,7 @@
 #define TIERGATE_CACHEKEY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -75,14 +76,38 @@ struct tg_cachekey_input {
 };
 
 /* As tg_cachekey_digest / tg_cachekey_build, with n inputs hashed after
- * the canonical body: for each, in the order given, a NUL byte, name, '='
+ * the canonical body (kind as in tg_cachekey_build_kind: NULL for chat): for each, in the order given, a NUL byte, name, '='
  * and value (canonical JSON never holds a raw NUL, so body and inputs
  * cannot run into each other). n == 0 gives exactly tg_cachekey_digest's
  * key, so requests without such inputs keep their keys. Thread-safe. */
 tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
                                 char hex[65]);
 tg_rc tg_cachekey_build_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
-                               const char *ns, struct tg_buf *out);
+                               const char *ns, const char *kind, struct tg_buf *out);
+
+/* The same key for another API's requests: "tiergate:v1:<ns>:<kind>:<hex>"
+ * (kind "emb": POST /v1/embeddings), so no two APIs ever share an entry;
+ * kind NULL is tg_cachekey_build. kind borrowed, [a-z]. */
+tg_rc tg_cachekey_build_kind(const json_t *req, const char *ns, const char *kind,
+                             struct tg_buf *out);
+
+/* The semantic cache's parameters hash: a cached answer is served for a
+ * similar prompt only when this hash is equal, i.e. when every request
+ * field but the compared message text is the same. It is the canonical
+ * form above (same excluded fields) with one change: in "messages", the
+ * "content" of system, developer and user messages (a string, or the
+ * "text" of each text part) is written as "" - exactly the text
+ * tg_semguard_add_messages compares. Roles, names, the number and order
+ * of messages, image and audio parts, assistant and tool messages, tools,
+ * tool_choice, response_format, sampling parameters, n, stop, seed and the
+ * model as requested all count. extra (borrowed, may be NULL, no newline,
+ * at most TG_CACHEKEY_PARAMS_EXTRA_MAX bytes) is hashed too: the request
+ * headers that change the answer ("x-tiergate-max-tier: cheap"). *out is
+ * the first 64 bits of a SHA-256, domain-separated from the key. Returns
+ * TG_OK, TG_ERR_INVALID (as tg_cachekey_digest, or a bad extra),
+ * TG_ERR_NOMEM. Thread-safe. */
+#define TG_CACHEKEY_PARAMS_EXTRA_MAX 512
+tg_rc tg_cachekey_params(const json_t *req, const char *extra, uint64_t *out);
 
 /* hex = lowercase hex SHA-256 of n bytes at p (borrowed), for key hashes
  * elsewhere. Returns TG_OK or TG_ERR_NOMEM (hex then ""). Thread-safe. */

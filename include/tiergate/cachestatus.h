@@ -16,13 +16,16 @@ enum tg_cache_status {
     TG_CS_BYPASS,
     TG_CS_OFF,
     TG_CS_ERROR,
+    TG_CS_SEMANTIC, /* served by the semantic cache (a similar earlier prompt) */
     TG_CS__COUNT
 };
 
-/* "hit" | "miss" | "bypass" | "off" | "error"; "off" when out of range. */
+/* "hit" | "miss" | "bypass" | "off" | "error" | "semantic"; "off" when out
+ * of range. */
 static inline const char *tg_cache_status_name(enum tg_cache_status s)
 {
-    static const char *const names[TG_CS__COUNT] = {"hit", "miss", "bypass", "off", "error"};
+    static const char *const names[TG_CS__COUNT] = {"hit", "miss",  "bypass",
+                                                    "off", "error", "semantic"};
     return (unsigned)s < TG_CS__COUNT ? names[s] : "off";
 }
 

@@ -39,7 +39,8 @@ struct tg_chatout_meta {
     const struct tg_route *route; /* NULL: not routed */
     double cost_usd;
     uint64_t overhead_us;
-    int confidence; /* the verifier's score for the answer, 0: none */
+    int confidence;    /* the verifier's score for the answer, 0: none */
+    double similarity; /* a semantic hit's cosine; < 0: not one */
 };
 
 struct tg_chatout_stream;

@@ -28,10 +28,17 @@ enum tg_model_api {
     TG_API_RESPONSES, /* POST base_url/responses (docs/responses.md) */
 };
 
+/* What a model is called for (models.<id>.kind). */
+enum tg_model_kind {
+    TG_MODEL_CHAT = 0,  /* POST base_url/chat/completions; may sit in tiers */
+    TG_MODEL_EMBEDDING, /* POST base_url/embeddings; never in tiers */
+};
+
 struct tg_model {
     char *id;
+    enum tg_model_kind kind;
     char *base_url; /* without trailing slash */
-    char *url;      /* base_url + "/chat/completions" or "/responses" (api) */
+    char *url;      /* base_url + "/chat/completions", "/responses" (api) or "/embeddings" (kind) */
     enum tg_model_api api;
     char *upstream_model; /* the name the provider knows it by */
     char *api_key_env;
@@ -99,6 +106,19 @@ struct tg_config {
     int cache_shared;
     int cache_single_flight;
     unsigned cache_single_flight_wait_ms;
+
+    /* cache.semantic (docs/cache.md "Semantic cache"). */
+    struct tg_semantic_config {
+        int enabled;
+        char *model_id;         /* as configured */
+        struct tg_model *model; /* resolved: an embedding model of this snapshot */
+        double threshold;       /* cosine, (0, 1] */
+        unsigned ttl_s;         /* cap on a vector's TTL; 0: cache.ttl_s */
+        size_t max_entries;     /* in-process index, all namespaces; the log's length */
+        unsigned timeout_ms;    /* the lookup's embedding call; slower is a miss */
+        unsigned sync_ms;       /* how often a replica reads the others' stores */
+        unsigned dimensions;    /* asked of the embedding model; 0: its default */
+    } semantic;
 
     struct tg_model *models;
     size_t n_models;
@@ -191,6 +211,8 @@ unsigned tg_config_generation(void);
 /* Model by configured id (or by the id's len bytes), or NULL. */
 struct tg_model *tg_config_model(const struct tg_config *cfg, const char *id);
 struct tg_model *tg_config_model_n(const struct tg_config *cfg, const char *id, size_t len);
+/* "chat" | "embedding". */
+const char *tg_model_kind_name(enum tg_model_kind k);
 
 /* What an alias stands for ("auto", a tier name or a model id), or NULL. */
 const char *tg_config_alias(const struct tg_config *cfg, const char *name);

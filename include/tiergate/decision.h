@@ -35,14 +35,27 @@ struct tg_decision_commit {
     double ms_held;
 };
 
+/* The semantic cache's part of a line (docs/cache.md); pointers borrowed. */
+struct tg_decision_semantic {
+    const char *result;  /* tg_sem_result_name; NULL: no semantic step (not written) */
+    double similarity;   /* the best candidate's cosine; < 0: no candidate */
+    const char *key;     /* the matched (or best) candidate's entry digest; NULL: none */
+    const char *guard;   /* that candidate's guard result ("pass", "number", ...); NULL */
+    const char *model;   /* the embedding model called; NULL: no call */
+    const char *outcome; /* its tg_outcome_name */
+    long prompt_tokens;  /* its usage */
+    double cost_usd;     /* its cost, part of the line's cost_usd */
+    double latency_ms;
+};
+
 /* Everything a line says; pointers borrowed. */
 struct tg_decision {
-    double ts; /* wall clock, seconds */
+    double ts;       /* wall clock, seconds */
+    const char *api; /* the API the client spoke ("responses", "embeddings"); NULL: chat */
     const char *request_id;
     const char *tenant;          /* the cache namespace of the caller's key */
     const char *key_name;        /* NULL: no gateway key */
     const char *model_requested; /* NULL: none given */
-    const char *api;             /* the API the client spoke ("responses"); NULL: chat */
     int stream;
     const char *stream_mode;                 /* a stream's mode (prefix.h names) */
     const struct tg_decision_commit *commit; /* a stream's: where it committed */
@@ -64,6 +77,7 @@ struct tg_decision {
      * (tg_metrics_path_label); NULL for an endpoint's own line. */
     const char *method, *path;
     const struct tg_opinion_log *opinions; /* NULL: no second opinion was asked */
+    struct tg_decision_semantic semantic;
 };
 
 /* Appends the line, newline included, to out (cap it at TG_DECISION_MAX).

@@ -40,6 +40,9 @@ typedef int (*tg_lookup_cb)(void *ud, const char *value, size_t len);
 #define TG_LOOKUP_MAX_INPUTS 3
 
 struct tg_lookup {
+    /* Set by the caller before tg_lookup_start: NULL for chat, "emb" for
+     * POST /v1/embeddings (tg_cachekey_build_kind). Borrowed. */
+    const char *kind;
     /* What the step found, for the caller. */
     enum tg_cache_status status; /* x-tiergate-cache */
     int no_store;                /* the answer must not be stored */

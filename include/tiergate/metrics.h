@@ -17,6 +17,7 @@
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
 #include "tiergate/compare.h"
+#include "tiergate/semresult.h"
 #include "tiergate/verifier.h"
 
 #define TG_METRICS_MAX_MODELS 256
@@ -91,6 +92,13 @@ void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit
  * (tiergate_buffered_refused_total{what="request"}; refused buffer growth,
  * what="growth", is membudget.c's count). Shard loop only. */
 void tg_metrics_shed(struct tg_metrics_shard *m);
+
+/* The semantic cache and the embeddings endpoint (shard loop thread,
+ * except the entries gauge: any thread, last writer wins). */
+void tg_metrics_semantic_lookup(struct tg_metrics_shard *m, enum tg_sem_result result);
+void tg_metrics_semantic_entries(uint64_t entries);
+void tg_metrics_embeddings_request(struct tg_metrics_shard *m, unsigned status,
+                                   enum tg_cache_status cache);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */

@@ -43,6 +43,7 @@ enum tg_endpoint {
     TG_EP_ADMIN_BREAKERS,
     TG_EP_DASHBOARD,
     TG_EP_RESPONSES,
+    TG_EP_EMBEDDINGS,
 };
 
 struct tg_shard {

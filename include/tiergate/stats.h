@@ -2,7 +2,8 @@
  *
  * stats.h - `tiergate stats [URL]`: reads a running gateway's /metrics and
  * prints the dashboard the seeds ask for, in a terminal: requests, cache
- * hit rate, tier mix, escalation and fallback rates, cost against the
+ * hit rate (exact and semantic), tier mix, escalation and fallback rates,
+ * cost against the
  * baseline and the saving, and the quality panel next to it (shadow
  * agreement by tier, verifier results). The parser is separate so tests
  * can feed it text.
@@ -31,13 +32,15 @@ struct tg_stats {
     double shadow_cost_usd, shadow_dropped;
     double verifier[3];
     /* Requests for unknown paths or methods: the total and the most frequent
-     * (tiergate_unknown_requests_total), "404 GET /v1/embeddings". */
+     * (tiergate_unknown_requests_total), "404 GET /v1/audio/speech". */
     double unknown_total;
     struct {
         char what[96];
         double n;
     } unknown[5];
     size_t n_unknown;
+    /* The semantic cache: lookups by result, vectors held. */
+    double sem_hits, sem_lookups, sem_guard, sem_params, sem_errors, sem_skipped, sem_entries;
 };
 
 /* Parses Prometheus text (borrowed) into *out. Returns 0, or -1 when the

@@ -152,7 +152,9 @@ test('a stream that fails before any content throws an APIError with the 502 err
 // Retries: the gateway walks the ladder itself; an error after that carries
 // x-should-retry: false, which the official SDK honours (default maxRetries 2).
 const sdkDefault = new OpenAI({ baseURL: `${TG}/v1`, apiKey: 'sk-e2e-client', timeout: 20000 });
-const upstreamCalls = async () => (await mock('GET', '/_mock/requests')).length;
+// (chat calls only: the semantic cache's embedding calls are recorded too)
+const upstreamCalls = async () =>
+  (await mock('GET', '/_mock/requests')).filter((r) => !r.path.endsWith('/embeddings')).length;
 
 test('retry hint: a walked ladder is not walked again by the SDK', async () => {
   for (const m of ['gpt-cheap', 'gpt-mid', 'gpt-large']) await script(m, { status: 500 }, -1);
@@ -180,6 +182,55 @@ test('final-tier invalid structured output: parse() raises an APIError, not a Sy
     (e) => e instanceof APIError && e.status === 502 && e.code === 'invalid_upstream_response' &&
            /json_schema/.test(e.message) && /Here is your JSON/.test(e.message));
   assert.equal(await upstreamCalls(), 1, 'not retried');
+});
+
+test('embeddings.create: float, the SDK default (base64) and the exact cache', async () => {
+  const input = ['turn off the lights in the hall', 'lights off'];
+  const { data: f, response: r1 } = await client.embeddings
+    .create({ model: 'emb', input, encoding_format: 'float' }).withResponse();
+  assert.equal(f.object, 'list');
+  assert.equal(f.data.length, 2);
+  assert.equal(f.data[0].embedding.length, 256);
+  assert.ok(f.usage.prompt_tokens > 0);
+  assert.equal(r1.headers.get('x-tiergate-cache'), 'miss');
+  assert.equal(r1.headers.get('x-tiergate-model'), 'emb');
+  // without encoding_format the SDK asks for base64 and decodes it: the same float32 vector
+  const b = await client.embeddings.create({ model: 'emb', input });
+  assert.equal(b.data.length, 2);
+  assert.deepEqual(b.data[1].embedding, f.data[1].embedding.map(Math.fround));
+  const { response: r2 } = await client.embeddings
+    .create({ model: 'emb', input, encoding_format: 'float' }).withResponse();
+  assert.equal(r2.headers.get('x-tiergate-cache'), 'hit');
+  assert.equal(r2.headers.get('x-tiergate-cost-usd'), '0.00000000');
+});
+
+test('embeddings.create with a chat model is a BadRequestError on model', async () => {
+  await assert.rejects(client.embeddings.create({ model: 'mini', input: 'x' }),
+    (e) => e instanceof APIError && e.status === 400 && e.param === 'model');
+  await assert.rejects(client.chat.completions.create({ model: 'emb', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof APIError && e.status === 404);
+});
+
+test('a paraphrase is served by the semantic cache, as JSON and as a stream', async () => {
+  const ctx = 'For the manual of our smart home hub, which runs lamps, heating, blinds and locks ' +
+    'from an app and a web page, explain in plain words what happens when the hub gets this request:';
+  const ask = (content, stream = false) => client.chat.completions
+    .create({ model: 'cheap', temperature: 0, stream, messages: [{ role: 'user', content }] }).withResponse();
+  const { data: first, response: r0 } = await ask(`${ctx} open the blinds in the study.`);
+  assert.equal(r0.headers.get('x-tiergate-cache'), 'miss');
+  await new Promise((res) => setTimeout(res, 400)); // stores are fire and forget
+  const { data: para, response: r1 } = await ask(`Open the blinds in the study! ${ctx}`);
+  assert.equal(r1.headers.get('x-tiergate-cache'), 'semantic');
+  assert.ok(Number(r1.headers.get('x-tiergate-similarity')) >= 0.97);
+  assert.equal(para.choices[0].message.content, first.choices[0].message.content);
+  const { data: stream, response: r2 } = await ask(`The blinds in the study: open them. ${ctx}`, true);
+  assert.equal(r2.headers.get('x-tiergate-cache'), 'semantic');
+  let text = '';
+  for await (const c of stream) text += c.choices[0]?.delta?.content ?? '';
+  assert.equal(text, first.choices[0].message.content);
+  // one changed word the guards see: not served
+  const { response: r3 } = await ask(`${ctx} close the blinds in the study.`);
+  assert.equal(r3.headers.get('x-tiergate-cache'), 'miss');
 });
 
 let passed = 0, failed = 0;

@@ -1,15 +1,28 @@
 # SPDX-License-Identifier: MIT
 """Runs tests/e2e/openai_sdk.test.mjs (the official openai npm client) and
 tests/e2e/sdk_sweep.test.mjs (LangChain JS, the Vercel AI SDK) against this
-world's gateway and mock. The breakers do not trip here: the retry tests
+world's gateway and mock: the DESIGN models plus an embedding model "emb"
+(client.embeddings.create) and the semantic cache on, so a paraphrase is
+served through the SDK too. The breakers do not trip here: the retry tests
 make every model fail on purpose."""
 import os
 import subprocess
 
 from harness import ROOT, World, check, test
 
+
+
+class E2EWorld(World):
+    def config(self, **over):
+        cfg = World.config(self, **over)
+        cfg["models"]["emb"] = {"base_url": "http://127.0.0.1:%d/v1" % self.mock.port,
+                                "upstream_model": "mock-embed", "kind": "embedding",
+                                "api_key_env": "MOCK_KEY", "input_per_mtok": 0.02}
+        return cfg
+
 E2E = os.path.join(ROOT, "tests", "e2e")
-WORLD = lambda: World(breaker={"failure_threshold": 0, "failure_ratio": 0})  # noqa: E731
+WORLD = lambda: E2EWorld(breaker={"failure_threshold": 0, "failure_ratio": 0},  # noqa: E731
+                         cache={"semantic": {"enabled": True, "model": "emb"}})
 
 
 def run_node(w, script, package):

@@ -336,11 +336,11 @@ def retry_hints(w):
 @test
 def unknown_paths_and_methods_are_logged_and_counted(w):
     before = w.gw.metrics()
-    r = w.gw.req("GET", "/v1/embeddings?api_key=sk-secret-0123456789")
+    r = w.gw.req("GET", "/v1/audio/speech?api_key=sk-secret-0123456789")
     eq(r.status, 404)
     eq(set(r.json()["error"]), {"message", "type", "param", "code"})
     d = w.gw.decision(r)
-    eq((d["method"], d["path"], d["status"]), ("GET", "/v1/embeddings", 404))
+    eq((d["method"], d["path"], d["status"]), ("GET", "/v1/audio/speech", 404))
     eq(d["attempts"], [])
     check("secret" not in json.dumps(d), "no query string in the log")
     r = w.gw.req("POST", "/v1/files/file-abc123def456/content", {"purpose": "batch"})
@@ -355,7 +355,7 @@ def unknown_paths_and_methods_are_logged_and_counted(w):
         eq(m.get(k, 0) - before.get(k, 0), n, k)
     grew('tiergate_requests_total{status="404",tier="none",cache="off"}', 2)
     grew('tiergate_requests_total{status="405",tier="none",cache="off"}', 1)
-    grew('tiergate_unknown_requests_total{status="404",method="GET",path="/v1/embeddings"}', 1)
+    grew('tiergate_unknown_requests_total{status="404",method="GET",path="/v1/audio/speech"}', 1)
     grew('tiergate_unknown_requests_total{status="404",method="POST",path="/v1/files/:id/content"}', 1)
     grew('tiergate_unknown_requests_total{status="405",method="GET",path="/v1/chat/completions"}', 1)
     check(not any("secret" in k or "abc123" in k for k in m), "raw paths never become labels")
@@ -363,4 +363,4 @@ def unknown_paths_and_methods_are_logged_and_counted(w):
                          text=True, timeout=20, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
     eq(out.returncode, 0, out.stderr)
     line = next((l for l in out.stdout.split("\n") if "unknown paths" in l), "")
-    check("404 GET /v1/embeddings" in line and "405 GET /v1/chat/completions" in line, out.stdout)
+    check("404 GET /v1/audio/speech" in line and "405 GET /v1/chat/completions" in line, out.stdout)

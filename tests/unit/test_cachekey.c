@@ -23,6 +23,18 @@ static const char base_req[] =
     "{\"role\":\"user\",\"content\":\"What is the boiling point of water at 2000 m?\"}],"
     "\"temperature\":0.2,\"top_p\":1,\"max_tokens\":100}";
 
+static json_t *load(const char *s);
+
+/* The parameters hash of a JSON text (0 with *ok 0 on failure). */
+static uint64_t params_of(const char *s, const char *extra, int *ok)
+{
+    json_t *j = load(s);
+    uint64_t h = 0;
+    *ok = j && tg_cachekey_params(j, extra, &h) == TG_OK;
+    json_decref(j);
+    return h;
+}
+
 static json_t *load(const char *s)
 {
     json_error_t e;
@@ -378,9 +390,9 @@ TG_TEST(inputs_join_the_key)
     tg_buf_init(&a, 0);
     tg_buf_init(&b, 0);
     TG_CHECK_INT(tg_cachekey_build(j, "anon", &a), TG_OK);
-    TG_CHECK_INT(tg_cachekey_build_inputs(j, &cheap, 1, "anon", &b), TG_OK);
+    TG_CHECK_INT(tg_cachekey_build_inputs(j, &cheap, 1, "anon", NULL, &b), TG_OK);
     TG_CHECK(strcmp(a.data, b.data) != 0 && strncmp(a.data, b.data, 17) == 0);
-    TG_CHECK_INT(tg_cachekey_build_inputs(j, NULL, 0, "anon", &b), TG_OK);
+    TG_CHECK_INT(tg_cachekey_build_inputs(j, NULL, 0, "anon", NULL, &b), TG_OK);
     TG_CHECK_STR(a.data, b.data);
     tg_buf_free(&a);
     tg_buf_free(&b);
@@ -390,6 +402,133 @@ TG_TEST(inputs_join_the_key)
 
 /* ------------------------------------------------------------------------ */
 /* TG_BENCH=1: timing of the hot path, and of the json_dumps alternative. */
+
+/* The semantic cache's parameters hash: blind to the compared text (what
+ * tg_semguard_add_messages reads), sensitive to everything else. */
+#define P_MSGS(sys, user)                                                                          \
+    "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"system\",\"content\":\"" sys  \
+    "\"},{\"role\":\"user\",\"content\":\"" user "\"}]"
+
+TG_TEST(params_hash)
+{
+    int ok;
+    const char *base = P_MSGS("Be terse.", "Turn on the lights") "}";
+    uint64_t h = params_of(base, NULL, &ok);
+    TG_CHECK(ok);
+    /* the compared text, in strings or text parts, and the excluded fields: same */
+    static const char *const same[] = {
+        P_MSGS("Be very terse, please.", "Turn OFF the lights, now!") "}",
+        P_MSGS("", "x") "}",
+        P_MSGS("Be terse.",
+               "Turn on the lights") ",\"user\":\"u\",\"stream\":true,\"metadata\":{}}",
+        "{\"temperature\":0,\"messages\":[{\"content\":\"?\",\"role\":\"system\"},{\"role\":"
+        "\"user\",\"content\":\"lights\"}],\"model\":\"auto\"}",
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(same); i++) {
+        uint64_t g = params_of(same[i], NULL, &ok);
+        TG_CHECK_MSG(ok && g == h, "same params: %s", same[i]);
+    }
+    const char *parts_a =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"text\",\"text\":\"describe\"},{\"type\":\"image_url\",\"image_url\":{"
+        "\"url\":\"https://x/a.png\"}}]}]}";
+    const char *parts_b =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"text\",\"text\":\"what is in it\"},{\"type\":\"image_url\",\"image_url\":{"
+        "\"url\":\"https://x/a.png\"}}]}]}";
+    const char *parts_c =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"text\",\"text\":\"describe\"},{\"type\":\"image_url\",\"image_url\":{"
+        "\"url\":\"https://x/b.png\"}}]}]}";
+    uint64_t pa = params_of(parts_a, NULL, &ok), pb = params_of(parts_b, NULL, &ok),
+             pc = params_of(parts_c, NULL, &ok);
+    TG_CHECK_MSG(pa == pb, "text parts are compared text");
+    TG_CHECK_MSG(pa != pc, "an image is a parameter");
+    /* everything else: different */
+    static const char *const differ[] = {
+        P_MSGS("Be terse.", "Turn on the lights") ",\"tools\":[]}",
+        P_MSGS("Be terse.",
+               "Turn on the lights") ",\"response_format\":{\"type\":\"json_object\"}}",
+        P_MSGS("Be terse.", "Turn on the lights") ",\"seed\":1}",
+        P_MSGS("Be terse.", "Turn on the lights") ",\"n\":2}",
+        P_MSGS("Be terse.", "Turn on the lights") ",\"stop\":[\"x\"]}",
+        P_MSGS("Be terse.", "Turn on the lights") ",\"tool_choice\":\"none\"}",
+        P_MSGS("Be terse.", "Turn on the lights") ",\"unknown_field\":1}",
+        "{\"model\":\"cheap\",\"temperature\":0,\"messages\":[{\"role\":\"system\",\"content\":"
+        "\"a\"},"
+        "{\"role\":\"user\",\"content\":\"b\"}]}",
+        "{\"model\":\"auto\",\"temperature\":0.1,\"messages\":[{\"role\":\"system\",\"content\":"
+        "\"a\"},"
+        "{\"role\":\"user\",\"content\":\"b\"}]}",
+        /* roles, order, count and names of messages */
+        "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"developer\",\"content\":"
+        "\"a\"},"
+        "{\"role\":\"user\",\"content\":\"b\"}]}",
+        "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"b\"},"
+        "{\"role\":\"system\",\"content\":\"a\"}]}",
+        "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"a "
+        "b\"}]}",
+        "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"system\",\"content\":"
+        "\"a\"},"
+        "{\"role\":\"user\",\"name\":\"bob\",\"content\":\"b\"}]}",
+        /* a parts array is not a string */
+        "{\"model\":\"auto\",\"temperature\":0,\"messages\":[{\"role\":\"system\",\"content\":"
+        "\"a\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"b\"}]}]}",
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(differ); i++) {
+        uint64_t g = params_of(differ[i], NULL, &ok);
+        TG_CHECK_MSG(ok && g != h, "other params: %s", differ[i]);
+    }
+    /* assistant and tool turns are parameters, verbatim */
+    const char *t1 =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":"
+        "\"assistant\",\"content\":\"A\"},{\"role\":\"user\",\"content\":\"q2\"}]}";
+    const char *t2 =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":"
+        "\"assistant\",\"content\":\"A\"},{\"role\":\"user\",\"content\":\"y\"}]}";
+    const char *t3 =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":"
+        "\"assistant\",\"content\":\"B\"},{\"role\":\"user\",\"content\":\"q2\"}]}";
+    TG_CHECK(params_of(t1, NULL, &ok) == params_of(t2, NULL, &ok));
+    TG_CHECK(params_of(t1, NULL, &ok) != params_of(t3, NULL, &ok));
+    /* the answer-changing headers */
+    TG_CHECK(params_of(base, "x-tiergate-max-tier: cheap", &ok) != h && ok);
+    TG_CHECK(params_of(base, "x-tiergate-max-tier: cheap", &ok) ==
+             params_of(same[0], "x-tiergate-max-tier: cheap", &ok));
+    params_of(base, "a\nb", &ok);
+    TG_CHECK_MSG(!ok, "a newline in extra is refused");
+    char big[TG_CACHEKEY_PARAMS_EXTRA_MAX + 8];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    params_of(base, big, &ok);
+    TG_CHECK_MSG(!ok, "extra is capped");
+    /* never the exact key's digest (domain separation) */
+    char hex[65];
+    digest_of(base, hex);
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++)
+        k |= (uint64_t)tg_hex_digit(hex[2 * i]) << (8 * i + 4) |
+             (uint64_t)tg_hex_digit(hex[2 * i + 1]) << (8 * i);
+    TG_CHECK(k != h);
+}
+
+TG_TEST(key_of_a_kind)
+{
+    json_t *j = load(base_req);
+    struct tg_buf a, b;
+    tg_buf_init(&a, 256);
+    tg_buf_init(&b, 256);
+    TG_CHECK(tg_cachekey_build(j, "anon", &a) == TG_OK);
+    TG_CHECK(tg_cachekey_build_kind(j, "anon", "emb", &b) == TG_OK);
+    TG_CHECK(strncmp(b.data, "tiergate:v1:anon:emb:", 21) == 0 && b.len == 21 + 64);
+    TG_CHECK_STR(b.data + 21, a.data + 17); /* same digest, its own kind */
+    TG_CHECK(tg_cachekey_build_kind(j, "anon", NULL, &b) == TG_OK);
+    TG_CHECK_STR(b.data, a.data);
+    tg_buf_free(&a);
+    tg_buf_free(&b);
+    json_decref(j);
+}
 
 static void drop_excluded(json_t *o)
 {
@@ -497,6 +636,8 @@ int main(void)
     TG_RUN(namespaces);
     TG_RUN(build_key);
     TG_RUN(inputs_join_the_key);
+    TG_RUN(params_hash);
+    TG_RUN(key_of_a_kind);
     if (getenv("TG_BENCH"))
         bench();
     return TG_SUMMARY();

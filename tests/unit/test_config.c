@@ -327,6 +327,38 @@ static const struct bad_case {
      "t.json:13: cache.max_temperature: must be between 0 and 2"},
     {{.extra = ",\n  \"cache\": {\"enabled\": \"yes\"}"},
      "t.json:13: cache.enabled: must be true or false"},
+    /* cache.semantic and embedding models */
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"enabled\": true}\n  }"},
+     "t.json:14: cache.semantic: missing required setting \"model\" (an embedding model) when "
+     "enabled"},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"model\": \"nope\"}\n  }"},
+     "t.json:14: cache.semantic.model: no model \"nope\" in models"},
+    {{.extra =
+          ",\n  \"cache\": {\n    \"semantic\": {\"enabled\": true, \"model\": \"mini\"}\n  }"},
+     "t.json:14: cache.semantic.model: model \"mini\" is not of kind \"embedding\""},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"threshold\": 1.5}\n  }"},
+     "t.json:14: cache.semantic.threshold: must be between 0.5 and 1"},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"treshold\": 0.9}\n  }"},
+     "t.json:14: cache.semantic.treshold: unknown setting"},
+    {{.extra = ",\n  \"cache\": {\"max_ttl_s\": 60,\n    \"semantic\": {\"ttl_s\": 61}\n  }"},
+     "t.json:14: cache.semantic.ttl_s: must not exceed cache.max_ttl_s"},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"max_entries\": 0}\n  }"},
+     "t.json:14: cache.semantic.max_entries: must be between 1 and 100000000"},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": {\"dimensions\": 9000}\n  }"},
+     "t.json:14: cache.semantic.dimensions: must be between 1 and 8192"},
+    {{.extra = ",\n  \"cache\": {\n    \"semantic\": true\n  }"},
+     "t.json:14: cache.semantic: must be an object"},
+    {{.mini = ", \"kind\": \"vector\""},
+     "t.json:6: models.mini.kind: expected \"chat\" or \"embedding\""},
+    {{.more = ", \"emb\": {\"base_url\": \"https://x\", \"upstream_model\": \"e\", \"kind\": "
+              "\"embedding\"}",
+      .tiers = "{\"cheap\": [\"mini\", \"emb\"], \"medium\": [\"mid\"], \"expensive\": "
+               "[\"large\"]}"},
+     "t.json:12: tiers.cheap.1: model \"emb\" is an embedding model: tiers list chat models"},
+    {{.more = ", \"emb\": {\"base_url\": \"https://x\", \"upstream_model\": \"e\", \"kind\": "
+              "\"embedding\"}",
+      .extra = ",\n  \"metrics\": {\n    \"baseline_model\": \"emb\"\n  }"},
+     "t.json:14: metrics.baseline_model: must be a chat model"},
     /* models */
     {{.mini = ", \"temperature\": 1"}, "t.json:6: models.mini.temperature: unknown setting"},
     {{.mini = ", \"connect_timeout_ms\": 0"},
@@ -448,6 +480,58 @@ static const struct bad_case {
      "t.json:15: breaker.max_cooldown_ms: must be at least cooldown_ms"},
     {{.extra = ",\n  \"breaker\": []"}, "t.json:13: breaker: must be an object"},
 };
+
+/* An embedding model and the semantic cache, defaults and values. */
+TG_TEST(semantic_and_embedding_models)
+{
+    char err[512];
+    clear_env();
+    struct parts p = {
+        .more = ", \"emb\": {\"base_url\": \"https://e.example/v1/\", \"upstream_model\": "
+                "\"text-embedding-3-small\", \"kind\": \"embedding\", \"input_per_mtok\": 0.02}",
+        .extra = ",\n  \"aliases\": {\"vectors\": \"emb\"},\n  \"cache\": {\"ttl_s\": 600, "
+                 "\"semantic\": {\"enabled\": true, \"model\": \"emb\"}}"};
+    struct tg_config *cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    struct tg_model *e = tg_config_model(cfg, "emb");
+    TG_CHECK(e && e->kind == TG_MODEL_EMBEDDING && e->tier == -1);
+    TG_CHECK_STR(e ? e->url : NULL, "https://e.example/v1/embeddings");
+    TG_CHECK_STR(tg_model_kind_name(TG_MODEL_EMBEDDING), "embedding");
+    TG_CHECK(cfg->models[0].kind == TG_MODEL_CHAT);
+    TG_CHECK_STR(tg_config_alias(cfg, "vectors"), "emb");
+    TG_CHECK_INT(cfg->semantic.enabled, 1);
+    TG_CHECK(cfg->semantic.model == e);
+    TG_CHECK_NEAR(cfg->semantic.threshold, 0.97, 0);
+    TG_CHECK_INT(cfg->semantic.ttl_s, 0); /* cache.ttl_s at use */
+    TG_CHECK_INT(cfg->semantic.max_entries, 100000);
+    TG_CHECK_INT(cfg->semantic.timeout_ms, 1000);
+    TG_CHECK_INT(cfg->semantic.sync_ms, 1000);
+    TG_CHECK_INT(cfg->semantic.dimensions, 0);
+    tg_config_unref(cfg);
+
+    /* Off by default; every key set. */
+    p.extra = ",\n  \"cache\": {\"semantic\": {\"model\": \"emb\", \"threshold\": 0.95, "
+              "\"ttl_s\": 60, \"max_entries\": 500, \"timeout_ms\": 250, \"sync_ms\": 50, "
+              "\"dimensions\": 256}}";
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    TG_CHECK_INT(cfg->semantic.enabled, 0);
+    TG_CHECK_NEAR(cfg->semantic.threshold, 0.95, 0);
+    TG_CHECK_INT(cfg->semantic.ttl_s, 60);
+    TG_CHECK_INT(cfg->semantic.max_entries, 500);
+    TG_CHECK_INT(cfg->semantic.timeout_ms, 250);
+    TG_CHECK_INT(cfg->semantic.sync_ms, 50);
+    TG_CHECK_INT(cfg->semantic.dimensions, 256);
+    tg_config_unref(cfg);
+    p.extra = NULL;
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK(cfg && !cfg->semantic.enabled && !cfg->semantic.model);
+    tg_config_unref(cfg);
+}
 
 TG_TEST(bad_config_table)
 {
@@ -905,6 +989,7 @@ int main(void)
     TG_RUN(design_minimal_defaults);
     TG_RUN(optional_sections_default);
     TG_RUN(template_loads);
+    TG_RUN(semantic_and_embedding_models);
     TG_RUN(bad_config_table);
     TG_RUN(whole_file_errors);
     TG_RUN(error_message_truncated_safely);

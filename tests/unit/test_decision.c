@@ -142,6 +142,61 @@ TG_TEST(estimates_and_validation_bounds_are_marked)
     tg_buf_free(&b);
 }
 
+TG_TEST(api_and_semantic_parts)
+{
+    struct tg_model emb = {.id = "emb", .tier = -1};
+    struct tg_attempt att = {.model = &emb, .tier = -1, .outcome = TG_OUT_OK, .reason = -1};
+    struct tg_decision d = {.api = "embeddings",
+                            .request_id = "r",
+                            .tenant = "t",
+                            .status = 200,
+                            .start_tier = -1,
+                            .attempts = &att,
+                            .n_attempts = 1,
+                            .answered = &emb};
+    struct tg_buf b;
+    tg_buf_init(&b, TG_DECISION_MAX);
+    json_t *j = format(&d, &b);
+    TG_CHECK_STR(json_string_value(json_object_get(j, "api")), "embeddings");
+    TG_CHECK(json_is_null(json_object_get(j, "final_tier")));
+    TG_CHECK(json_object_get(j, "semantic") == NULL); /* no step, no part */
+    json_decref(j);
+    /* a chat line says so; a semantic hit carries its similarity, key, guard and call */
+    struct tg_decision c = {
+        .request_id = "r", .tenant = "t", .status = 200, .cache = TG_CS_SEMANTIC, .start_tier = -1};
+    c.semantic = (struct tg_decision_semantic){.result = "hit",
+                                               .similarity = 0.9812,
+                                               .key = "ab\"c",
+                                               .guard = "pass",
+                                               .model = "emb",
+                                               .outcome = "ok",
+                                               .prompt_tokens = 12,
+                                               .cost_usd = 0.0000024,
+                                               .latency_ms = 3.5};
+    j = format(&c, &b);
+    TG_CHECK_STR(json_string_value(json_object_get(j, "api")), "chat");
+    TG_CHECK_STR(json_string_value(json_object_get(j, "cache")), "semantic");
+    json_t *s = json_object_get(j, "semantic");
+    TG_CHECK_STR(json_string_value(json_object_get(s, "result")), "hit");
+    TG_CHECK_NEAR(json_real_value(json_object_get(s, "similarity")), 0.9812, 1e-9);
+    TG_CHECK_STR(json_string_value(json_object_get(s, "key")), "ab\"c");
+    TG_CHECK_STR(json_string_value(json_object_get(s, "guard")), "pass");
+    json_t *e = json_object_get(s, "embedding");
+    TG_CHECK_STR(json_string_value(json_object_get(e, "model")), "emb");
+    TG_CHECK_INT(json_integer_value(json_object_get(e, "prompt_tokens")), 12);
+    TG_CHECK_NEAR(json_real_value(json_object_get(e, "cost_usd")), 0.0000024, 1e-12);
+    json_decref(j);
+    /* skipped before any call: nulls, not absent keys */
+    c.semantic = (struct tg_decision_semantic){.result = "skipped", .similarity = -1};
+    j = format(&c, &b);
+    s = json_object_get(j, "semantic");
+    TG_CHECK(json_is_null(json_object_get(s, "similarity")) &&
+             json_is_null(json_object_get(s, "key")) && json_is_null(json_object_get(s, "guard")) &&
+             json_is_null(json_object_get(s, "embedding")));
+    json_decref(j);
+    tg_buf_free(&b);
+}
+
 TG_TEST(routed_line_carries_the_route)
 {
     struct tg_route r;
@@ -191,6 +246,7 @@ TG_TEST(prompt_is_the_last_user_text_cut_at_a_character)
 int main(void)
 {
     TG_RUN(every_field);
+    TG_RUN(api_and_semantic_parts);
     TG_RUN(routed_line_carries_the_route);
     TG_RUN(estimates_and_validation_bounds_are_marked);
     TG_RUN(prompt_is_the_last_user_text_cut_at_a_character);

@@ -137,6 +137,40 @@ TG_TEST(print_empty_has_no_nan)
     free(out);
 }
 
+TG_TEST(semantic_cache_lines)
+{
+    const char *t = "tiergate_requests_total{status=\"200\",tier=\"cheap\",cache=\"semantic\"} 6\n"
+                    "tiergate_requests_total{status=\"200\",tier=\"cheap\",cache=\"miss\"} 4\n"
+                    "tiergate_semantic_lookups_total{result=\"hit\"} 6\n"
+                    "tiergate_semantic_lookups_total{result=\"miss\"} 2\n"
+                    "tiergate_semantic_lookups_total{result=\"guard_number\"} 1\n"
+                    "tiergate_semantic_lookups_total{result=\"guard_polarity\"} 1\n"
+                    "tiergate_semantic_lookups_total{result=\"params\"} 3\n"
+                    "tiergate_semantic_lookups_total{result=\"error\"} 1\n"
+                    "tiergate_semantic_lookups_total{result=\"skipped\"} 2\n"
+                    "tiergate_semantic_entries 1234\n";
+    struct tg_stats st;
+    TG_CHECK_INT(tg_stats_parse(t, strlen(t), &st), 0);
+    TG_CHECK_NEAR(st.answered_tier[0], 4, 0); /* a semantic hit is not an upstream answer */
+    TG_CHECK_NEAR(st.sem_lookups, 16, 0);
+    TG_CHECK_NEAR(st.sem_hits, 6, 0);
+    TG_CHECK_NEAR(st.sem_guard, 2, 0);
+    TG_CHECK_NEAR(st.sem_params, 3, 0);
+    TG_CHECK_NEAR(st.sem_errors, 1, 0);
+    TG_CHECK_NEAR(st.sem_skipped, 2, 0);
+    TG_CHECK_NEAR(st.sem_entries, 1234, 0);
+    char *out = print_to_string(&st);
+    TG_CHECK(out &&
+             strstr(out, "  semantic cache       37.5%   6 hits of 16 lookups after an exact "
+                         "miss; rejected: 2 by a guard, 3 by parameters; 1 errors, 2 "
+                         "skipped; 1234 vectors\n"));
+    free(out);
+    memset(&st, 0, sizeof(st));
+    out = print_to_string(&st);
+    TG_CHECK(out && strstr(out, "  semantic cache  no lookups\n"));
+    free(out);
+}
+
 TG_TEST(parse_rejects_foreign_text)
 {
     struct tg_stats s;
@@ -185,6 +219,7 @@ int main(void)
     TG_RUN(parse_sample);
     TG_RUN(print_sample);
     TG_RUN(print_empty_has_no_nan);
+    TG_RUN(semantic_cache_lines);
     TG_RUN(parse_rejects_foreign_text);
     TG_RUN(parse_odd_lines);
     TG_RUN(parse_sums_repeated_series);
