@@ -65,8 +65,9 @@ static const char *param_value(const char *s, char *out, size_t cap, int *trunca
 
 /* Walks "; name=value" parameters after a media or disposition type,
  * calling fn for each. Returns 0, or -1 on malformed input. */
-static int each_param(const char *s, int (*fn)(void *ud, const char *name, size_t nlen,
-                                               const char *value, int truncated),
+static int each_param(const char *s,
+                      int (*fn)(void *ud, const char *name, size_t nlen, const char *value,
+                                int truncated),
                       void *ud)
 {
     char value[TG_MP_FILENAME_MAX * 3];
@@ -93,8 +94,7 @@ static int each_param(const char *s, int (*fn)(void *ud, const char *name, size_
     }
 }
 
-static int boundary_param(void *ud, const char *name, size_t nlen, const char *value,
-                          int truncated)
+static int boundary_param(void *ud, const char *name, size_t nlen, const char *value, int truncated)
 {
     char *out = ud;
     if (nlen == 8 && strncasecmp(name, "boundary", 8) == 0) {

@@ -61,9 +61,9 @@ struct tg_multipart {
     enum tg_mp_state state;
     char delim[TG_MP_BOUNDARY_MAX + 5]; /* CRLF "--" boundary */
     size_t delim_len;
-    size_t match;   /* bytes of delim matched and held back */
-    int dashes;     /* AFTER_DELIM: '-' seen (1) */
-    int cr;         /* PADDING/HEADERS: a CR is pending */
+    size_t match; /* bytes of delim matched and held back */
+    int dashes;   /* AFTER_DELIM: '-' seen (1) */
+    int cr;       /* PADDING/HEADERS: a CR is pending */
     char hdr[TG_MP_MAX_HEADER_BYTES];
     size_t hdr_len; /* the current header line */
     size_t hdr_total;

@@ -127,10 +127,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r1 == TG_OK) {
         /* Written back, the parts parse the same (when the writer takes them). */
         for (size_t i = 0; i < whole.n; i++)
-            whole.fields[i] = (struct tg_mp_field){whole.names[i],
-                                                   whole.has_file[i] ? whole.files[i] : NULL, NULL,
-                                                   whole.data[i].data ? whole.data[i].data : "",
-                                                   whole.data[i].len};
+            whole.fields[i] = (struct tg_mp_field){
+                whole.names[i], whole.has_file[i] ? whole.files[i] : NULL, NULL,
+                whole.data[i].data ? whole.data[i].data : "", whole.data[i].len};
         struct tg_buf out;
         tg_buf_init(&out, 0);
         if (tg_multipart_write(&out, b, whole.fields, whole.n) == TG_OK) {

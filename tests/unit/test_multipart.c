@@ -91,10 +91,9 @@ TG_TEST(boundary_from_content_type)
     TG_CHECK_STR(b, "abc-123");
     TG_CHECK_INT(tg_multipart_boundary("Multipart/Form-Data;BOUNDARY=\"a b:c\"", b), TG_OK);
     TG_CHECK_STR(b, "a b:c");
-    TG_CHECK_INT(
-        tg_multipart_boundary("multipart/form-data; charset=utf-8; boundary=----formdata-undici-0",
-                              b),
-        TG_OK);
+    TG_CHECK_INT(tg_multipart_boundary(
+                     "multipart/form-data; charset=utf-8; boundary=----formdata-undici-0", b),
+                 TG_OK);
     TG_CHECK_STR(b, "----formdata-undici-0");
     TG_CHECK_INT(tg_multipart_boundary("multipart/form-data; boundary=x;", b), TG_OK);
     TG_CHECK_STR(b, "x");
@@ -267,7 +266,8 @@ TG_TEST(writer_round_trip)
     };
     TG_CHECK_INT(tg_multipart_write(&body, "tg-0123", f, 2), TG_OK);
     TG_CHECK_INT(parse("tg-0123", body.data, body.len, 5, &out, &err, NULL), TG_OK);
-    TG_CHECK_STR(out.data, "purpose|-|=batch;file|in.jsonl|application/jsonl={\"a\":1}\r\n{\"b\":2}\n;");
+    TG_CHECK_STR(out.data,
+                 "purpose|-|=batch;file|in.jsonl|application/jsonl={\"a\":1}\r\n{\"b\":2}\n;");
     tg_buf_free(&out);
     /* the boundary inside the data, a quote in a name: refused */
     tg_buf_reset(&body);
