@@ -67,6 +67,12 @@ void tg_batch_sources(enum tg_batch_status to, char *out, size_t n)
     }
 }
 
+const char *tg_batch_line_result_name(enum tg_batch_line_result r)
+{
+    static const char *const names[TG_BL__COUNT] = {"completed", "failed", "skipped", "retried"};
+    return r < TG_BL__COUNT ? names[r] : "unknown";
+}
+
 /* --- names ----------------------------------------------------------------- */
 
 void tg_batch_key(char out[TG_BATCH_KEY_MAX], const char *ns, const char *kind, const char *id,

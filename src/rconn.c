@@ -468,6 +468,52 @@ void tg_rargs_addf(struct tg_rargs *a, const char *fmt, ...)
     tg_rargs_add(a, tmp, (size_t)n);
 }
 
+/* --- pipes ----------------------------------------------------------------- */
+
+void tg_rpipe_init(struct tg_rpipe *p, struct tg_rconn *rc, tg_rpipe_cb done, void *ud)
+{
+    memset(p, 0, sizeof(*p));
+    p->rc = rc;
+    p->done = done;
+    p->ud = ud;
+}
+
+static void pipe_maybe_done(struct tg_rpipe *p)
+{
+    if (p->closed && p->outstanding == 0)
+        p->done(p->ud, p->failed);
+}
+
+static void on_pipe_reply(void *ud, const struct tg_rreply *r)
+{
+    struct tg_rpipe *p = ud;
+    if (!r || tg_rreply_type(r) == TG_R_ERR) {
+        if (r && !p->failed) {
+            size_t n;
+            const char *e = tg_rreply_str(r, &n);
+            tg_log(TG_LOG_WARN, "%s redis: command refused: %.*s", p->rc->name, (int)TG_MIN(n, 200),
+                   e);
+        }
+        p->failed = 1;
+    }
+    p->outstanding--;
+    pipe_maybe_done(p);
+}
+
+void tg_rpipe_send(struct tg_rpipe *p, const struct tg_rargs *args)
+{
+    if (p->failed || tg_rconn_send(p->rc, args, on_pipe_reply, p) != TG_OK)
+        p->failed = 1;
+    else
+        p->outstanding++;
+}
+
+void tg_rpipe_close(struct tg_rpipe *p)
+{
+    p->closed = 1;
+    pipe_maybe_done(p);
+}
+
 /* --- replies --------------------------------------------------------------- */
 
 static const redisReply *R(const struct tg_rreply *r)
@@ -523,6 +569,20 @@ const struct tg_rreply *tg_rreply_at(const struct tg_rreply *r, size_t i)
     if (i >= tg_rreply_len(r))
         return NULL;
     return (const struct tg_rreply *)(const void *)R(r)->element[i];
+}
+
+const char *tg_rreply_field(const struct tg_rreply *r, const char *field, size_t *len)
+{
+    size_t fl = strlen(field), n = tg_rreply_len(r);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        size_t kl;
+        const char *k = tg_rreply_str(tg_rreply_at(r, i), &kl);
+        if (k && kl == fl && memcmp(k, field, fl) == 0)
+            return tg_rreply_str(tg_rreply_at(r, i + 1), len);
+    }
+    if (len)
+        *len = 0;
+    return NULL;
 }
 
 long long tg_rreply_num(const struct tg_rreply *r, long long def)

@@ -48,6 +48,17 @@ int tg_batch_can_move(enum tg_batch_status from, enum tg_batch_status to);
  * machine above is the only copy of the rules). */
 void tg_batch_sources(enum tg_batch_status to, char *out, size_t n);
 
+/* What became of a line the worker claimed
+ * (tiergate_batch_lines_total{result}). */
+enum tg_batch_line_result {
+    TG_BL_COMPLETED = 0, /* a 2xx answer recorded: the output file */
+    TG_BL_FAILED,        /* another answer or an error recorded: the error file */
+    TG_BL_SKIPPED,       /* its result existed already: acknowledged, never called again */
+    TG_BL_RETRIED,       /* 429/503 from the pipeline: put back to run later */
+    TG_BL__COUNT
+};
+const char *tg_batch_line_result_name(enum tg_batch_line_result r);
+
 /* --- names ------------------------------------------------------------ */
 
 #define TG_BATCH_KEY_MAX 192

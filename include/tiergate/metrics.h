@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "tiergate/batchfmt.h"
 #include "tiergate/buf.h"
 #include "tiergate/cachestatus.h"
 #include "tiergate/cascade.h"
@@ -61,6 +62,11 @@ void tg_metrics_shadow_comparison(struct tg_metrics_shard *m, int tier, enum tg_
 void tg_metrics_shadow_cost(struct tg_metrics_shard *m, double usd);
 void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop why);
 void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result);
+
+/* Batches: a line's fate (shard loop thread only), and the batches in
+ * Redis by status, across replicas (any thread; shard 0's sweeper sets it). */
+void tg_metrics_batch_line(struct tg_metrics_shard *m, enum tg_batch_line_result result);
+void tg_metrics_batches(const uint64_t counts[TG_BS__COUNT]);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */

@@ -63,6 +63,23 @@ void tg_rargs_addf(struct tg_rargs *a, const char *fmt, ...) __attribute__((form
  * TG_ERR_NOMEM. */
 tg_rc tg_rconn_send(struct tg_rconn *rc, const struct tg_rargs *args, tg_rconn_cb cb, void *ud);
 
+/* Several commands with one completion: done(ud, failed) runs once every
+ * command sent through the pipe was answered and tg_rpipe_close was
+ * called; failed when one was refused, got an error reply or no answer. */
+typedef void (*tg_rpipe_cb)(void *ud, int failed);
+struct tg_rpipe {
+    struct tg_rconn *rc;
+    unsigned outstanding;
+    int failed, closed;
+    tg_rpipe_cb done;
+    void *ud;
+};
+void tg_rpipe_init(struct tg_rpipe *p, struct tg_rconn *rc, tg_rpipe_cb done, void *ud);
+/* Sends through the pipe (a refused send marks it failed). */
+void tg_rpipe_send(struct tg_rpipe *p, const struct tg_rargs *args);
+/* No more commands: done runs when the last answer is in (maybe now). */
+void tg_rpipe_close(struct tg_rpipe *p);
+
 enum tg_rtype tg_rreply_type(const struct tg_rreply *r);
 long long tg_rreply_int(const struct tg_rreply *r);
 /* Bytes of a string, status or error reply (NULL otherwise). */
@@ -70,6 +87,9 @@ const char *tg_rreply_str(const struct tg_rreply *r, size_t *len);
 /* Elements of an array reply (0 otherwise), and one of them. */
 size_t tg_rreply_len(const struct tg_rreply *r);
 const struct tg_rreply *tg_rreply_at(const struct tg_rreply *r, size_t i);
+/* In an HGETALL reply (field, value, field, value...): the value of
+ * `field`, or NULL. */
+const char *tg_rreply_field(const struct tg_rreply *r, const char *field, size_t *len);
 /* An integer reply, or a string reply holding a decimal integer, or def. */
 long long tg_rreply_num(const struct tg_rreply *r, long long def);
 

@@ -25,6 +25,8 @@ struct MHD_Daemon;
 struct tg_config;
 struct tg_upstream;
 struct tg_cache;
+struct tg_rconn;
+struct tg_batchrun;
 struct tg_metrics_shard;
 struct tg_gateway_key;
 struct tg_mhd_req;
@@ -41,6 +43,8 @@ enum tg_endpoint {
     TG_EP_ADMIN_CACHE,
     TG_EP_ADMIN_BREAKERS,
     TG_EP_DASHBOARD,
+    TG_EP_FILES,   /* /v1/files[/{id}[/content]] (files.c) */
+    TG_EP_BATCHES, /* /v1/batches[/{id}[/cancel]] (batch.c) */
 };
 
 struct tg_shard {
@@ -53,6 +57,8 @@ struct tg_shard {
     uint64_t mhd_due_us; /* MHD's own next timeout */
     struct tg_upstream *up;
     struct tg_cache *cache;
+    struct tg_rconn *rconn;       /* Redis for durable work (files, batches): rconn.c */
+    struct tg_batchrun *batchrun; /* this shard's batch worker: batchrun.c */
     struct tg_metrics_shard *metrics;
     struct tg_config *cfg; /* this shard's current snapshot */
     unsigned cfg_gen;
