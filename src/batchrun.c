@@ -42,7 +42,7 @@
 #define YIELD_RECHECK_MS 20
 #define IDLE_TICK_MS 500
 #define SWEEP_MS 1000
-#define GAUGE_EVERY_US 15000000u
+#define GAUGE_EVERY_US 5000000u
 #define GAUGE_PAGE 500
 #define MAX_ATTEMPTS 5  /* a line answered 429/503 is tried this often */
 #define MAX_ACTIVE 4096 /* batches looked at per refresh */

@@ -402,7 +402,8 @@ class World:
             except OSError:
                 return True  # Redis is down on purpose in this test
             lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l]
-            return len(lines) >= cfg.get("shards", 1)
+            # two per shard: the cache's and the one for files and batches (rconn.c)
+            return len(lines) >= 2 * cfg.get("shards", 1)
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
     def reset(self):
