@@ -444,6 +444,84 @@ static void v_free(struct vjob *v)
     free(v);
 }
 
+/* ======================== results ======================== */
+
+/* KEYS: batch, out, q. ARGV: group, entry ('' when none), terminal
+ * statuses, ttl, then one or more results of 7 values each: custom_id,
+ * value, 'completed' or 'failed', cost (nano-USD), prompt tokens,
+ * completion tokens, cache hit. The first result for a custom_id wins;
+ * the item is acknowledged either way. Returns {new (of the first),
+ * completed, failed, total, status, pending}. */
+static const char RECORD_LUA[] =
+    "local st = redis.call('HGET', KEYS[1], 'status')\n"
+    "local open = st and not string.find(' ' .. ARGV[3] .. ' ', ' ' .. st .. ' ', 1, true)\n"
+    "  and redis.call('HEXISTS', KEYS[1], 'assembling') == 0\n"
+    "local first = 0\n"
+    "for i = 5, #ARGV, 7 do\n"
+    "  if open and redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then\n"
+    "    if i == 5 then first = 1 end\n"
+    "    redis.call('HINCRBY', KEYS[1], ARGV[i + 2], 1)\n"
+    "    redis.call('HINCRBY', KEYS[1], 'cost_nusd', ARGV[i + 3])\n"
+    "    redis.call('HINCRBY', KEYS[1], 'prompt_tokens', ARGV[i + 4])\n"
+    "    redis.call('HINCRBY', KEYS[1], 'completion_tokens', ARGV[i + 5])\n"
+    "    redis.call('HINCRBY', KEYS[1], 'cache_hits', ARGV[i + 6])\n"
+    "  end\n"
+    "end\n"
+    "if open then redis.call('EXPIRE', KEYS[2], ARGV[4]) end\n"
+    "local pending = 0\n"
+    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
+    "  if ARGV[2] ~= '' then\n"
+    "    redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
+    "    redis.call('XDEL', KEYS[3], ARGV[2])\n"
+    "  end\n"
+    "  pending = redis.call('XPENDING', KEYS[3], ARGV[1])[1]\n"
+    "end\n"
+    "local c = redis.call('HMGET', KEYS[1], 'completed', 'failed', 'total')\n"
+    "return {first, tonumber(c[1] or 0), tonumber(c[2] or 0), tonumber(c[3] or 0), st or '',\n"
+    "        pending}\n";
+
+static void terminal_names(char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int s = 0; s < TG_BS__COUNT; s++)
+        if (tg_batch_terminal((enum tg_batch_status)s)) {
+            int k = snprintf(out + used, n - used, "%s%s", used ? " " : "",
+                             tg_batch_status_name((enum tg_batch_status)s));
+            if (k > 0 && (size_t)k < n - used)
+                used += (size_t)k;
+        }
+}
+
+void tg_batchjob_record_args(struct tg_rargs *a, const struct tg_config *cfg, const char *ns,
+                             const char *bid, const char *entry)
+{
+    char meta[TG_BATCH_KEY_MAX], out[TG_BATCH_KEY_MAX], q[TG_BATCH_KEY_MAX], terminal[96];
+    tg_batch_key(meta, ns, "batch", bid, NULL);
+    tg_batch_key(out, ns, "batch", bid, "out");
+    tg_batch_key(q, ns, "batch", bid, "q");
+    terminal_names(terminal, sizeof(terminal));
+    eval_head(a, RECORD_LUA, 3);
+    tg_rargs_adds(a, meta);
+    tg_rargs_adds(a, out);
+    tg_rargs_adds(a, q);
+    tg_rargs_adds(a, TG_BATCH_GROUP);
+    tg_rargs_adds(a, entry ? entry : "");
+    tg_rargs_adds(a, terminal);
+    tg_rargs_addf(a, "%u", cfg->batch.results_ttl_s);
+}
+
+void tg_batchjob_record_add(struct tg_rargs *a, const struct tg_batch_result *r)
+{
+    tg_rargs_add(a, r->cid, r->cid_len);
+    tg_rargs_add(a, r->value, r->value_len);
+    tg_rargs_adds(a, r->outcome == TG_BL_COMPLETED ? "completed" : "failed");
+    tg_rargs_addf(a, "%lld", r->cost_nusd);
+    tg_rargs_addf(a, "%lld", r->prompt_tokens);
+    tg_rargs_addf(a, "%lld", r->completion_tokens);
+    tg_rargs_addf(a, "%d", r->cache_hit);
+}
+
 /* ======================== finalization ======================== */
 
 struct fjob {

@@ -25,6 +25,7 @@
 
 #include "tiergate/batch.h"
 #include "tiergate/batchjob.h"
+#include "tiergate/batchprov.h"
 #include "tiergate/batchrun.h"
 #include "tiergate/cachekey.h"
 #include "tiergate/config.h"
@@ -80,6 +81,7 @@ struct tg_batchrun {
     int reading, loading, closing;
     struct tg_timer tick, heartbeat, sweep;
     /* sweeper (shard 0) */
+    struct tg_batchprov_list prov; /* provider-mode steps running here */
     int sweeping;
     uint64_t gauge_at_us;
     int gauging;
@@ -149,6 +151,7 @@ void tg_batchrun_stop(struct tg_batchrun *w)
     tg_timer_stop(loop, &w->tick);
     tg_timer_stop(loop, &w->heartbeat);
     tg_timer_stop(loop, &w->sweep);
+    tg_batchprov_stop(&w->prov);
     for (struct line *l = w->lines; l; l = l->next) {
         tg_timer_stop(loop, &l->retry);
         if (l->req) {
@@ -608,73 +611,23 @@ static void on_line_done(struct tg_req *req, void *ud)
 
 /* --- recording ------------------------------------------------------------------- */
 
-/* KEYS: batch, out, q. ARGV: group, entry, custom_id, value, 'completed' or
- * 'failed', cost (nano-USD), prompt tokens, completion tokens, cache hit,
- * terminal statuses, ttl. The first result for a custom_id wins; the
- * item is acknowledged either way. Returns {new, completed, failed,
- * total, status, pending}. */
-static const char RECORD_LUA[] =
-    "local st = redis.call('HGET', KEYS[1], 'status')\n"
-    "local new = 0\n"
-    "if st and not string.find(' ' .. ARGV[10] .. ' ', ' ' .. st .. ' ', 1, true)\n"
-    "   and redis.call('HEXISTS', KEYS[1], 'assembling') == 0 then\n"
-    "  if redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4]) == 1 then\n"
-    "    new = 1\n"
-    "    redis.call('EXPIRE', KEYS[2], ARGV[11])\n"
-    "    redis.call('HINCRBY', KEYS[1], ARGV[5], 1)\n"
-    "    redis.call('HINCRBY', KEYS[1], 'cost_nusd', ARGV[6])\n"
-    "    redis.call('HINCRBY', KEYS[1], 'prompt_tokens', ARGV[7])\n"
-    "    redis.call('HINCRBY', KEYS[1], 'completion_tokens', ARGV[8])\n"
-    "    redis.call('HINCRBY', KEYS[1], 'cache_hits', ARGV[9])\n"
-    "  end\n"
-    "end\n"
-    "local pending = 0\n"
-    "if redis.call('EXISTS', KEYS[3]) == 1 then\n"
-    "  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
-    "  redis.call('XDEL', KEYS[3], ARGV[2])\n"
-    "  pending = redis.call('XPENDING', KEYS[3], ARGV[1])[1]\n"
-    "end\n"
-    "local c = redis.call('HMGET', KEYS[1], 'completed', 'failed', 'total')\n"
-    "return {new, tonumber(c[1] or 0), tonumber(c[2] or 0), tonumber(c[3] or 0), st or '',\n"
-    "        pending}\n";
-
-static void terminal_names(char *out, size_t n)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (int s = 0; s < TG_BS__COUNT; s++)
-        if (tg_batch_terminal((enum tg_batch_status)s)) {
-            int k = snprintf(out + used, n - used, "%s%s", used ? " " : "",
-                             tg_batch_status_name((enum tg_batch_status)s));
-            if (k > 0 && (size_t)k < n - used)
-                used += (size_t)k;
-        }
-}
-
 static void record(struct line *l)
 {
     struct tg_batchrun *w = l->w;
-    char meta[TG_BATCH_KEY_MAX], out[TG_BATCH_KEY_MAX], q[TG_BATCH_KEY_MAX], terminal[96];
-    tg_batch_key(meta, l->ns, "batch", l->bid, NULL);
-    tg_batch_key(out, l->ns, "batch", l->bid, "out");
-    tg_batch_key(q, l->ns, "batch", l->bid, "q");
-    terminal_names(terminal, sizeof(terminal));
+    struct tg_batch_result res = {
+        .cid = l->cid,
+        .cid_len = l->cid_len,
+        .value = l->value.data,
+        .value_len = l->value.len,
+        .outcome = l->outcome,
+        .cost_nusd = l->cost_nusd,
+        .prompt_tokens = l->prompt_tokens,
+        .completion_tokens = l->completion_tokens,
+        .cache_hit = l->cache_hit,
+    };
     struct tg_rargs a;
-    eval_head(&a, RECORD_LUA, 3);
-    tg_rargs_adds(&a, meta);
-    tg_rargs_adds(&a, out);
-    tg_rargs_adds(&a, q);
-    tg_rargs_adds(&a, TG_BATCH_GROUP);
-    tg_rargs_adds(&a, l->entry);
-    tg_rargs_add(&a, l->cid, l->cid_len);
-    tg_rargs_add(&a, l->value.data, l->value.len);
-    tg_rargs_adds(&a, l->outcome == TG_BL_COMPLETED ? "completed" : "failed");
-    tg_rargs_addf(&a, "%lld", l->cost_nusd);
-    tg_rargs_addf(&a, "%lld", l->prompt_tokens);
-    tg_rargs_addf(&a, "%lld", l->completion_tokens);
-    tg_rargs_addf(&a, "%d", l->cache_hit);
-    tg_rargs_adds(&a, terminal);
-    tg_rargs_addf(&a, "%u", w->sh->cfg->batch.results_ttl_s);
+    tg_batchjob_record_args(&a, w->sh->cfg, l->ns, l->bid, l->entry);
+    tg_batchjob_record_add(&a, &res);
     if (tg_rconn_send(w->sh->rconn, &a, on_recorded, l) != TG_OK)
         on_recorded(l, NULL);
     tg_rargs_free(&a);
@@ -855,7 +808,15 @@ static void sweep_one(struct tg_batchrun *w, const char *ns, const char *bid,
     long long now = (long long)time(NULL);
     snprintf(now_s, sizeof(now_s), "%lld", now);
     if (locked)
-        return; /* a validation or finalization holds it */
+        return; /* a validation, finalization or provider step holds it */
+    if (provider && (st == TG_BS_IN_PROGRESS || st == TG_BS_CANCELLING)) {
+        /* The provider keeps the clock (its own 24 h window) and the lines. */
+        if (st == TG_BS_IN_PROGRESS && total > 0 && done >= total)
+            tg_batchjob_finalize(sh, ns, bid, TG_BS_COMPLETED);
+        else
+            tg_batchprov_step(sh, &w->prov, ns, bid);
+        return;
+    }
     switch (st) {
     case TG_BS_VALIDATING:
         tg_batchjob_validate(sh, ns, bid);
@@ -865,7 +826,6 @@ static void sweep_one(struct tg_batchrun *w, const char *ns, const char *bid,
             simple_eval(w, EXPIRE_LUA, meta, now_s, NULL, NULL);
         else if (total > 0 && done >= total)
             tg_batchjob_finalize(sh, ns, bid, TG_BS_COMPLETED);
-        (void)provider;
         break;
     case TG_BS_FINALIZING:
         if (!expiring)

@@ -20,6 +20,8 @@
 #include "tiergate/batchfmt.h"
 
 struct tg_shard;
+struct tg_config;
+struct tg_rargs;
 
 /* The consumer group of every batch stream. */
 #define TG_BATCH_GROUP "tg"
@@ -28,5 +30,27 @@ void tg_batchjob_validate(struct tg_shard *sh, const char *ns, const char *bid);
 /* target: TG_BS_COMPLETED, TG_BS_EXPIRED or TG_BS_CANCELLED. */
 void tg_batchjob_finalize(struct tg_shard *sh, const char *ns, const char *bid,
                           enum tg_batch_status target);
+
+/* A line's result, as recorded: value is 'o' + an output-file line or
+ * 'e' + an error-file line (batchfmt.h). */
+struct tg_batch_result {
+    const char *cid;
+    size_t cid_len;
+    const char *value;
+    size_t value_len;
+    enum tg_batch_line_result outcome; /* TG_BL_COMPLETED or TG_BL_FAILED */
+    long long cost_nusd, prompt_tokens, completion_tokens;
+    int cache_hit;
+};
+
+/* The record script: the first result for a custom_id wins (HSETNX), the
+ * batch's counters move with it, and the work item `entry` (NULL: none,
+ * as in provider mode) is acknowledged in the same step. Build it with
+ * _args (a is initialised here), then _add one or more results; its reply
+ * is {new (of the first result), completed, failed, total, status,
+ * pending items}. */
+void tg_batchjob_record_args(struct tg_rargs *a, const struct tg_config *cfg, const char *ns,
+                             const char *bid, const char *entry);
+void tg_batchjob_record_add(struct tg_rargs *a, const struct tg_batch_result *r);
 
 #endif
