@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tiergate/alloc.h"
+#include "tiergate/batch_cli.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
 #include "tiergate/quality.h"
@@ -35,6 +36,7 @@ static const char usage[] =
     "       tiergate calibrate [-c FILE] --shares CHEAP,MEDIUM,EXPENSIVE < sample.jsonl\n"
     "       tiergate calibrate --verifier --precision P [--json] < labels.jsonl\n"
     "       tiergate stats [URL]\n"
+    "       tiergate batches [URL] [--key KEY] [--limit N] [--watch SECONDS]\n"
     "       tiergate replay [-c FILE] --url URL [--baseline ID] [--concurrency N] [--json] < prompts.jsonl\n"
     "       tiergate compare [--a FIELD] [--b FIELD] [--label FIELD] [--summary] < pairs.jsonl\n"
     "       tiergate --version | --help\n"
@@ -57,6 +59,8 @@ static const char usage[] =
     "  stats       read a running gateway's /metrics (default http://127.0.0.1:8080)\n"
     "              and print requests, hit rate, tier mix, escalations, cost vs baseline,\n"
     "              shadow agreement by tier\n"
+    "  batches     a running gateway's batches: progress bar, done/total, failures,\n"
+    "              ETA (from the rate since in_progress_at) and cost per batch\n"
     "  replay      run a suite of chat bodies through a running gateway as routed and\n"
     "              pinned to the baseline model; per tier: cost side by side, agreement\n"
     "  compare     the shadow comparison rules over pairs of answers (and, given a\n"
@@ -65,7 +69,8 @@ static const char usage[] =
     "Environment: model keys come from each model's api_key_env. Overrides:\n"
     "  TIERGATE_LISTEN, TIERGATE_REDIS_URL, TIERGATE_SHARDS, TIERGATE_LOG_LEVEL;\n"
     "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY;\n"
-    "  TIERGATE_KEY: the gateway key `tiergate replay` sends (instead of --key).\n"
+    "  TIERGATE_KEY: the gateway key `tiergate replay` and `tiergate batches` send (instead of\n"
+    "  --key).\n"
     "`tiergate replay --help`, `compare --help`, `calibrate --verifier --help`: details.\n"
     "Signals: SIGHUP reloads the config (a bad one is refused, the old one stays);\n"
     "SIGTERM/SIGINT stop accepting, drain in-flight requests, then exit.\n";
@@ -193,6 +198,8 @@ int main(int argc, char **argv)
         return tg_replay_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return tg_stats_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "batches") == 0)
+        return tg_batch_cli_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--version") == 0) {
             printf("tiergate %s (libcurl %s, jansson %s, malloc %s)\n", TG_VERSION,

@@ -346,6 +346,33 @@ fail:
     return TG_ERR_NOMEM;
 }
 
+/* Where the call goes and how: the URL, the proxy, the trust store, the
+ * body. */
+static void set_target(struct tg_call *call, const struct tg_call_opts *opts)
+{
+    const struct tg_model *m = opts->model;
+    CURL *e = call->easy;
+    if (!call->own_handle)
+        curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
+    const char *url = call->own_handle ? opts->url : m->url;
+    int tls = strncmp(url, "https:", 6) == 0;
+    pthread_once(&env_once, read_proxy_env);
+    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
+    if (tls) {
+        /* Same strings call after call, so curl still reuses the
+         * connection and its cached CA store (keyed on the file name). */
+        pthread_once(&ca_once, read_ca_default);
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
+    }
+    curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
+    if (!call->own_handle || !opts->method) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->body_len);
+    }
+}
+
 tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
                     const struct tg_call_ops *ops, void *ud, struct tg_call **out)
 {
@@ -380,25 +407,7 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
         call->hdrs = call->rid_node.next;
     }
     CURL *e = call->easy;
-    if (!call->own_handle)
-        curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
-    const char *url = call->own_handle ? opts->url : m->url;
-    int tls = strncmp(url, "https:", 6) == 0;
-    pthread_once(&env_once, read_proxy_env);
-    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
-    if (tls) {
-        /* Same strings call after call, so curl still reuses the
-         * connection and its cached CA store (keyed on the file name). */
-        pthread_once(&ca_once, read_ca_default);
-        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
-        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
-    }
-    curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
-    if (!call->own_handle || !opts->method) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->body_len);
-    }
+    set_target(call, opts);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);

@@ -320,3 +320,26 @@ def status_gauge_and_admin_views(w):
         return m.get('tiergate_batches{status="completed"}', 0) >= 1 and m
     m = wait_for(gauge, 12, msg="tiergate_batches gauge")
     check('tiergate_batches{status="in_progress"}' in m)
+
+
+@test
+def cli_lists_progress(w):
+    import os
+    import subprocess
+    from harness import TIERGATE
+    bid = create_ok(w.gw, upload_ok(w.gw, jsonl(3)))
+    wait_status(w.gw, bid, "completed")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    p = subprocess.run([TIERGATE, "batches", "http://127.0.0.1:%d/" % w.gw.port, "--limit", "5"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    eq(p.returncode, 0, p.stderr)
+    row = [l for l in p.stdout.split("\n") if l.startswith(bid)]
+    eq(len(row), 1, p.stdout)
+    check("completed" in row[0] and "[####################] 100%" in row[0] and "3/3" in row[0],
+          row[0])
+    p = subprocess.run([TIERGATE, "batches", "http://127.0.0.1:%d" % w.gw.port, "--key", "other"],
+                       capture_output=True, text=True, timeout=30, env=env)
+    eq(p.stdout.strip(), "no batches", "another key sees none")
+    p = subprocess.run([TIERGATE, "batches", "http://127.0.0.1:1"], capture_output=True, text=True,
+                       timeout=30, env=env)
+    check(p.returncode == 1 and "tiergate batches" in p.stderr, p.stderr)
