@@ -15,6 +15,8 @@
 #      accepted, one escalation, pinned over TLS
 #   5. BENCH_STREAMS concurrent streams held 2 s each: errors, peak RSS, threads
 #   6. the router alone; 7. instructions per pass-through request (callgrind)
+#   8. batches (bench/batch_bench.py, its own processes): lines/s through a
+#      batch, live-request latency alone and while a batch runs
 # Raw runs: bench/out/results.jsonl + meta.json; report: bench/out/results.json,
 # bench/out/summary.md, plots in bench/plots/.
 #
@@ -25,7 +27,8 @@
 #   BENCH_STREAM_MODES "default" (no header) or e.g. "buffer prefix live"
 #   BENCH_DRIP_MS 20, BENCH_STREAM_TOKENS 64, BENCH_STREAM_REQUESTS 40 (10),
 #   BENCH_STREAM_CONNS 10, BENCH_COST 1 (0 skips section 7)
-#   BENCH_SECTIONS "peers tls streams own held router cost": a subset reruns just
+#   BENCH_BATCH_LINES 10000 (2000), BENCH_BATCH_LIVE_SECONDS 8 (3), BENCH_BATCH_LIVE_CONNS 8
+#   BENCH_SECTIONS "peers tls streams own held router cost batch": a subset reruns just
 #     those (e.g. BENCH_SECTIONS=streams BENCH_STREAM_MODES='prefix live').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +48,7 @@ STREAM_C=${BENCH_STREAM_CONNS:-10}
 OWN_N=$(q 50 400)
 COST=${BENCH_COST:-1}
 COST_N=$(q 200 500)
-SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost} "
+SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost batch} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 TLS_SECS=$(( SECS / 2 > 2 ? SECS / 2 : 2 ))
 C1_SECS=$TLS_SECS   # one connection: latency, thousands of samples in half the time
@@ -53,7 +56,7 @@ HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each conn
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
 mkdir -p "$out" bench/plots
-rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt}
+rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,batch.json}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -436,4 +439,7 @@ fi
 # Stop the daemons before the report so its plots do not share the CPU with them.
 cleanup
 trap - EXIT INT TERM
+if want batch; then
+    python3 bench/batch_bench.py "$BUILD"
+fi
 python3 bench/report.py "$out"
