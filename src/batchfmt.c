@@ -151,8 +151,13 @@ static tg_rc check_members(json_t *j, const char *endpoint, struct tg_batch_line
         snprintf(msg, sizeof(msg), "url must be the batch's endpoint %.100s", endpoint);
         return line_error(err, "invalid_url", "url", "%s", msg);
     }
-    if (!json_is_object(json_object_get(j, "body")))
+    json_t *body = json_object_get(j, "body");
+    if (!json_is_object(body))
         return line_error(err, "invalid_body", "body", "body must be a JSON object%s", NULL);
+    /* A batch line is answered whole (so is OpenAI's). */
+    if (json_is_true(json_object_get(body, "stream")))
+        return line_error(err, "invalid_body", "body.stream",
+                          "stream is not supported in a batch line%s", NULL);
     return TG_OK;
 }
 

@@ -130,6 +130,9 @@ TG_TEST(input_lines)
     bad_line(
         "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":[]}",
         "invalid_body", "body");
+    bad_line("{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\","
+             "\"body\":{\"stream\":true}}",
+             "invalid_body", "body.stream");
     /* nesting beyond the configured depth is refused before jansson */
     struct tg_buf deep;
     tg_buf_init(&deep, 0);
