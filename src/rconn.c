@@ -273,8 +273,14 @@ static void connect_now(struct tg_rconn *rc)
     snprintf(db, sizeof(db), "%u", rc->db);
     unsigned t = rc->timeout_ms;
     rc->timeout_ms = rc->connect_ms; /* the handshake's deadline is the connect timeout */
+    /* Named, so CLIENT LIST tells it from the cache's connection. */
+    char name[48];
+    snprintf(name, sizeof(name), "tiergate-%s", rc->name);
+    const char *setname[3] = {"CLIENT", "SETNAME", name};
+    size_t setname_len[3] = {6, 7, strlen(name)};
     if ((rc->password && send_handshake(rc, "AUTH", rc->password, on_step) != TG_OK) ||
         (rc->db && send_handshake(rc, "SELECT", db, on_step) != TG_OK) ||
+        send_raw(rc, 3, setname, setname_len, on_step, rc) != TG_OK ||
         send_handshake(rc, "PING", NULL, on_ready) != TG_OK)
         drop(rc, "cannot send the handshake");
     rc->timeout_ms = t;
