@@ -206,7 +206,13 @@ static void on_tick(struct tg_loop *loop, void *ud)
     struct tg_batchrun *w = ud;
     struct tg_shard *sh = w->sh;
     const struct tg_batch_config *bc = &sh->cfg->batch;
-    unsigned free_slots = slots(sh) > w->busy ? slots(sh) - w->busy : 0;
+    /* Live traffic first: an idle shard runs its whole share; one serving
+     * live requests runs one line at a time (its CPU stays the live
+     * requests'); at batch.yield_inflight live requests, none. */
+    unsigned share = slots(sh);
+    if (sh->inflight && share > 1)
+        share = 1;
+    unsigned free_slots = share > w->busy ? share - w->busy : 0;
     if (w->closing || w->reading || w->loading)
         return; /* a reply ticks again */
     if (!bc->enabled || sh->draining || !tg_rconn_up(sh->rconn)) {
@@ -218,9 +224,13 @@ static void on_tick(struct tg_loop *loop, void *ud)
         tick_in(w, (w->pause_until_us - now) / 1000u + 1);
         return;
     }
-    if (free_slots == 0)
-        return; /* a line that ends ticks again */
-    /* Live traffic first: a live request never waits behind batch work. */
+    if (free_slots == 0) {
+        /* A line that ends ticks again; so must the end of live traffic
+         * when it was live traffic that held the share down. */
+        if (share < slots(sh))
+            tick_in(w, YIELD_RECHECK_MS);
+        return;
+    }
     if (bc->yield_inflight && sh->inflight >= bc->yield_inflight) {
         tick_in(w, YIELD_RECHECK_MS);
         return;
