@@ -20,14 +20,16 @@ enum tg_batch_mode {
 };
 
 struct tg_batch_config {
-    int enabled;               /* the endpoints and the worker; default true */
-    enum tg_batch_mode mode;   /* default gateway */
-    unsigned max_concurrency;  /* lines in flight per replica (split over shards); 4 */
-    size_t max_file_bytes;     /* POST /v1/files cap; 32 MiB */
-    unsigned max_lines;        /* lines per input file; 50,000 (OpenAI's) */
-    unsigned results_ttl_s;    /* files, batches and results expire; 30 days */
-    unsigned lease_s;          /* a claimed line untouched this long is taken over; 60 */
-    unsigned yield_inflight;   /* no new line while a shard serves this many live requests */
+    int enabled;              /* the endpoints and the worker; default true */
+    enum tg_batch_mode mode;  /* default gateway */
+    unsigned max_concurrency; /* lines in flight per replica (split over shards); 4 */
+    size_t max_file_bytes;    /* POST /v1/files cap; 32 MiB */
+    unsigned max_lines;       /* lines per input file; 50,000 (OpenAI's) */
+    unsigned results_ttl_s;   /* files, batches and results expire; 30 days */
+    unsigned lease_s;         /* a claimed line untouched this long is taken over; 60 */
+    /* no new line while a shard serves this many live requests; below it,
+     * one line at a time while any is in flight */
+    unsigned yield_inflight;
     unsigned redis_timeout_ms; /* deadline of one batch Redis command; 5000 */
     unsigned poll_min_s;       /* provider mode: first poll interval; 5 */
     unsigned poll_max_s;       /* provider mode: backoff ceiling; 300 */

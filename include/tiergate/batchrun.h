@@ -6,8 +6,9 @@
  * line through the gateway's own pipeline as an internal request (req.h),
  * and records each result once (HSETNX by custom_id) together with the
  * acknowledgement, in one script. At most its share of
- * batch.max_concurrency lines run at a time, and none starts while the
- * shard serves batch.yield_inflight live requests or more. Claims are
+ * batch.max_concurrency lines run at a time, one while the shard serves
+ * any live request, none while it serves batch.yield_inflight or more
+ * (lines already running finish). Claims are
  * renewed while a line runs; a claim left alone for batch.lease_s (its
  * replica died) is taken over by any worker. Shard 0 also sweeps: it
  * restarts stalled validations and finalizations, expires batches past
