@@ -3,12 +3,13 @@
  * files.c - the Files API (files.h) over the shard's durable Redis
  * connection. An upload is parsed twice from the request body: once to
  * check it (fields, purpose, size, line count) without keeping a copy of
- * the file, then again straight into the writer, which cuts it into
- * chunks pushed to a Redis list before the metadata hash that makes the
- * file visible. Listing, reading and deleting are one Lua script each, so
- * a file is never seen half-deleted. It keeps no file in process memory
- * beyond one request, and it does not check JSONL lines (batch creation
- * does, with OpenAI's error codes).
+ * the file, then again, a slice at a time, straight into the writer, which
+ * cuts it into chunks pushed to a Redis list before the metadata hash that
+ * makes the file visible (a store that fails or loses its client deletes
+ * what it wrote). Listing and deleting are one Lua script each, so a file
+ * is never seen half-deleted; a download reads a few chunks per script.
+ * It keeps no file in process memory beyond one request, and it does not
+ * check JSONL lines (batch creation does, with OpenAI's error codes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,13 @@
 #define LIST_DEFAULT 10000 /* OpenAI's files list returns up to 10,000 */
 #define OBJECT_MAX (64u * 1024u)
 #define PURPOSE_MAX 32
+#define UPLOAD_SLICE (1u << 20) /* body bytes parsed per step of an upload's store */
+#define DOWNLOAD_PAGE 4         /* chunks (of TG_FILES_CHUNK) per step of a download */
 
 /* Table of contents, in the order a request meets them. */
 static void upload(struct tg_req *req, const char *ns);
+static void start_store(struct tg_req *req, const char *ns, const char *boundary,
+                        const char *filename, unsigned ttl_s);
 static void list(struct tg_req *req, const char *ns);
 static void retrieve(struct tg_req *req, const char *ns, const char *id);
 static void content(struct tg_req *req, const char *ns, const char *id);
@@ -134,6 +139,11 @@ struct fop {
     struct tg_file_writer w;
     char filename[TG_MP_FILENAME_MAX];
     long long created;
+    struct form *form;   /* an upload's second pass */
+    size_t fed;          /* body bytes it has parsed */
+    int aborted;         /* the client left before the store finished */
+    struct tg_buf bytes; /* a download, page by page */
+    long long page;
 };
 
 static struct fop *fop_new(struct tg_req *req, const char *id)
@@ -156,8 +166,15 @@ static int fop_live(struct fop *op)
     return !op->req->closed;
 }
 
+static void form_free(struct form *f);
+
 static void fop_free(struct fop *op)
 {
+    if (op->form) {
+        form_free(op->form);
+        free(op->form);
+    }
+    tg_buf_free(&op->bytes);
     tg_file_writer_free(&op->w);
     tg_req_unref(op->req);
     free(op);
@@ -222,7 +239,7 @@ void tg_files_handle(struct tg_req *req)
 enum field { F_NONE = 0, F_FILE, F_PURPOSE, F_EXPIRES_S, F_EXPIRES_ANCHOR };
 
 struct form {
-    struct tg_multipart *mp;
+    struct tg_multipart *mp; /* owned by the second pass */
     enum field cur;
     size_t max_file;
     int have_file, second_pass;
@@ -335,6 +352,8 @@ static void form_free(struct form *f)
     tg_buf_free(&f->purpose);
     tg_buf_free(&f->expires_s);
     tg_buf_free(&f->anchor);
+    if (f->second_pass)
+        free(f->mp);
 }
 
 /* The checks of the first pass; answers the client and returns -1 when
@@ -381,10 +400,32 @@ static int check_form(struct tg_req *req, struct form *f, unsigned *ttl_s)
     return 0;
 }
 
+static void on_discarded(void *ud, const struct tg_rreply *r)
+{
+}
+
+/* A store that did not finish: its chunks (and the metadata, if a failure
+ * came after it was sent) go now rather than at their expiry. Best
+ * effort: with Redis gone, the expiry every push set does it. */
+static void discard_partial(struct fop *op)
+{
+    char meta[TG_BATCH_KEY_MAX], data[TG_BATCH_KEY_MAX];
+    tg_batch_key(meta, op->w.ns, "file", op->w.id, NULL);
+    tg_batch_key(data, op->w.ns, "file", op->w.id, "data");
+    struct tg_rargs a;
+    tg_rargs_init(&a);
+    tg_rargs_adds(&a, "DEL");
+    tg_rargs_adds(&a, meta);
+    tg_rargs_adds(&a, data);
+    send_cmd(op->req, &a, on_discarded, NULL);
+}
+
 static void on_uploaded(void *ud, int failed)
 {
     struct fop *op = ud;
     struct tg_req *req = op->req;
+    if (failed || op->aborted)
+        discard_partial(op);
     if (fop_live(op)) {
         if (failed) {
             unavailable(req);
@@ -422,39 +463,82 @@ static void upload(struct tg_req *req, const char *ns)
     const char *err = NULL;
     unsigned ttl_s = 0;
     tg_rc rc = parse_form(req, boundary, &f, &err);
-    if (rc == TG_ERR_BAD_REQUEST && err && strcmp(err, "file too large") == 0)
+    if (rc == TG_ERR_BAD_REQUEST && err && strcmp(err, "file too large") == 0) {
         tg_files_refuse_large(req);
-    else if (rc != TG_OK) {
+    } else if (rc != TG_OK) {
         char msg[200];
         snprintf(msg, sizeof(msg), "malformed multipart/form-data body: %s",
                  err ? err : "out of memory");
         tg_req_respond_error(req, rc, msg, NULL, "invalid_multipart");
     } else if (check_form(req, &f, &ttl_s) == 0) {
-        if (!tg_rconn_up(req->shard->rconn)) {
+        if (!tg_rconn_up(req->shard->rconn))
             unavailable(req);
-        } else {
-            char id[TG_BATCH_ID_MAX];
-            tg_files_new_id(req->shard, "file-", id);
-            struct fop *op = fop_new(req, id);
-            if (op) {
-                tg_rpipe_init(&op->pipe, req->shard->rconn, on_uploaded, op);
-                tg_file_writer_init(&op->w, ns, id, ttl_s);
-                snprintf(op->filename, sizeof(op->filename), "%s", f.filename);
-                /* Second pass: the file's bytes straight into the writer. */
-                f.second_pass = 1;
-                f.have_file = 0;
-                f.op = op;
-                tg_buf_free(&f.purpose);
-                tg_buf_free(&f.expires_s);
-                tg_buf_free(&f.anchor);
-                parse_form(req, boundary, &f, &err);
-                op->created = (long long)time(NULL);
-                tg_file_writer_finish(&op->w, &op->pipe, op->filename, "batch", op->created);
-                tg_rpipe_close(&op->pipe);
-            }
-        }
+        else
+            start_store(req, ns, boundary, f.filename, ttl_s);
     }
     form_free(&f);
+}
+
+/* The second pass, a slice of the body at a time: each slice's chunks
+ * are answered by Redis before the next is parsed, so the shard serves
+ * other requests in between and hiredis never holds more than a slice
+ * (rconn.h, tg_rpipe.drained). */
+static void store_step(void *ud)
+{
+    struct fop *op = ud;
+    const struct tg_buf *body = &op->req->body;
+    while (!op->pipe.failed && op->fed < tg_buf_unread(body)) {
+        if (!fop_live(op)) {
+            op->aborted = 1; /* nobody to give the id to: stop storing */
+            break;
+        }
+        size_t n = TG_MIN((size_t)UPLOAD_SLICE, tg_buf_unread(body) - op->fed);
+        if (tg_multipart_feed(op->form->mp, tg_buf_head(body) + op->fed, n) != TG_OK)
+            op->pipe.failed = 1; /* the first pass accepted it: cannot happen */
+        op->fed += n;
+        if (op->pipe.outstanding)
+            return; /* drained() comes back here */
+    }
+    op->pipe.drained = NULL;
+    if (!op->pipe.failed && !op->aborted && tg_multipart_finish(op->form->mp) != TG_OK)
+        op->pipe.failed = 1;
+    if (!op->pipe.failed && !op->aborted) {
+        op->created = (long long)time(NULL);
+        tg_file_writer_finish(&op->w, &op->pipe, op->filename, "batch", op->created);
+    }
+    tg_rpipe_close(&op->pipe); /* on_uploaded answers */
+}
+
+static void start_store(struct tg_req *req, const char *ns, const char *boundary,
+                        const char *filename, unsigned ttl_s)
+{
+    char id[TG_BATCH_ID_MAX];
+    tg_files_new_id(req->shard, "file-", id);
+    struct fop *op = fop_new(req, id);
+    if (!op)
+        return;
+    struct form *f = calloc(1, sizeof(*f));
+    struct tg_multipart *mp = f ? malloc(sizeof(*mp)) : NULL;
+    if (!mp) {
+        free(f);
+        tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+        fop_free(op);
+        return;
+    }
+    f->mp = mp;
+    f->second_pass = 1;
+    f->op = op;
+    f->max_file = req->cfg->batch.max_file_bytes;
+    tg_buf_init(&f->purpose, PURPOSE_MAX);
+    tg_buf_init(&f->expires_s, 16);
+    tg_buf_init(&f->anchor, 16);
+    tg_multipart_init(mp, boundary, &form_ops, f);
+    op->form = f;
+    tg_rpipe_init(&op->pipe, req->shard->rconn, on_uploaded, op);
+    op->pipe.drained = store_step;
+    tg_file_writer_init(&op->w, ns, id, ttl_s);
+    snprintf(op->filename, sizeof(op->filename), "%s", filename);
+    store_step(op);
 }
 
 /* --- the writer -------------------------------------------------------------- */
@@ -729,44 +813,50 @@ static void retrieve(struct tg_req *req, const char *ns, const char *id)
     }
 }
 
+/* A page of a file's chunks; false when the file is gone. */
 static const char CONTENT_LUA[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return false end\n"
-                                  "return redis.call('LRANGE', KEYS[2], 0, -1)\n";
+                                  "return redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])\n";
 
+static int content_page(struct fop *op);
+
+/* Pages of DOWNLOAD_PAGE chunks, not one LRANGE of the whole file: a reply
+ * of tens of megabytes costs hiredis's reader a memmove of the partial
+ * reply per socket read. */
 static void on_content(void *ud, const struct tg_rreply *r)
 {
     struct fop *op = ud;
-    if (fop_live(op)) {
-        if (!r || tg_rreply_type(r) == TG_R_ERR) {
-            unavailable(op->req);
-        } else if (tg_rreply_type(r) != TG_R_ARRAY) {
-            not_found(op->req, op->id);
-        } else {
-            struct tg_buf b;
-            tg_buf_init(&b, 0);
-            tg_rc rc = TG_OK;
-            for (size_t i = 0; i < tg_rreply_len(r) && rc == TG_OK; i++) {
-                size_t n;
-                const char *p = tg_rreply_str(tg_rreply_at(r, i), &n);
-                rc = p ? tg_buf_append(&b, p, n) : TG_OK;
-            }
-            if (rc == TG_OK)
-                tg_req_respond(op->req, 200, "application/jsonl", b.data ? b.data : "", b.len);
-            else
-                tg_req_respond_error(op->req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
-            tg_buf_free(&b);
-        }
+    tg_rc rc = TG_OK;
+    size_t n = fop_live(op) ? tg_rreply_len(r) : 0;
+    for (size_t i = 0; i < n && rc == TG_OK; i++) {
+        size_t len;
+        const char *p = tg_rreply_str(tg_rreply_at(r, i), &len);
+        rc = p ? tg_buf_append(&op->bytes, p, len) : TG_OK;
+    }
+    if (!fop_live(op)) {
+        /* the client left: no more pages */
+    } else if (!r || tg_rreply_type(r) == TG_R_ERR) {
+        unavailable(op->req);
+    } else if (tg_rreply_type(r) != TG_R_ARRAY) {
+        not_found(op->req, op->id);
+    } else if (rc != TG_OK) {
+        tg_req_respond_error(op->req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+    } else if (n == DOWNLOAD_PAGE) {
+        op->page++;
+        if (content_page(op) == 0)
+            return;
+        unavailable(op->req);
+    } else {
+        tg_req_respond(op->req, 200, "application/jsonl", op->bytes.data ? op->bytes.data : "",
+                       op->bytes.len);
     }
     fop_free(op);
 }
 
-static void content(struct tg_req *req, const char *ns, const char *id)
+static int content_page(struct fop *op)
 {
-    struct fop *op = fop_new(req, id);
-    if (!op)
-        return;
     char meta[TG_BATCH_KEY_MAX], data[TG_BATCH_KEY_MAX];
-    tg_batch_key(meta, ns, "file", id, NULL);
-    tg_batch_key(data, ns, "file", id, "data");
+    tg_batch_key(meta, op->w.ns, "file", op->id, NULL);
+    tg_batch_key(data, op->w.ns, "file", op->id, "data");
     struct tg_rargs a;
     tg_rargs_init(&a);
     tg_rargs_adds(&a, "EVAL");
@@ -774,7 +864,19 @@ static void content(struct tg_req *req, const char *ns, const char *id)
     tg_rargs_adds(&a, "2");
     tg_rargs_adds(&a, meta);
     tg_rargs_adds(&a, data);
-    if (send_cmd(req, &a, on_content, op) != TG_OK) {
+    tg_rargs_addf(&a, "%lld", op->page * DOWNLOAD_PAGE);
+    tg_rargs_addf(&a, "%lld", op->page * DOWNLOAD_PAGE + DOWNLOAD_PAGE - 1);
+    return send_cmd(op->req, &a, on_content, op) == TG_OK ? 0 : -1;
+}
+
+static void content(struct tg_req *req, const char *ns, const char *id)
+{
+    struct fop *op = fop_new(req, id);
+    if (!op)
+        return;
+    snprintf(op->w.ns, sizeof(op->w.ns), "%s", ns);
+    tg_buf_init(&op->bytes, 0);
+    if (content_page(op) != 0) {
         unavailable(req);
         fop_free(op);
     }

@@ -488,6 +488,8 @@ static void pipe_maybe_done(struct tg_rpipe *p)
 {
     if (p->closed && p->outstanding == 0)
         p->done(p->ud, p->failed);
+    else if (!p->closed && p->outstanding == 0 && p->drained)
+        p->drained(p->ud);
 }
 
 static void on_pipe_reply(void *ud, const struct tg_rreply *r)

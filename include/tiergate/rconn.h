@@ -73,6 +73,12 @@ struct tg_rpipe {
     int failed, closed;
     tg_rpipe_cb done;
     void *ud;
+    /* Optional: runs (from the loop) when every command sent so far was
+     * answered and the pipe is not closed: a writer that feeds Redis in
+     * slices waits for it, so hiredis's output buffer stays one slice
+     * (hiredis moves the unsent rest of that buffer after each write: a
+     * 32 MB buffer costs it gigabytes of memmove). */
+    void (*drained)(void *ud);
 };
 void tg_rpipe_init(struct tg_rpipe *p, struct tg_rconn *rc, tg_rpipe_cb done, void *ud);
 /* Sends through the pipe (a refused send marks it failed). */

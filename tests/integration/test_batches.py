@@ -6,6 +6,8 @@ lines that fail at run time in the error file, cancel, key isolation,
 metrics, and the cache flush leaving batches alone."""
 import hashlib
 import json
+import socket
+import threading
 import time
 
 from batchlib import (content, create, create_ok, form, get, jsonl, line, marker_counts,
@@ -52,6 +54,103 @@ def big_upload_in_many_chunks(w):
     chunks = w.redis.cmd("LRANGE", "tiergate:v1:anon:file:%s:data" % fid, 0, -1)
     eq(len(chunks), (len(text) + 262143) // 262144)
     eq(max(len(c) for c in chunks), 262144)
+
+
+@test
+def download_pages_end_on_a_page_boundary(w):
+    # 2 MiB: eight full chunks, two full pages of a download, then an empty one.
+    text = ("x" * 1023 + "\n") * 2048
+    fid = upload_ok(w.gw, text)
+    eq(len(w.redis.cmd("LRANGE", "tiergate:v1:anon:file:%s:data" % fid, 0, -1)), 8)
+    r = w.gw.req("GET", "/v1/files/%s/content" % fid)
+    eq(r.status, 200)
+    check(r.body.decode() == text, "content comes back byte for byte")
+
+
+def file_keys(w):
+    return [k for k in w.redis.cmd("KEYS", "tiergate:v1:*:file:*") if not k.endswith(":index")]
+
+
+def batch_conn_ids(w):
+    out = []
+    for l in w.redis.cmd("CLIENT", "LIST").split("\n"):
+        f = dict(kv.split("=", 1) for kv in l.split() if "=" in kv)
+        if f.get("name") == "tiergate-batch":
+            out.append(f["id"])
+    return out
+
+
+def raw_upload(port, text):
+    """Sends an upload and returns the socket without reading the answer."""
+    body = form([("purpose", "batch"), ("file", "in.jsonl", text)])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+              b"boundary=" + BOUNDARY.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+              + body)
+    return s
+
+
+@test
+def client_gone_mid_store(w):
+    # Redis holds every write while the client hangs up: the store stops at
+    # its next step and deletes what it wrote (ASan: nothing leaks).
+    text = ("y" * 1023 + "\n") * 8192  # 8 MiB: eight slices
+    w.redis.cmd("CLIENT", "PAUSE", "10000", "WRITE")
+    s = raw_upload(w.gw.port, text)
+    try:
+        wait_for(lambda: any("cmd=rpush" in l and " flags=b " in l and "name=tiergate-batch" in l
+                             for l in w.redis.cmd("CLIENT", "LIST").split("\n")), 10,
+                 msg="the first slice to wait on Redis")
+        s.close()
+        time.sleep(0.5)  # the gateway sees the hang-up
+    finally:
+        w.redis.cmd("CLIENT", "UNPAUSE")
+    time.sleep(0.5)  # the first slice is written, the store's next step stops it
+    wait_for(lambda: not file_keys(w), 10, msg="the aborted upload's chunks to be deleted")
+    eq(w.gw.req("GET", "/v1/files").json()["data"], [], "no file was created")
+    check(w.gw.chat().status == 200, "the daemon keeps serving")
+    fid = upload_ok(w.gw, jsonl(2))
+    eq(content(w.gw, fid)[1]["custom_id"], "r1")
+
+
+@test
+def redis_refusal_mid_store_answers_503(w):
+    # Redis runs out of memory half-way through the chunks: 503, and the
+    # chunks already pushed are deleted.
+    used = int([l for l in w.redis.cmd("INFO", "memory").split("\r\n")
+                if l.startswith("used_memory:")][0].split(":")[1])
+    w.redis.cmd("CONFIG", "SET", "maxmemory", str(used + 3 * 1024 * 1024))
+    try:
+        r = upload(w.gw, ("z" * 1023 + "\n") * 8192)
+    finally:
+        w.redis.cmd("CONFIG", "SET", "maxmemory", "0")
+    eq(r.status, 503, repr(r))
+    eq(r.json()["error"]["code"], "storage_unavailable")
+    eq(r.header("retry-after"), "1")
+    wait_for(lambda: not file_keys(w), 10, msg="the partial upload to be deleted")
+    upload_ok(w.gw, jsonl(1))
+
+
+@test
+def redis_drop_mid_store_answers_503(w):
+    # The connection to Redis dies while a store waits on it: 503, and the
+    # gateway reconnects and stores the next upload.
+    w.redis.cmd("CLIENT", "PAUSE", "10000", "WRITE")
+    res = {}
+    t = threading.Thread(target=lambda: res.update(r=upload(w.gw, ("q" * 1023 + "\n") * 4096)))
+    t.start()
+    try:
+        wait_for(lambda: any("cmd=rpush" in l and " flags=b " in l and "name=tiergate-batch" in l
+                             for l in w.redis.cmd("CLIENT", "LIST").split("\n")), 10,
+                 msg="the first slice to wait on Redis")
+        for cid in batch_conn_ids(w):
+            w.redis.cmd("CLIENT", "KILL", "ID", cid)
+        t.join(20)
+    finally:
+        w.redis.cmd("CLIENT", "UNPAUSE")
+    eq(res["r"].status, 503, repr(res.get("r")))
+    eq(res["r"].json()["error"]["code"], "storage_unavailable")
+    wait_for(lambda: upload(w.gw, jsonl(1)).status == 200, 15, msg="uploads to work again")
 
 
 @test
