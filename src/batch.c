@@ -146,15 +146,16 @@ static void key_id(const struct tg_req *req, char out[24])
 /* KEYS: the input file's hash, the batch's hash, the namespace's batch
  * index, the active set, the index of every batch (for the status
  * gauge). ARGV: field/value pairs of the new batch, then
- * ttl, created_at, the active-set member. */
+ * ttl, created_at, the active-set member, the index score
+ * (tg_files_order_us). */
 static const char CREATE_LUA[] =
     "local p = redis.call('HGET', KEYS[1], 'purpose')\n"
     "if not p then return {'nofile'} end\n"
     "if p ~= 'batch' then return {'purpose', p} end\n"
-    "local n = #ARGV - 3\n"
+    "local n = #ARGV - 4\n"
     "redis.call('HSET', KEYS[2], unpack(ARGV, 1, n))\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[n + 1])\n"
-    "redis.call('ZADD', KEYS[3], ARGV[n + 2], ARGV[n + 3]:match('[^:]+$'))\n"
+    "redis.call('ZADD', KEYS[3], ARGV[n + 4], ARGV[n + 3]:match('[^:]+$'))\n"
     "redis.call('SADD', KEYS[4], ARGV[n + 3])\n"
     "redis.call('ZADD', KEYS[5], ARGV[n + 2], ARGV[n + 3])\n"
     "return {'ok', redis.call('HGETALL', KEYS[2])}\n";
@@ -316,6 +317,7 @@ static void create(struct tg_req *req, const char *ns)
     tg_rargs_addf(&a, "%u", bc->results_ttl_s);
     tg_rargs_addf(&a, "%lld", now);
     tg_rargs_adds(&a, member);
+    tg_rargs_addf(&a, "%lld", tg_files_order_us());
     json_decref(j);
     send_or_fail(op, &a, on_created);
 }

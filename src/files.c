@@ -543,6 +543,13 @@ static void start_store(struct tg_req *req, const char *ns, const char *boundary
 
 /* --- the writer -------------------------------------------------------------- */
 
+long long tg_files_order_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
 void tg_file_writer_init(struct tg_file_writer *w, const char *ns, const char *id, unsigned ttl_s)
 {
     memset(w, 0, sizeof(*w));
@@ -638,7 +645,7 @@ void tg_file_writer_finish(struct tg_file_writer *w, struct tg_rpipe *p, const c
     tg_rargs_reset(&a);
     tg_rargs_adds(&a, "ZADD");
     tg_rargs_adds(&a, index);
-    tg_rargs_addf(&a, "%lld", created_at);
+    tg_rargs_addf(&a, "%lld", tg_files_order_us());
     tg_rargs_adds(&a, w->id);
     tg_rpipe_send(p, &a);
     tg_rargs_free(&a);

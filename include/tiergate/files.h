@@ -65,6 +65,10 @@ struct tg_file_writer {
     unsigned long lines;
     unsigned ttl_s;
 };
+/* The score of a new file or batch in its owner's index: wall-clock
+ * microseconds, so listings keep the creation order of items created
+ * within one second (created_at is in seconds). */
+long long tg_files_order_us(void);
 void tg_file_writer_init(struct tg_file_writer *w, const char *ns, const char *id, unsigned ttl_s);
 void tg_file_writer_free(struct tg_file_writer *w);
 void tg_file_writer_bytes(struct tg_file_writer *w, struct tg_rpipe *p, const char *b, size_t n);

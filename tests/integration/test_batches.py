@@ -57,6 +57,21 @@ def big_upload_in_many_chunks(w):
 
 
 @test
+def listings_keep_creation_order_within_a_second(w):
+    # created_at is in seconds; the indexes order by microseconds.
+    fids = [upload_ok(w.gw, jsonl(1, prefix="o%d-" % i)) for i in range(5)]
+    got = [x["id"] for x in w.gw.req("GET", "/v1/files?order=asc").json()["data"]]
+    eq([i for i in got if i in fids], fids, "files, oldest first")
+    got = [x["id"] for x in w.gw.req("GET", "/v1/files").json()["data"]]
+    eq([i for i in got if i in fids], fids[::-1], "files, newest first")
+    bids = [create_ok(w.gw, f) for f in fids]
+    got = [x["id"] for x in w.gw.req("GET", "/v1/batches?limit=100").json()["data"]]
+    eq([i for i in got if i in bids], bids[::-1], "batches, newest first")
+    for b in bids:
+        wait_status(w.gw, b, "completed")
+
+
+@test
 def download_pages_end_on_a_page_boundary(w):
     # 2 MiB: eight full chunks, two full pages of a download, then an empty one.
     text = ("x" * 1023 + "\n") * 2048
