@@ -160,6 +160,7 @@ def main():
     sem_txt = os.path.join(OUT, "semantic.txt")
     semantic = {"index": open(sem_txt).read().strip().split("\n") if os.path.exists(sem_txt) else [],
                 "gateway": load("semantic_gateway.json", {})}
+    batch = load("batch.json", {})
 
     peers_runs = runs_by(rows, "peers")
     tls_runs = runs_by(rows, "tls")
@@ -197,6 +198,7 @@ def main():
                         for k, v in held.items()},
                "cost": cost, "router": router.strip().split("\n") if router else [],
                "semantic": semantic,
+               "batch": batch,
                "published_peers": PUBLISHED}
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": rows}, f, indent=1)
@@ -436,6 +438,7 @@ def rest_md(L, s, k):
             "`%s` (%s, %.1f%%)" % (x["function"][:60], x["object"], x["pct"]) for x in c["top"][:8]) + ".")
         L.append("")
     semantic_markdown(L, s.get("semantic", {}))
+    batch_md(L, s.get("batch") or {})
     pk = p["targets"].get("portkey", {}).get("10")
     pub = PUBLISHED
     L.append("### Peers not measured here (published figures)")
@@ -488,6 +491,39 @@ def semantic_markdown(L, sem):
                     k.replace("_", " "), fmt(v["own_p50_ms"], 3), fmt(v["own_p90_ms"], 3),
                     fmt(v["total_p50_ms"], 3), fmt(v["total_p90_ms"], 3)))
         L.append("")
+
+
+def batch_md(L, b):
+    if not b:
+        return
+    L.append("### 9. Batches (`bench/batch_bench.py`: gateway mode, the mock answering at once)")
+    L.append("")
+    L.append("| %d-line batch, POST /v1/batches to completed | wall | lines/s |" % b["lines"])
+    L.append("|---|---:|---:|")
+    for c in (4, 32):
+        t = b.get("throughput_c%d" % c)
+        if t:
+            L.append("| batch.max_concurrency %d%s | %.2f s | %s |" % (
+                c, " (default)" if c == 4 else "", t["wall_s"], fmt(t["lines_per_s"])))
+    L.append("")
+    L.append("Live requests (wrk -c%d, %d s, `Cache-Control: no-store`) alone and while a %d-line batch "
+             "runs (batch.max_concurrency 4):" % (b["live_conns"], b["live_seconds"], b["lines"]))
+    L.append("")
+    L.append("| live traffic | req/s | p50 | p99 | batch lines done meanwhile |")
+    L.append("|---|---:|---:|---:|---|")
+    for key, label in (("live_alone", "alone"), ("live_with_batch_yield64", "with a batch, yield_inflight 64 (default)"),
+                       ("live_with_batch_yield1", "with a batch, yield_inflight 1")):
+        v = b.get(key)
+        if v:
+            L.append("| %s | %s | %s ms | %s ms | %s |" % (
+                label, fmt(v["rps"]), fmt(v["p50_ms"], 3), fmt(v["p99_ms"], 3),
+                "%d (%s after)" % (v["batch_lines_meanwhile"], v["batch_status_after"])
+                if "batch_lines_meanwhile" in v else "—"))
+    L.append("")
+    L.append("Live p99 with a batch running / alone: %.2f× (yield_inflight 64), %.2f× (yield_inflight 1); "
+             "load average at the end %s." % (b.get("p99_ratio_yield64", 0), b.get("p99_ratio_yield1", 0),
+                                             " ".join(b.get("loadavg_end", []))))
+    L.append("")
 
 
 def plots(meta, s):

@@ -19,6 +19,8 @@
 #      at 10k and 100k entries, RSS per 100k), then a gateway with it on
 #      (bench/semantic_gateway.py: own time of exact hits, semantic hits and
 #      semantic misses with BENCH_SEM_ENTRIES stored answers)
+#   9. batches (bench/batch_bench.py, its own processes): lines/s through a
+#      batch, live-request latency alone and while a batch runs
 # Raw runs: bench/out/results.jsonl + meta.json; report: bench/out/results.json,
 # bench/out/summary.md, plots in bench/plots/.
 #
@@ -29,7 +31,8 @@
 #   BENCH_STREAM_MODES "default" (no header) or e.g. "buffer prefix live"
 #   BENCH_DRIP_MS 20, BENCH_STREAM_TOKENS 64, BENCH_STREAM_REQUESTS 40 (10),
 #   BENCH_STREAM_CONNS 10, BENCH_COST 1 (0 skips section 7), BENCH_SEM_ENTRIES 10000 (1000)
-#   BENCH_SECTIONS "peers tls streams own held router cost semantic": a subset reruns just
+#   BENCH_BATCH_LINES 10000 (2000), BENCH_BATCH_LIVE_SECONDS 8 (3), BENCH_BATCH_LIVE_CONNS 8
+#   BENCH_SECTIONS "peers tls streams own held router cost semantic batch": a subset reruns just
 #     those (e.g. BENCH_SECTIONS=streams BENCH_STREAM_MODES='prefix live').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +54,7 @@ COST=${BENCH_COST:-1}
 COST_N=$(q 200 500)
 SEM_N=${BENCH_SEM_ENTRIES:-$(q 1000 10000)}
 SEM_M=$(q 100 400)
-SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost semantic} "
+SECTIONS=" ${BENCH_SECTIONS:-peers tls streams own held router cost semantic batch} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 TLS_SECS=$(( SECS / 2 > 2 ? SECS / 2 : 2 ))
 C1_SECS=$TLS_SECS   # one connection: latency, thousands of samples in half the time
@@ -59,7 +62,7 @@ HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each conn
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
 mkdir -p "$out" bench/plots
-rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,semantic.txt,semantic_gateway.json}
+rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,semantic.txt,semantic_gateway.json,batch.json}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -469,4 +472,7 @@ fi
 # Stop the daemons before the report so its plots do not share the CPU with them.
 cleanup
 trap - EXIT INT TERM
+if want batch; then
+    python3 bench/batch_bench.py "$BUILD"
+fi
 python3 bench/report.py "$out"

@@ -640,11 +640,17 @@ static void on_scan(redisAsyncContext *ac, void *r, void *priv)
         }
         argv[0] = "UNLINK";
         lens[0] = 6;
+        int k = 1;
         for (size_t i = 0; i < keys->elements; i++) {
-            argv[i + 1] = keys->element[i]->str;
-            lens[i + 1] = (size_t)keys->element[i]->len;
+            /* Files and batches share the prefix but are not cache:
+             * a flush leaves them (files.h, batch.h). */
+            const char *key = keys->element[i]->str;
+            if (strstr(key, ":file:") || strstr(key, ":batch:"))
+                continue;
+            argv[k] = key;
+            lens[k++] = (size_t)keys->element[i]->len;
         }
-        if (redisAsyncCommandArgv(ac, on_unlink, f, (int)n, argv, lens) == REDIS_OK)
+        if (k > 1 && redisAsyncCommandArgv(ac, on_unlink, f, k, argv, lens) == REDIS_OK)
             tracked_sent(f->c);
         free(argv);
         free(lens);

@@ -433,6 +433,7 @@ static int validation_section(struct ctx *c, void *base, const json_t *v, const 
 static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path);
 static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path);
+static int batch_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path);
 static int verifier_model(struct ctx *c, void *base, const json_t *v, const char *path);
 static int verifier_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
@@ -601,6 +602,7 @@ static const struct item root_items[] = {
     {.key = "validation", .type = T_FN, .fn = validation_section, .always = 1},
     {.key = "shadow", .type = T_SECTION, .sub = shadow_items, .post = shadow_post},
     {.key = "breaker", .type = T_FN, .fn = breaker_section, .always = 1},
+    {.key = "batch", .type = T_FN, .fn = batch_section, .always = 1},
     {0},
 };
 
@@ -611,6 +613,7 @@ static const struct item model_items[] = {
     STR("api_key_env", MDL(api_key_env)),
     NUM("input_per_mtok", MDL(input_per_mtok), 0, 1e6, 0),
     NUM("output_per_mtok", MDL(output_per_mtok), 0, 1e6, 0),
+    NUM("batch_discount", MDL(batch_discount), 0, 1, 0.5),
     UINT("connect_timeout_ms", MDL(connect_timeout_ms), 1, 3600000, 5000),
     UINT("first_byte_timeout_ms", MDL(first_byte_timeout_ms), 1, 3600000, 120000),
     UINT("idle_timeout_ms", MDL(idle_timeout_ms), 1, 3600000, 60000),
@@ -977,6 +980,16 @@ static int breaker_section(struct ctx *c, void *base, const json_t *v, const cha
     if (module_object(c, &v, path) != 0)
         return -1;
     return tg_breaker_config_parse(v, &cfg->breaker, &me) == TG_OK ? 0 : fail_module(c, &me);
+}
+
+static int batch_section(struct ctx *c, void *base, const json_t *v, const char *path)
+{
+    struct tg_config *cfg = base;
+    struct tg_cfg_error me;
+    memset(&me, 0, sizeof(me));
+    if (module_object(c, &v, path) != 0)
+        return -1;
+    return tg_batch_config_parse(v, &cfg->batch, &me) == TG_OK ? 0 : fail_module(c, &me);
 }
 
 /* --- models, tiers, aliases ------------------------------------------------ */

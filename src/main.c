@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tiergate/alloc.h"
+#include "tiergate/batch_cli.h"
 #include "tiergate/config.h"
 #include "tiergate/log.h"
 #include "tiergate/quality.h"
@@ -39,12 +40,14 @@ static const char usage[] =
     "       tiergate stats [--key KEY] [URL]\n"
     "       tiergate replay [-c FILE] --url URL [--baseline ID] [--concurrency N] [--json] < "
     "prompts.jsonl\n"
+    "       tiergate batches [URL] [--key KEY] [--limit N] [--watch SECONDS]\n"
     "       tiergate compare [--a FIELD] [--b FIELD] [--label FIELD] [--summary] < pairs.jsonl\n"
     "       tiergate --version | --help\n"
     "\n"
     "An OpenAI-compatible LLM gateway: exact-match cache in Redis (and, with\n"
-    "cache.semantic, a guarded semantic cache), a heuristic tier router, and a\n"
-    "validating cascade cheap -> medium -> expensive; POST /v1/embeddings too.\n"
+    "cache.semantic, a guarded semantic cache), a tier router (hand-set cues or a\n"
+    "trained model), and a validating cascade cheap -> medium -> expensive; also\n"
+    "POST /v1/responses, /v1/embeddings, and /v1/files + /v1/batches.\n"
     "\n"
     "  -c, --config FILE   config file (default: config/tiergate.json)\n"
     "      --check-config  validate the config and exit (prints file:line: message)\n"
@@ -65,6 +68,8 @@ static const char usage[] =
     "              cost vs baseline, shadow agreement by tier, the most frequent unknown\n"
     "              paths; --key (or TIERGATE_METRICS_KEY): the metrics key, when /metrics\n"
     "              wants one\n"
+    "  batches     a running gateway's batches: progress bar, done/total, failures,\n"
+    "              ETA (from the rate since in_progress_at) and cost per batch\n"
     "  replay      run a suite of chat bodies through a running gateway as routed and\n"
     "              pinned to the baseline model; per tier: cost side by side, agreement\n"
     "  compare     the shadow comparison rules over pairs of answers (and, given a\n"
@@ -74,7 +79,8 @@ static const char usage[] =
     "  TIERGATE_LISTEN, TIERGATE_REDIS_URL, TIERGATE_SHARDS, TIERGATE_LOG_LEVEL;\n"
     "  TIERGATE_API_KEYS (comma-separated gateway keys), TIERGATE_ADMIN_KEY,\n"
     "  TIERGATE_METRICS_KEY (/metrics then wants it; `tiergate stats` sends it);\n"
-    "  TIERGATE_KEY: the gateway key `tiergate replay` sends (instead of --key).\n"
+    "  TIERGATE_KEY: the gateway key `tiergate replay` and `tiergate batches` send (instead of\n"
+    "  --key).\n"
     "`tiergate replay --help`, `compare --help`, `calibrate --verifier --help`: details.\n"
     "Signals: SIGHUP reloads the config (a bad one is refused, the old one stays);\n"
     "SIGTERM/SIGINT stop accepting, drain in-flight requests, then exit.\n";
@@ -209,6 +215,8 @@ int main(int argc, char **argv)
         return tg_router_train_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "stats") == 0)
         return tg_stats_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "batches") == 0)
+        return tg_batch_cli_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--version") == 0) {
             printf("tiergate %s (libcurl %s, jansson %s, malloc %s)\n", TG_VERSION,

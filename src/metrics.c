@@ -53,6 +53,7 @@ struct tg_metrics_shard {
     uint64_t shed;
     uint64_t semantic[TG_SEM__COUNT];
     uint64_t embeddings[N_STATUS][TG_CS__COUNT];
+    uint64_t batch_lines[TG_BL__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -77,6 +78,10 @@ static struct unknown unknowns[TG_METRICS_UNKNOWN_TOP];
 static size_t n_unknowns;
 static uint64_t unknown_other[2], unknown_seq; /* [0]: 404, [1]: 405 */
 static uint64_t semantic_entries; /* gauge, written by the semantic sync */
+/* Set whole by one writer (the sweeper), read by scrapes. */
+static uint64_t batches_by_status[TG_BS__COUNT];
+static int batches_known;
+
 
 unsigned tg_metrics_model_index(const char *model_id)
 {
@@ -235,6 +240,45 @@ void tg_metrics_shadow_dropped(struct tg_metrics_shard *m, enum tg_shadow_drop w
 {
     if (m && (unsigned)why < TG_SHADOW_DROP__COUNT)
         INC(m->shadow_dropped[why], 1);
+}
+
+void tg_metrics_batch_line(struct tg_metrics_shard *m, enum tg_batch_line_result result)
+{
+    if (m && result < TG_BL__COUNT)
+        INC(m->batch_lines[result], 1);
+}
+
+void tg_metrics_batches(const uint64_t counts[TG_BS__COUNT])
+{
+    for (int s = 0; s < TG_BS__COUNT; s++)
+        __atomic_store_n(&batches_by_status[s], counts[s], __ATOMIC_RELAXED);
+    __atomic_store_n(&batches_known, 1, __ATOMIC_RELAXED);
+}
+
+static void header(struct tg_buf *o, const char *name, const char *type, const char *help);
+
+/* Called with mu held. */
+static void render_batches(struct tg_buf *o)
+{
+    header(o, "tiergate_batch_lines_total", "counter",
+           "Batch lines the worker handled, by result (skipped: its result existed already).");
+    for (int r = 0; r < TG_BL__COUNT; r++) {
+        uint64_t v = 0;
+        for (struct tg_metrics_shard *s = shards; s; s = s->next)
+            v += __atomic_load_n(&s->batch_lines[r], __ATOMIC_RELAXED);
+        tg_buf_printf(o, "tiergate_batch_lines_total{result=\"%s\"} %llu\n",
+                      tg_batch_line_result_name((enum tg_batch_line_result)r),
+                      (unsigned long long)v);
+    }
+    header(o, "tiergate_batches", "gauge",
+           "Batches stored in Redis by status, all replicas and keys (the same on every replica).");
+    if (!__atomic_load_n(&batches_known, __ATOMIC_RELAXED))
+        return;
+    for (int st = 0; st < TG_BS__COUNT; st++)
+        tg_buf_printf(
+            o, "tiergate_batches{status=\"%s\"} %llu\n",
+            tg_batch_status_name((enum tg_batch_status)st),
+            (unsigned long long)__atomic_load_n(&batches_by_status[st], __ATOMIC_RELAXED));
 }
 
 void tg_metrics_verifier(struct tg_metrics_shard *m, enum tg_verifier_result result)
@@ -617,6 +661,7 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
             v += __atomic_load_n(&s->inflight, __ATOMIC_RELAXED);
         tg_buf_printf(o, "tiergate_inflight_requests %lld\n", (long long)(v > 0 ? v : 0));
     }
+    render_batches(o);
     pthread_mutex_unlock(&mu);
     render_unknown(o);
     header(o, "tiergate_breaker_state", "gauge",

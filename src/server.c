@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "tiergate/admin.h"
+#include "tiergate/batch.h"
+#include "tiergate/batchrun.h"
 #include "tiergate/cache.h"
 #include "tiergate/chat.h"
 #include "tiergate/config.h"
@@ -31,10 +33,12 @@
 #include "tiergate/decision.h"
 #include "tiergate/embed.h"
 #include "tiergate/error.h"
+#include "tiergate/files.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
+#include "tiergate/rconn.h"
 #include "tiergate/req.h"
 #include "tiergate/responses.h"
 #include "tiergate/semsync.h"
@@ -412,8 +416,11 @@ static enum tg_endpoint classify(const char *url, const char *method, int *metho
                      (strcmp(routes[i].method, "GET") == 0 && strcmp(method, "HEAD") == 0);
         return routes[i].ep;
     }
-    *method_ok = 0;
-    return TG_EP_NONE;
+    /* /v1/files..., /v1/batches...: their handlers answer 405 themselves
+     * (one path, several methods). */
+    enum tg_endpoint api = tg_batch_route(url);
+    *method_ok = api != TG_EP_NONE;
+    return api;
 }
 
 static struct tg_mhd_req *req_new(struct tg_shard *sh, struct MHD_Connection *conn,
@@ -592,6 +599,10 @@ static void account_refused(struct tg_req *req)
 static void dispatch(struct tg_mhd_req *m)
 {
     struct tg_req *req = &m->req;
+    if (m->too_large && req->ep == TG_EP_FILES) {
+        tg_files_refuse_large(req);
+        return;
+    }
     if (m->too_large) {
         char msg[128];
         snprintf(msg, sizeof(msg), "request body exceeds %zu bytes", req->cfg->max_body_bytes);
@@ -625,6 +636,12 @@ static void dispatch(struct tg_mhd_req *m)
         break;
     case TG_EP_EMBEDDINGS:
         tg_embed_handle(req);
+        break;
+    case TG_EP_FILES:
+        tg_files_handle(req);
+        break;
+    case TG_EP_BATCHES:
+        tg_batch_handle(req);
         break;
     default:
         tg_admin_handle(req);
@@ -802,8 +819,10 @@ static void start_request(struct tg_mhd_req *m, const char *method, const char *
         snprintf(msg, sizeof(msg), "method %.16s not allowed on %.100s", method, raw);
         tg_req_respond_error(req, TG_ERR_METHOD, msg, NULL, NULL);
     } else if (authorize(req) == 0) {
+        if (req->ep == TG_EP_FILES && strcmp(method, "POST") == 0)
+            req->body.max = tg_files_body_cap(req->cfg); /* an upload, not a JSON body */
         const char *cl = tg_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > req->cfg->max_body_bytes) {
+        if (cl && strtoull(cl, NULL, 10) > req->body.max) {
             m->too_large = 1;
             dispatch(m); /* answers 413 before reading a byte of the body */
         }
@@ -1043,12 +1062,23 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         return TG_ERR_NOMEM;
     }
     tg_semsync_start(sh); /* the semantic index's follower: on the first shard */
+    sh->rconn = tg_rconn_new(sh->loop, cfg, "batch", index);
+    sh->batchrun = sh->rconn ? tg_batchrun_new(sh) : NULL;
+    if (!sh->batchrun) {
+        snprintf(err, errlen, "cannot set up the batch worker");
+        return TG_ERR_NOMEM;
+    }
     return TG_OK;
 }
 
 static void shard_free(struct tg_shard *sh)
 {
     tg_semsync_stop(sh); /* before its Redis replies are cancelled */
+    /* The worker's pending Redis callbacks run while the connection is
+     * freed: stop it before, free it after (batchrun.h). */
+    tg_batchrun_stop(sh->batchrun);
+    tg_rconn_free(sh->rconn);
+    tg_batchrun_free(sh->batchrun);
     tg_cache_free(sh->cache);
     tg_upstream_free(sh->up);
     if (sh->mhd) {
@@ -1143,6 +1173,7 @@ static void on_reload(struct tg_loop *loop, void *arg)
     sh->cfg = cfg;
     sh->cfg_gen = tg_config_generation();
     tg_cache_reconfigure(sh->cache, old, cfg);
+    tg_rconn_reconfigure(sh->rconn, cfg);
     tg_config_unref(old);
 }
 

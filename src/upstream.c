@@ -43,6 +43,8 @@ struct tg_call {
     CURL *easy;
     struct curl_slist *hdrs; /* borrowed from the model, or our rid_node */
     struct curl_slist rid_node;
+    struct curl_slist *own_hdrs; /* a non-chat call's own list (owned) */
+    int own_handle;              /* a non-chat call: its handle is never pooled */
     char rid_line[96];
     const struct tg_call_ops *ops;
     void *ud;
@@ -308,6 +310,69 @@ void tg_upstream_model_release(struct tg_model *m)
     m->upstream_url = NULL;
 }
 
+/* A non-chat call (opts->url): its own header list (the model's, with
+ * the content type replaced) and its own method. */
+static tg_rc other_call(struct tg_call *call, const struct tg_call_opts *opts)
+{
+    const struct tg_model *m = opts->model;
+    CURL *e = call->easy;
+    struct curl_slist *l = NULL, *n;
+    for (const struct curl_slist *x = m->upstream_headers; x; x = x->next) {
+        if (strncasecmp(x->data, "Content-Type:", 13) == 0)
+            continue;
+        if (!(n = curl_slist_append(l, x->data)))
+            goto fail;
+        l = n;
+    }
+    if (opts->content_type && opts->method == NULL) {
+        char line[256];
+        snprintf(line, sizeof(line), "Content-Type: %s", opts->content_type);
+        if (!(n = curl_slist_append(l, line)))
+            goto fail;
+        l = n;
+    }
+    call->own_hdrs = l;
+    call->hdrs = l;
+    curl_easy_setopt(e, CURLOPT_URL, opts->url);
+    if (opts->method && strcmp(opts->method, "GET") == 0)
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    if (opts->timeout_ms)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)opts->timeout_ms);
+    return TG_OK;
+fail:
+    for (struct curl_slist *x = l; x; x = x->next)
+        OPENSSL_cleanse(x->data, strlen(x->data));
+    curl_slist_free_all(l);
+    return TG_ERR_NOMEM;
+}
+
+/* Where the call goes and how: the URL, the proxy, the trust store, the
+ * body. */
+static void set_target(struct tg_call *call, const struct tg_call_opts *opts)
+{
+    const struct tg_model *m = opts->model;
+    CURL *e = call->easy;
+    if (!call->own_handle)
+        curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
+    const char *url = call->own_handle ? opts->url : m->url;
+    int tls = strncmp(url, "https:", 6) == 0;
+    pthread_once(&env_once, read_proxy_env);
+    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
+    if (tls) {
+        /* Same strings call after call, so curl still reuses the
+         * connection and its cached CA store (keyed on the file name). */
+        pthread_once(&ca_once, read_ca_default);
+        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
+        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
+    }
+    curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
+    if (!call->own_handle || !opts->method) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->body_len);
+    }
+}
+
 tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
                     const struct tg_call_ops *ops, void *ud, struct tg_call **out)
 {
@@ -324,7 +389,8 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     call->idle_ms = m->idle_timeout_ms;
     call->max_response = opts->max_response;
     tg_buf_init(&call->body, opts->max_response);
-    call->easy = up->pool_len ? up->pool[--up->pool_len] : curl_easy_init();
+    call->own_handle = opts->url != NULL;
+    call->easy = up->pool_len && !call->own_handle ? up->pool[--up->pool_len] : curl_easy_init();
     if (!call->easy) {
         free(call);
         return TG_ERR_NOMEM;
@@ -341,22 +407,7 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
         call->hdrs = call->rid_node.next;
     }
     CURL *e = call->easy;
-    curl_easy_setopt(e, CURLOPT_CURLU, m->upstream_url);
-    int tls = strncmp(m->url, "https:", 6) == 0;
-    pthread_once(&env_once, read_proxy_env);
-    curl_easy_setopt(e, CURLOPT_PROXY, tls ? env_proxy_https : env_proxy_http);
-    if (tls) {
-        /* Same strings call after call, so curl still reuses the
-         * connection and its cached CA store (keyed on the file name). */
-        pthread_once(&ca_once, read_ca_default);
-        curl_easy_setopt(e, CURLOPT_CAINFO, m->ca_file ? m->ca_file : ca_default_file);
-        curl_easy_setopt(e, CURLOPT_CAPATH, m->ca_file ? NULL : ca_default_path);
-    }
-    curl_easy_setopt(e, CURLOPT_NOPROXY, env_noproxy);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, opts->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)opts->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->hdrs);
+    set_target(call, opts);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -374,12 +425,19 @@ tg_rc tg_call_start(struct tg_upstream *up, const struct tg_call_opts *opts,
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, opts->stream ? 4096L : 16384L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (call->own_handle && other_call(call, opts) != TG_OK) {
+        curl_easy_cleanup(e);
+        free(call);
+        return TG_ERR_NOMEM;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->hdrs);
     call->start_us = tg_now_us();
     if (tg_timer_start(up->loop, &call->deadline, call->first_byte_ms, on_deadline, call) !=
             TG_OK ||
         curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         tg_timer_stop(up->loop, &call->deadline);
         curl_easy_cleanup(e);
+        curl_slist_free_all(call->own_hdrs);
         free(call);
         return TG_ERR_NOMEM;
     }
@@ -397,11 +455,15 @@ static void release(struct tg_call *call)
     struct tg_upstream *up = call->up;
     tg_timer_stop(up->loop, &call->deadline);
     curl_multi_remove_handle(up->multi, call->easy);
-    /* Pooled without curl_easy_reset: every call sets the same options. */
-    if (up->pool_len < EASY_POOL_MAX)
+    /* Pooled without curl_easy_reset: every chat call sets the same
+     * options. A non-chat call's handle set others: it goes. */
+    if (up->pool_len < EASY_POOL_MAX && !call->own_handle)
         up->pool[up->pool_len++] = call->easy;
     else
         curl_easy_cleanup(call->easy);
+    for (struct curl_slist *x = call->own_hdrs; x; x = x->next)
+        OPENSSL_cleanse(x->data, strlen(x->data)); /* the key's line */
+    curl_slist_free_all(call->own_hdrs);
     if (call->prev)
         call->prev->next = call->next;
     else

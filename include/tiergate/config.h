@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "tiergate/batchcfg.h"
 #include "tiergate/breaker.h"
 #include "tiergate/common.h"
 #include "tiergate/router.h"
@@ -44,6 +45,7 @@ struct tg_model {
     char *api_key_env;
     char *api_key; /* from the environment at load; NULL when unset */
     double input_per_mtok, output_per_mtok;
+    double batch_discount; /* provider Batch API price factor (batch.mode provider); 0.5 */
     unsigned connect_timeout_ms, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms;
     char *ca_file; /* https only: PEM CA bundle trusted instead of the system store; NULL: system */
     struct tg_header_kv *headers;
@@ -161,6 +163,7 @@ struct tg_config {
     struct tg_model *shadow_judge;             /* compare "judge": the judge model; NULL: "auto" */
     unsigned shadow_queue, shadow_concurrency; /* per shard */
     struct tg_breaker_config breaker;
+    struct tg_batch_config batch;
 
     struct tg_gateway_key *keys;
     size_t n_keys;

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "tiergate/batchfmt.h"
 #include "tiergate/buf.h"
 #include "tiergate/cachestatus.h"
 #include "tiergate/cascade.h"
@@ -99,6 +100,11 @@ void tg_metrics_semantic_lookup(struct tg_metrics_shard *m, enum tg_sem_result r
 void tg_metrics_semantic_entries(uint64_t entries);
 void tg_metrics_embeddings_request(struct tg_metrics_shard *m, unsigned status,
                                    enum tg_cache_status cache);
+
+/* Batches: a line's fate (shard loop thread only), and the batches in
+ * Redis by status, across replicas (any thread; shard 0's sweeper sets it). */
+void tg_metrics_batch_line(struct tg_metrics_shard *m, enum tg_batch_line_result result);
+void tg_metrics_batches(const uint64_t counts[TG_BS__COUNT]);
 
 /* Renders every metric, summed over shards, with the breaker gauges of
  * cfg's models. Any thread. */

@@ -26,6 +26,8 @@ struct tg_config;
 struct tg_upstream;
 struct tg_cache;
 struct tg_shadow;
+struct tg_rconn;
+struct tg_batchrun;
 struct tg_metrics_shard;
 struct tg_gateway_key;
 struct tg_mhd_req;
@@ -44,6 +46,8 @@ enum tg_endpoint {
     TG_EP_DASHBOARD,
     TG_EP_RESPONSES,
     TG_EP_EMBEDDINGS,
+    TG_EP_FILES,   /* /v1/files[/{id}[/content]] (files.c) */
+    TG_EP_BATCHES, /* /v1/batches[/{id}[/cancel]] (batch.c) */
 };
 
 struct tg_shard {
@@ -56,6 +60,8 @@ struct tg_shard {
     uint64_t mhd_due_us; /* MHD's own next timeout */
     struct tg_upstream *up;
     struct tg_cache *cache;
+    struct tg_rconn *rconn;       /* Redis for durable work (files, batches): rconn.c */
+    struct tg_batchrun *batchrun; /* this shard's batch worker: batchrun.c */
     struct tg_metrics_shard *metrics;
     struct tg_shadow *shadow; /* shadow evaluation's queue (shadow.c); NULL: none */
     struct tg_config *cfg;    /* this shard's current snapshot */

@@ -47,6 +47,16 @@ struct tg_call_opts {
     int stream;             /* ask for text/event-stream */
     size_t max_response;    /* cap on a buffered body */
     const char *request_id; /* sent as x-request-id; borrowed */
+    /* Calls to the model's provider other than chat (provider-mode
+     * batches: its Files and Batches API). url replaces the model's chat
+     * URL; method "GET" sends no body (NULL: POST); content_type replaces
+     * application/json; timeout_ms (0: the model's) bounds the whole call.
+     * Such calls take a fresh curl handle that is never pooled, so chat
+     * calls never inherit their options. All borrowed for the call. */
+    const char *url;
+    const char *method;
+    const char *content_type;
+    unsigned timeout_ms;
 };
 
 /* Builds the model's constant request headers (content type, key, extra

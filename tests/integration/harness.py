@@ -397,36 +397,45 @@ class World:
             self.gw.stop_clean()
         self.env = env or {}
         cfg = self.config(**over)
-        before = self.redis_client_ids()
+        since = self._last_client_id()
         self.gw = Gateway(cfg, env=self.env)
-        self.wait_redis_clients(cfg, before)
+        self.wait_redis_clients(cfg, since)
         return self.gw
 
-    def redis_client_ids(self):
+    def _redis_clients(self):
+        """CLIENT LIST as a list of dicts (None when Redis is down)."""
         try:
             clients = self.redis.cmd("CLIENT", "LIST")
         except OSError:
-            return set()
-        return {f[3:] for l in (clients or "").split("\n") for f in l.split(" ") if f.startswith("id=")}
+            return None
+        return [dict(kv.split("=", 1) for kv in l.split() if "=" in kv)
+                for l in (clients or "").split("\n") if l]
 
-    def wait_redis_clients(self, cfg, before=frozenset()):
+    def _last_client_id(self):
+        return max((int(c.get("id", 0)) for c in self._redis_clients() or []), default=0)
+
+    def wait_redis_clients(self, cfg, since=0):
         """"listening" is logged before each shard's Redis connection has
         answered its first PING; a request in that window is (rightly) a
-        cache error. Tests that expect hits wait for every shard's client."""
+        cache error, or a 503 from the Files API. Tests that expect hits
+        wait for every shard's clients (only those opened after `since`: a
+        stopped gateway's may still be listed), the batch ones past their
+        handshake's CLIENT SETNAME."""
         if cfg.get("cache", {}).get("enabled") is False or \
                 cfg.get("redis", {}).get("url") != "redis://127.0.0.1:%d/0" % self.redis.port:
             return
+        shards = cfg.get("shards", 1)
 
         def shards_connected():
-            try:
-                clients = self.redis.cmd("CLIENT", "LIST")
-            except OSError:
+            clients = self._redis_clients()
+            if clients is None:
                 return True  # Redis is down on purpose in this test
-            # Connections of an earlier gateway (Redis may not have seen them
-            # close yet) do not count: only clients that appeared since.
-            lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l and
-                     not any(f.startswith("id=") and f[3:] in before for f in l.split(" "))]
-            return len(lines) >= cfg.get("shards", 1)
+            new = [c for c in clients if int(c.get("id", 0)) > since
+                   and not c.get("cmd", "").startswith("client")]
+            batch = [c for c in new if c.get("name") == "tiergate-batch"
+                     and c.get("cmd") not in ("auth", "select", "NULL")]
+            # two per shard: the cache's and the one for files and batches (rconn.c)
+            return len(new) >= 2 * shards and len(batch) >= shards
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
     def reset(self):

@@ -736,10 +736,11 @@ def clients(redis):
 def reload_moves_the_cache_to_another_redis(w):
     other = Redis()
     try:
-        eq(clients(w.redis), 2, "one connection per shard")
+        # two per shard: the cache's and the one for files and batches (rconn.c)
+        eq(clients(w.redis), 4, "two connections per shard")
         cfg = w.config(redis=dict(REDIS_OPTS, url="redis://127.0.0.1:%d/0" % other.port))
         w.gw.reload(cfg)
-        wait_for(lambda: clients(other) == 2 and clients(w.redis) == 0, 5, msg="both shards moved")
+        wait_for(lambda: clients(other) == 4 and clients(w.redis) == 0, 5, msg="both shards moved")
         body = chat_body("after the move")
         eq(w.gw.chat(body).header("x-tiergate-cache"), "miss")
         wait_key(w, key_for(body), redis=other)

@@ -282,6 +282,17 @@ struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock
                                   bool close);
 void mock_plan_free(struct mock_plan *p);
 
+/* ---- batches.c: OpenAI's Files + Batches API (provider-mode tests) ---- */
+
+/* A path whose last part is <base>/files... or <base>/batches... */
+bool mock_batches_path(const char *path, size_t len);
+/* Answers it into out; returns the HTTP status. */
+int mock_batches_handle(const struct mock_http_head *h, const char *buf, const char *path,
+                        size_t path_len, const char *body, size_t body_len, struct tg_buf *out);
+/* POST /_mock/batches {"polls": N}; GET /_mock/batches lists them. */
+int mock_batches_control(bool post, const char *body, size_t len, struct tg_buf *out);
+void mock_batches_free(void);
+
 /* ---- tls.c: the optional TLS transport ------------------------------- */
 
 struct mock_tls; /* one server-side TLS session (OpenSSL), opaque */

@@ -528,11 +528,24 @@ static void handle_request(struct conn *c)
     const char *body = buf + c->req.head_len;
     size_t body_len = c->req.body_len;
 
+    if (route_len == 14 && memcmp(path, "/_mock/batches", 14) == 0) {
+        tg_buf_reset(&l->ctl);
+        bool post = h->method.len == 4 && memcmp(buf + h->method.off, "POST", 4) == 0;
+        int status = mock_batches_control(post, body, body_len, &l->ctl);
+        reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
+        return;
+    }
     if (route_len >= 6 && memcmp(path, "/_mock", 6) == 0 &&
         (route_len == 6 || path[6] == '/')) {
         tg_buf_reset(&l->ctl);
         int status = mock_control(buf + h->method.off, h->method.len, path, path_len, body,
                                   body_len, &l->ctl);
+        reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
+        return;
+    }
+    if (mock_batches_path(path, route_len)) {
+        tg_buf_reset(&l->ctl);
+        int status = mock_batches_handle(h, buf, path, route_len, body, body_len, &l->ctl);
         reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
         return;
     }
@@ -882,6 +895,7 @@ out:
     for (size_t i = 0; i < ready; i++)
         loop_destroy(&loops[i]);
     mock_state_free();
+    mock_batches_free();
     mock_tls_cleanup();
     return rc;
 }

@@ -271,6 +271,21 @@ JS
 else
     echo "skip openai npm client (no tests/e2e/node_modules: make deps)"
 fi
+# 10b. Files + Batches (provider-mode tests): upload, create, three polls, results
+printf '%s\n%s\n' '{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[]}}' \
+    '{"custom_id":"b","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"bfail"}]}}' >"$TMP/in.jsonl"
+curl -sS "$BASE/_mock/script" -d '{"body_contains":"bfail","action":{"status":500}}' >/dev/null
+curl -sS "$BASE/v1/files" -F purpose=batch -F "file=@$TMP/in.jsonl" >"$TMP/f1.json"
+FID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/f1.json" 2>/dev/null)
+curl -sS "$BASE/v1/batches" -d "{\"input_file_id\":\"$FID\",\"endpoint\":\"/v1/chat/completions\",\"completion_window\":\"24h\"}" >"$TMP/b1.json"
+BID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/b1.json" 2>/dev/null)
+for _ in 1 2 3; do curl -sS "$BASE/v1/batches/$BID" >"$TMP/b2.json"; done
+jcheck "batches: completes on the third poll" 'j["status"] == "completed" and j["request_counts"] == {"total": 2, "completed": 1, "failed": 1}' "$TMP/b2.json"
+OID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["output_file_id"])' "$TMP/b2.json" 2>/dev/null)
+curl -sS "$BASE/v1/files/$OID/content" >"$TMP/o.jsonl"
+python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in open(sys.argv[1])]))' "$TMP/o.jsonl" >"$TMP/o.json" 2>/dev/null
+jcheck "batches: output file lines" 'len(j) == 1 and j[0]["custom_id"] == "a" and j[0]["response"]["status_code"] == 200' "$TMP/o.json"
+curl -sS -X POST "$BASE/_mock/reset" >/dev/null
 
 # 11. SIGTERM exits 0
 kill -TERM "$PID"
