@@ -77,11 +77,10 @@ static pthread_mutex_t unknown_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct unknown unknowns[TG_METRICS_UNKNOWN_TOP];
 static size_t n_unknowns;
 static uint64_t unknown_other[2], unknown_seq; /* [0]: 404, [1]: 405 */
-static uint64_t semantic_entries; /* gauge, written by the semantic sync */
+static uint64_t semantic_entries;              /* gauge, written by the semantic sync */
 /* Set whole by one writer (the sweeper), read by scrapes. */
 static uint64_t batches_by_status[TG_BS__COUNT];
 static int batches_known;
-
 
 unsigned tg_metrics_model_index(const char *model_id)
 {
