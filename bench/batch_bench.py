@@ -12,8 +12,8 @@ cache on), driven from this one process (no curl/python per poll: on a
   2. live-request latency (wrk, BENCH_BATCH_LIVE_CONNS connections,
      Cache-Control: no-store so every request goes upstream) alone, then
      while a BENCH_BATCH_LINES-line batch runs, with the default
-     batch.yield_inflight (64) and with 1 (no line starts while any live
-     request is in flight).
+     batch.yield_inflight 1 (no line starts while any live request is in
+     flight) and with 64 (one line at a time per shard beside live traffic).
 
 Every batch has prompts of its own (a rerun of the same lines would be all
 cache hits). The mock answers in microseconds, so the batch is as

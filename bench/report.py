@@ -511,8 +511,8 @@ def batch_md(L, b):
     L.append("")
     L.append("| live traffic | req/s | p50 | p99 | batch lines done meanwhile |")
     L.append("|---|---:|---:|---:|---|")
-    for key, label in (("live_alone", "alone"), ("live_with_batch_yield64", "with a batch, yield_inflight 64 (default)"),
-                       ("live_with_batch_yield1", "with a batch, yield_inflight 1")):
+    for key, label in (("live_alone", "alone"), ("live_with_batch_yield64", "with a batch, yield_inflight 64"),
+                       ("live_with_batch_yield1", "with a batch, yield_inflight 1 (default)")):
         v = b.get(key)
         if v:
             L.append("| %s | %s | %s ms | %s ms | %s |" % (

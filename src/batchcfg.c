@@ -19,7 +19,7 @@ void tg_batch_config_default(struct tg_batch_config *c)
     c->max_lines = 50000;
     c->results_ttl_s = 30u * 86400u;
     c->lease_s = 60;
-    c->yield_inflight = 64;
+    c->yield_inflight = 1;
     c->redis_timeout_ms = 5000;
     c->poll_min_s = 5;
     c->poll_max_s = 300;
