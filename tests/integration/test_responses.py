@@ -417,7 +417,7 @@ def stored_conversation_is_passed_through_and_followed(w):
     check(rec["path"].endswith("/v1/responses"), rec["path"])
     eq(json.loads(rec["body"]), dict(body, model="gpt-r-large"))
     check('"temperature": 0.7' in rec["body"], "the client's bytes: " + rec["body"])
-    ns_keys = w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + first["id"])
+    ns_keys = mapped(w, first["id"])
     eq(len(ns_keys), 1, "the id is mapped")
     eq(w.redis.cmd("GET", ns_keys[0]), "rlarge")
     check(w.redis.cmd("TTL", ns_keys[0]) > 29 * 86400, "kept for 30 days")
@@ -463,6 +463,13 @@ def stateful_is_never_retried_on_another_model(w):
     eq(len(w.mock.requests()), 2)
 
 
+def mapped(w, rid):
+    """The Redis key mapping a response (or conversation) id to its model,
+    once its fire-and-forget SET landed."""
+    wait_for(lambda: w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + rid), 5, msg="the id mapped")
+    return w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + rid)
+
+
 @test
 def stateful_stream_is_passed_through(w):
     w.mock.script({"content": "stored and streamed", "chunk_chars": 6}, model="gpt-r-large")
@@ -472,7 +479,7 @@ def stateful_stream_is_passed_through(w):
     check_stream_shape(evs)
     rid = evs[-1][1]["response"]["id"]
     check(rid.startswith("resp_mock_"), rid)
-    eq(w.redis.cmd("GET", w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + rid)[0]), "rlarge")
+    eq(w.redis.cmd("GET", mapped(w, rid)[0]), "rlarge")
     d = w.gw.decision(r)
     check(d["cost_usd"] > 0, d)
 
@@ -495,7 +502,7 @@ def a_conversation_follows_its_model(w):
     conv = "conv_%d" % int(time.time() * 1000)
     r = respond(w, {"model": "rlarge", "conversation": conv, "input": uniq("x")})
     eq(r.status, 200, repr(r))
-    eq(w.redis.cmd("GET", w.redis.cmd("KEYS", "tiergate:v1:*:resp:" + conv)[0]), "rlarge")
+    eq(w.redis.cmd("GET", mapped(w, conv)[0]), "rlarge")
     r = respond(w, {"model": "auto", "conversation": {"id": conv}, "input": "more"})
     eq(r.status, 200, repr(r))
     eq(r.header("x-tiergate-model"), "rlarge")
