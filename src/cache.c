@@ -43,8 +43,9 @@
 enum state { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_UP };
 
 /* What a context is for: a shard's commands, the process's pub/sub
- * subscription, or one question to a sentinel. */
-enum role { ROLE_DATA, ROLE_SUB, ROLE_PROBE };
+ * subscription, one question to a sentinel, or the subscription to the
+ * sentinels' +switch-master (owned by the subscriber). */
+enum role { ROLE_DATA, ROLE_SUB, ROLE_PROBE, ROLE_WATCH };
 
 struct tg_cache {
     struct tg_shard *sh;
@@ -76,11 +77,13 @@ struct tg_cache {
     struct tg_redis_addr *sentinels;
     size_t n_sentinels;
     char *master;
-    unsigned next_sentinel; /* asked first next time: the last that answered */
-    unsigned asked;         /* sentinels asked in this round */
-    int resolved;           /* host and port just came from a sentinel */
-    struct tg_cache *probe; /* the question in flight */
-    struct tg_cache *owner; /* ROLE_PROBE: who asked */
+    unsigned next_sentinel;    /* asked first next time: the last that answered */
+    unsigned asked;            /* sentinels asked in this round */
+    int resolved;              /* host and port just came from a sentinel */
+    unsigned epoch;            /* switch_epoch when the master was asked for */
+    struct tg_cache *probe;    /* the question in flight */
+    struct tg_cache *owner;    /* ROLE_PROBE: who asked; ROLE_WATCH: the subscriber */
+    struct tg_cache *switches; /* ROLE_SUB with sentinels: +switch-master */
     /* ROLE_SUB */
     char *channel;
     tg_cache_message_cb on_message;
@@ -89,6 +92,9 @@ struct tg_cache {
 
 /* Shard contexts (ROLE_DATA) in the process, and connected ones. */
 static unsigned links_total, links_up;
+/* Bumped when a sentinel announces that the master moved: a context that
+ * asked for the master before reconnects at its next command. */
+static unsigned switch_epoch;
 /* Scripts every context loads after its handshake (registered before the
  * shards start, read-only after). */
 static struct tg_cache_script *scripts[MAX_SCRIPTS];
@@ -131,6 +137,8 @@ static void schedule_reconnect(struct tg_cache *c);
 static void drop(struct tg_cache *c, const char *why);
 static void lost(struct tg_cache *c);
 static void on_message(redisAsyncContext *ac, void *r, void *priv);
+static void on_switch(redisAsyncContext *ac, void *r, void *priv);
+static void watch_next(struct tg_cache *w);
 
 /* --- the hiredis adapter ------------------------------------------------- */
 
@@ -195,21 +203,27 @@ static void set_state(struct tg_cache *c, enum state st)
 
 static const char *who(const struct tg_cache *c)
 {
-    return c->role == ROLE_SUB ? "subscriber" : c->role == ROLE_PROBE ? "sentinel" : "shard";
+    static const char *const names[] = {"shard", "subscriber", "sentinel", "sentinel watch"};
+    return names[c->role];
 }
 
-/* One warning per outage (a probe's counts for its owner). */
-static void warn(struct tg_cache *c, const char *fmt, const char *a, const char *b)
+/* One warning per outage (a probe's counts for its owner): what happened
+ * (what, then detail). A shard's says the cache is off meanwhile. */
+static void warn(struct tg_cache *c, const char *what, const char *detail)
 {
     if (c->warned || (c->owner && c->owner->warned))
         return;
     c->warned = 1;
     if (c->owner)
         c->owner->warned = 1;
-    if (c->role == ROLE_PROBE)
-        tg_log(TG_LOG_WARN, "redis sentinel %s:%u: %s%s%s", c->host, c->port, fmt, a, b);
+    const char *sep = detail && *detail ? ": " : "";
+    if (c->role == ROLE_PROBE || c->role == ROLE_WATCH)
+        tg_log(TG_LOG_WARN, "redis %s %s:%u: %s%s%s", who(c), c->host, c->port, what, sep,
+               detail ? detail : "");
     else
-        tg_log(TG_LOG_WARN, "redis (%s %u): %s%s%s", who(c), c->sh->index, fmt, a, b);
+        tg_log(TG_LOG_WARN, "redis (%s %u): %s%s%s%s", who(c), c->sh->index, what, sep,
+               detail ? detail : "",
+               c->role == ROLE_DATA ? "; serving without cache until it is back" : "");
 }
 
 static void on_connect_timeout(struct tg_loop *loop, void *ud)
@@ -235,23 +249,24 @@ static void schedule_reconnect(struct tg_cache *c)
     tg_timer_start(c->loop, &c->retry_timer, wait, on_retry, c);
 }
 
-/* The context is gone: a probe reports to its owner, others reconnect. */
+/* The context is gone: a probe reports to its owner, a watch tries the
+ * next sentinel, others reconnect. */
 static void lost(struct tg_cache *c)
 {
-    if (c->role == ROLE_PROBE)
+    if (c->role == ROLE_PROBE) {
         probe_finish(c, NULL, 0);
-    else
-        schedule_reconnect(c);
+        return;
+    }
+    if (c->role == ROLE_WATCH)
+        watch_next(c);
+    schedule_reconnect(c);
 }
 
 /* Drops the context (every pending callback runs with a NULL reply). */
 static void drop(struct tg_cache *c, const char *why)
 {
     redisAsyncContext *ac = c->ac;
-    if (c->role == ROLE_DATA)
-        warn(c, why, "; serving without cache until it is back", "");
-    else
-        warn(c, why, "", "");
+    warn(c, why, NULL);
     c->ac = NULL;
     c->pending = 0;
     if (ac) {
@@ -268,7 +283,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         return;   /* we dropped it ourselves */
     c->ac = NULL; /* hiredis frees it after this returns */
     c->pending = 0;
-    warn(c, "disconnected", ac->errstr[0] ? ": " : "", ac->errstr);
+    warn(c, "disconnected", ac->errstr);
     lost(c);
 }
 
@@ -279,7 +294,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         c->ac = NULL; /* freed by hiredis after a failed connect */
-        warn(c, "cannot connect: ", ac->errstr, "");
+        warn(c, "cannot connect", ac->errstr);
         lost(c);
     }
 }
@@ -364,6 +379,10 @@ static void handshake(struct tg_cache *c, redisAsyncContext *ac)
                           c->owner->master);
         return;
     }
+    if (c->role == ROLE_WATCH) {
+        redisAsyncCommand(ac, on_switch, NULL, "SUBSCRIBE +switch-master");
+        return;
+    }
     if (c->password)
         redisAsyncCommand(ac, on_handshake_step, NULL, "AUTH %s", c->password);
     if (c->db && c->role == ROLE_DATA)
@@ -377,7 +396,8 @@ static void connect_now(struct tg_cache *c)
 {
     if (c->ac || c->probe)
         return;
-    if (c->role != ROLE_PROBE && c->n_sentinels && !c->resolved) {
+    if ((c->role == ROLE_DATA || c->role == ROLE_SUB) && c->n_sentinels && !c->resolved) {
+        c->epoch = __atomic_load_n(&switch_epoch, __ATOMIC_RELAXED);
         resolve(c);
         return;
     }
@@ -391,7 +411,7 @@ static void connect_now(struct tg_cache *c)
         return;
     }
     if (ac->err) {
-        warn(c, "cannot connect: ", ac->errstr, "");
+        warn(c, "cannot connect", ac->errstr);
         redisAsyncFree(ac);
         lost(c);
         return;
@@ -504,12 +524,90 @@ static void on_sentinel_reply(redisAsyncContext *ac, void *r, void *priv)
             port = 0;
     }
     if (!port) {
-        warn(p, "does not know master ", p->owner->master,
-             reply && reply->type == REDIS_REPLY_ERROR ? " (error reply)" : "");
+        warn(p, "does not know master",
+             reply && reply->type == REDIS_REPLY_ERROR ? reply->str : p->owner->master);
         probe_finish(p, NULL, 0);
         return;
     }
     probe_finish(p, reply->element[0]->str, (unsigned)port);
+}
+
+/* --- Sentinel: +switch-master ------------------------------------------------ */
+
+/* A fail-over that leaves the old master up (SENTINEL FAILOVER, a
+ * partition) is not seen by its clients until the sentinels reconfigure
+ * it, seconds later; they announce it at once on +switch-master. The
+ * subscriber keeps one such subscription (to any sentinel, the next one
+ * after a disconnect): on our master's move it bumps switch_epoch (shard
+ * contexts reconnect at their next command) and drops itself. */
+static void watch_next(struct tg_cache *w)
+{
+    const struct tg_cache *sub = w->owner;
+    const struct tg_redis_addr *a = &sub->sentinels[w->next_sentinel % sub->n_sentinels];
+    w->next_sentinel = (w->next_sentinel + 1) % (unsigned)sub->n_sentinels;
+    char *h = strdup(a->host);
+    if (!h)
+        return; /* out of memory: the same sentinel again */
+    free(w->host);
+    w->host = h;
+    w->port = a->port;
+}
+
+static void watch_start(struct tg_cache *sub)
+{
+    if (sub->role != ROLE_SUB || !sub->n_sentinels || sub->switches)
+        return;
+    struct tg_cache *w = calloc(1, sizeof(*w));
+    if (!w)
+        return; /* shard contexts still follow a move when they reconnect */
+    w->sh = sub->sh;
+    w->loop = sub->loop;
+    w->role = ROLE_WATCH;
+    w->owner = sub;
+    w->connect_ms = sub->connect_ms;
+    w->backoff_min_ms = sub->backoff_min_ms;
+    w->backoff_max_ms = sub->backoff_max_ms;
+    sub->switches = w;
+    watch_next(w);
+    connect_now(w);
+}
+
+/* "+switch-master <name> <old ip> <old port> <new ip> <new port>" */
+static void on_switch(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct tg_cache *w = ac->data;
+    redisReply *reply = r;
+    if (!w || w->ac != ac || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "subscribe") == 0) {
+        tg_timer_stop(w->loop, &w->connect_timer);
+        set_state(w, ST_UP);
+        w->backoff_ms = 0;
+        w->warned = 0;
+        return;
+    }
+    const redisReply *msg = reply->element[2];
+    struct tg_cache *sub = w->owner;
+    size_t n = strlen(sub->master);
+    if (msg->type != REDIS_REPLY_STRING || (size_t)msg->len <= n ||
+        strncmp(msg->str, sub->master, n) != 0 || msg->str[n] != ' ')
+        return;
+    __atomic_add_fetch(&switch_epoch, 1u, __ATOMIC_RELAXED);
+    tg_log(TG_LOG_INFO, "redis: the sentinels moved master %s: %.200s", sub->master,
+           msg->str + n + 1);
+    if (sub->ac) /* (not inside one of its callbacks: freed now) */
+        drop(sub, "the master moved (+switch-master)");
+}
+
+/* A shard context that asked for the master before the last move
+ * reconnects (and asks again); the command in hand fails open. */
+static int moved(struct tg_cache *c)
+{
+    if (!c->n_sentinels || c->epoch == __atomic_load_n(&switch_epoch, __ATOMIC_RELAXED))
+        return 0;
+    drop(c, "the master moved (+switch-master): asking the sentinels");
+    return 1;
 }
 
 /* --- contexts ----------------------------------------------------------- */
@@ -587,6 +685,7 @@ struct tg_cache *tg_cache_subscriber_new(struct tg_shard *sh, const char *channe
         return NULL;
     }
     connect_now(c);
+    watch_start(c);
     return c;
 }
 
@@ -615,6 +714,11 @@ void tg_cache_free(struct tg_cache *c)
 {
     if (!c)
         return;
+    if (c->switches) {
+        struct tg_cache *w = c->switches;
+        c->switches = NULL;
+        tg_cache_free(w);
+    }
     tg_timer_stop(c->loop, &c->retry_timer);
     tg_timer_stop(c->loop, &c->connect_timer);
     tg_timer_stop(c->loop, &c->store_timer);
@@ -666,7 +770,12 @@ void tg_cache_reconfigure(struct tg_cache *c, const struct tg_config *old,
         c->backoff_ms = 0;
         c->resolved = 0;
         set_state(c, ST_DOWN);
+        if (c->switches) { /* the sentinels may have changed: watch the new ones */
+            tg_cache_free(c->switches);
+            c->switches = NULL;
+        }
         connect_now(c);
+        watch_start(c);
     }
 }
 
@@ -809,7 +918,7 @@ static void on_get_reply(redisAsyncContext *ac, void *r, void *priv)
 tg_rc tg_cache_get(struct tg_cache *c, const char *key, tg_cache_get_cb cb, void *ud,
                    struct tg_cache_op **out)
 {
-    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING)
+    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING || moved(c))
         return TG_ERR_UNAVAILABLE;
     struct tg_cache_op *op = calloc(1, sizeof(*op));
     if (!op)
@@ -980,7 +1089,7 @@ tg_rc tg_cache_eval(struct tg_cache *c, const struct tg_cache_script *s, unsigne
                     unsigned argc, const char *const *argv, const size_t *lens,
                     unsigned deadline_ms, tg_cache_eval_cb cb, void *ud, struct tg_cache_op **out)
 {
-    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING || nkeys > argc)
+    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING || nkeys > argc || moved(c))
         return TG_ERR_UNAVAILABLE;
     struct tg_cache_op *op = calloc(1, sizeof(*op));
     if (!op)
@@ -1086,7 +1195,7 @@ static void on_set_reply(redisAsyncContext *ac, void *r, void *priv)
 void tg_cache_set(struct tg_cache *c, const char *key, const char *value, size_t len,
                   unsigned ttl_s)
 {
-    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING ||
+    if (!c || c->state != ST_UP || !c->ac || c->pending >= MAX_PENDING || moved(c) ||
         redisAsyncCommand(c->ac, on_set_reply, c, "SET %s %b EX %u", key, value, len, ttl_s) !=
             REDIS_OK) {
         if (c)
