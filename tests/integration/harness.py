@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -141,10 +142,23 @@ class Proc:
 class Redis(Proc):
     def __init__(self, port=None, extra=()):
         self.port = port or free_port()
+        # Its own working directory: a replica's full sync writes dump.rdb
+        # there even with --save "" (never into the source tree).
+        self.dir = tempfile.mkdtemp(prefix="tg-redis-")
         argv = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"] + list(extra)
+                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                "--dir", self.dir] + list(extra)
         super().__init__("redis", argv, ready=None)
         wait_for(self.ping, 10, msg="redis to answer PING")
+
+    def kill(self):
+        super().kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop(self, timeout=15.0):
+        rc = super().stop(timeout)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
 
     def cmd(self, *args):
         """One RESP command over a fresh socket; returns the decoded reply."""
