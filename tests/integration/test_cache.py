@@ -735,10 +735,12 @@ def clients(redis):
 def reload_moves_the_cache_to_another_redis(w):
     other = Redis()
     try:
-        eq(clients(w.redis), 2, "one connection per shard")
+        # One connection per shard, and the process's pub/sub subscriber
+        # (single-flight across replicas, docs/replicas.md).
+        eq(clients(w.redis), 3, "one connection per shard, one subscriber")
         cfg = w.config(redis=dict(REDIS_OPTS, url="redis://127.0.0.1:%d/0" % other.port))
         w.gw.reload(cfg)
-        wait_for(lambda: clients(other) == 2 and clients(w.redis) == 0, 5, msg="both shards moved")
+        wait_for(lambda: clients(other) == 3 and clients(w.redis) == 0, 5, msg="all three moved")
         body = chat_body("after the move")
         eq(w.gw.chat(body).header("x-tiergate-cache"), "miss")
         wait_key(w, key_for(body), redis=other)
