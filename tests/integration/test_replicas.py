@@ -7,10 +7,15 @@ their local share (limit / cluster.replicas_hint) while Redis is down, then
 share again once it is back."""
 import functools
 import hashlib
+import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 
-from harness import Gateway, Redis, chat_body, check, eq, test, wait_for
+from harness import (ROOT, Failure, Gateway, Proc, Redis, chat_body, check, eq, free_port, request, test,
+                     wait_for)
 
 ADMIN = "tg-replicas-admin-5150"
 LARGE_IN, LARGE_OUT = 2.50, 10.00  # harness prices of "large", $ per 1M tokens
@@ -333,3 +338,86 @@ def flush_keeps_the_limits(w):
     eq(r.status, 200)
     eq(w.redis.cmd("GET", "tiergate:v1:lim:" + "ab" * 16 + ":spent:1"), "0.5", "not even by name")
     w.start()
+
+
+# --- the compose profile's load balancer ------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx(Proc):
+    """deploy/nginx-replicas.conf as committed, with the compose service
+    names swapped for the replicas' loopback ports."""
+
+    def __init__(self, ports):
+        self.dir = tempfile.mkdtemp(prefix="tg-nginx-")
+        self.port = free_port()
+        with open(os.path.join(ROOT, "deploy", "nginx-replicas.conf")) as f:
+            conf = f.read()
+        for name, port in zip(("tiergate-a:8080", "tiergate-b:8080"), ports):
+            check(name in conf, "the committed conf names " + name)
+            conf = conf.replace(name, "127.0.0.1:%d" % port)
+        check("listen 8080;" in conf)
+        conf = conf.replace("listen 8080;", "listen 127.0.0.1:%d;" % self.port)
+        conf = conf.replace("worker_processes auto;", "worker_processes 1;")
+        path = os.path.join(self.dir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        super().__init__("nginx", [NGINX, "-p", self.dir, "-e", "stderr", "-c", path, "-g",
+                                   "daemon off; pid %s/nginx.pid;" % self.dir])
+
+        def up():
+            if self.p.poll() is not None:
+                raise Failure("nginx exited:\n" + self.output())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 10, msg="nginx to listen")
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@test
+@with_b
+def nginx_in_front_of_two_replicas(w, box):
+    """The compose profile's nginx conf in front of A and B: requests reach
+    both replicas, the key's rpm holds across them, x-request-id passes
+    through, and a stream arrives whole."""
+    if not os.access(NGINX, os.X_OK):
+        print("  SKIPPED nginx_in_front_of_two_replicas: nginx is not installed (%s), "
+              "deploy/nginx-replicas.conf is not exercised" % NGINX, flush=True)
+        return
+    key = "tg-replicas-nginx-0009"
+    a, b = start_pair(w, key, rpm=6)
+    box.append(b)
+    lb = Nginx((a.port, b.port))
+    try:
+        codes = []
+        for i in range(10):
+            r = request(lb.port, "POST", "/v1/chat/completions", chat_body("via nginx %d" % i),
+                        dict(bearer(key), **{"x-request-id": "nginx-rid-%d" % i}))
+            codes.append(r.status)
+            eq(r.header("x-request-id"), "nginx-rid-%d" % i, "the client's id passes through")
+            if r.status == 429:
+                eq(r.json()["error"]["code"], "rate_limit_exceeded")
+                check(r.header("retry-after"), "Retry-After through nginx")
+        eq(codes, [200] * 6 + [429] * 4, "one bucket for both replicas behind nginx")
+        ids = {g: {d["request_id"] for d in g.decisions()} for g in (a, b)}
+        check(ids[a] and ids[b], "both replicas served: %s" % ids)
+        r = request(lb.port, "GET", "/readyz", None, bearer(ADMIN))
+        eq(r.status, 200)
+        eq(r.json()["limits"]["mode"], "shared")
+        # The bucket is spent: refill it (the rate key is the whole bucket).
+        w.redis.cmd("DEL", "tiergate:v1:lim:%s:rate" % sha(key)[7:39])
+        s = request(lb.port, "POST", "/v1/chat/completions",
+                    chat_body("a stream via nginx", stream=True), bearer(key))
+        eq(s.status, 200)
+        check((s.header("content-type") or "").startswith("text/event-stream"), s.headers)
+        body = s.body.decode() if isinstance(s.body, bytes) else s.body
+        check(body.rstrip().endswith("data: [DONE]"), body[-300:])
+    finally:
+        lb.close()
