@@ -428,7 +428,11 @@ class World:
                 clients = self.redis.cmd("CLIENT", "LIST")
             except OSError:
                 return True  # Redis is down on purpose in this test
-            lines = [l for l in (clients or "").split("\n") if l and "cmd=client" not in l]
+            # Shard connections past their handshake (the gateway sends
+            # SCRIPT LOAD once PING answered): not this CLIENT LIST, nor the
+            # process's pub/sub subscriber, which may connect first.
+            lines = [l for l in (clients or "").split("\n")
+                     if " sub=0 " in " %s " % l and not re.search(r"cmd=(NULL|auth|select|role|ping|client)", l)]
             return len(lines) >= cfg.get("shards", 1)
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
