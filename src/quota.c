@@ -276,6 +276,19 @@ static enum tg_limit admit_local(struct tg_req *req, int spend, uint64_t *retry_
                  : tg_limits_admit_rate(&share, now, retry_after_ms);
 }
 
+/* A request Redis admitted also takes a token from this replica's share,
+ * when one is there (the share's verdict is not asked): a check that falls
+ * back next continues from this replica's recent traffic instead of a full
+ * bucket (a slow Redis would otherwise let a burst of a whole share through
+ * on top of what the shared bucket already let in). */
+static void take_local_token(struct tg_req *req)
+{
+    struct tg_gateway_key share;
+    uint64_t ignored;
+    tg_quota_share(req->cfg, req->key, &share);
+    (void)tg_limits_admit_rate(&share, tg_now_ms(), &ignored);
+}
+
 static void on_admit_reply(void *ud, tg_rc rc, const struct tg_cache_reply *r)
 {
     struct admission *a = ud;
@@ -289,6 +302,8 @@ static void on_admit_reply(void *ud, tg_rc rc, const struct tg_cache_reply *r)
     if (shared) {
         v = r->v[0].i == 1 ? TG_LIMIT_RATE : r->v[0].i == 2 ? TG_LIMIT_SPEND : TG_LIMIT_NONE;
         retry = r->v[1].i > 0 ? (uint64_t)r->v[1].i : 0;
+        if (v == TG_LIMIT_NONE)
+            take_local_token(req);
         replay(req->shard);
     } else {
         fell_back();
