@@ -159,6 +159,10 @@ static void update_events(struct tg_cache *c, uint32_t add, uint32_t del)
     uint32_t ev = (c->events | add) & ~del;
     if (!c->ac)
         return;
+    /* hiredis asks for reading again after every read and write: an
+     * epoll_ctl each time, 4 per command, when nothing changed. */
+    if (ev == c->events && (ev == 0 || (c->io.registered && c->io.fd == c->ac->c.fd)))
+        return;
     if (ev == 0) {
         tg_loop_io_del(c->loop, &c->io);
     } else if (tg_loop_io_set(c->loop, &c->io, c->ac->c.fd, ev, on_io, c) != TG_OK) {
