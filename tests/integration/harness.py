@@ -411,11 +411,19 @@ class World:
             self.gw.stop_clean()
         self.env = env or {}
         cfg = self.config(**over)
+        before = self.redis_client_ids()
         self.gw = Gateway(cfg, env=self.env)
-        self.wait_redis_clients(cfg)
+        self.wait_redis_clients(cfg, before)
         return self.gw
 
-    def wait_redis_clients(self, cfg):
+    def redis_client_ids(self):
+        try:
+            clients = self.redis.cmd("CLIENT", "LIST")
+        except OSError:
+            return set()
+        return {f[3:] for l in (clients or "").split("\n") for f in l.split(" ") if f.startswith("id=")}
+
+    def wait_redis_clients(self, cfg, before=frozenset()):
         """"listening" is logged before each shard's Redis connection has
         answered its first PING; a request in that window is (rightly) a
         cache error. Tests that expect hits wait for every shard's client."""
@@ -428,11 +436,14 @@ class World:
                 clients = self.redis.cmd("CLIENT", "LIST")
             except OSError:
                 return True  # Redis is down on purpose in this test
-            # Shard connections past their handshake (the gateway sends
-            # SCRIPT LOAD once PING answered): not this CLIENT LIST, nor the
-            # process's pub/sub subscriber, which may connect first.
+            # Shard connections of this gateway past their handshake (it
+            # sends SCRIPT LOAD once PING answered): not this CLIENT LIST, not
+            # the process's pub/sub subscriber (it may connect first), not an
+            # earlier gateway's (Redis may not have seen them close yet).
             lines = [l for l in (clients or "").split("\n")
-                     if " sub=0 " in " %s " % l and not re.search(r"cmd=(NULL|auth|select|role|ping|client)", l)]
+                     if " sub=0 " in " %s " % l and
+                     not re.search(r"cmd=(NULL|auth|select|role|ping|client)", l) and
+                     not any(f.startswith("id=") and f[3:] in before for f in l.split(" "))]
             return len(lines) >= cfg.get("shards", 1)
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 

@@ -53,7 +53,9 @@ def full_budget_sheds_new_requests_and_recovers(w):
     # Long idle timeouts: the held attempts below stall on purpose.
     models = w.config()["models"]
     models["mini"]["idle_timeout_ms"] = 60000
-    w.start(limits={"max_buffered_bytes": cap}, models=models)
+    # Stream mode buffer: the cheap tier's attempt is held whole (prefix
+    # mode would go live after its opening and hold nothing).
+    w.start(limits={"max_buffered_bytes": cap}, models=models, cascade={"stream_mode": "buffer"})
     # Stream answers held on the cheap tier (it may still escalate), each
     # ~1.1 MB, stalled after 1 MB arrived.
     w.mock.script({"body_size": 1100000, "chunk_chars": 65536, "stall": "mid_stream", "after_chunks": 16},
@@ -91,16 +93,22 @@ def full_budget_sheds_new_requests_and_recovers(w):
 @restores
 def answer_outgrowing_the_budget_fails_cleanly(w):
     cap = 2 * MIB
-    w.start(limits={"max_buffered_bytes": cap})
+    w.start(limits={"max_buffered_bytes": cap}, cascade={"stream_mode": "buffer"})
     # One held stream answer of 3 MB cannot fit in 2 MB: its attempt is cut
     # when the buffer cannot grow, the request ends with 503 (not a hang,
     # not a 502: the provider did nothing wrong), and nothing else is tried.
     w.mock.script({"body_size": 3 * MIB, "chunk_chars": 65536}, model="gpt-cheap")
     r, took = timed(lambda: w.gw.chat(chat_body("too big to hold", model="cheap", stream=True), timeout=30))
-    eq(r.status, 503, "%r" % r)
-    eq(r.json()["error"]["code"], "overloaded")
-    eq(r.header("retry-after"), "1")
+    # A stream's head leaves at once (stream modes): the 503 arrives as the
+    # stream's one error event, with the same error object, and no [DONE].
+    eq(r.status, 200, "%r" % r)
+    ev = r.events()
+    check("[DONE]" not in ev, "a failed stream ends without [DONE]")
+    err = [e for e in ev if isinstance(e, dict) and "error" in e]
+    eq(len(err), 1, "%r" % r)
+    eq((err[0]["error"]["type"], err[0]["error"]["code"]), ("server_error", "overloaded"))
     d = w.gw.decision(r)
+    eq(d["status"], 503)
     eq(len(d["attempts"]), 1, "no other candidate tried: it would meet the same limit")
     a = d["attempts"][0]
     eq(a["outcome"], "cancelled")

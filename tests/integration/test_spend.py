@@ -223,7 +223,9 @@ def stream_cut_below_the_last_tier_is_billed(w):
     # up, and the broken attempt is billed for what it generated.
     w.mock.script({"content": "y" * 400, "chunk_chars": 40, "reset": "mid_stream", "after_chunks": 5},
                   model="gpt-cheap")
-    r = w.gw.chat(chat_body("cut-below", model="cheap", stream=True))
+    # (Stream mode buffer: prefix mode would have gone live after 20 tokens.)
+    r = w.gw.chat(chat_body("cut-below", model="cheap", stream=True),
+                  headers={"x-tiergate-stream-mode": "buffer"})
     eq(r.status, 200)
     eq(r.events()[-1], "[DONE]")
     d = w.gw.decision(r)
