@@ -14,7 +14,8 @@
 #   4. the gateway's own time (x-tiergate-overhead-ms): pinned, first tier
 #      accepted, one escalation, pinned over TLS
 #   5. BENCH_STREAMS concurrent streams held 2 s each: errors, peak RSS, threads
-#   6. the router alone; 7. instructions per pass-through request (callgrind)
+#   6. the router alone; 7. instructions per pass-through request (callgrind),
+#      and with a gateway key's limits checked locally or shared in Redis
 #   8. the semantic cache: its index alone (bench/semantic.sh: lookup latency
 #      at 10k and 100k entries, RSS per 100k), then a gateway with it on
 #      (bench/semantic_gateway.py: own time of exact hits, semantic hits and
@@ -62,7 +63,7 @@ HELD_SECS=$(( SECS > 6 ? SECS : 6 ))   # a held stream lasts 2 s: give each conn
 PORTKEY_DIR=build/bench-peers/portkey
 out=bench/out
 mkdir -p "$out" bench/plots
-rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,semantic.txt,semantic_gateway.json,batch.json}
+rm -f "$out"/{results.jsonl,meta.json,own_time.json,process.json,router.txt,cost.txt,semantic.txt,semantic_gateway.json,batch.json,limits_*.txt}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -440,6 +441,15 @@ if want cost && [ "$COST" = 1 ] && command -v valgrind >/dev/null; then
     CALLGRIND=1 TOP=400 bench/cost_per_request.sh "$BUILD" "$COST_N" >"$out/cost.txt"
     echo "  (callgrind, $COST_N requests)" >>"$out/cost.txt"
     head -1 "$out/cost.txt"
+    if command -v redis-server >/dev/null; then
+        # Issue 17: a gateway key with rpm and usd_per_day, checked in process
+        # or shared through Redis (two scripts per request here: admit, reserve).
+        for m in local shared; do
+            printf '  limits %-6s ' "$m:"
+            LIMITS=$m CALLGRIND=1 TOP=0 bench/cost_per_request.sh "$BUILD" "$COST_N" |
+                tee "$out/limits_$m.txt" | head -1
+        done
+    fi
 fi
 
 if want semantic; then

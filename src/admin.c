@@ -16,6 +16,7 @@
 #include "tiergate/config.h"
 #include "tiergate/error.h"
 #include "tiergate/metrics.h"
+#include "tiergate/quota.h"
 #include "tiergate/req.h"
 #include "tiergate/semsync.h"
 
@@ -111,9 +112,11 @@ static void readyz(struct tg_req *req)
     tg_buf_init(&b, ADMIN_JSON_MAX);
     int redis_ok = !cfg->cache_enabled || tg_cache_healthy(req->shard->cache);
     int ready = redis_ok && !req->shard->draining;
-    tg_buf_printf(&b, "{\"redis\":{\"required\":%s,\"state\":\"%s\"},\"draining\":%s,\"tiers\":{",
+    tg_buf_printf(&b, "{\"redis\":{\"required\":%s,\"state\":\"%s\"},\"draining\":%s,",
                   cfg->cache_enabled ? "true" : "false", tg_cache_state(req->shard->cache),
                   req->shard->draining ? "true" : "false");
+    tg_quota_readyz(cfg, &b); /* limits shared by replicas, or this one's share */
+    tg_buf_puts(&b, ",\"tiers\":{");
     for (int t = 0; t < TG_TIER__COUNT; t++) {
         int avail = 0;
         tg_buf_printf(&b, "%s\"%s\":{\"models\":[", t ? "," : "", tg_tier_name(t));
@@ -236,6 +239,7 @@ void tg_admin_handle(struct tg_req *req)
         break;
     case TG_EP_METRICS:
         tg_buf_init(&b, METRICS_TEXT_MAX);
+        tg_quota_render(req->cfg, &b);
         if (tg_metrics_render(req->cfg, &b) == TG_OK)
             tg_req_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
         else

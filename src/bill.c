@@ -2,14 +2,21 @@
  *
  * bill.c - a chat request's bill: attempts priced from usage or estimates,
  * the spend reservation against the caller's key, the settle (bill.h). It
- * does not decide when an attempt ended or what the client sees.
+ * does not decide when an attempt ended or what the client sees, nor where
+ * the key's counters live (quota.c: Redis, or this process).
  */
 #include "tiergate/bill.h"
 #include "tiergate/cascade.h"
 #include "tiergate/common.h"
 #include "tiergate/config.h"
 #include "tiergate/metrics.h"
+#include "tiergate/req.h"
 #include "tiergate/usage.h"
+
+/* A reservation outlives its request by this much before Redis forgets it
+ * (a replica that dies holding one), and never lives longer than a day. */
+#define LEASE_SLACK_MS 60000u
+#define LEASE_MAX_MS (86400000ull)
 
 static long prompt_estimate(struct tg_bill *b, const json_t *body)
 {
@@ -36,28 +43,35 @@ double tg_bill_attempt(struct tg_bill *b, const json_t *body, struct tg_attempt 
     return a->cost_usd;
 }
 
-int tg_bill_reserve(struct tg_bill *b, const json_t *body, const struct tg_gateway_key *key,
-                    const struct tg_config *cfg, const struct tg_cascade *c, char *msg,
-                    size_t msglen, unsigned *retry_after_s)
+/* The longest the request can run: every call on its ladder to its total
+ * timeout (second opinions run within their own model's), plus slack. */
+static uint64_t lease_ms(const struct tg_cascade *c)
 {
-    if (!key || key->usd_per_day <= 0)
-        return 0; /* nothing to hold: no estimate either */
-    long ct = tg_usage_completion_cap(body, cfg->reserve_completion_tokens);
-    double usd = tg_usage_worst_usd(c->ladder, c->n_ladder, prompt_estimate(b, body), ct);
-    struct tg_limits_refusal why;
-    if (tg_limits_reserve(key, usd, tg_wall_time(), &b->spend, &why) == TG_LIMIT_NONE)
-        return 0;
-    tg_limits_explain(&why, key->name, usd, msg, msglen);
-    *retry_after_s = (unsigned)((why.retry_after_ms + 999) / 1000);
-    return -1;
+    uint64_t ms = LEASE_SLACK_MS;
+    for (size_t i = 0; i < c->n_ladder; i++)
+        ms += c->ladder[i]->total_timeout_ms;
+    return ms > LEASE_MAX_MS ? LEASE_MAX_MS : ms;
 }
 
-void tg_bill_settle(struct tg_bill *b, const struct tg_gateway_key *key, double cost_usd)
+void tg_bill_reserve(struct tg_bill *b, const json_t *body, struct tg_req *req,
+                     const struct tg_cascade *c, tg_quota_reserve_cb cb, void *ud)
 {
-    tg_limits_settle(key, &b->spend, cost_usd, tg_wall_time());
+    const struct tg_gateway_key *key = req->key;
+    if (!key || key->usd_per_day <= 0) {
+        cb(ud, NULL, 0); /* nothing to hold: no estimate either */
+        return;
+    }
+    long ct = tg_usage_completion_cap(body, req->cfg->reserve_completion_tokens);
+    double usd = tg_usage_worst_usd(c->ladder, c->n_ladder, prompt_estimate(b, body), ct);
+    tg_quota_reserve(&b->spend, req, usd, lease_ms(c), cb, ud);
+}
+
+void tg_bill_settle(struct tg_bill *b, struct tg_req *req, double cost_usd)
+{
+    tg_quota_settle(&b->spend, req, cost_usd);
 }
 
 int tg_bill_holding(const struct tg_bill *b)
 {
-    return b->spend.held;
+    return tg_quota_holding(&b->spend);
 }

@@ -13,7 +13,7 @@
  * Order of events for one request:
  *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
  *     -> (entry) serve_cached | semantic step (semantic.c) -> on_semantic
- *     -> (entry) serve_cached | proceed -> next_attempt -> start_call
+ *     -> (entry) serve_cached | proceed -> on_reserved -> next_attempt -> start_call
  *     -> on_headers -> on_data/on_event -> on_done -> tg_cascade_judge
  *     -> [second_opinion -> on_opinion] -> accept_answer | leave (next_attempt)
  *     | pass_back | fail_request | cut_stream -> end (stop what runs, metrics,
@@ -430,17 +430,17 @@ static int build_ladder(struct tg_chat *ch)
     return tg_cascade_plan(&ch->cas, cfg, ch->cas.start_tier, ch->pinned) == TG_OK ? 0 : -1;
 }
 
-/* Holds the most the request may cost against its key's day before a
- * cent is spent (bill.c); -1 when refused (answered 429). */
-static int reserve_spend(struct tg_chat *ch)
+/* The key's day held the most the request may cost before a cent is
+ * spent (bill.c; maybe later, from Redis), or refused it: 429. */
+static void on_reserved(void *ud, const char *refusal, unsigned retry_s)
 {
-    char msg[300];
-    unsigned retry_s = 0;
-    if (tg_bill_reserve(&ch->bill, ch->body.json, ch->req->key, ch->req->cfg, &ch->cas, msg,
-                        sizeof(msg), &retry_s) == 0)
-        return 0;
-    fail_request(ch, TG_ERR_RATE_LIMITED, msg, "spend_limit_exceeded", retry_s, 0);
-    return -1;
+    struct tg_chat *ch = ud;
+    if (refusal) {
+        fail_request(ch, TG_ERR_RATE_LIMITED, refusal, "spend_limit_exceeded", retry_s, 0);
+        return;
+    }
+    open_stream(ch);
+    next_attempt(ch);
 }
 
 static void proceed(struct tg_chat *ch)
@@ -451,10 +451,7 @@ static void proceed(struct tg_chat *ch)
         fail_request(ch, TG_ERR_NOMEM, "the router failed on this request", NULL, 0, 0);
         return;
     }
-    if (reserve_spend(ch) != 0)
-        return;
-    open_stream(ch);
-    next_attempt(ch);
+    tg_bill_reserve(&ch->bill, ch->body.json, ch->req, &ch->cas, on_reserved, ch);
 }
 
 /* Calls the next candidate the cascade picks, or answers with its error
@@ -1103,7 +1100,7 @@ static void end(struct tg_chat *ch)
     tg_metrics_request(req->shard->metrics, ch->status, tier, ch->look.status, total_ms / 1000.0);
     if (ch->status / 100 == 2)
         tg_metrics_baseline(req->shard->metrics, ch->baseline_usd);
-    tg_bill_settle(&ch->bill, req->key, ch->cost_usd);
+    tg_bill_settle(&ch->bill, req, ch->cost_usd);
     write_decision(ch, total_ms);
     tg_buf_free(&ch->resp); /* limits.max_buffered_bytes: not until the client leaves */
 }

@@ -345,13 +345,120 @@ static int parse_listen(struct ctx *c, struct tg_config *cfg, const char *path)
     return 0;
 }
 
-/* redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]. */
+/* host, [v6], host:port or [v6]:port from p up to end (a Redis address). */
+static int parse_hostport(struct ctx *c, const char *path, const char *p, const char *end,
+                          char **host, unsigned *port)
+{
+    const char *colon = NULL;
+    free(*host);
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb)
+            return fail(c, path, "bad IPv6 address");
+        *host = strndup(p + 1, (size_t)(rb - p - 1));
+        if (rb + 1 < end && rb[1] == ':')
+            colon = rb + 1;
+        else if (rb + 1 != end)
+            return fail(c, path, "bad IPv6 address");
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        *host = strndup(p, (size_t)((colon ? colon : end) - p));
+    }
+    if (!*host || !**host)
+        return fail(c, path, "host missing");
+    if (colon) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (e != end || v <= 0 || v > 65535)
+            return fail(c, path, "bad port");
+        *port = (unsigned)v;
+    }
+    return 0;
+}
+
+/* The password of "[[user]:password@]" before the address; *p moves past it. */
+static int parse_password(struct ctx *c, struct tg_config *cfg, const char *path, const char **p)
+{
+    const char *at = strrchr(*p, '@');
+    if (!at)
+        return 0;
+    const char *colon = memchr(*p, ':', (size_t)(at - *p));
+    const char *pw = colon ? colon + 1 : *p;
+    cfg->redis_password = strndup(pw, (size_t)(at - pw));
+    if (!cfg->redis_password)
+        return fail(c, path, "out of memory");
+    *p = at + 1;
+    return 0;
+}
+
+static int parse_db(struct ctx *c, struct tg_config *cfg, const char *path, const char *s)
+{
+    char *end;
+    long db = strtol(s, &end, 10);
+    if (*end || db < 0 || db > 1000000)
+        return fail(c, path, "bad database number");
+    cfg->redis_db = (unsigned)db;
+    return 0;
+}
+
+/* redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]
+ * (docs/replicas.md): the sentinels to ask for the master's address; the
+ * password and db are the master's. */
+static int parse_sentinel_url(struct ctx *c, struct tg_config *cfg, const char *path, const char *p)
+{
+    if (parse_password(c, cfg, path, &p) != 0)
+        return -1;
+    const char *slash = strchr(p, '/');
+    if (!slash || slash == p)
+        return fail(c, path, "expected redis+sentinel://host:port[,host:port...]/mastername[/db]");
+    if (slash[-1] == ',')
+        return fail(c, path, "host missing");
+    size_t n = 1;
+    for (const char *q = p; q < slash; q++)
+        n += *q == ',';
+    if (n > TG_REDIS_MAX_SENTINELS)
+        return fail(c, path, "at most %d sentinels", TG_REDIS_MAX_SENTINELS);
+    cfg->redis_sentinels = calloc(n, sizeof(*cfg->redis_sentinels));
+    if (!cfg->redis_sentinels)
+        return fail(c, path, "out of memory");
+    for (const char *q = p; q < slash;) {
+        const char *e = memchr(q, ',', (size_t)(slash - q));
+        struct tg_redis_addr *a = &cfg->redis_sentinels[cfg->n_redis_sentinels++];
+        a->port = 26379;
+        if (parse_hostport(c, path, q, e ? e : slash, &a->host, &a->port) != 0)
+            return -1;
+        q = e ? e + 1 : slash;
+    }
+    const char *name = slash + 1, *db = strchr(name, '/');
+    size_t nlen = db ? (size_t)(db - name) : strlen(name);
+    if (nlen == 0 || nlen > 200 || memchr(name, ' ', nlen))
+        return fail(c, path, "the master name is missing or invalid");
+    cfg->redis_master = strndup(name, nlen);
+    if (!cfg->redis_master)
+        return fail(c, path, "out of memory");
+    return db && db[1] ? parse_db(c, cfg, path, db + 1) : 0;
+}
+
+static void free_redis_addr(struct tg_config *cfg)
+{
+    free(cfg->redis_host);
+    free(cfg->redis_password);
+    free(cfg->redis_master);
+    for (size_t i = 0; i < cfg->n_redis_sentinels; i++)
+        free(cfg->redis_sentinels[i].host);
+    free(cfg->redis_sentinels);
+    cfg->redis_host = cfg->redis_password = cfg->redis_master = NULL;
+    cfg->redis_sentinels = NULL;
+    cfg->n_redis_sentinels = 0;
+}
+
+/* redis://[[user]:password@]host[:port][/db], unix:///path/to/socket[?db=N]
+ * or the Sentinel form above. Redis Cluster is refused: hiredis 0.14 has
+ * no cluster client (docs/replicas.md). */
 static int parse_redis_url(struct ctx *c, struct tg_config *cfg, const char *path)
 {
     const char *u = cfg->redis_url;
-    free(cfg->redis_host);
-    free(cfg->redis_password);
-    cfg->redis_host = cfg->redis_password = NULL;
+    free_redis_addr(cfg);
     cfg->redis_port = 6379;
     cfg->redis_db = 0;
     cfg->redis_unix = 0;
@@ -366,49 +473,24 @@ static int parse_redis_url(struct ctx *c, struct tg_config *cfg, const char *pat
             return fail(c, path, "unix socket path missing");
         return 0;
     }
+    if (strncmp(u, "redis+sentinel://", 17) == 0)
+        return parse_sentinel_url(c, cfg, path, u + 17);
+    if (strncmp(u, "redis+cluster://", 16) == 0)
+        return fail(c, path,
+                    "Redis Cluster is not supported (hiredis 0.14 has no cluster client): use "
+                    "one master, or redis+sentinel://host:port,host:port/mastername/db");
     if (strncmp(u, "redis://", 8) != 0)
-        return fail(c, path, "expected redis://host:port/db or unix:///path");
+        return fail(c, path,
+                    "expected redis://host:port/db, redis+sentinel://host:port,.../master/db "
+                    "or unix:///path");
     const char *p = u + 8;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        cfg->redis_password = strndup(pw, (size_t)(at - pw));
-        if (!cfg->redis_password)
-            return fail(c, path, "out of memory");
-        p = at + 1;
-    }
+    if (parse_password(c, cfg, path, &p) != 0)
+        return -1;
     const char *slash = strchr(p, '/');
-    const char *hostend = slash ? slash : p + strlen(p);
-    const char *colon = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(hostend - p));
-        if (!rb)
-            return fail(c, path, "bad IPv6 address");
-        cfg->redis_host = strndup(p + 1, (size_t)(rb - p - 1));
-        if (rb + 1 < hostend && rb[1] == ':')
-            colon = rb + 1;
-    } else {
-        colon = memchr(p, ':', (size_t)(hostend - p));
-        cfg->redis_host = strndup(p, (size_t)((colon ? colon : hostend) - p));
-    }
-    if (!cfg->redis_host || !*cfg->redis_host)
-        return fail(c, path, "host missing");
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (end != hostend || port <= 0 || port > 65535)
-            return fail(c, path, "bad port");
-        cfg->redis_port = (unsigned)port;
-    }
-    if (slash && slash[1]) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 1000000)
-            return fail(c, path, "bad database number");
-        cfg->redis_db = (unsigned)db;
-    }
-    return 0;
+    if (parse_hostport(c, path, p, slash ? slash : p + strlen(p), &cfg->redis_host,
+                       &cfg->redis_port) != 0)
+        return -1;
+    return slash && slash[1] ? parse_db(c, cfg, path, slash + 1) : 0;
 }
 
 static int listen_post(struct ctx *c, void *base);
@@ -566,6 +648,15 @@ static const struct item shadow_items[] = {
     {0},
 };
 
+/* More than one replica (docs/replicas.md). */
+static const struct item cluster_items[] = {
+    UINT("replicas_hint", CFG(cluster_replicas_hint), 1, 10000, 1),
+    BOOL("shared_limits", CFG(cluster_shared_limits), 1),
+    BOOL("single_flight", CFG(cluster_single_flight), 1),
+    UINT("lock_ttl_ms", CFG(cluster_lock_ttl_ms), 100, 600000, 5000),
+    {0},
+};
+
 /* keys comes last: its entries default to rpm and usd_per_day. */
 static const struct item auth_items[] = {
     STR("keys_env", CFG(auth_keys_env)),
@@ -591,6 +682,7 @@ static const struct item root_items[] = {
      .check = redis_check,
      .post = redis_post},
     {.key = "cache", .type = T_SECTION, .sub = cache_items, .check = cache_check},
+    SECTION("cluster", cluster_items),
     {.key = "models", .type = T_FN, .fn = parse_models, .required = 1, .post = models_post},
     {.key = "tiers", .type = T_FN, .fn = parse_tiers, .required = 1},
     FN("aliases", parse_aliases),
@@ -1427,10 +1519,9 @@ static void free_config(struct tg_config *cfg)
     free(cfg->decision_log);
     free(cfg->labels_log);
     free(cfg->redis_url);
-    free(cfg->redis_host);
     if (cfg->redis_password)
         OPENSSL_cleanse(cfg->redis_password, strlen(cfg->redis_password));
-    free(cfg->redis_password);
+    free_redis_addr(cfg);
     free(cfg->semantic.model_id);
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct tg_model *m = &cfg->models[i];

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  *
  * lookup.c - the exact cache's step for one chat request: headers, key,
- * Redis GET (cache.c, fail open), single-flight (flight.c) with a bounded
- * wait, and the store after the answer. The order and the metrics are
- * docs/cache.md's; serving an entry is the caller's.
+ * Redis GET (cache.c, fail open), single-flight in the process (flight.c)
+ * and across replicas (xflight.c) with a bounded wait, and the store after
+ * the answer. The order and the metrics are docs/cache.md's; serving an
+ * entry is the caller's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "tiergate/lookup.h"
 #include "tiergate/metrics.h"
 #include "tiergate/req.h"
+#include "tiergate/xflight.h"
 
 /* tiergate:v1:<namespace>:<64 hex digits> */
 #define KEY_MAX 256
@@ -23,6 +25,7 @@
 static void on_reply(void *ud, enum tg_cache_result r, const char *value, size_t len);
 static void on_flight(void *ud, const char *value, size_t len);
 static void on_wait_timeout(struct tg_loop *loop, void *ud);
+static int on_xflight(void *ud, enum tg_xflight_event ev, const char *value, size_t len);
 
 void tg_lookup_init(struct tg_lookup *l)
 {
@@ -133,6 +136,44 @@ static int join_flight(struct tg_lookup *l)
         l->wait = NULL;
     }
     l->leader = lead == 1;
+    if (!l->leader || !req->cfg->cluster_single_flight || l->status != TG_CS_MISS)
+        return 0;
+    /* This process leads: do other replicas? (The step reports through
+     * on_xflight, maybe before this returns.) */
+    l->cluster = 1;
+    tg_xflight_start(&l->xf, req->shard, l->key.data, req->cfg->cache_single_flight_wait_ms,
+                     req->cfg->cluster_lock_ttl_ms, on_xflight, l);
+    return 1;
+}
+
+/* The cross-replica step's events (xflight.h). */
+static int on_xflight(void *ud, enum tg_xflight_event ev, const char *value, size_t len)
+{
+    struct tg_lookup *l = ud;
+    struct tg_metrics_shard *mx = l->req->shard->metrics;
+    if (ev == TG_XF_WAITING) {
+        l->wait_start_us = tg_now_us();
+        if (l->on_wait)
+            l->on_wait(l->ud);
+        return 0;
+    }
+    if (l->wait_start_us)
+        l->wait_us = tg_now_us() - l->wait_start_us;
+    if (ev == TG_XF_VALUE) {
+        /* This process's waiters first: serving ends the request, and an
+         * ending leader releases its waiters empty-handed. */
+        tg_flight_finish(l->key.data, value, len);
+        l->leader = 0;
+        l->status = TG_CS_HIT; /* another replica's answer, as good as a hit */
+        if (l->cb(l->ud, value, len) != 0) {
+            l->status = TG_CS_MISS;
+            return -1; /* TG_XF_ALONE follows */
+        }
+        tg_metrics_xflight(mx, l->xf.result);
+        return 0;
+    }
+    tg_metrics_xflight(mx, l->xf.result);
+    l->cb(l->ud, NULL, 0);
     return 0;
 }
 
@@ -189,6 +230,8 @@ void tg_lookup_store(struct tg_lookup *l, const char *entry, size_t len)
         tg_flight_finish(l->key.data, entry, len);
         l->leader = 0;
     }
+    if (l->cluster) /* after the SET on the same connection: waiters find it */
+        tg_xflight_release(&l->xf);
 }
 
 void tg_lookup_cancel(struct tg_lookup *l)
@@ -203,6 +246,8 @@ void tg_lookup_cancel(struct tg_lookup *l)
     }
     if (l->req)
         tg_timer_stop(l->req->shard->loop, &l->timer);
+    if (l->cluster) /* releases a lock this replica holds */
+        tg_xflight_cancel(&l->xf);
     if (l->leader) { /* waiters go upstream themselves */
         tg_flight_finish(l->key.data, NULL, 0);
         l->leader = 0;
@@ -216,5 +261,5 @@ void tg_lookup_free(struct tg_lookup *l)
 
 int tg_lookup_pending(const struct tg_lookup *l)
 {
-    return l->op != NULL || l->wait != NULL;
+    return l->op != NULL || l->wait != NULL || (l->cluster && tg_xflight_pending(&l->xf));
 }

@@ -294,8 +294,12 @@ int main(int argc, char **argv)
     /* Never the Redis URL itself: it may carry a password. */
     tg_log(TG_LOG_INFO, "tiergate %s listening on %s:%u (%u shards, %zu models, redis %s%s%s:%u)",
            TG_VERSION, cfg->listen_host, tg_server_port(), cfg->shards, cfg->n_models,
-           cfg->cache_enabled ? "" : "off, ", cfg->redis_unix ? "unix:" : "", cfg->redis_host,
-           cfg->redis_unix ? 0 : cfg->redis_port);
+           cfg->cache_enabled ? "" : "off, ",
+           cfg->redis_unix     ? "unix:"
+           : cfg->redis_master ? "sentinel master "
+                               : "",
+           cfg->redis_master ? cfg->redis_master : cfg->redis_host,
+           cfg->redis_unix || cfg->redis_master ? 0 : cfg->redis_port);
     tg_config_unref(cfg);
 
     for (;;) {

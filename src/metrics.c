@@ -54,6 +54,8 @@ struct tg_metrics_shard {
     uint64_t semantic[TG_SEM__COUNT];
     uint64_t embeddings[N_STATUS][TG_CS__COUNT];
     uint64_t batch_lines[TG_BL__COUNT];
+    uint64_t limits[2][3]; /* [shared][enum tg_limit] */
+    uint64_t xflight[TG_CF__COUNT];
     int64_t inflight;
     struct tg_metrics_shard *next;
 };
@@ -293,6 +295,18 @@ void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit
             INC(m->validation_refused[i], 1);
             return;
         }
+}
+
+void tg_metrics_limits(struct tg_metrics_shard *m, int shared, enum tg_limit verdict)
+{
+    if (m && verdict <= TG_LIMIT_SPEND)
+        INC(m->limits[shared ? 1 : 0][verdict], 1);
+}
+
+void tg_metrics_xflight(struct tg_metrics_shard *m, enum tg_cluster_flight r)
+{
+    if (m && r < TG_CF__COUNT)
+        INC(m->xflight[r], 1);
 }
 
 void tg_metrics_shed(struct tg_metrics_shard *m)
@@ -653,6 +667,24 @@ tg_rc tg_metrics_render(const struct tg_config *cfg, struct tg_buf *o)
                       (unsigned long long)tg_membudget_refusals(mb));
     }
     render_semantic(o);
+    header(o, "tiergate_limits_checks_total", "counter",
+           "Gateway key limit checks (admissions and spend reservations), by where they were "
+           "decided (shared: in Redis; local: this replica's share) and verdict.");
+    for (int sh = 0; sh < 2; sh++)
+        for (int v = 0; v < 3; v++)
+            tg_buf_printf(o, "tiergate_limits_checks_total{mode=\"%s\",result=\"%s\"} %llu\n",
+                          sh ? "shared" : "local",
+                          v == 0   ? "ok"
+                          : v == 1 ? "rate"
+                                   : "spend",
+                          (unsigned long long)SUM(m->limits[sh][v]));
+    header(o, "tiergate_cluster_flight_total", "counter",
+           "Cross-replica single-flight steps (a process's leader of a cache miss), by how they "
+           "ended (docs/replicas.md).");
+    for (int r = 0; r < TG_CF__COUNT; r++)
+        tg_buf_printf(o, "tiergate_cluster_flight_total{result=\"%s\"} %llu\n",
+                      tg_cluster_flight_name((enum tg_cluster_flight)r),
+                      (unsigned long long)SUM(m->xflight[r]));
     header(o, "tiergate_inflight_requests", "gauge", "Requests being served now.");
     {
         int64_t v = 0;

@@ -34,17 +34,20 @@
 #include "tiergate/embed.h"
 #include "tiergate/error.h"
 #include "tiergate/files.h"
+#include "tiergate/flight.h"
 #include "tiergate/limits.h"
 #include "tiergate/log.h"
 #include "tiergate/membudget.h"
 #include "tiergate/metrics.h"
 #include "tiergate/rconn.h"
+#include "tiergate/quota.h"
 #include "tiergate/req.h"
 #include "tiergate/responses.h"
 #include "tiergate/semsync.h"
 #include "tiergate/server.h"
 #include "tiergate/shadow.h"
 #include "tiergate/upstream.h"
+#include "tiergate/xflight.h"
 
 /* Request paths longer than this are no endpoint's: 404. */
 #define RAW_PATH_MAX 256
@@ -54,6 +57,7 @@ struct server {
     pthread_t *threads;
     unsigned n;
     unsigned port;
+    struct tg_cache *sub; /* shard 0's pub/sub context: single-flight wake-ups */
 };
 
 static struct server srv;
@@ -105,6 +109,8 @@ static void on_recv_deadline(struct tg_loop *loop, void *ud);
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
 static void resume(struct tg_mhd_req *m);
 static void dispatch(struct tg_mhd_req *m);
+static void on_admitted(struct tg_req *req, enum tg_limit verdict, uint64_t retry_after_ms);
+static void run_endpoint(struct tg_req *req);
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -466,20 +472,9 @@ static const char *bearer(struct tg_req *req, size_t *len)
     return *len ? h : NULL;
 }
 
-/* A gateway key's request-rate and spend admission (limits.c). A dry run
- * costs no money but shard CPU (a body up to limits.max_body_bytes is
- * parsed and scored): it counts toward the key's rpm like a chat request.
- * Returns 0 when admitted; otherwise a 429 is queued. */
-static int admit(struct tg_req *req)
+/* The 429 of a refused admission. */
+static void refuse(struct tg_req *req, enum tg_limit lim, uint64_t wait_ms)
 {
-    uint64_t wait_ms = 0;
-    enum tg_limit lim = TG_LIMIT_NONE;
-    if (req->ep == TG_EP_CHAT || req->ep == TG_EP_RESPONSES || req->ep == TG_EP_EMBEDDINGS)
-        lim = tg_limits_admit(req->key, tg_now_ms(), tg_wall_time(), &wait_ms);
-    else if (req->ep == TG_EP_ROUTE)
-        lim = tg_limits_admit_rate(req->key, tg_now_ms(), &wait_ms);
-    if (lim == TG_LIMIT_NONE)
-        return 0;
     char msg[160], ra[24];
     if (lim == TG_LIMIT_RATE)
         snprintf(msg, sizeof(msg), "rate limit of %u requests per minute reached for key %.40s",
@@ -491,6 +486,31 @@ static int admit(struct tg_req *req)
                          lim == TG_LIMIT_RATE ? "rate_limit_exceeded" : "spend_limit_exceeded");
     snprintf(ra, sizeof(ra), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
     tg_req_add_header(req, "retry-after", ra);
+}
+
+/* The endpoints a gateway key's limits apply to: the ones that spend
+ * (rate and the day's spend) and the route dry run (rate only). */
+static int limited(enum tg_endpoint ep)
+{
+    return ep == TG_EP_CHAT || ep == TG_EP_RESPONSES || ep == TG_EP_EMBEDDINGS || ep == TG_EP_ROUTE;
+}
+
+/* A gateway key's request-rate and spend admission. A dry run costs no
+ * money but shard CPU (a body up to limits.max_body_bytes is parsed and
+ * scored): it counts toward the key's rpm like a chat request. Limits kept
+ * in this process are checked here, from the head, before the body is
+ * read; limits shared by replicas are asked of Redis once the body is in
+ * (dispatch). Returns 0 when admitted (or not decided yet); otherwise a
+ * 429 is queued. */
+static int admit(struct tg_req *req)
+{
+    uint64_t wait_ms = 0;
+    if (!limited(req->ep) || tg_quota_shared(req->cfg, req->key))
+        return 0;
+    int lim = tg_quota_admit(req, req->ep != TG_EP_ROUTE, NULL, &wait_ms);
+    if (lim == TG_LIMIT_NONE)
+        return 0;
+    refuse(req, (enum tg_limit)lim, wait_ms);
     return -1;
 }
 
@@ -621,6 +641,30 @@ static void dispatch(struct tg_mhd_req *m)
         return;
     }
     req->state = TG_REQ_WORKING;
+    if (limited(req->ep) && tg_quota_shared(req->cfg, req->key)) {
+        /* The shared limits: one script in Redis (quota.c), then on. */
+        uint64_t wait_ms = 0;
+        int lim = tg_quota_admit(req, req->ep != TG_EP_ROUTE, on_admitted, &wait_ms);
+        if (lim >= 0)
+            on_admitted(req, (enum tg_limit)lim, wait_ms);
+        return;
+    }
+    run_endpoint(req);
+}
+
+/* The shared admission's verdict (maybe later, from Redis). */
+static void on_admitted(struct tg_req *req, enum tg_limit verdict, uint64_t retry_after_ms)
+{
+    if (verdict != TG_LIMIT_NONE) {
+        refuse(req, verdict, retry_after_ms);
+        account_refused(req);
+        return;
+    }
+    run_endpoint(req);
+}
+
+static void run_endpoint(struct tg_req *req)
+{
     switch (req->ep) {
     case TG_EP_CHAT:
         tg_chat_handle(req);
@@ -1005,6 +1049,13 @@ static unsigned bound_port(int fd)
     return 0;
 }
 
+/* A replica stored or gave up on a cache key: wake this process's leader
+ * that waits for it, if any. */
+static void on_flight_news(void *ud, const char *key, size_t len)
+{
+    tg_flight_wake(key, len);
+}
+
 static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *cfg, char *err,
                         size_t errlen)
 {
@@ -1068,6 +1119,13 @@ static tg_rc shard_init(struct tg_shard *sh, unsigned index, struct tg_config *c
         snprintf(err, errlen, "cannot set up the batch worker");
         return TG_ERR_NOMEM;
     }
+    /* One subscriber per process, on shard 0, for the other replicas'
+     * single-flight news (xflight.h); flight.c posts each to its shard. */
+    if (index == 0 &&
+        !(srv.sub = tg_cache_subscriber_new(sh, TG_XFLIGHT_CHANNEL, on_flight_news, NULL))) {
+        snprintf(err, errlen, "cannot set up the Redis subscriber");
+        return TG_ERR_NOMEM;
+    }
     return TG_OK;
 }
 
@@ -1079,6 +1137,10 @@ static void shard_free(struct tg_shard *sh)
     tg_batchrun_stop(sh->batchrun);
     tg_rconn_free(sh->rconn);
     tg_batchrun_free(sh->batchrun);
+    if (sh->index == 0) {
+        tg_cache_free(srv.sub);
+        srv.sub = NULL;
+    }
     tg_cache_free(sh->cache);
     tg_upstream_free(sh->up);
     if (sh->mhd) {
@@ -1116,6 +1178,8 @@ tg_rc tg_server_start(struct tg_config *cfg)
 {
     char err[256] = "";
     raise_nofile();
+    tg_quota_init(); /* the Redis scripts, before any connection loads them */
+    tg_xflight_init();
     tg_membudget_set_limit(tg_membudget_answers(), cfg->max_buffered_bytes);
     srv.n = cfg->shards;
     srv.port = 0;
@@ -1174,6 +1238,8 @@ static void on_reload(struct tg_loop *loop, void *arg)
     sh->cfg_gen = tg_config_generation();
     tg_cache_reconfigure(sh->cache, old, cfg);
     tg_rconn_reconfigure(sh->rconn, cfg);
+    if (sh->index == 0 && srv.sub)
+        tg_cache_reconfigure(srv.sub, old, cfg);
     tg_config_unref(old);
 }
 

@@ -59,6 +59,13 @@ struct tg_model {
     void *upstream_url;     /* CURLU parsed from url by tg_upstream_model_prepare */
 };
 
+/* A Redis address (a sentinel's). */
+struct tg_redis_addr {
+    char *host;
+    unsigned port;
+};
+#define TG_REDIS_MAX_SENTINELS 16
+
 struct tg_gateway_key {
     char *name;
     unsigned char sha256[32];
@@ -94,10 +101,14 @@ struct tg_config {
     size_t max_buffered_bytes;          /* answers held in memory, process-wide; 0: no cap */
 
     char *redis_url;
-    char *redis_host; /* or a unix socket path when redis_unix */
+    char *redis_host; /* or a unix socket path when redis_unix; NULL with sentinels */
     int redis_unix;
     unsigned redis_port, redis_db;
     char *redis_password;
+    /* redis+sentinel://: the sentinels asked for redis_master's address. */
+    struct tg_redis_addr *redis_sentinels;
+    size_t n_redis_sentinels;
+    char *redis_master;
     unsigned redis_lookup_timeout_ms, redis_store_timeout_ms, redis_connect_timeout_ms;
     unsigned redis_reconnect_min_ms, redis_reconnect_max_ms;
 
@@ -121,6 +132,11 @@ struct tg_config {
         unsigned sync_ms;       /* how often a replica reads the others' stores */
         unsigned dimensions;    /* asked of the embedding model; 0: its default */
     } semantic;
+    /* cluster (docs/replicas.md): more than one replica on one Redis. */
+    unsigned cluster_replicas_hint; /* local share of a limit: limit / hint */
+    int cluster_shared_limits;      /* rpm and usd_per_day enforced in Redis */
+    int cluster_single_flight;      /* a Redis lock per cache key across replicas */
+    unsigned cluster_lock_ttl_ms;   /* that lock's lifetime, renewed by its holder */
 
     struct tg_model *models;
     size_t n_models;

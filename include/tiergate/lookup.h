@@ -3,12 +3,11 @@
  * lookup.h - the exact cache's step in a chat request (DESIGN §2.2,
  * docs/cache.md): Cache-Control and x-tiergate-cache-ttl, the cache key,
  * a Redis GET under its own deadline (fail open), and on a miss
- * single-flight: lead the upstream call, or wait (bounded) for the
- * leader's stored answer. It reports once, to one callback; it never
- * answers the client and never reads an entry (the caller serves it), so
- * a second lookup step (the semantic cache) can follow a miss the same
- * way. After the answer, tg_lookup_store writes it and releases waiters.
- * Loop thread of the request.
+ * single-flight, in the process and across replicas (xflight.h): lead the
+ * upstream call, or wait (bounded) for the leader's stored answer. It reports once, to one
+ * callback; it never answers the client and never reads an entry (the caller serves it), so a
+ * second lookup step (the semantic cache) can follow a miss the same way. After the answer,
+ * tg_lookup_store writes it and releases waiters. Loop thread of the request.
  */
 #ifndef TIERGATE_LOOKUP_H
 #define TIERGATE_LOOKUP_H
@@ -23,6 +22,7 @@
 #include "tiergate/cachestatus.h"
 #include "tiergate/common.h"
 #include "tiergate/loop.h"
+#include "tiergate/xflight.h"
 
 struct tg_req;
 struct tg_cache_op;
@@ -65,6 +65,8 @@ struct tg_lookup {
     unsigned n_inputs;
     int unkeyed; /* an input did not fit: neither served from nor stored */
     /* Private. */
+    int cluster; /* the cross-replica step ran (cluster.single_flight) */
+    struct tg_xflight xf;
     struct tg_req *req;
     struct tg_cache_op *op;
     struct tg_flight_wait *wait;

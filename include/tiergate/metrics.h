@@ -19,6 +19,8 @@
 #include "tiergate/common.h"
 #include "tiergate/compare.h"
 #include "tiergate/semresult.h"
+#include "tiergate/flight.h"
+#include "tiergate/limits.h"
 #include "tiergate/verifier.h"
 
 #define TG_METRICS_MAX_MODELS 256
@@ -93,6 +95,11 @@ void tg_metrics_validation_refused(struct tg_metrics_shard *m, const char *limit
  * (tiergate_buffered_refused_total{what="request"}; refused buffer growth,
  * what="growth", is membudget.c's count). Shard loop only. */
 void tg_metrics_shed(struct tg_metrics_shard *m);
+/* A gateway key's limit check (admission or spend reservation): decided in
+ * Redis (shared 1) or on this replica's share, and its verdict. */
+void tg_metrics_limits(struct tg_metrics_shard *m, int shared, enum tg_limit verdict);
+/* How a cross-replica single-flight step ended (xflight.h). */
+void tg_metrics_xflight(struct tg_metrics_shard *m, enum tg_cluster_flight r);
 
 /* The semantic cache and the embeddings endpoint (shard loop thread,
  * except the entries gauge: any thread, last writer wins). */

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -141,10 +142,23 @@ class Proc:
 class Redis(Proc):
     def __init__(self, port=None, extra=()):
         self.port = port or free_port()
+        # Its own working directory: a replica's full sync writes dump.rdb
+        # there even with --save "" (never into the source tree).
+        self.dir = tempfile.mkdtemp(prefix="tg-redis-")
         argv = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"] + list(extra)
+                "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                "--dir", self.dir] + list(extra)
         super().__init__("redis", argv, ready=None)
         wait_for(self.ping, 10, msg="redis to answer PING")
+
+    def kill(self):
+        super().kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop(self, timeout=15.0):
+        rc = super().stop(timeout)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
 
     def cmd(self, *args):
         """One RESP command over a fresh socket; returns the decoded reply."""
@@ -430,12 +444,18 @@ class World:
             clients = self._redis_clients()
             if clients is None:
                 return True  # Redis is down on purpose in this test
-            new = [c for c in clients if int(c.get("id", 0)) > since
+            # This gateway's connections (ids after `since`: Redis may still
+            # list an earlier gateway's), not this CLIENT LIST, not the
+            # process's pub/sub subscriber (it may connect first). Per shard:
+            # the cache's, past its handshake (SCRIPT LOAD once PING answered),
+            # and the one for files and batches (rconn.c) past CLIENT SETNAME.
+            new = [c for c in clients if int(c.get("id", 0)) > since and c.get("sub") == "0"
                    and not c.get("cmd", "").startswith("client")]
+            cache = [c for c in new if c.get("name") != "tiergate-batch"
+                     and c.get("cmd") not in ("NULL", "auth", "select", "role", "ping")]
             batch = [c for c in new if c.get("name") == "tiergate-batch"
                      and c.get("cmd") not in ("auth", "select", "NULL")]
-            # two per shard: the cache's and the one for files and batches (rconn.c)
-            return len(new) >= 2 * shards and len(batch) >= shards
+            return len(cache) >= shards and len(batch) >= shards
         wait_for(shards_connected, 5, msg="every shard's Redis connection")
 
     def reset(self):

@@ -49,7 +49,10 @@ def key_for(body, ns="anon"):
 
 
 def tkeys(w, pattern="tiergate:v1:*", redis=None):
-    return sorted((redis or w.redis).cmd("KEYS", pattern) or [])
+    """Cache keys: not the single-flight locks (<key>:lock, held while the
+    answer is on its way, docs/replicas.md) nor keys' limits."""
+    return sorted(k for k in (redis or w.redis).cmd("KEYS", pattern) or []
+                  if not k.endswith(":lock") and not k.startswith("tiergate:v1:lim:"))
 
 
 def wait_key(w, key, redis=None, timeout=5.0):
@@ -187,6 +190,8 @@ def stored_entry_key_ttl_and_shape(w):
           "cost_usd is what the answer cost: %r vs %s" % (entry["cost_usd"], r.header("x-tiergate-cost-usd")))
     eq(entry["completion"], r.json(), "completion stored as answered")
     check("tenant-alpha" not in json.dumps(entry) + ks[0], "the gateway key never reaches Redis")
+    # The single-flight lock taken for the miss is released once stored.
+    wait_for(lambda: not w.redis.cmd("KEYS", "tiergate:v1:*:lock"), 3, msg="the lock released")
 
 
 @test
@@ -736,11 +741,13 @@ def clients(redis):
 def reload_moves_the_cache_to_another_redis(w):
     other = Redis()
     try:
-        # two per shard: the cache's and the one for files and batches (rconn.c)
-        eq(clients(w.redis), 4, "two connections per shard")
+        # Two per shard (the cache's, and the one for files and batches:
+        # rconn.c) and the process's pub/sub subscriber (single-flight
+        # across replicas, docs/replicas.md).
+        eq(clients(w.redis), 5, "two connections per shard, one subscriber")
         cfg = w.config(redis=dict(REDIS_OPTS, url="redis://127.0.0.1:%d/0" % other.port))
         w.gw.reload(cfg)
-        wait_for(lambda: clients(other) == 4 and clients(w.redis) == 0, 5, msg="both shards moved")
+        wait_for(lambda: clients(other) == 5 and clients(w.redis) == 0, 5, msg="all five moved")
         body = chat_body("after the move")
         eq(w.gw.chat(body).header("x-tiergate-cache"), "miss")
         wait_key(w, key_for(body), redis=other)

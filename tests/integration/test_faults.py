@@ -63,7 +63,8 @@ def attempts(d):
 
 
 def tkeys(w):
-    return w.redis.cmd("KEYS", "tiergate:v1:*") or []
+    """Cache entries: not single-flight locks (released just after a store)."""
+    return [k for k in w.redis.cmd("KEYS", "tiergate:v1:*") or [] if not k.endswith(":lock")]
 
 
 def no_keys_after_barrier(w):

@@ -303,7 +303,23 @@ static const struct bad_case {
     {{.redis = "{\"url\": \"redis://h:abc/1\"}"}, "t.json:3: redis.url: bad port"},
     {{.redis = "{\"url\": \"redis://h:/1\"}"}, "t.json:3: redis.url: bad port"},
     {{.redis = "{\"url\": \"http://h:6379\"}"},
-     "t.json:3: redis.url: expected redis://host:port/db or unix:///path"},
+     "t.json:3: redis.url: expected redis://host:port/db, redis+sentinel://host:port,.../master/db "
+     "or unix:///path"},
+    {{.redis = "{\"url\": \"redis+cluster://h:7000,h:7001\"}"},
+     "t.json:3: redis.url: Redis Cluster is not supported (hiredis 0.14 has no cluster client): "
+     "use one master, or redis+sentinel://host:port,host:port/mastername/db"},
+    {{.redis = "{\"url\": \"redis+sentinel://h:26379\"}"},
+     "t.json:3: redis.url: expected redis+sentinel://host:port[,host:port...]/mastername[/db]"},
+    {{.redis = "{\"url\": \"redis+sentinel:///m\"}"},
+     "t.json:3: redis.url: expected redis+sentinel://host:port[,host:port...]/mastername[/db]"},
+    {{.redis = "{\"url\": \"redis+sentinel://h:1/\"}"},
+     "t.json:3: redis.url: the master name is missing or invalid"},
+    {{.redis = "{\"url\": \"redis+sentinel://h:1,h:99999/m\"}"}, "t.json:3: redis.url: bad port"},
+    {{.redis = "{\"url\": \"redis+sentinel://h:1,,h:2/m\"}"}, "t.json:3: redis.url: host missing"},
+    {{.redis = "{\"url\": \"redis+sentinel://h:1/m/x\"}"},
+     "t.json:3: redis.url: bad database number"},
+    {{.redis = "{\"url\": \"redis+sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m\"}"},
+     "t.json:3: redis.url: at most 16 sentinels"},
     {{.redis = "{\"url\": \"redis://h/x\"}"}, "t.json:3: redis.url: bad database number"},
     {{.redis = "{\"url\": \"redis://h/-1\"}"}, "t.json:3: redis.url: bad database number"},
     {{.redis = "{\"url\": \"redis://:6379/0\"}"}, "t.json:3: redis.url: host missing"},
@@ -316,6 +332,15 @@ static const struct bad_case {
      "t.json:3: redis.reconnect_max_ms: must not be below reconnect_min_ms"},
     {{.redis = "{\"lookup_timeout_ms\": 0}"},
      "t.json:3: redis.lookup_timeout_ms: must be between 1 and 60000"},
+    /* cluster */
+    {{.extra = ",\n  \"cluster\": {\"replicas_hint\": 0}"},
+     "t.json:13: cluster.replicas_hint: must be between 1 and 10000"},
+    {{.extra = ",\n  \"cluster\": {\"lock_ttl_ms\": 5}"},
+     "t.json:13: cluster.lock_ttl_ms: must be between 100 and 600000"},
+    {{.extra = ",\n  \"cluster\": {\"shared_limits\": 1}"},
+     "t.json:13: cluster.shared_limits: must be true or false"},
+    {{.extra = ",\n  \"cluster\": {\"replicas\": 2}"},
+     "t.json:13: cluster.replicas: unknown setting"},
     /* cache */
     {{.extra = ",\n  \"cache\": {\n    \"tll_s\": 5\n  }"},
      "t.json:14: cache.tll_s: unknown setting"},
@@ -652,6 +677,70 @@ TG_TEST(redis_url_forms)
         TG_CHECK_INT(cfg->redis_db, cases[i].db);
         tg_config_unref(cfg);
     }
+}
+
+TG_TEST(sentinel_url_forms)
+{
+    char err[512];
+    clear_env();
+    struct parts p = {.redis =
+                          "{\"url\": "
+                          "\"redis+sentinel://:pw@10.0.0.1:26379,[::1],s3:26380/mymaster/3\"}"};
+    struct tg_config *cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    TG_CHECK(cfg->redis_host == NULL); /* asked of a sentinel at every connect */
+    TG_CHECK_STR(cfg->redis_master, "mymaster");
+    TG_CHECK_STR(cfg->redis_password, "pw");
+    TG_CHECK_INT(cfg->redis_db, 3);
+    TG_CHECK_INT(cfg->n_redis_sentinels, 3);
+    if (cfg->n_redis_sentinels == 3) {
+        TG_CHECK_STR(cfg->redis_sentinels[0].host, "10.0.0.1");
+        TG_CHECK_INT(cfg->redis_sentinels[0].port, 26379);
+        TG_CHECK_STR(cfg->redis_sentinels[1].host, "::1");
+        TG_CHECK_INT(cfg->redis_sentinels[1].port, 26379); /* Sentinel's default port */
+        TG_CHECK_STR(cfg->redis_sentinels[2].host, "s3");
+        TG_CHECK_INT(cfg->redis_sentinels[2].port, 26380);
+    }
+    tg_config_unref(cfg);
+    p.redis = "{\"url\": \"redis+sentinel://127.0.0.1:5000/m\"}";
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    TG_CHECK_STR(cfg->redis_master, "m");
+    TG_CHECK_INT(cfg->redis_db, 0);
+    TG_CHECK(cfg->redis_password == NULL);
+    TG_CHECK_INT(cfg->n_redis_sentinels, 1);
+    tg_config_unref(cfg);
+}
+
+TG_TEST(cluster_section)
+{
+    char err[512];
+    clear_env();
+    struct parts p = {0};
+    struct tg_config *cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    TG_CHECK_INT(cfg->cluster_replicas_hint, 1);
+    TG_CHECK_INT(cfg->cluster_shared_limits, 1); /* DESIGN §6: with Redis, limits span replicas */
+    TG_CHECK_INT(cfg->cluster_single_flight, 1);
+    TG_CHECK_INT(cfg->cluster_lock_ttl_ms, 5000);
+    tg_config_unref(cfg);
+    p.extra = ",\n  \"cluster\": {\"replicas_hint\": 3, \"shared_limits\": false,\n"
+              "    \"single_flight\": false, \"lock_ttl_ms\": 1500}";
+    cfg = load(build_text(&p), err, sizeof(err));
+    TG_CHECK_MSG(cfg != NULL, "%s", err);
+    if (!cfg)
+        return;
+    TG_CHECK_INT(cfg->cluster_replicas_hint, 3);
+    TG_CHECK_INT(cfg->cluster_shared_limits, 0);
+    TG_CHECK_INT(cfg->cluster_single_flight, 0);
+    TG_CHECK_INT(cfg->cluster_lock_ttl_ms, 1500);
+    tg_config_unref(cfg);
 }
 
 TG_TEST(sections_set_values)
@@ -995,6 +1084,8 @@ int main(void)
     TG_RUN(error_message_truncated_safely);
     TG_RUN(listen_forms);
     TG_RUN(redis_url_forms);
+    TG_RUN(sentinel_url_forms);
+    TG_RUN(cluster_section);
     TG_RUN(sections_set_values);
     TG_RUN(env_overrides);
     TG_RUN(api_key_from_env);
