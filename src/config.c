@@ -1087,7 +1087,8 @@ static int model_finish(struct ctx *c, struct tg_model *m, const char *path)
                            : m->api == TG_API_RESPONSES  ? "/responses"
                                                          : "/chat/completions";
     if (m->kind == TG_MODEL_EMBEDDING && m->api == TG_API_RESPONSES)
-        return fail(c, path, "an embedding model is called on /embeddings: \"api\" must be \"chat\"");
+        return fail(c, path,
+                    "an embedding model is called on /embeddings: \"api\" must be \"chat\"");
     size_t ul = bl + strlen(endpoint) + 1;
     m->url = malloc(ul);
     if (!m->url)

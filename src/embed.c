@@ -98,7 +98,8 @@ static struct tg_embed *embed_new(struct tg_req *req)
     tg_cascade_init(&e->cas);
     /* cascade.final_invalid, as for chat: a malformed final answer is a
      * 502 by default, sent as it came with "pass" (never cached either way). */
-    e->cas.final_invalid = req->cfg->final_invalid_pass ? TG_FINAL_INVALID_PASS : TG_FINAL_INVALID_ERROR;
+    e->cas.final_invalid =
+        req->cfg->final_invalid_pass ? TG_FINAL_INVALID_PASS : TG_FINAL_INVALID_ERROR;
     tg_buf_init(&e->up_body, req->cfg->max_body_bytes + UPSTREAM_BODY_SLACK);
     req->ctx = e;
     req->on_cancel = embed_cancel;
@@ -193,7 +194,8 @@ static int serve_cached(struct tg_embed *e, const char *value, size_t len)
         if (strlen(cfg->models[i].id) == en.model_id_len &&
             memcmp(cfg->models[i].id, en.model_id, en.model_id_len) == 0)
             e->answered = &cfg->models[i];
-    e->baseline_usd = tg_usage_usd(e->answered, en.prompt_tokens, 0); /* what the call would have cost */
+    e->baseline_usd =
+        tg_usage_usd(e->answered, en.prompt_tokens, 0); /* what the call would have cost */
     respond(e, 200, "application/json", en.completion, en.completion_len);
     return 0;
 }

@@ -76,7 +76,7 @@ static pthread_mutex_t unknown_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct unknown unknowns[TG_METRICS_UNKNOWN_TOP];
 static size_t n_unknowns;
 static uint64_t unknown_other[2], unknown_seq; /* [0]: 404, [1]: 405 */
-static uint64_t semantic_entries; /* gauge, written by the semantic sync */
+static uint64_t semantic_entries;              /* gauge, written by the semantic sync */
 
 unsigned tg_metrics_model_index(const char *model_id)
 {

@@ -76,8 +76,9 @@ struct tg_cachekey_input {
 };
 
 /* As tg_cachekey_digest / tg_cachekey_build, with n inputs hashed after
- * the canonical body (kind as in tg_cachekey_build_kind: NULL for chat): for each, in the order given, a NUL byte, name, '='
- * and value (canonical JSON never holds a raw NUL, so body and inputs
+ * the canonical body (kind as in tg_cachekey_build_kind: NULL for
+ * chat): for each, in the order given, a NUL byte, name, '=' and value
+ * (canonical JSON never holds a raw NUL, so body and inputs
  * cannot run into each other). n == 0 gives exactly tg_cachekey_digest's
  * key, so requests without such inputs keep their keys. Thread-safe. */
 tg_rc tg_cachekey_digest_inputs(const json_t *req, const struct tg_cachekey_input *in, size_t n,
