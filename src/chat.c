@@ -558,8 +558,9 @@ static void on_opinion(void *ud, enum tg_opinion op, json_t *completion)
 
 /* --- delivering the answer ---------------------------------------------------
  * Every byte for the client goes through these few functions (and the two
- * pass-through paths above), so a translating front door only has to sit
- * between them and the request. */
+ * pass-through paths above, pass_back and cut_stream, and chatcall.c's
+ * live and replayed stream events), so a translating front door only has
+ * to sit between them and the request. */
 
 /* Delivers an accepted answer (valid: it is stored too). */
 static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)

@@ -7,8 +7,9 @@
  * live), backpressure from the client's stream, the attempt billed
  * (bill.c) and what came back collected and validated for the cascade.
  * It does not choose candidates or say what a result means (cascade.c),
- * decide how the answer is delivered (chat.c's tg_chat_deliver) or
- * account for the request (chat.c's end).
+ * own the delivery state (it moves it only through chat.c's
+ * tg_chat_deliver and tg_chat_begin_answer) or account for the request
+ * (chat.c's end).
  */
 #include <stdio.h>
 #include <string.h>
