@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT
  *
- * chat.c - one chat completion through the gateway (DESIGN §2): the I/O
- * and the order of events. It checks the body (chatbody.c), resolves the
- * model, runs the cache step (lookup.c: Redis, single-flight), routes,
- * calls the candidates the cascade picks (cascade.c says what each result
- * means), delivers the answer and accounts for the request once. It does
- * not judge answers (validate.c), choose candidates (cascade.c), format
+ * chat.c - one chat completion through the gateway (DESIGN §2): the order
+ * of events. It checks the body (chatbody.c), resolves the model, runs
+ * the cache step (lookup.c: Redis, single-flight), routes, has the
+ * candidates the cascade picks called (chatcall.c: one attempt's I/O;
+ * cascade.c says what each result means), delivers the answer and
+ * accounts for the request once. It does not judge answers (validate.c),
+ * choose candidates (cascade.c), talk to an upstream (chatcall.c), format
  * cache entries (entry.c) or decision lines (decision.c), and it never
  * talks to libmicrohttpd: answers go through the tg_req_* calls, so an
- * internal request (a batch line) runs the same path.
+ * internal request (a batch line) runs the same path. struct tg_chat and
+ * enum delivery are in chat_int.h, shared with chatcall.c only.
  *
  * Order of events for one request:
  *   tg_chat_handle -> check_body -> resolve -> start_lookup -> on_lookup
@@ -18,13 +20,14 @@
  *     -> [second_opinion -> on_opinion] -> accept_answer | leave (next_attempt)
  *     | pass_back | fail_request | cut_stream -> end (stop what runs, metrics,
  *     spend, decision line) -> chat_cancel at completion (queues a shadow job)
+ * start_call, on_headers, on_data, on_event (and collect, in on_done) are
+ * chatcall.c's; the calls between the two files are named tg_chat_*.
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "tiergate/alloc.h"
 #include "tiergate/answer.h"
@@ -53,67 +56,11 @@
 #include "tiergate/usage.h"
 #include "tiergate/validate.h"
 
+#include "chat_int.h"
+
 /* Buffer caps (curl's DYN_*), besides the configured limits. */
 #define UPSTREAM_BODY_SLACK 4096     /* what the gateway adds to the client's body */
 #define ROUTE_JSON_MAX (64u * 1024u) /* POST /v1/route: tier, score, features */
-
-/* How the answer reaches the client: one variable, changed by deliver()
- * only (curl's mstate()). A stream request's attempt is HOLDING while a
- * higher tier could still take over (its events are kept until the
- * answer is judged, then replayed: HOLDING -> COMMITTED -> DONE) and LIVE
- * on the final attempt (events go out as they come; the first one makes
- * it COMMITTED). A non-stream attempt is HOLDING its body. Once COMMITTED,
- * answer bytes reached the client and no other model may answer: a
- * failure ends the stream with an error event. */
-enum delivery {
-    DLV_NONE = 0,  /* nothing sent; no attempt under way */
-    DLV_HOLDING,   /* the attempt's answer is kept until it is judged */
-    DLV_LIVE,      /* stream events go out as they arrive; none sent yet */
-    DLV_COMMITTED, /* answer bytes reached the client */
-    DLV_DONE,      /* the response is complete and the request accounted for */
-};
-
-struct tg_chat {
-    struct tg_req *req;
-    struct tg_chatbody body; /* the client's body, parsed and checked */
-
-    struct tg_lookup look;  /* the exact cache's step */
-    struct tg_semantic sem; /* the semantic cache's, after an exact miss */
-
-    /* routing and the cascade */
-    int routed;      /* "auto": the router picks the start */
-    int route_known; /* route holds the router's decision */
-    struct tg_route route;
-    struct tg_model *pinned; /* the model the client named */
-    struct tg_cascade cas;
-    char retry_note[400];   /* why an earlier answer was rejected, for the next model */
-    char upstream_msg[160]; /* last provider error message, for the client only */
-
-    /* the attempt in flight */
-    struct tg_call *call;
-    int want_logprobs, added_usage; /* what the gateway added to the upstream body */
-    unsigned n_samples;             /* "n" asked for self-consistency (opinion.c), or 0 */
-    int sse_body;                   /* the upstream answers with an SSE stream */
-    int shed;                       /* resp or the client's stream hit limits.max_buffered_bytes */
-    struct tg_buf up_body;
-    struct tg_buf resp; /* the attempt's body, or its held SSE events */
-    struct tg_sse_stream *sse;
-    struct tg_rupstream_rx *rx; /* a Responses model's events as chat chunks */
-    uint64_t upstream_us;
-
-    /* the answer */
-    unsigned status;
-    struct tg_model *answered;
-    unsigned escalations;
-    double cost_usd, baseline_usd;
-    struct tg_bill bill; /* the attempts' bills, the key's spend held */
-    enum delivery dlv;   /* changed by deliver() only */
-
-    struct tg_chatout out;           /* stream mode, early head, x-tiergate-* values */
-    struct tg_opinion_run *op;       /* second opinion calls in flight (holding the answer) */
-    struct tg_opinion_log *opinions; /* allocated at the first one */
-    struct tg_shadow_job *shadow;    /* sampled: queued when the response completed */
-};
 
 /* Table of contents, in the order a request meets them. */
 static struct tg_chat *chat_new(struct tg_req *req);
@@ -124,29 +71,18 @@ static int on_lookup(void *ud, const char *value, size_t len);
 static int on_semantic(void *ud, const char *value, size_t len);
 static int serve_cached(struct tg_chat *ch, const char *value, size_t len);
 static void proceed(struct tg_chat *ch);
-static void next_attempt(struct tg_chat *ch);
-static void start_call(struct tg_chat *ch, struct tg_attempt *a);
-static int on_headers(struct tg_call *call, void *ud);
-static int on_data(struct tg_call *call, const char *p, size_t n, void *ud);
-static int on_event(void *ud, const struct tg_sse_event *ev);
-static void on_stream_drain(struct tg_req *req);
-static void on_done(struct tg_call *call, tg_rc rc, void *ud);
+/* tg_chat_next_attempt -> chatcall.c -> tg_chat_on_done (chat_int.h) */
 static int second_opinion(struct tg_chat *ch, json_t *completion);
 static void on_opinion(void *ud, enum tg_opinion op, json_t *completion);
 static void accept_answer(struct tg_chat *ch, json_t *completion, int valid);
 static void store_answer(struct tg_chat *ch, json_t *completion);
 static void respond_answer(struct tg_chat *ch, json_t *completion, const char *raw, size_t raw_len);
 static void open_stream(struct tg_chat *ch);
-static int hold_event(struct tg_chat *ch, const struct tg_sse_event *ev);
-static int begin_answer(struct tg_chat *ch, int cost_known);
 static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const char *code,
                          unsigned retry_after_s, int no_retry);
-static void deliver(struct tg_chat *ch, enum delivery to);
 static void chat_cancel(struct tg_req *req);
 static void end(struct tg_chat *ch);
 static void chat_free(struct tg_req *req);
-
-static const struct tg_call_ops call_ops = {on_headers, on_data, on_done};
 
 /* --- small helpers ------------------------------------------------------ */
 
@@ -440,7 +376,7 @@ static void on_reserved(void *ud, const char *refusal, unsigned retry_s)
         return;
     }
     open_stream(ch);
-    next_attempt(ch);
+    tg_chat_next_attempt(ch);
 }
 
 static void proceed(struct tg_chat *ch)
@@ -456,7 +392,7 @@ static void proceed(struct tg_chat *ch)
 
 /* Calls the next candidate the cascade picks, or answers with its error
  * when nothing is left. */
-static void next_attempt(struct tg_chat *ch)
+void tg_chat_next_attempt(struct tg_chat *ch)
 {
     struct tg_metrics_shard *mx = ch->req->shard->metrics;
     struct tg_attempt *a;
@@ -468,7 +404,7 @@ static void next_attempt(struct tg_chat *ch)
         tg_metrics_move(mx, &mv);
     }
     if (pick == TG_PICK_CALL) {
-        start_call(ch, a);
+        tg_chat_start_call(ch, a);
         return;
     }
     struct tg_cascade_error e;
@@ -476,218 +412,7 @@ static void next_attempt(struct tg_chat *ch)
     fail_request(ch, e.rc, e.message, e.code, e.retry_after_s, e.no_retry);
 }
 
-static void start_call(struct tg_chat *ch, struct tg_attempt *a)
-{
-    struct tg_req *req = ch->req;
-    const struct tg_config *cfg = req->cfg;
-    struct tg_model *m = a->model;
-    int stream = ch->body.stream;
-    TG_ASSERT(ch->call == NULL && a == ch->cas.cur);
-    ch->sse_body = 0;
-    ch->added_usage = stream && !ch->body.client_usage;
-    ch->want_logprobs = tg_validate_wants_logprobs(&cfg->validate, ch->body.json, ch->cas.final);
-    /* Stream modes: live sends every attempt as it comes; otherwise only
-     * the final one, and prefix judges the others' openings. */
-    int live = stream &&
-               tg_chatout_attempt(&ch->out, cfg, ch->body.json, ch->cas.final, ch->want_logprobs);
-    deliver(ch, live ? DLV_LIVE : DLV_HOLDING);
-    ch->n_samples = tg_opinion_n_for(cfg, m, ch->cas.final, ch->body.json);
-    tg_buf_reset(&ch->resp);
-    tg_sse_stream_free(ch->sse);
-    ch->sse = NULL;
-    tg_rupstream_rx_free(ch->rx);
-    ch->rx = NULL;
-    struct tg_chatbody_rewrite w = {m->upstream_model, ch->retry_note, ch->added_usage,
-                                    ch->want_logprobs, ch->n_samples,  0};
-    char why[96] = "";
-    tg_rc rc = tg_chatbody_upstream(&ch->body, &w, &ch->up_body);
-    if (rc == TG_OK && m->api == TG_API_RESPONSES)
-        rc = tg_rupstream_request(&ch->up_body, why, sizeof(why));
-    if (rc == TG_OK && stream &&
-        !(ch->sse = tg_sse_stream_new(0, cfg->max_upstream_response_bytes)))
-        rc = TG_ERR_NOMEM;
-    struct tg_call_opts opts = {
-        .model = m,
-        .body = ch->up_body.data,
-        .body_len = ch->up_body.len,
-        .stream = stream,
-        .max_response = cfg->max_upstream_response_bytes,
-        .request_id = req->id,
-    };
-    if (rc == TG_OK)
-        rc = tg_call_start(req->shard->up, &opts, &call_ops, ch, &ch->call);
-    if (rc != TG_OK) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "cannot start call: %s", why[0] ? why : tg_rc_name(rc));
-        tg_cascade_abandon(&ch->cas, TG_OUT_TRANSPORT, detail);
-        ch->call = NULL;
-        deliver(ch, DLV_NONE);
-        next_attempt(ch);
-    }
-}
-
-/* --- the call in flight --------------------------------------------------- */
-
-static int on_headers(struct tg_call *call, void *ud)
-{
-    struct tg_chat *ch = ud;
-    long status = tg_call_status(call);
-    const char *ct = tg_call_content_type(call);
-    ch->sse_body =
-        ch->body.stream && status / 100 == 2 && strncasecmp(ct, "text/event-stream", 17) == 0;
-    if (ch->sse_body && ch->cas.cur->model->api == TG_API_RESPONSES &&
-        !(ch->rx = tg_rupstream_rx_new(0)))
-        return 1;
-    return 0;
-}
-
-/* One complete upstream SSE event. Live: forward it now. Held: keep it
- * until the whole answer is judged. */
-static int on_event(void *ud, const struct tg_sse_event *ev)
-{
-    struct tg_chat *ch = ud;
-    if (ev->kind == TG_SSE_OTHER)
-        return 0;
-    if (ev->usage_only && ch->added_usage)
-        return 0; /* the client did not ask for usage: we did, for cost */
-    if (tg_chatout_event(&ch->out, ev))
-        return 0; /* [DONE]: sent once the answer is judged */
-    if (ch->dlv == DLV_HOLDING)
-        return hold_event(ch, ev);
-    if (begin_answer(ch, 0) != 0)
-        return 1;
-    tg_rc rc = tg_req_stream_write(ch->req, ev->raw, ev->raw_len);
-    ch->shed |= rc == TG_ERR_OVERLOADED;
-    return rc == TG_OK ? 0 : 1;
-}
-
-/* A held event: kept, and in prefix mode judged. COMMIT replays what was
- * held and goes live from this model; REJECT stops the call (nonzero) and
- * on_done escalates as for a failed validation. */
-static int hold_event(struct tg_chat *ch, const struct tg_sse_event *ev)
-{
-    tg_rc rc = tg_buf_append(&ch->resp, ev->raw, ev->raw_len);
-    if (rc != TG_OK) {
-        ch->shed |= rc == TG_ERR_OVERLOADED;
-        return 1;
-    }
-    enum tg_prefix_step st = tg_chatout_judge(&ch->out, ev);
-    if (st != TG_PREFIX_COMMIT)
-        return st == TG_PREFIX_REJECT;
-    if (begin_answer(ch, 0) != 0)
-        return 1;
-    rc = tg_req_stream_move(ch->req, &ch->resp); /* held once, by the client's stream */
-    ch->shed |= rc == TG_ERR_OVERLOADED;
-    return rc == TG_OK ? 0 : 1;
-}
-
-static int on_data(struct tg_call *call, const char *p, size_t n, void *ud)
-{
-    struct tg_chat *ch = ud;
-    if (ch->req->closed)
-        return TG_CALL_ABORT;
-    if (!ch->sse_body) {
-        tg_rc rc = tg_buf_append(&ch->resp, p, n);
-        ch->shed |= rc == TG_ERR_OVERLOADED;
-        return rc == TG_OK ? TG_CALL_OK : TG_CALL_ABORT;
-    }
-    if (ch->dlv >= DLV_LIVE && tg_buf_unread(&ch->req->out) > TG_STREAM_HIGH_WATER)
-        return TG_CALL_PAUSE; /* the client reads slower than the model writes */
-    /* TG_AGAIN: on_event refused (out of memory or buffer cap). A parser
-     * error (an event over 1 MB, the answer over
-     * limits.max_upstream_response_bytes, no memory) is sticky and the
-     * parser dispatches no further event, so a live stream could forward
-     * nothing more either: end the call now rather than read the rest of
-     * the answer into the void and fail at its end. */
-    tg_rc rc = ch->rx ? tg_rupstream_rx_feed(ch->rx, p, n, ch->sse, on_event, ch)
-                      : tg_sse_stream_feed(ch->sse, p, n, on_event, ch);
-    if (rc != TG_OK)
-        return TG_CALL_ABORT;
-    return TG_CALL_OK;
-}
-
-static void on_stream_drain(struct tg_req *req)
-{
-    struct tg_chat *ch = req->ctx;
-    if (ch && ch->call)
-        tg_call_unpause(ch->call);
-}
-
 /* --- judging the result ---------------------------------------------------- */
-
-/* Bills an attempt (bill.c: usage, or an estimate marked in the decision
- * line). raw_bytes: what arrived of a body that did not parse. */
-static void record_usage(struct tg_chat *ch, struct tg_attempt *a, const json_t *completion,
-                         size_t raw_bytes)
-{
-    ch->cost_usd += tg_bill_attempt(&ch->bill, ch->body.json, a, completion, raw_bytes,
-                                    ch->req->shard->metrics);
-}
-
-/* An attempt that ended without its whole answer (cut, cancelled, timed
- * out) was still billed by the provider for what it generated. */
-static void bill_partial(struct tg_chat *ch, struct tg_attempt *a)
-{
-    json_t *partial = ch->sse_body ? tg_sse_completion(ch->sse) : NULL;
-    record_usage(ch, a, partial, ch->sse_body ? 0 : tg_buf_unread(&ch->resp));
-    json_decref(partial);
-}
-
-/* What the call brought back, for the cascade to judge. A 2xx answer is
- * rebuilt (a stream) or parsed, its usage counted and validated here;
- * *completion (owned, may be NULL) and *v hold what was found. */
-static void collect(struct tg_chat *ch, struct tg_call *call, tg_rc rc, struct tg_result *r,
-                    struct tg_verdict *v, json_t **completion)
-{
-    const struct tg_buf *body = &ch->resp;
-    memset(r, 0, sizeof(*r));
-    memset(v, 0, sizeof(*v));
-    *completion = NULL;
-    r->rc = rc;
-    r->error = rc != TG_OK ? tg_call_error(call) : NULL;
-    r->status = tg_call_status(call);
-    r->retry_after_ms = tg_call_retry_after_ms(call);
-    r->sse = ch->sse_body;
-    r->sse_done = ch->sse_body && tg_sse_stream_done(ch->sse);
-    r->sse_error = ch->sse_body && tg_sse_stream_error(ch->sse);
-    r->committed = ch->dlv == DLV_COMMITTED;
-    r->shed = ch->shed;
-    if (tg_chatout_rejected(&ch->out)) {
-        /* Stopped on its prefix. Usage comes only at a stream's end: the
-         * held text is billed as an estimate (bill.c). */
-        long held = 0;
-        r->stopped = r->parsed = 1;
-        r->verdict = v;
-        tg_chatout_stopped(&ch->out, v, &held);
-        record_usage(ch, ch->cas.cur, NULL, (size_t)held * 4);
-        return;
-    }
-    if (rc != TG_OK || (r->sse && !r->sse_done)) {
-        if (r->status / 100 == 2) /* cut short: billed for what it generated */
-            bill_partial(ch, ch->cas.cur);
-        return;
-    }
-    if (r->status == 400)
-        r->context_error = tg_answer_context_error(tg_buf_head(body), tg_buf_unread(body));
-    if (r->status / 100 != 2)
-        return;
-    if (!ch->sse_body && ch->cas.cur->model->api == TG_API_RESPONSES)
-        tg_rupstream_body(&ch->resp); /* a Response object, read as a chat.completion */
-    *completion = ch->sse_body ? tg_sse_completion(ch->sse)
-                               : tg_json_parse(tg_buf_head(body), tg_buf_unread(body), 0, NULL);
-    r->parsed = *completion != NULL;
-    record_usage(ch, ch->cas.cur, *completion, 0); /* not JSON at all: not model output */
-    r->verdict = v;
-    if (!json_is_object(*completion)) {
-        v->reason = TG_CHK_MALFORMED;
-        snprintf(v->detail, sizeof(v->detail), "the answer was not a JSON object");
-    } else if (tg_validate_completion(&ch->req->cfg->validate, ch->body.json, *completion,
-                                      ch->cas.final, v) != TG_OK) {
-        r->verdict = NULL; /* out of memory: not judged */
-    }
-    if (!v->ok) /* for a refusal's message */
-        tg_answer_text(*completion, &r->text, &r->text_len);
-}
 
 /* Leaves the attempt the cascade gave up on and calls the next one. */
 static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct tg_verdict *v)
@@ -706,8 +431,8 @@ static void leave(struct tg_chat *ch, const struct tg_judgement *j, const struct
                  "requirement of the request.",
                  tg_validate_check_name(v->reason), v->detail);
     tg_metrics_move(ch->req->shard->metrics, &j->move);
-    deliver(ch, DLV_NONE); /* nothing of this attempt reached the client */
-    next_attempt(ch);
+    tg_chat_deliver(ch, DLV_NONE); /* nothing of this attempt reached the client */
+    tg_chat_next_attempt(ch);
 }
 
 /* Sends the upstream's response as it came: a 4xx (the client's mistake),
@@ -747,7 +472,7 @@ static void cut_stream(struct tg_chat *ch, tg_rc rc)
 }
 
 /* The call ended: the cascade judges, this dispatches on its step. */
-static void on_done(struct tg_call *call, tg_rc rc, void *ud)
+void tg_chat_on_done(struct tg_call *call, tg_rc rc, void *ud)
 {
     struct tg_chat *ch = ud;
     struct tg_attempt *a = ch->cas.cur;
@@ -756,14 +481,14 @@ static void on_done(struct tg_call *call, tg_rc rc, void *ud)
     ch->upstream_us += a->latency_us;
     /* End of input: an event ended by a lone CR is only dispatched now. */
     if (ch->rx)
-        tg_rupstream_rx_finish(ch->rx, ch->sse, on_event, ch);
+        tg_rupstream_rx_finish(ch->rx, ch->sse, tg_chat_on_event, ch);
     if (ch->sse_body)
-        tg_sse_stream_finish(ch->sse, on_event, ch);
+        tg_sse_stream_finish(ch->sse, tg_chat_on_event, ch);
     struct tg_result r;
     struct tg_verdict v;
     struct tg_judgement j;
     json_t *completion;
-    collect(ch, call, rc, &r, &v, &completion);
+    tg_chat_collect(ch, call, rc, &r, &v, &completion);
     tg_metrics_validation_refused(ch->req->shard->metrics, v.limit);
     tg_cascade_judge(&ch->cas, &r, tg_now_ms(), &j);
     tg_metrics_upstream(ch->req->shard->metrics, a->model->metrics_idx, a->outcome,
@@ -830,8 +555,9 @@ static void on_opinion(void *ud, enum tg_opinion op, json_t *completion)
 
 /* --- delivering the answer ---------------------------------------------------
  * Every byte for the client goes through these few functions (and the two
- * pass-through paths above), so a translating front door only has to sit
- * between them and the request. */
+ * pass-through paths above, pass_back and cut_stream, and chatcall.c's
+ * live and replayed stream events), so a translating front door only has
+ * to sit between them and the request. */
 
 /* Delivers an accepted answer (valid: it is stored too). */
 static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
@@ -862,7 +588,7 @@ static void accept_answer(struct tg_chat *ch, json_t *completion, int valid)
         respond_answer(ch, NULL, tg_buf_head(&ch->resp), tg_buf_unread(&ch->resp));
     } else if (ch->body.stream && ch->sse_body && !rewrite) {
         /* A validated stream: replay the upstream's own events. */
-        if (begin_answer(ch, 1) == 0) {
+        if (tg_chat_begin_answer(ch, 1) == 0) {
             tg_req_stream_move(req, &ch->resp); /* held once, by the client's stream */
             tg_chatout_finish(&ch->out, req, ch->cost_usd, overhead_us(ch));
         }
@@ -909,7 +635,7 @@ static void respond_answer(struct tg_chat *ch, json_t *completion, const char *r
                          "cannot build the stream", NULL, 0, 0);
             return;
         }
-        if (begin_answer(ch, 1) == 0) {
+        if (tg_chat_begin_answer(ch, 1) == 0) {
             tg_req_stream_move(req, &b);
             tg_req_stream_end(req, 0);
         }
@@ -941,28 +667,28 @@ static void open_stream(struct tg_chat *ch)
     /* Waiting on a single-flight leader, it may yet be a hit. */
     if (tg_chatout_open(&ch->out, ch->req, &m, !tg_lookup_pending(&ch->look)) == TG_OK) {
         ch->status = 200;
-        ch->req->on_drain = on_stream_drain;
+        ch->req->on_drain = tg_chat_on_stream_drain;
     }
 }
 
 /* Answer bytes start reaching the client (a stream): the head, unless it
  * left before, and the answer's x-tiergate-* values. cost_known: 0 when
  * the answer is still coming (its cost follows at the end). */
-static int begin_answer(struct tg_chat *ch, int cost_known)
+int tg_chat_begin_answer(struct tg_chat *ch, int cost_known)
 {
     const struct tg_attempt *a = ch->cas.cur;
     if (ch->dlv == DLV_COMMITTED)
         return 0;
     tg_chatout_commit(&ch->out, a ? (int)(a - ch->cas.att) : -1, ch->dlv == DLV_HOLDING,
                       a ? a->completion_tokens : 0);
-    deliver(ch, DLV_COMMITTED);
+    tg_chat_deliver(ch, DLV_COMMITTED);
     if (!ch->answered && a)
         ch->answered = a->model;
     ch->status = 200;
     if (!ch->out.opened) {
         if (tg_req_stream_start(ch->req) != TG_OK)
             return -1;
-        ch->req->on_drain = on_stream_drain;
+        ch->req->on_drain = tg_chat_on_stream_drain;
     }
     add_answer_headers(ch, cost_known);
     return 0;
@@ -995,7 +721,7 @@ static void fail_request(struct tg_chat *ch, tg_rc rc, const char *msg, const ch
 
 /* Every move of the delivery state goes through here. Once answer bytes
  * reached the client (COMMITTED), only DONE may follow; DONE is final. */
-static void deliver(struct tg_chat *ch, enum delivery to)
+void tg_chat_deliver(struct tg_chat *ch, enum delivery to)
 {
 #define B(s) (1u << (s))
     static const unsigned allowed[] = {
@@ -1029,7 +755,7 @@ static void stop_work(struct tg_chat *ch)
         tg_metrics_upstream(req->shard->metrics, a->model->metrics_idx, TG_OUT_CANCELLED,
                             (double)a->latency_us / 1e6);
         if (tg_call_status(ch->call) / 100 == 2)
-            bill_partial(ch, a); /* the provider generated until now */
+            tg_chat_bill_partial(ch, a); /* the provider generated until now */
         tg_call_cancel(ch->call);
         ch->call = NULL;
     }
@@ -1092,7 +818,7 @@ static void end(struct tg_chat *ch)
     if (ch->dlv == DLV_DONE)
         return;
     stop_work(ch);
-    deliver(ch, DLV_DONE);
+    tg_chat_deliver(ch, DLV_DONE);
     ch->escalations = escalations(ch);
     struct tg_req *req = ch->req;
     double total_ms = (double)(tg_now_us() - req->start_us) / 1000.0;

@@ -878,6 +878,58 @@ static int same_number(double a, double b)
     return d <= 1e-9 * (m > 1 ? m : 1);
 }
 
+/* The choice-letter rule, then the final-number rule: 1 when one of
+ * them applies to both answers (*v says how they compare), else 0. */
+static int cmp_choice_or_number(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b,
+                                struct tg_cmp_verdict *v)
+{
+    char x[48], y[48];
+    double na, nb;
+    char la, lb;
+    if (tg_compare_choice_letter(a->content, a->content_len, &la) &&
+        tg_compare_choice_letter(b->content, b->content_len, &lb)) {
+        v->rule = TG_CMP_RULE_CHOICE;
+        v->result = la == lb ? TG_CMP_AGREE : TG_CMP_DISAGREE;
+        snprintf(v->detail, sizeof(v->detail), "%c vs %c", la, lb);
+        return 1;
+    }
+    if (tg_compare_final_number(a->content, a->content_len, &na) &&
+        tg_compare_final_number(b->content, b->content_len, &nb)) {
+        v->rule = TG_CMP_RULE_NUMBER;
+        v->result = same_number(na, nb) ? TG_CMP_AGREE : TG_CMP_DISAGREE;
+        fmt_number(x, sizeof(x), na);
+        fmt_number(y, sizeof(y), nb);
+        snprintf(v->detail, sizeof(v->detail), "%s vs %s", x, y);
+        return 1;
+    }
+    return 0;
+}
+
+/* The last rule: word overlap (F1) against text_agree; v->score is the
+ * overlap. TG_ERR_NOMEM when the words cannot be counted. */
+static tg_rc cmp_text(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b,
+                      double text_agree, struct tg_cmp_verdict *v)
+{
+    size_t ta, tb;
+    double f1 = 0;
+    if (text_f1(a->content, a->content_len, b->content, b->content_len, &f1, &ta, &tb) != TG_OK)
+        return TG_ERR_NOMEM;
+    v->rule = TG_CMP_RULE_TEXT;
+    if (ta == 0 && tb == 0) {
+        /* Only punctuation on both sides ("?" vs "!"): compare the bytes. */
+        const char *p = a->content, *q = b->content;
+        size_t pn = a->content_len, qn = b->content_len;
+        trim(&p, &pn);
+        trim(&q, &qn);
+        f1 = pn == qn && memcmp(p, q, pn) == 0;
+    }
+    v->result = f1 >= text_agree ? TG_CMP_AGREE : TG_CMP_DISAGREE;
+    snprintf(v->detail, sizeof(v->detail), "overlap %.2f %s %.2f", f1,
+             f1 >= text_agree ? ">=" : "<", text_agree);
+    v->score = f1;
+    return TG_OK;
+}
+
 tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, double text_agree,
                  struct tg_cmp_verdict *out)
 {
@@ -891,9 +943,6 @@ tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, d
     int refusal_a = !tools_a && empty_a && !blank(a->refusal, a->refusal_len);
     int refusal_b = !tools_b && empty_b && !blank(b->refusal, b->refusal_len);
     json_t *ja = NULL, *jb = NULL;
-    char x[48], y[48];
-    double na, nb;
-    char la, lb;
 
     if (tools_a || tools_b) {
         if (cmp_tool_calls(a, b, &v) != 0)
@@ -933,43 +982,12 @@ tg_rc tg_compare(const struct tg_cmp_answer *a, const struct tg_cmp_answer *b, d
         json_decref(jb);
         goto done;
     }
-    if (tg_compare_choice_letter(a->content, a->content_len, &la) &&
-        tg_compare_choice_letter(b->content, b->content_len, &lb)) {
-        v.rule = TG_CMP_RULE_CHOICE;
-        v.result = la == lb ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        snprintf(v.detail, sizeof(v.detail), "%c vs %c", la, lb);
+    if (cmp_choice_or_number(a, b, &v))
         goto done;
-    }
-    if (tg_compare_final_number(a->content, a->content_len, &na) &&
-        tg_compare_final_number(b->content, b->content_len, &nb)) {
-        v.rule = TG_CMP_RULE_NUMBER;
-        v.result = same_number(na, nb) ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        fmt_number(x, sizeof(x), na);
-        fmt_number(y, sizeof(y), nb);
-        snprintf(v.detail, sizeof(v.detail), "%s vs %s", x, y);
-        goto done;
-    }
-    {
-        size_t ta, tb;
-        double f1 = 0;
-        if (text_f1(a->content, a->content_len, b->content, b->content_len, &f1, &ta, &tb) != TG_OK)
-            return TG_ERR_NOMEM;
-        v.rule = TG_CMP_RULE_TEXT;
-        if (ta == 0 && tb == 0) {
-            /* Only punctuation on both sides ("?" vs "!"): compare the bytes. */
-            const char *p = a->content, *q = b->content;
-            size_t pn = a->content_len, qn = b->content_len;
-            trim(&p, &pn);
-            trim(&q, &qn);
-            f1 = pn == qn && memcmp(p, q, pn) == 0;
-        }
-        v.result = f1 >= text_agree ? TG_CMP_AGREE : TG_CMP_DISAGREE;
-        snprintf(v.detail, sizeof(v.detail), "overlap %.2f %s %.2f", f1,
-                 f1 >= text_agree ? ">=" : "<", text_agree);
-        v.score = f1;
-        *out = v;
-        return TG_OK;
-    }
+    if (cmp_text(a, b, text_agree, &v) != TG_OK)
+        return TG_ERR_NOMEM;
+    *out = v;
+    return TG_OK;
 done:
     v.score = v.result == TG_CMP_AGREE ? 1 : 0;
     *out = v;

@@ -182,58 +182,28 @@ static int count_groups(const char *s, size_t n)
     return groups;
 }
 
-/* One escape at s[i] == '\\'. Returns the index after it, or 0 on error.
- * *class_escape is set for \d \D \s \S \w \W (a set, not one character). */
-static size_t escape(const char *s, size_t n, size_t i, int in_class, int groups, struct rxout *o,
-                     int *class_escape, char *err, size_t errlen)
+/* \d \D \w \W \s \S (c) at s[i]: a set, not one character. */
+static size_t escape_set(unsigned char c, int in_class, struct rxout *o, size_t i)
 {
-    *class_escape = 0;
-    if (i + 1 >= n) {
-        set_err(err, errlen, "\\ at the end of the pattern");
-        return 0;
-    }
-    unsigned char c = (unsigned char)s[i + 1];
-    unsigned long cp;
-    switch (c) {
-    case 'd':
-    case 'D':
-    case 'w':
-    case 'W': {
-        char e[2] = {'\\', (char)c};
-        put(o, e, 2);
-        *class_escape = 1;
-        return i + 2;
-    }
-    case 's':
+    if (c == 's') {
         puts_(o, in_class ? WS_ITEMS : "[" WS_ITEMS "]");
-        *class_escape = 1;
-        return i + 2;
-    case 'S':
-        puts_(o, in_class ? NOT_WS_ITEMS : "[^" WS_ITEMS "]");
-        *class_escape = 1;
-        return i + 2;
-    case 'b':
-        puts_(o, in_class ? "\\x{8}" : "\\b");
-        return i + 2;
-    case 'B':
-        if (in_class) {
-            set_err(err, errlen, "\\B inside a character class (offset %zu)", i);
-            return 0;
-        }
-        puts_(o, "\\B");
-        return i + 2;
-    case 'f':
-    case 'n':
-    case 'r':
-    case 't': {
-        char e[2] = {'\\', (char)c};
-        put(o, e, 2);
         return i + 2;
     }
-    case 'v': /* PCRE2's \v is a class of vertical spaces; ECMA's is U+000B */
-        puts_(o, "\\x{b}");
+    if (c == 'S') {
+        puts_(o, in_class ? NOT_WS_ITEMS : "[^" WS_ITEMS "]");
         return i + 2;
-    case 'c':
+    }
+    char e[2] = {'\\', (char)c};
+    put(o, e, 2);
+    return i + 2;
+}
+
+/* \c, \x and \k at s[i]: a control letter, two hex digits or a named
+ * backreference, or (Annex B) what they are without what should follow.
+ * Returns the index after it. */
+static size_t escape_cxk(const char *s, size_t n, size_t i, int in_class, struct rxout *o)
+{
+    if (s[i + 1] == 'c') {
         if (i + 2 < n && is_alpha((unsigned char)s[i + 2])) {
             char e[3] = {'\\', 'c', s[i + 2]};
             put(o, e, 3);
@@ -241,110 +211,102 @@ static size_t escape(const char *s, size_t n, size_t i, int in_class, int groups
         }
         puts_(o, "\\\\"); /* Annex B: a lone "\c" is a backslash; "c" follows */
         return i + 1;
-    case 'x':
+    }
+    if (s[i + 1] == 'x') {
         if (i + 3 < n && tg_hex_digit(s[i + 2]) >= 0 && tg_hex_digit(s[i + 3]) >= 0) {
             put_cp(o, (unsigned long)(tg_hex_digit(s[i + 2]) * 16 + tg_hex_digit(s[i + 3])));
             return i + 4;
         }
         put(o, "x", 1);
         return i + 2;
-    case 'u':
-        if (i + 2 < n && s[i + 2] == '{') {
-            size_t k = i + 3;
-            cp = 0;
-            while (k < n && tg_hex_digit(s[k]) >= 0 && cp <= 0x10FFFF)
-                cp = cp * 16 + (unsigned long)tg_hex_digit(s[k++]);
-            if (k > i + 3 && k < n && s[k] == '}' && cp <= 0x10FFFF &&
-                !(cp >= 0xD800 && cp <= 0xDFFF)) {
-                put_cp(o, cp);
-                return k + 1;
-            }
-            put(o, "u", 1);
-            return i + 2;
+    }
+    if (!in_class && i + 2 < n && s[i + 2] == '<') {
+        puts_(o, "\\k<");
+        return i + 3;
+    }
+    put(o, "k", 1);
+    return i + 2;
+}
+
+/* \u at s[i]: \u{...}, \uXXXX, a surrogate pair of them, or (Annex B) a
+ * plain "u". Returns the index after it, or 0 on error. */
+static size_t escape_u(const char *s, size_t n, size_t i, int in_class, struct rxout *o, char *err,
+                       size_t errlen)
+{
+    unsigned long cp;
+    if (i + 2 < n && s[i + 2] == '{') {
+        size_t k = i + 3;
+        cp = 0;
+        while (k < n && tg_hex_digit(s[k]) >= 0 && cp <= 0x10FFFF)
+            cp = cp * 16 + (unsigned long)tg_hex_digit(s[k++]);
+        if (k > i + 3 && k < n && s[k] == '}' && cp <= 0x10FFFF &&
+            !(cp >= 0xD800 && cp <= 0xDFFF)) {
+            put_cp(o, cp);
+            return k + 1;
         }
-        if (!hex4(s, n, i + 2, &cp)) {
-            put(o, "u", 1);
-            return i + 2;
+        put(o, "u", 1);
+        return i + 2;
+    }
+    if (!hex4(s, n, i + 2, &cp)) {
+        put(o, "u", 1);
+        return i + 2;
+    }
+    if (cp >= 0xD800 && cp <= 0xDBFF && i + 7 < n && s[i + 6] == '\\' && s[i + 7] == 'u') {
+        unsigned long lo;
+        if (hex4(s, n, i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            put_cp(o, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+            return i + 12;
         }
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 7 < n && s[i + 6] == '\\' && s[i + 7] == 'u') {
-            unsigned long lo;
-            if (hex4(s, n, i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
-                put_cp(o, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
-                return i + 12;
-            }
+    }
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+        /* A lone surrogate never occurs in UTF-8 text: it matches nothing. */
+        if (in_class) {
+            set_err(err, errlen, "a lone surrogate \\u%04lX inside a class (offset %zu)", cp, i);
+            return 0;
         }
-        if (cp >= 0xD800 && cp <= 0xDFFF) {
-            /* A lone surrogate never occurs in UTF-8 text: it matches nothing. */
-            if (in_class) {
-                set_err(err, errlen, "a lone surrogate \\u%04lX inside a class (offset %zu)", cp,
-                        i);
-                return 0;
-            }
-            puts_(o, "(?!)");
-            return i + 6;
-        }
-        put_cp(o, cp);
+        puts_(o, "(?!)");
         return i + 6;
-    case '0':
-        if (i + 2 >= n || !is_digit((unsigned char)s[i + 2])) {
-            puts_(o, "\\x{0}");
-            return i + 2;
-        }
-        /* A legacy octal escape (Annex B). */
-        __attribute__((fallthrough));
-    case '1':
-    case '2':
-    case '3':
-    case '4':
-    case '5':
-    case '6':
-    case '7':
-    case '8':
-    case '9': {
-        size_t k = i + 1;
-        unsigned long num = 0;
-        while (k < n && is_digit((unsigned char)s[k]) && num < 100000)
-            num = num * 10 + (unsigned long)(s[k++] - '0');
-        if (!in_class && c != '0' && num <= (unsigned long)groups) {
-            char b[24];
-            int w = snprintf(b, sizeof(b), "\\g{%lu}", num);
-            put(o, b, (size_t)w);
-            return k;
-        }
-        if (c == '8' || c == '9') {
-            put(o, (const char *)&s[i + 1], 1); /* identity escape */
-            return i + 2;
-        }
-        /* Up to three octal digits, value at most 0377. */
-        k = i + 1;
-        num = 0;
-        while (k < n && k < i + 4 && s[k] >= '0' && s[k] <= '7' &&
-               num * 8 + (unsigned long)(s[k] - '0') <= 0377)
-            num = num * 8 + (unsigned long)(s[k++] - '0');
-        put_cp(o, num);
+    }
+    put_cp(o, cp);
+    return i + 6;
+}
+
+/* \ and a digit at s[i] (a "\0" followed by a digit included): a
+ * backreference to one of groups, an identity escape (\8 \9) or a legacy
+ * octal escape (Annex B). Returns the index after it. */
+static size_t escape_number(const char *s, size_t n, size_t i, int in_class, int groups,
+                            struct rxout *o)
+{
+    unsigned char c = (unsigned char)s[i + 1];
+    size_t k = i + 1;
+    unsigned long num = 0;
+    while (k < n && is_digit((unsigned char)s[k]) && num < 100000)
+        num = num * 10 + (unsigned long)(s[k++] - '0');
+    if (!in_class && c != '0' && num <= (unsigned long)groups) {
+        char b[24];
+        int w = snprintf(b, sizeof(b), "\\g{%lu}", num);
+        put(o, b, (size_t)w);
         return k;
     }
-    case 'k':
-        if (!in_class && i + 2 < n && s[i + 2] == '<') {
-            puts_(o, "\\k<");
-            return i + 3;
-        }
-        put(o, "k", 1);
-        return i + 2;
-    case 'p':
-    case 'P': {
-        /* Unicode properties (ECMA-262 with the u flag, as JSON Schema
-         * validators use). PCRE2 checks the name. */
-        char e[2] = {'\\', (char)c};
-        put(o, e, 2);
+    if (c == '8' || c == '9') {
+        put(o, (const char *)&s[i + 1], 1); /* identity escape */
         return i + 2;
     }
-    case '\0':
-        puts_(o, "\\x{0}");
-        return i + 2;
-    default:
-        break;
-    }
+    /* Up to three octal digits, value at most 0377. */
+    k = i + 1;
+    num = 0;
+    while (k < n && k < i + 4 && s[k] >= '0' && s[k] <= '7' &&
+           num * 8 + (unsigned long)(s[k] - '0') <= 0377)
+        num = num * 8 + (unsigned long)(s[k++] - '0');
+    put_cp(o, num);
+    return k;
+}
+
+/* Any other escape at s[i]: a letter or digit (Annex B identity escape),
+ * a non-ASCII code point or punctuation. Returns the index after it. */
+static size_t escape_literal(const char *s, size_t n, size_t i, struct rxout *o)
+{
+    unsigned char c = (unsigned char)s[i + 1];
     if (is_alpha(c) || is_digit(c)) {
         /* Annex B identity escape: \a \e \h \Q \K ... are the letter itself,
          * not PCRE2's escapes. */
@@ -362,6 +324,83 @@ static size_t escape(const char *s, size_t n, size_t i, int in_class, int groups
     char e[2] = {'\\', (char)c}; /* escaped punctuation: literal in both */
     put(o, e, 2);
     return i + 2;
+}
+
+/* One escape at s[i] == '\\'. Returns the index after it, or 0 on error.
+ * *class_escape is set for \d \D \s \S \w \W (a set, not one character). */
+static size_t escape(const char *s, size_t n, size_t i, int in_class, int groups, struct rxout *o,
+                     int *class_escape, char *err, size_t errlen)
+{
+    *class_escape = 0;
+    if (i + 1 >= n) {
+        set_err(err, errlen, "\\ at the end of the pattern");
+        return 0;
+    }
+    unsigned char c = (unsigned char)s[i + 1];
+    switch (c) {
+    case 'd':
+    case 'D':
+    case 'w':
+    case 'W':
+    case 's':
+    case 'S':
+        *class_escape = 1;
+        return escape_set(c, in_class, o, i);
+    case 'b':
+        puts_(o, in_class ? "\\x{8}" : "\\b");
+        return i + 2;
+    case 'B':
+        if (in_class) {
+            set_err(err, errlen, "\\B inside a character class (offset %zu)", i);
+            return 0;
+        }
+        puts_(o, "\\B");
+        return i + 2;
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+    /* \p \P: Unicode properties (ECMA-262 with the u flag, as JSON Schema
+     * validators use). PCRE2 checks the name. */
+    case 'p':
+    case 'P': {
+        char e[2] = {'\\', (char)c};
+        put(o, e, 2);
+        return i + 2;
+    }
+    case 'v': /* PCRE2's \v is a class of vertical spaces; ECMA's is U+000B */
+        puts_(o, "\\x{b}");
+        return i + 2;
+    case 'c':
+    case 'x':
+    case 'k':
+        return escape_cxk(s, n, i, in_class, o);
+    case 'u':
+        return escape_u(s, n, i, in_class, o, err, errlen);
+    case '0':
+        if (i + 2 >= n || !is_digit((unsigned char)s[i + 2])) {
+            puts_(o, "\\x{0}");
+            return i + 2;
+        }
+        /* A legacy octal escape (Annex B). */
+        __attribute__((fallthrough));
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        return escape_number(s, n, i, in_class, groups, o);
+    case '\0':
+        puts_(o, "\\x{0}");
+        return i + 2;
+    default:
+        break;
+    }
+    return escape_literal(s, n, i, o);
 }
 
 /* A class "[...]" at s[i] == '['. Returns the index after it, or 0. */

@@ -1210,6 +1210,51 @@ static int grouped(struct seg *x, size_t a, size_t b)
     return groups > 0 && first >= 1 && first <= 3 && group == 3;
 }
 
+/* Digits with two dots or more, [a, b): versions, addresses, dates with
+ * dots; the text is the value (m->text_hash). */
+static void dotted_number(struct seg *x, size_t a, size_t b, struct num *m)
+{
+    uint64_t th = FNV_OFFSET;
+    for (size_t k = a; k < b;) {
+        uint32_t c;
+        k += utf8_next(x->s + k, b - k, &c);
+        int dv = digit_value(c);
+        char ch = dv >= 0 ? (char)('0' + dv) : is_dot(c) ? '.' : ',';
+        th = fnv(th, &ch, 1);
+    }
+    m->text_hash = th | 1;
+    m->on = 1;
+}
+
+/* Digits with separators that are not grouping, [a, b): "1,2,3", "3,5"
+ * are separate numbers; the first takes the sign and currency, the last
+ * stays pending in x->num. */
+static void number_list(struct seg *x, size_t a, size_t b, int neg, int plus, uint32_t currency)
+{
+    struct num *m = &x->num;
+    size_t p = a;
+    for (size_t k = a; k <= b;) {
+        uint32_t c = 0;
+        size_t l = 1;
+        if (k < b)
+            l = utf8_next(x->s + k, b - k, &c);
+        if (k == b || is_group_sep(c)) {
+            num_emit(x, NULL);
+            memset(m, 0, sizeof(*m));
+            m->digits = 1;
+            if (p == a) {
+                m->neg = (uint8_t)neg;
+                m->plus = (uint8_t)plus;
+                m->currency = currency;
+            }
+            canon(x, p, k, m);
+            m->on = 1;
+            p = k + l;
+        }
+        k += l;
+    }
+}
+
 /* A run of digits from i (sign and currency already taken): "3", "3.14",
  * "1,000", "1,2,3" (three numbers), "10.0.0.1" (compared as text), "3rd",
  * "5km". The last number stays pending for '%', a scale word or its unit. */
@@ -1243,40 +1288,9 @@ static size_t scan_number(struct seg *x, size_t i, int neg, int plus)
     m->neg = (uint8_t)neg;
     m->plus = (uint8_t)plus;
     if (dots >= 2) {
-        /* versions, addresses, dates with dots: the text is the value */
-        uint64_t th = FNV_OFFSET;
-        for (size_t k = a; k < b;) {
-            uint32_t c;
-            k += utf8_next(x->s + k, b - k, &c);
-            int dv = digit_value(c);
-            char ch = dv >= 0 ? (char)('0' + dv) : is_dot(c) ? '.' : ',';
-            th = fnv(th, &ch, 1);
-        }
-        m->text_hash = th | 1;
-        m->on = 1;
+        dotted_number(x, a, b, m);
     } else if (seps && !grouped(x, a, b)) {
-        /* "1,2,3", "3,5": separate numbers */
-        size_t p = a;
-        for (size_t k = a; k <= b;) {
-            uint32_t c = 0;
-            size_t l = 1;
-            if (k < b)
-                l = utf8_next(x->s + k, b - k, &c);
-            if (k == b || is_group_sep(c)) {
-                num_emit(x, NULL);
-                memset(m, 0, sizeof(*m));
-                m->digits = 1;
-                if (p == a) {
-                    m->neg = (uint8_t)neg;
-                    m->plus = (uint8_t)plus;
-                    m->currency = currency;
-                }
-                canon(x, p, k, m);
-                m->on = 1;
-                p = k + l;
-            }
-            k += l;
-        }
+        number_list(x, a, b, neg, plus, currency);
     } else {
         canon(x, a, b, m);
         m->on = 1;
@@ -1343,58 +1357,52 @@ static int number_starts(const struct seg *x, size_t i)
     return 0;
 }
 
+/* The operator a symbol stands for (one of a number list's), or NULL. */
+static const char *op_name(uint32_t c)
+{
+    switch (c) {
+    case '+':
+        return "+";
+    case '*':
+    case 0xd7:
+    case 0x2217:
+        return "*";
+    case '/':
+    case 0xf7:
+    case 0x2215:
+        return "/";
+    case '^':
+        return "^";
+    case '=':
+        return "=";
+    case '<':
+        return "<";
+    case '>':
+        return ">";
+    case 0x2264:
+        return "<=";
+    case 0x2265:
+        return ">=";
+    case 0x2260:
+        return "!=";
+    case 0xb1:
+        return "+-";
+    default:
+        return is_dash(c) ? "-" : NULL;
+    }
+}
+
 /* Operators next to numbers are part of the number list: "5-3" is not
  * "5+3", "x < 5" is not "x > 5". A dash counts only between two numbers or
  * between spaces ("5-year" and "COVID-19" are words). */
 static size_t symbol_token(struct seg *x, size_t i, uint32_t c, size_t l)
 {
-    const char *op = NULL;
+    const char *op;
     size_t end = i + l;
     uint32_t c2 = 0;
     if (end < x->n)
         utf8_next(x->s + end, x->n - end, &c2);
-    switch (c) {
-    case '+':
-        op = "+";
-        break;
-    case '*':
-    case 0xd7:
-    case 0x2217:
-        op = "*";
-        break;
-    case '/':
-    case 0xf7:
-    case 0x2215:
-        op = "/";
-        break;
-    case '^':
-        op = "^";
-        break;
-    case '=':
-        op = "=";
-        break;
-    case '<':
-        op = "<";
-        break;
-    case '>':
-        op = ">";
-        break;
-    case 0x2264:
-        op = "<=";
-        break;
-    case 0x2265:
-        op = ">=";
-        break;
-    case 0x2260:
-        op = "!=";
-        break;
-    case 0xb1:
-        op = "+-";
-        break;
-    default:
-        if (is_dash(c))
-            op = "-";
-    }
+    op = op_name(c);
     if ((c == '<' || c == '>' || c == '=' || c == '!') && c2 == '=') {
         op = c == '<' ? "<=" : c == '>' ? ">=" : c == '!' ? "!=" : "==";
         end++;

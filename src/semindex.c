@@ -1056,6 +1056,31 @@ static void scan_ns(struct scan *sc, const struct ns *n, const uint64_t q[HASH_W
 #define scan_ns scan_ns_generic
 #endif
 
+/* Inserts e, scored score, into hits: best first, at most max_hits of
+ * the found so far. Returns how many hits there are now. */
+static inline size_t rank_hit(struct tg_semindex_hit *hits, size_t max_hits, size_t found,
+                              const struct entry *e, float score)
+{
+    size_t at = found < max_hits ? found : max_hits;
+    while (at > 0 && hits[at - 1].score < score)
+        at--;
+    if (at >= max_hits)
+        return found;
+    size_t last = found < max_hits ? found : max_hits - 1;
+    memmove(&hits[at + 1], &hits[at], (last - at) * sizeof(*hits));
+    struct tg_semindex_hit *h = &hits[at];
+    static const char hex[] = "0123456789abcdef";
+    for (int k = 0; k < 32; k++) {
+        h->key[2 * k] = hex[e->digest[k] >> 4];
+        h->key[2 * k + 1] = hex[e->digest[k] & 15];
+    }
+    h->key[64] = '\0';
+    h->score = score;
+    h->expires_ms = e->expires_ms;
+    h->meta = e->meta;
+    return found < max_hits ? found + 1 : found;
+}
+
 tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q, float threshold,
                          uint64_t now_ms, struct tg_semindex_hit *hits, size_t max_hits,
                          size_t *nhits)
@@ -1113,26 +1138,7 @@ tg_rc tg_semindex_search(struct tg_semindex *ix, const char *ns, const float *q,
                                   qscale * e->inv_norm);
             if (!(score >= threshold))
                 continue;
-            /* insertion into the best-first list of at most max_hits */
-            size_t at = found < max_hits ? found : max_hits;
-            while (at > 0 && hits[at - 1].score < score)
-                at--;
-            if (at >= max_hits)
-                continue;
-            size_t last = found < max_hits ? found : max_hits - 1;
-            memmove(&hits[at + 1], &hits[at], (last - at) * sizeof(*hits));
-            struct tg_semindex_hit *h = &hits[at];
-            static const char hex[] = "0123456789abcdef";
-            for (int k = 0; k < 32; k++) {
-                h->key[2 * k] = hex[e->digest[k] >> 4];
-                h->key[2 * k + 1] = hex[e->digest[k] & 15];
-            }
-            h->key[64] = '\0';
-            h->score = score;
-            h->expires_ms = e->expires_ms;
-            h->meta = e->meta;
-            if (found < max_hits)
-                found++;
+            found = rank_hit(hits, max_hits, found, e, score);
         }
         __atomic_fetch_add(&ix->reranked, sc->n, __ATOMIC_RELAXED);
     }

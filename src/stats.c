@@ -103,14 +103,160 @@ static int semantic_line(struct tg_stats *s, const char *name, const char *label
     return 1;
 }
 
-int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
-{
-    memset(s, 0, sizeof(*s));
+/* The escalation and fallback reasons seen, for the most frequent one. */
+struct reasons {
     struct {
         char name[32];
         double v;
-    } reasons[16];
-    size_t n_reasons = 0;
+    } r[16];
+    size_t n;
+};
+
+/* One sample line of a tiergate_* family, "name{labels} value" (line up
+ * to le, no newline): 0 and its parts (labels point into the line), -1
+ * for a comment, another family or a line that does not parse. */
+static int sample(const char *line, const char *le, char *name, size_t name_size,
+                  const char **labels, size_t *llen, double *v)
+{
+    if (line == le || *line == '#')
+        return -1;
+    const char *brace = memchr(line, '{', (size_t)(le - line));
+    const char *sp = memchr(line, ' ', (size_t)(le - line));
+    if (!sp)
+        return -1;
+    const char *name_end = brace && brace < sp ? brace : sp;
+    size_t nlen = (size_t)(name_end - line);
+    if (nlen >= name_size || strncmp(line, "tiergate_", 9) != 0)
+        return -1;
+    memcpy(name, line, nlen);
+    name[nlen] = '\0';
+    *labels = "";
+    *llen = 0;
+    if (brace && brace < sp) {
+        const char *close = memchr(brace, '}', (size_t)(le - brace));
+        if (!close)
+            return -1;
+        *labels = brace + 1;
+        *llen = (size_t)(close - *labels);
+        sp = memchr(close, ' ', (size_t)(le - close));
+        if (!sp)
+            return -1;
+    }
+    char num[64];
+    size_t vl = (size_t)(le - sp - 1) < sizeof(num) - 1 ? (size_t)(le - sp - 1) : sizeof(num) - 1;
+    memcpy(num, sp + 1, vl);
+    num[vl] = '\0';
+    *v = strtod(num, NULL);
+    return 0;
+}
+
+/* Requests, cache lookups, routes, escalations and fallbacks (their
+ * reasons counted in rs); 1 when the line was one of them. */
+static int traffic_line(struct tg_stats *s, struct reasons *rs, const char *name,
+                        const char *labels, size_t llen, double v)
+{
+    char a[64], b[64], c[64];
+    if (strcmp(name, "tiergate_requests_total") == 0) {
+        s->requests += v;
+        if (label(labels, llen, "status", a, sizeof(a)) == 0) {
+            if (a[0] == '2')
+                s->req_2xx += v;
+            else if (a[0] == '4')
+                s->req_4xx += v;
+            else if (a[0] == '5')
+                s->req_5xx += v;
+            int t = label(labels, llen, "tier", b, sizeof(b)) == 0 ? tier_index(b) : -1;
+            if (a[0] == '2' && t >= 0 && label(labels, llen, "cache", c, sizeof(c)) == 0 &&
+                strcmp(c, "hit") != 0 && strcmp(c, "semantic") != 0)
+                s->answered_tier[t] += v;
+        }
+    } else if (strcmp(name, "tiergate_cache_lookups_total") == 0 &&
+               label(labels, llen, "result", a, sizeof(a)) == 0) {
+        if (strcmp(a, "hit") == 0)
+            s->hits += v;
+        else if (strcmp(a, "miss") == 0)
+            s->misses += v;
+        else
+            s->lookup_errors += v;
+    } else if (strcmp(name, "tiergate_route_decisions_total") == 0 &&
+               label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0) {
+        s->routes[tier_index(a)] += v;
+    } else if ((strcmp(name, "tiergate_escalations_total") == 0 ||
+                strcmp(name, "tiergate_fallbacks_total") == 0) &&
+               label(labels, llen, "reason", a, sizeof(a)) == 0) {
+        if (name[9] == 'e')
+            s->escalations += v;
+        else
+            s->fallbacks += v;
+        size_t i;
+        for (i = 0; i < rs->n && strcmp(rs->r[i].name, a) != 0; i++)
+            ;
+        if (i == rs->n && rs->n < TG_ARRAY_LEN(rs->r)) {
+            snprintf(rs->r[i].name, sizeof(rs->r[i].name), "%.31s", a);
+            rs->r[i].v = 0;
+            rs->n++;
+        }
+        if (i < rs->n)
+            rs->r[i].v += v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* Upstream attempts, cost, shadow, the verifier, unknown requests and
+ * breakers; 1 when the line was one of them. */
+static int other_line(struct tg_stats *s, const char *name, const char *labels, size_t llen,
+                      double v)
+{
+    char a[64], b[64], c[64];
+    if (strcmp(name, "tiergate_upstream_requests_total") == 0 &&
+        label(labels, llen, "outcome", a, sizeof(a)) == 0 && strcmp(a, "breaker_open") != 0 &&
+        strcmp(a, "no_api_key") != 0) {
+        s->upstream_attempts += v;
+    } else if (strcmp(name, "tiergate_cost_usd_total") == 0) {
+        s->cost_usd += v;
+    } else if (strcmp(name, "tiergate_baseline_cost_usd_total") == 0) {
+        s->baseline_usd += v;
+    } else if (strcmp(name, "tiergate_shadow_comparisons_total") == 0 &&
+               label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0 &&
+               label(labels, llen, "result", b, sizeof(b)) == 0 && result_index(b) >= 0) {
+        s->shadow[tier_index(a)][result_index(b)] += v;
+    } else if (strcmp(name, "tiergate_shadow_cost_usd_total") == 0) {
+        s->shadow_cost_usd += v;
+    } else if (strcmp(name, "tiergate_shadow_dropped_total") == 0) {
+        s->shadow_dropped += v;
+    } else if (strcmp(name, "tiergate_verifier_total") == 0 &&
+               label(labels, llen, "result", a, sizeof(a)) == 0) {
+        int r = strcmp(a, "pass") == 0    ? 0
+                : strcmp(a, "fail") == 0  ? 1
+                : strcmp(a, "error") == 0 ? 2
+                                          : -1;
+        if (r >= 0)
+            s->verifier[r] += v;
+    } else if (strcmp(name, "tiergate_unknown_requests_total") == 0 &&
+               label(labels, llen, "status", a, sizeof(a)) == 0 &&
+               label(labels, llen, "method", b, sizeof(b)) == 0 &&
+               label(labels, llen, "path", c, sizeof(c)) == 0) {
+        add_unknown(s, a, b, c, v);
+    } else if (strcmp(name, "tiergate_breaker_state") == 0 &&
+               label(labels, llen, "model", a, sizeof(a)) == 0) {
+        size_t used = strlen(s->breakers);
+        snprintf(s->breakers + used, sizeof(s->breakers) - used, "%s%s=%s", used ? " " : "", a,
+                 v >= 2   ? "open"
+                 : v >= 1 ? "half-open"
+                          : "closed");
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    struct reasons rs;
+    rs.n = 0;
     int seen = 0;
     const char *p = text, *end = text + len;
     while (p < end) {
@@ -118,125 +264,21 @@ int tg_stats_parse(const char *text, size_t len, struct tg_stats *s)
         const char *le = nl ? nl : end;
         const char *line = p;
         p = nl ? nl + 1 : end;
-        if (line == le || *line == '#')
-            continue;
-        const char *brace = memchr(line, '{', (size_t)(le - line));
-        const char *sp = memchr(line, ' ', (size_t)(le - line));
-        if (!sp)
-            continue;
-        const char *name_end = brace && brace < sp ? brace : sp;
         char name[96];
-        size_t nlen = (size_t)(name_end - line);
-        if (nlen >= sizeof(name) || strncmp(line, "tiergate_", 9) != 0)
+        const char *labels;
+        size_t llen;
+        double v;
+        if (sample(line, le, name, sizeof(name), &labels, &llen, &v) != 0)
             continue;
-        memcpy(name, line, nlen);
-        name[nlen] = '\0';
-        const char *labels = "";
-        size_t llen = 0;
-        if (brace && brace < sp) {
-            const char *close = memchr(brace, '}', (size_t)(le - brace));
-            if (!close)
-                continue;
-            labels = brace + 1;
-            llen = (size_t)(close - labels);
-            sp = memchr(close, ' ', (size_t)(le - close));
-            if (!sp)
-                continue;
-        }
-        char num[64];
-        size_t vl =
-            (size_t)(le - sp - 1) < sizeof(num) - 1 ? (size_t)(le - sp - 1) : sizeof(num) - 1;
-        memcpy(num, sp + 1, vl);
-        num[vl] = '\0';
-        double v = strtod(num, NULL);
-        char a[64], b[64], c[64];
         seen = 1;
-        if (semantic_line(s, name, labels, llen, v)) {
-            /* counted */
-        } else if (strcmp(name, "tiergate_requests_total") == 0) {
-            s->requests += v;
-            if (label(labels, llen, "status", a, sizeof(a)) == 0) {
-                if (a[0] == '2')
-                    s->req_2xx += v;
-                else if (a[0] == '4')
-                    s->req_4xx += v;
-                else if (a[0] == '5')
-                    s->req_5xx += v;
-                int t = label(labels, llen, "tier", b, sizeof(b)) == 0 ? tier_index(b) : -1;
-                if (a[0] == '2' && t >= 0 && label(labels, llen, "cache", c, sizeof(c)) == 0 &&
-                    strcmp(c, "hit") != 0 && strcmp(c, "semantic") != 0)
-                    s->answered_tier[t] += v;
-            }
-        } else if (strcmp(name, "tiergate_cache_lookups_total") == 0 &&
-                   label(labels, llen, "result", a, sizeof(a)) == 0) {
-            if (strcmp(a, "hit") == 0)
-                s->hits += v;
-            else if (strcmp(a, "miss") == 0)
-                s->misses += v;
-            else
-                s->lookup_errors += v;
-        } else if (strcmp(name, "tiergate_route_decisions_total") == 0 &&
-                   label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0) {
-            s->routes[tier_index(a)] += v;
-        } else if ((strcmp(name, "tiergate_escalations_total") == 0 ||
-                    strcmp(name, "tiergate_fallbacks_total") == 0) &&
-                   label(labels, llen, "reason", a, sizeof(a)) == 0) {
-            if (name[9] == 'e')
-                s->escalations += v;
-            else
-                s->fallbacks += v;
-            size_t i;
-            for (i = 0; i < n_reasons && strcmp(reasons[i].name, a) != 0; i++)
-                ;
-            if (i == n_reasons && n_reasons < 16) {
-                snprintf(reasons[i].name, sizeof(reasons[i].name), "%.31s", a);
-                reasons[i].v = 0;
-                n_reasons++;
-            }
-            if (i < n_reasons)
-                reasons[i].v += v;
-        } else if (strcmp(name, "tiergate_upstream_requests_total") == 0 &&
-                   label(labels, llen, "outcome", a, sizeof(a)) == 0 &&
-                   strcmp(a, "breaker_open") != 0 && strcmp(a, "no_api_key") != 0) {
-            s->upstream_attempts += v;
-        } else if (strcmp(name, "tiergate_cost_usd_total") == 0) {
-            s->cost_usd += v;
-        } else if (strcmp(name, "tiergate_baseline_cost_usd_total") == 0) {
-            s->baseline_usd += v;
-        } else if (strcmp(name, "tiergate_shadow_comparisons_total") == 0 &&
-                   label(labels, llen, "tier", a, sizeof(a)) == 0 && tier_index(a) >= 0 &&
-                   label(labels, llen, "result", b, sizeof(b)) == 0 && result_index(b) >= 0) {
-            s->shadow[tier_index(a)][result_index(b)] += v;
-        } else if (strcmp(name, "tiergate_shadow_cost_usd_total") == 0) {
-            s->shadow_cost_usd += v;
-        } else if (strcmp(name, "tiergate_shadow_dropped_total") == 0) {
-            s->shadow_dropped += v;
-        } else if (strcmp(name, "tiergate_verifier_total") == 0 &&
-                   label(labels, llen, "result", a, sizeof(a)) == 0) {
-            int r = strcmp(a, "pass") == 0    ? 0
-                    : strcmp(a, "fail") == 0  ? 1
-                    : strcmp(a, "error") == 0 ? 2
-                                              : -1;
-            if (r >= 0)
-                s->verifier[r] += v;
-        } else if (strcmp(name, "tiergate_unknown_requests_total") == 0 &&
-                   label(labels, llen, "status", a, sizeof(a)) == 0 &&
-                   label(labels, llen, "method", b, sizeof(b)) == 0 &&
-                   label(labels, llen, "path", c, sizeof(c)) == 0) {
-            add_unknown(s, a, b, c, v);
-        } else if (strcmp(name, "tiergate_breaker_state") == 0 &&
-                   label(labels, llen, "model", a, sizeof(a)) == 0) {
-            size_t used = strlen(s->breakers);
-            snprintf(s->breakers + used, sizeof(s->breakers) - used, "%s%s=%s", used ? " " : "", a,
-                     v >= 2   ? "open"
-                     : v >= 1 ? "half-open"
-                              : "closed");
-        }
+        if (!semantic_line(s, name, labels, llen, v) &&
+            !traffic_line(s, &rs, name, labels, llen, v))
+            other_line(s, name, labels, llen, v);
     }
-    for (size_t i = 0; i < n_reasons; i++)
-        if (reasons[i].v > s->top_reason_count) {
-            s->top_reason_count = reasons[i].v;
-            snprintf(s->top_reason, sizeof(s->top_reason), "%.31s", reasons[i].name);
+    for (size_t i = 0; i < rs.n; i++)
+        if (rs.r[i].v > s->top_reason_count) {
+            s->top_reason_count = rs.r[i].v;
+            snprintf(s->top_reason, sizeof(s->top_reason), "%.31s", rs.r[i].name);
         }
     return seen ? 0 : -1;
 }

@@ -155,6 +155,94 @@ static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
     return 0;
 }
 
+/* --groups auto|id|field:NAME|rows: 0, or -1 (said on o->log). */
+static int parse_groups(struct opts *o, const char *v)
+{
+    if (strcmp(v, "auto") == 0)
+        o->groups = G_AUTO;
+    else if (strcmp(v, "id") == 0)
+        o->groups = G_ID;
+    else if (strcmp(v, "rows") == 0)
+        o->groups = G_ROWS;
+    else if (strncmp(v, "field:", 6) == 0 && v[6]) {
+        o->groups = G_FIELD;
+        o->group_field = v + 6;
+    } else {
+        fprintf(o->log, "tiergate train: --groups takes auto, id, field:NAME or rows\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* "--lambda-dense L,.." and "--lambda-words L,..|off": 0, or -1 (said on
+ * o->log). */
+static int parse_lambdas(struct opts *o, int words, const char *v)
+{
+    if (!words && parse_list(v, o->lam_d, &o->n_lam_d, 0) != 0) {
+        fprintf(o->log,
+                "tiergate train: --lambda-dense takes up to %d positive numbers, "
+                "comma-separated\n",
+                MAX_GRID);
+        return -1;
+    }
+    if (words && parse_list(v, o->lam_h, &o->n_lam_h, 1) != 0) {
+        fprintf(o->log,
+                "tiergate train: --lambda-words takes up to %d positive numbers "
+                "or off, comma-separated\n",
+                MAX_GRID);
+        return -1;
+    }
+    return 0;
+}
+
+/* -1, having said msg on o->log. */
+static int bad_value(const struct opts *o, const char *msg)
+{
+    fprintf(o->log, "tiergate train: %s", msg);
+    return -1;
+}
+
+/* An option a that takes the value v (the next argument): 0 when taken,
+ * -1 when v is not one of its values (said on o->log), 1 when a is not
+ * such an option. */
+static int value_option(struct opts *o, const char *a, const char *v)
+{
+    if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+        o->config = v;
+    } else if (strcmp(a, "--groups") == 0) {
+        return parse_groups(o, v);
+    } else if (strcmp(a, "--folds") == 0) {
+        if (parse_uint(v, 2, 50, &o->folds) != 0)
+            return bad_value(o, "--folds takes 2 to 50\n");
+    } else if (strcmp(a, "--min-df") == 0) {
+        if (parse_uint(v, 1, 1000000, &o->min_df) != 0)
+            return bad_value(o, "--min-df takes a count of rows, 1 or more\n");
+    } else if (strcmp(a, "--prior") == 0) {
+        if (strcmp(v, "config") != 0 && strcmp(v, "zero") != 0)
+            return bad_value(o, "--prior takes config or zero\n");
+        o->prior_zero = strcmp(v, "zero") == 0;
+    } else if (strcmp(a, "--lambda-dense") == 0 || strcmp(a, "--lambda-words") == 0) {
+        return parse_lambdas(o, a[9] == 'w', v);
+    } else if (strcmp(a, "--pairs") == 0) {
+        if (strcmp(v, "good-enough") != 0 && strcmp(v, "gain") != 0)
+            return bad_value(o, "--pairs takes good-enough or gain\n");
+        o->pairs_gain = strcmp(v, "gain") == 0;
+    } else if (strcmp(a, "--balance") == 0) {
+        if (strcmp(v, "none") != 0 && strcmp(v, "groups") != 0)
+            return bad_value(o, "--balance takes none or groups\n");
+        o->balance = strcmp(v, "groups") == 0;
+    } else if (strcmp(a, "--anchor") == 0) {
+        char *end;
+        errno = 0;
+        o->anchor = strtod(v, &end);
+        if (end == v || *end || errno || !(o->anchor >= 0 && o->anchor < 1e6))
+            return bad_value(o, "--anchor takes a lambda (0 = off)\n");
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, FILE *log, struct opts *o)
 {
     static const double lam_d[] = {1e-2, 1e-3, 1e-4};
@@ -172,85 +260,17 @@ static int parse_args(int argc, char **argv, FILE *log, struct opts *o)
     o->n_lam_h = TG_ARRAY_LEN(lam_h);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int used = 1; /* consumed the value */
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v) {
-            o->config = v;
+        int rc = i + 1 < argc ? value_option(o, a, argv[i + 1]) : 1;
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            i++; /* consumed the value */
         } else if (strncmp(a, "--config=", 9) == 0) {
             o->config = a + 9;
-            used = 0;
-        } else if (strcmp(a, "--groups") == 0 && v) {
-            if (strcmp(v, "auto") == 0)
-                o->groups = G_AUTO;
-            else if (strcmp(v, "id") == 0)
-                o->groups = G_ID;
-            else if (strcmp(v, "rows") == 0)
-                o->groups = G_ROWS;
-            else if (strncmp(v, "field:", 6) == 0 && v[6]) {
-                o->groups = G_FIELD;
-                o->group_field = v + 6;
-            } else {
-                fprintf(o->log, "tiergate train: --groups takes auto, id, field:NAME or rows\n");
-                return -1;
-            }
-        } else if (strcmp(a, "--folds") == 0 && v) {
-            if (parse_uint(v, 2, 50, &o->folds) != 0) {
-                fprintf(o->log, "tiergate train: --folds takes 2 to 50\n");
-                return -1;
-            }
-        } else if (strcmp(a, "--min-df") == 0 && v) {
-            if (parse_uint(v, 1, 1000000, &o->min_df) != 0) {
-                fprintf(o->log, "tiergate train: --min-df takes a count of rows, 1 or more\n");
-                return -1;
-            }
-        } else if (strcmp(a, "--prior") == 0 && v) {
-            if (strcmp(v, "config") != 0 && strcmp(v, "zero") != 0) {
-                fprintf(o->log, "tiergate train: --prior takes config or zero\n");
-                return -1;
-            }
-            o->prior_zero = strcmp(v, "zero") == 0;
-        } else if (strcmp(a, "--lambda-dense") == 0 && v) {
-            if (parse_list(v, o->lam_d, &o->n_lam_d, 0) != 0) {
-                fprintf(o->log,
-                        "tiergate train: --lambda-dense takes up to %d positive numbers, "
-                        "comma-separated\n",
-                        MAX_GRID);
-                return -1;
-            }
-        } else if (strcmp(a, "--lambda-words") == 0 && v) {
-            if (parse_list(v, o->lam_h, &o->n_lam_h, 1) != 0) {
-                fprintf(o->log,
-                        "tiergate train: --lambda-words takes up to %d positive numbers "
-                        "or off, comma-separated\n",
-                        MAX_GRID);
-                return -1;
-            }
-        } else if (strcmp(a, "--pairs") == 0 && v) {
-            if (strcmp(v, "good-enough") != 0 && strcmp(v, "gain") != 0) {
-                fprintf(o->log, "tiergate train: --pairs takes good-enough or gain\n");
-                return -1;
-            }
-            o->pairs_gain = strcmp(v, "gain") == 0;
-        } else if (strcmp(a, "--balance") == 0 && v) {
-            if (strcmp(v, "none") != 0 && strcmp(v, "groups") != 0) {
-                fprintf(o->log, "tiergate train: --balance takes none or groups\n");
-                return -1;
-            }
-            o->balance = strcmp(v, "groups") == 0;
-        } else if (strcmp(a, "--anchor") == 0 && v) {
-            char *end;
-            errno = 0;
-            o->anchor = strtod(v, &end);
-            if (end == v || *end || errno || !(o->anchor >= 0 && o->anchor < 1e6)) {
-                fprintf(o->log, "tiergate train: --anchor takes a lambda (0 = off)\n");
-                return -1;
-            }
         } else if (strcmp(a, "--no-words") == 0) {
             o->words = 0;
-            used = 0;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             o->quiet = 1;
-            used = 0;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 1;
@@ -258,7 +278,6 @@ static int parse_args(int argc, char **argv, FILE *log, struct opts *o)
             fprintf(o->log, "tiergate train: unknown or incomplete argument '%s'\n%s", a, usage);
             return -1;
         }
-        i += used;
     }
     if (!o->words) {
         o->lam_h[0] = -1;
@@ -897,6 +916,37 @@ static double dot(const double *a, const double *b, size_t n)
 
 /* Minimises the objective from theta (warm start) in place. Returns 0, or
  * -1 out of memory. */
+/* L-BFGS two-loop recursion over the first n of dim coordinates: dir =
+ * -H g, H the inverse Hessian estimated from the stored pairs (S, Y, rho;
+ * the newest before head). */
+static void direction(const double *g, const double *S, const double *Y, const double *rho,
+                      int head, int stored, size_t dim, size_t n, double *dir)
+{
+    double alpha[LBFGS_M] = {0}; /* read only where written */
+    memcpy(dir, g, n * sizeof *dir);
+    for (int m = 0; m < stored; m++) {
+        int k = (head - 1 - m + LBFGS_M) % LBFGS_M;
+        alpha[k] = rho[k] * dot(S + k * dim, dir, n);
+        for (size_t q = 0; q < n; q++)
+            dir[q] -= alpha[k] * Y[k * dim + q];
+    }
+    double gamma = 1.0;
+    if (stored) {
+        int k = (head - 1 + LBFGS_M) % LBFGS_M;
+        gamma = dot(S + k * dim, Y + k * dim, n) / dot(Y + k * dim, Y + k * dim, n);
+    }
+    for (size_t q = 0; q < n; q++)
+        dir[q] *= gamma;
+    for (int m = stored - 1; m >= 0; m--) {
+        int k = (head - 1 - m + LBFGS_M) % LBFGS_M;
+        double beta = rho[k] * dot(Y + k * dim, dir, n);
+        for (size_t q = 0; q < n; q++)
+            dir[q] += (alpha[k] - beta) * S[k * dim + q];
+    }
+    for (size_t q = 0; q < n; q++)
+        dir[q] = -dir[q];
+}
+
 static int fit(const struct data *d, const uint8_t *use, double lam_d, double lam_h, double anchor,
                int words, const double *prior, double *theta, int *iters)
 {
@@ -913,7 +963,7 @@ static int fit(const struct data *d, const uint8_t *use, double lam_d, double la
         return -1;
     double *g = mem, *x1 = mem + p.dim, *g1 = x1 + p.dim, *dir = g1 + p.dim, *tmp = dir + p.dim;
     double *S = tmp + p.dim, *Y = S + LBFGS_M * p.dim;
-    double rho[LBFGS_M] = {0}, alpha[LBFGS_M] = {0}; /* read only where written */
+    double rho[LBFGS_M] = {0}; /* read only where written */
     int head = 0, stored = 0, it;
     double f = objective(&p, theta, g);
     for (it = 0; it < MAX_ITER; it++) {
@@ -923,29 +973,7 @@ static int fit(const struct data *d, const uint8_t *use, double lam_d, double la
                 gmax = fabs(g[k]);
         if (gmax < 1e-6)
             break;
-        /* two-loop recursion: dir = -H g */
-        memcpy(dir, g, n * sizeof *dir);
-        for (int m = 0; m < stored; m++) {
-            int k = (head - 1 - m + LBFGS_M) % LBFGS_M;
-            alpha[k] = rho[k] * dot(S + k * p.dim, dir, n);
-            for (size_t q = 0; q < n; q++)
-                dir[q] -= alpha[k] * Y[k * p.dim + q];
-        }
-        double gamma = 1.0;
-        if (stored) {
-            int k = (head - 1 + LBFGS_M) % LBFGS_M;
-            gamma = dot(S + k * p.dim, Y + k * p.dim, n) / dot(Y + k * p.dim, Y + k * p.dim, n);
-        }
-        for (size_t q = 0; q < n; q++)
-            dir[q] *= gamma;
-        for (int m = stored - 1; m >= 0; m--) {
-            int k = (head - 1 - m + LBFGS_M) % LBFGS_M;
-            double beta = rho[k] * dot(Y + k * p.dim, dir, n);
-            for (size_t q = 0; q < n; q++)
-                dir[q] += (alpha[k] - beta) * S[k * p.dim + q];
-        }
-        for (size_t q = 0; q < n; q++)
-            dir[q] = -dir[q];
+        direction(g, S, Y, rho, head, stored, p.dim, n, dir);
         double gd = dot(g, dir, n);
         if (!(gd < 0)) { /* not a descent direction: restart from the gradient */
             for (size_t q = 0; q < n; q++)
@@ -1172,6 +1200,109 @@ static double elapsed(const struct timespec *t0)
 }
 
 /* One training run on a loaded router config; returns the exit code. */
+/* Says in d->gsource where the groups actually came from. */
+static void describe_groups(struct data *d, const struct opts *o)
+{
+    if (o->groups == G_ROWS)
+        return;
+    const char *field = o->groups == G_FIELD ? o->group_field : "group";
+    if (d->n_src[0] == d->n)
+        snprintf(d->gsource_buf, sizeof d->gsource_buf, "the \"%.64s\" field", field);
+    else if (d->n_src[1] == d->n)
+        snprintf(d->gsource_buf, sizeof d->gsource_buf, "the id prefix");
+    else
+        snprintf(d->gsource_buf, sizeof d->gsource_buf,
+                 "\"%.32s\" field %zu rows, id prefix %zu, neither %zu", field, d->n_src[0],
+                 d->n_src[1], d->n_src[2]);
+    d->gsource = d->gsource_buf;
+}
+
+/* *pos: the rows labelled not good enough (a sum of targets); -1 (said
+ * on d->log) when every label is the same. */
+static int not_good_enough(const struct data *d, double *pos)
+{
+    *pos = 0;
+    for (size_t i = 0; i < d->n; i++)
+        *pos += d->t[i];
+    if (*pos <= 0 || *pos >= (double)d->n) {
+        fprintf(d->log, "tiergate train: every label is %s: nothing to learn from\n",
+                *pos <= 0 ? "1 (good enough)" : "0 (not good enough)");
+        return -1;
+    }
+    return 0;
+}
+
+/* --balance groups: every group weighs as much as an average one. -1:
+ * out of memory. */
+static int balance_rows(struct data *d)
+{
+    d->rw = malloc(d->n * sizeof *d->rw);
+    if (!d->rw)
+        return -1;
+    for (size_t i = 0; i < d->n; i++)
+        d->rw[i] = (double)d->n / (double)d->ng / (double)d->gsize[d->grp[i]];
+    return 0;
+}
+
+/* The fit on every row with the chosen strengths, bucket weights rounded
+ * to the floats the file will hold. *theta (1 + D + H, owned by the
+ * caller) is allocated here, also on failure; -1: out of memory. */
+static int final_fit(const struct data *d, const struct opts *o, const double *prior, double lam_d,
+                     double lam_h, double **theta, int *iters)
+{
+    size_t dim = 1 + D + d->H;
+    *theta = malloc(dim * sizeof **theta);
+    uint8_t *all = malloc(d->n);
+    if (!*theta || !all) {
+        free(all);
+        return -1;
+    }
+    memset(all, 1, d->n);
+    init_theta(d, prior, *theta, dim);
+    int fr = fit(d, all, lam_d, lam_h, o->anchor, o->words, prior, *theta, iters);
+    free(all);
+    if (fr != 0)
+        return -1;
+    /* what the file will hold: bucket weights as floats */
+    for (size_t k = 1 + D; k < dim; k++)
+        (*theta)[k] = (double)(float)(*theta)[k];
+    return 0;
+}
+
+/* In-sample AUC and log loss of theta; -1: out of memory. */
+static int train_scores(const struct data *d, const double *theta, double lam_h, double *tr_auc,
+                        double *tr_ll)
+{
+    double *z = malloc(d->n * sizeof *z);
+    if (!z)
+        return -1;
+    for (size_t i = 0; i < d->n; i++)
+        z[i] = row_z(d, i, theta, lam_h > 0);
+    *tr_auc = auc(z, d->t, d->n);
+    *tr_ll = logloss(z, d->t, d->n);
+    free(z);
+    return 0;
+}
+
+/* The model file's "training" record (new reference, NULL: no memory). */
+static json_t *train_meta(const struct data *d, const struct opts *o, double pos, json_t *cv,
+                          const json_t *chosen, int iters, double tr_auc, double tr_ll)
+{
+    return json_pack(
+        "{s:s,s:i,s:i,s:{s:i,s:i,s:i},s:f,s:{s:s,s:i,s:i},s:i,s:i,s:s,s:f,s:s,s:s,"
+        "s:{s:s,s:s,s:O,s:O},s:{s:i,s:f,s:f}}",
+        "trainer", "tiergate " TG_VERSION " train", "rows", (json_int_t)d->n, "skipped",
+        (json_int_t)d->skipped, "inputs", "prompt", (json_int_t)d->n_prompt, "messages",
+        (json_int_t)d->n_messages, "features", (json_int_t)d->n_features, "share_not_good_enough",
+        pos / (double)d->n, "groups", "source", d->gsource, "count", (json_int_t)d->ng, "folds",
+        (json_int_t)d->K, "min_df", (json_int_t)o->min_df, "hashed_columns", (json_int_t)d->H,
+        "prior", o->prior_zero ? "zero" : "config weights", "anchor", o->anchor, "pairs",
+        o->pairs_gain ? "gain" : "good-enough", "balance", o->balance ? "groups" : "none", "cv",
+        "method", "K-fold over groups, held-out scores pooled", "metric", "auc", "chosen", chosen,
+        "grid", json_object_get(cv, "grid"), "fit", "iterations", iters, "train_auc", tr_auc,
+        "train_logloss", tr_ll);
+}
+
 static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *in, FILE *out)
 {
     struct opts o = *op;
@@ -1197,33 +1328,12 @@ static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *
                 d.skipped);
         goto out;
     }
-    if (o.groups != G_ROWS) { /* say where the groups actually came from */
-        const char *field = o.groups == G_FIELD ? o.group_field : "group";
-        if (d.n_src[0] == d.n)
-            snprintf(d.gsource_buf, sizeof d.gsource_buf, "the \"%.64s\" field", field);
-        else if (d.n_src[1] == d.n)
-            snprintf(d.gsource_buf, sizeof d.gsource_buf, "the id prefix");
-        else
-            snprintf(d.gsource_buf, sizeof d.gsource_buf,
-                     "\"%.32s\" field %zu rows, id prefix %zu, neither %zu", field, d.n_src[0],
-                     d.n_src[1], d.n_src[2]);
-        d.gsource = d.gsource_buf;
-    }
-    double pos = 0;
-    for (size_t i = 0; i < d.n; i++)
-        pos += d.t[i];
-    if (pos <= 0 || pos >= (double)d.n) {
-        fprintf(o.log, "tiergate train: every label is %s: nothing to learn from\n",
-                pos <= 0 ? "1 (good enough)" : "0 (not good enough)");
+    describe_groups(&d, &o);
+    double pos;
+    if (not_good_enough(&d, &pos) != 0)
         goto out;
-    }
-    if (o.balance) { /* every group weighs as much as an average one */
-        d.rw = malloc(d.n * sizeof *d.rw);
-        if (!d.rw)
-            goto oom;
-        for (size_t i = 0; i < d.n; i++)
-            d.rw[i] = (double)d.n / (double)d.ng / (double)d.gsize[d.grp[i]];
-    }
+    if (o.balance && balance_rows(&d) != 0)
+        goto oom;
     if (map_columns(&d, o.min_df) != 0 || assign_folds(&d, o.folds) != 0) {
         fprintf(o.log, "tiergate train: out of memory\n");
         goto out;
@@ -1240,48 +1350,16 @@ static int run(const struct tg_router_config *cfg, const struct opts *op, FILE *
     if (best < 0)
         goto oom;
     double lam_d = o.lam_d[best / (int)o.n_lam_h], lam_h = o.lam_h[best % (int)o.n_lam_h];
-    size_t dim = 1 + D + d.H;
-    theta = malloc(dim * sizeof *theta);
-    uint8_t *all = malloc(d.n);
-    if (!theta || !all) {
-        free(all);
-        goto oom;
-    }
-    memset(all, 1, d.n);
-    init_theta(&d, prior, theta, dim);
     int iters = 0;
-    int fr = fit(&d, all, lam_d, lam_h, o.anchor, o.words, prior, theta, &iters);
-    free(all);
-    if (fr != 0)
+    double tr_auc, tr_ll;
+    if (final_fit(&d, &o, prior, lam_d, lam_h, &theta, &iters) != 0 ||
+        train_scores(&d, theta, lam_h, &tr_auc, &tr_ll) != 0)
         goto oom;
-    /* what the file will hold: bucket weights as floats */
-    for (size_t k = 1 + D; k < dim; k++)
-        theta[k] = (double)(float)theta[k];
-    double *z = malloc(d.n * sizeof *z);
-    if (!z)
-        goto oom;
-    for (size_t i = 0; i < d.n; i++)
-        z[i] = row_z(&d, i, theta, lam_h > 0);
-    double tr_auc = auc(z, d.t, d.n), tr_ll = logloss(z, d.t, d.n);
-    free(z);
     const json_t *chosen = json_array_get(json_object_get(cv, "grid"), (size_t)best);
     size_t kept = 0;
-    for (size_t k = 1 + D; k < dim; k++)
+    for (size_t k = 1 + D; k < 1 + D + d.H; k++)
         kept += (float)theta[k] != 0.0f;
-    meta = json_pack(
-        "{s:s,s:i,s:i,s:{s:i,s:i,s:i},s:f,s:{s:s,s:i,s:i},s:i,s:i,s:s,s:f,s:s,s:s,"
-        "s:{s:s,s:s,s:O,s:O},s:{s:i,s:f,s:f}}",
-        "trainer", "tiergate " TG_VERSION " train", "rows", (json_int_t)d.n, "skipped",
-        (json_int_t)d.skipped, "inputs", "prompt", (json_int_t)d.n_prompt, "messages",
-        (json_int_t)d.n_messages, "features", (json_int_t)d.n_features, "share_not_good_enough",
-        pos / (double)d.n, "groups", "source", d.gsource, "count", (json_int_t)d.ng, "folds",
-        (json_int_t)d.K, "min_df", (json_int_t)o.min_df, "hashed_columns", (json_int_t)d.H, "prior",
-        o.prior_zero ? "zero" : "config weights", "anchor", o.anchor, "pairs",
-        o.pairs_gain ? "gain" : "good-enough", "balance", o.balance ? "groups" : "none", "cv",
-        "method", "K-fold over groups, held-out scores pooled", "metric", "auc", "chosen", chosen,
-        "grid", json_object_get(cv, "grid"), "fit", "iterations", iters, "train_auc", tr_auc,
-        "train_logloss", tr_ll);
-    if (!meta)
+    if (!(meta = train_meta(&d, &o, pos, cv, chosen, iters, tr_auc, tr_ll)))
         goto oom;
     if (!o.quiet)
         fprintf(o.log,
