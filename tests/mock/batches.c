@@ -112,8 +112,9 @@ static struct mfile *new_file(const char *name, const char *purpose)
 
 static void file_json(struct tg_buf *out, const struct mfile *f)
 {
-    tg_buf_printf(out, "{\"id\":\"%s\",\"object\":\"file\",\"bytes\":%zu,\"created_at\":%lld,"
-                       "\"filename\":",
+    tg_buf_printf(out,
+                  "{\"id\":\"%s\",\"object\":\"file\",\"bytes\":%zu,\"created_at\":%lld,"
+                  "\"filename\":",
                   f->id, f->data.len, (long long)time(NULL));
     mock_json_str_bytes(out, f->name ? f->name : "", f->name ? strlen(f->name) : 0);
     tg_buf_printf(out, ",\"purpose\":\"%s\",\"status\":\"processed\"}", f->purpose);
@@ -121,10 +122,11 @@ static void file_json(struct tg_buf *out, const struct mfile *f)
 
 static void batch_json(struct tg_buf *out, const struct mbatch *b)
 {
-    tg_buf_printf(out,
-                  "{\"id\":\"%s\",\"object\":\"batch\",\"endpoint\":\"%s\",\"input_file_id\":\"%s\","
-                  "\"completion_window\":\"24h\",\"status\":\"%s\",\"created_at\":%lld,",
-                  b->id, b->endpoint, b->input, b->status, b->created);
+    tg_buf_printf(
+        out,
+        "{\"id\":\"%s\",\"object\":\"batch\",\"endpoint\":\"%s\",\"input_file_id\":\"%s\","
+        "\"completion_window\":\"24h\",\"status\":\"%s\",\"created_at\":%lld,",
+        b->id, b->endpoint, b->input, b->status, b->created);
     tg_buf_printf(out, b->output[0] ? "\"output_file_id\":\"%s\"," : "\"output_file_id\":null,%s",
                   b->output);
     tg_buf_printf(out, b->error[0] ? "\"error_file_id\":\"%s\"," : "\"error_file_id\":null,%s",
@@ -225,7 +227,8 @@ static int answer(const struct mock_http_head *h, const char *buf, const char *p
 }
 
 static void run_line(struct mbatch *b, const struct mock_http_head *h, const char *buf,
-                     const char *path, size_t plen, json_t *j, struct tg_buf *ok, struct tg_buf *bad)
+                     const char *path, size_t plen, json_t *j, struct tg_buf *ok,
+                     struct tg_buf *bad)
 {
     json_t *body = json_object_get(j, "body");
     char *bs = json_dumps(body, JSON_COMPACT);
@@ -239,8 +242,9 @@ static void run_line(struct mbatch *b, const struct mock_http_head *h, const cha
     tg_buf_printf(dst, "{\"id\":\"batch_req_mock%u\",\"custom_id\":", n);
     mock_json_str_bytes(dst, cid ? cid : "", cid ? strlen(cid) : 0);
     if (rj) {
-        tg_buf_printf(dst, ",\"response\":{\"status_code\":%d,\"request_id\":\"req_mock%u\",\"body\":",
-                      status, n);
+        tg_buf_printf(
+            dst,
+            ",\"response\":{\"status_code\":%d,\"request_id\":\"req_mock%u\",\"body\":", status, n);
         tg_buf_append(dst, resp.data, resp.len);
         tg_buf_puts(dst, "},\"error\":null}\n");
     } else {

@@ -44,8 +44,7 @@ static int token_array(const json_t *a)
     json_t *v;
     if (!json_is_array(a) || json_array_size(a) == 0)
         return 0;
-    json_array_foreach(a, i, v)
-    {
+    json_array_foreach(a, i, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             return 0;
     }
@@ -81,8 +80,7 @@ static int inputs_of(const json_t *in, const json_t **items, size_t *n, const ch
     }
     size_t i;
     json_t *v;
-    json_array_foreach(in, i, v)
-    {
+    json_array_foreach(in, i, v) {
         if (json_is_string(v) ? json_string_length(v) == 0 : !token_array(v)) {
             *why = "each 'input' item must be a non-empty string or a non-empty array of token "
                    "ids";
@@ -192,8 +190,7 @@ tg_rc mock_embed_render(struct tg_buf *out, const struct mock_action *a,
         } else {
             size_t k;
             json_t *t;
-            json_array_foreach(items[i], k, t)
-            {
+            json_array_foreach(items[i], k, t) {
                 long long id = json_integer_value(t);
                 mock_bow_tokens(v, dims, &id, 1);
             }

@@ -209,7 +209,6 @@ static int find_head_end(struct mock_http_in *in, const char *buf, size_t len, s
     return 0;
 }
 
-
 /* RFC 9112 7.1: chunk-size [chunk-ext] CRLF. Returns the line length used. */
 static int chunk_size_line(struct mock_http_in *in, const char *buf, size_t len)
 {
@@ -240,8 +239,7 @@ static int chunk_size_line(struct mock_http_in *in, const char *buf, size_t len)
     return MOCK_HTTP_COMPLETE;
 }
 
-int mock_http_feed(struct mock_http_in *in, char *buf, size_t len,
-                   struct mock_http_head *scratch)
+int mock_http_feed(struct mock_http_in *in, char *buf, size_t len, struct mock_http_head *scratch)
 {
     for (;;) {
         switch (in->state) {
@@ -353,11 +351,21 @@ tg_rc mock_json_str_bytes(struct tg_buf *b, const char *s, size_t n)
                 continue;
             }
             switch (c) {
-            case '"': rc = tg_buf_append(b, "\\\"", 2); break;
-            case '\\': rc = tg_buf_append(b, "\\\\", 2); break;
-            case '\n': rc = tg_buf_append(b, "\\n", 2); break;
-            case '\r': rc = tg_buf_append(b, "\\r", 2); break;
-            case '\t': rc = tg_buf_append(b, "\\t", 2); break;
+            case '"':
+                rc = tg_buf_append(b, "\\\"", 2);
+                break;
+            case '\\':
+                rc = tg_buf_append(b, "\\\\", 2);
+                break;
+            case '\n':
+                rc = tg_buf_append(b, "\\n", 2);
+                break;
+            case '\r':
+                rc = tg_buf_append(b, "\\r", 2);
+                break;
+            case '\t':
+                rc = tg_buf_append(b, "\\t", 2);
+                break;
             default: {
                 char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
                 rc = tg_buf_append(b, e, 6);
@@ -406,39 +414,61 @@ tg_rc mock_json_str_bytes(struct tg_buf *b, const char *s, size_t n)
 const char *mock_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 529: return "Site Overloaded";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 529:
+        return "Site Overloaded";
+    default:
+        return "Status";
     }
 }
 
-tg_rc mock_http_respond(struct tg_buf *out, int status, const char *content_type,
-                        const char *body, size_t len, bool close)
+tg_rc mock_http_respond(struct tg_buf *out, int status, const char *content_type, const char *body,
+                        size_t len, bool close)
 {
-    tg_rc rc = tg_buf_printf(out,
-                             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                             status, mock_http_reason(status), content_type, len,
-                             close ? "Connection: close\r\n" : "");
+    tg_rc rc = tg_buf_printf(
+        out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", status,
+        mock_http_reason(status), content_type, len, close ? "Connection: close\r\n" : "");
     if (rc == TG_OK)
         rc = tg_buf_append(out, body, len);
     return rc;

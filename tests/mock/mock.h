@@ -17,11 +17,11 @@
 
 #include "tiergate/buf.h"
 
-#define MOCK_HEAD_CAP (64u * 1024u)          /* request line + headers */
-#define MOCK_BODY_CAP (64u * 1024u * 1024u)  /* decoded request body */
+#define MOCK_HEAD_CAP (64u * 1024u)         /* request line + headers */
+#define MOCK_BODY_CAP (64u * 1024u * 1024u) /* decoded request body */
 #define MOCK_MAX_HEADERS 256
-#define MOCK_RECORD_CAP 10000                /* recorded chat requests kept (ring) */
-#define MOCK_MAX_CHOICES 128                 /* cap on the request's "n" */
+#define MOCK_RECORD_CAP 10000 /* recorded chat requests kept (ring) */
+#define MOCK_MAX_CHOICES 128  /* cap on the request's "n" */
 
 /* ---- http.c: request parsing ------------------------------------------ */
 
@@ -49,7 +49,7 @@ enum mock_http_state {
     MOCK_HTTP_BODY,       /* Content-Length body */
     MOCK_HTTP_CHUNK_SIZE, /* chunked: chunk-size line */
     MOCK_HTTP_CHUNK_DATA,
-    MOCK_HTTP_CHUNK_END,  /* CRLF after chunk data */
+    MOCK_HTTP_CHUNK_END, /* CRLF after chunk data */
     MOCK_HTTP_TRAILER,
     MOCK_HTTP_DONE
 };
@@ -57,10 +57,10 @@ enum mock_http_state {
 /* Per-connection parser state; zero it (mock_http_in_reset) between requests. */
 struct mock_http_in {
     enum mock_http_state state;
-    size_t scan;       /* head: where the search for the blank line resumes */
-    size_t head_len;   /* bytes of request line + headers + blank line */
-    size_t body_len;   /* decoded body bytes, stored at buf + head_len */
-    size_t raw;        /* bytes of the input buffer this request used so far */
+    size_t scan;     /* head: where the search for the blank line resumes */
+    size_t head_len; /* bytes of request line + headers + blank line */
+    size_t body_len; /* decoded body bytes, stored at buf + head_len */
+    size_t raw;      /* bytes of the input buffer this request used so far */
     uint64_t chunk_left;
     size_t trailer_len;
     uint64_t content_length;
@@ -79,8 +79,7 @@ void mock_http_in_reset(struct mock_http_in *in);
  * is parsed. Returns MOCK_HTTP_AGAIN (need more bytes), MOCK_HTTP_COMPLETE
  * (body at buf + in->head_len, in->body_len bytes; in->raw bytes consumed),
  * or an HTTP error status (400, 413, 431, 501): answer it and close. */
-int mock_http_feed(struct mock_http_in *in, char *buf, size_t len,
-                   struct mock_http_head *scratch);
+int mock_http_feed(struct mock_http_in *in, char *buf, size_t len, struct mock_http_head *scratch);
 
 /* Parses a complete head buf[0..len) (ending in the blank line) into h.
  * Returns 0 or an HTTP error status. */
@@ -92,8 +91,8 @@ tg_rc mock_json_str_bytes(struct tg_buf *b, const char *s, size_t n);
 
 /* Appends a complete response (status line, Content-Type, Content-Length,
  * Connection: close when `close`) with body[0..len). */
-tg_rc mock_http_respond(struct tg_buf *out, int status, const char *content_type,
-                        const char *body, size_t len, bool close);
+tg_rc mock_http_respond(struct tg_buf *out, int status, const char *content_type, const char *body,
+                        size_t len, bool close);
 
 const char *mock_http_reason(int status);
 
@@ -102,7 +101,7 @@ const char *mock_http_reason(int status);
 enum mock_point { MOCK_AT_NONE = 0, MOCK_AT_BEFORE_HEADERS, MOCK_AT_MID_BODY, MOCK_AT_MID_STREAM };
 
 struct mock_tool_call {
-    char *id;   /* NULL: "call_<index>" */
+    char *id; /* NULL: "call_<index>" */
     char *name;
     char *arguments;
 };
@@ -155,8 +154,8 @@ enum mock_endpoint { MOCK_EP_CHAT = 0, MOCK_EP_EMBEDDINGS };
 
 /* What the reply builder needs from a chat, Responses or embeddings request. */
 struct mock_chat_info {
-    enum mock_endpoint ep; /* set by mock_chat_begin from the path */
-    char *model; /* owned, or NULL when the request has no string "model" */
+    enum mock_endpoint ep;      /* set by mock_chat_begin from the path */
+    char *model;                /* owned, or NULL when the request has no string "model" */
     bool responses;             /* POST .../responses: answered in the Responses API's shapes */
     char *previous_response_id; /* owned, or NULL */
     bool store;                 /* "store": true */
@@ -227,7 +226,7 @@ tg_rc mock_embed_render(struct tg_buf *out, const struct mock_action *a,
 enum mock_end { MOCK_END_DONE = 0, MOCK_END_RESET, MOCK_END_STALL };
 
 struct mock_seg {
-    size_t end;      /* plan bytes [previous end, end) */
+    size_t end;        /* plan bytes [previous end, end) */
     uint32_t delay_ms; /* wait before releasing this segment */
 };
 

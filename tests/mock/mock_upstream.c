@@ -69,9 +69,9 @@ struct loop {
     struct conn **heap; /* min-heap on conn->due */
     size_t nheap, heap_cap;
     struct conn *conns;
-    char *scratch;             /* READ_CHUNK bytes */
+    char *scratch;              /* READ_CHUNK bytes */
     struct mock_http_head head; /* parser scratch */
-    struct tg_buf rec, ctl;    /* record and control-reply scratch */
+    struct tg_buf rec, ctl;     /* record and control-reply scratch */
 };
 
 static bool g_record = true;
@@ -535,8 +535,7 @@ static void handle_request(struct conn *c)
         reply(c, status, l->ctl.data ? l->ctl.data : "", l->ctl.len, close);
         return;
     }
-    if (route_len >= 6 && memcmp(path, "/_mock", 6) == 0 &&
-        (route_len == 6 || path[6] == '/')) {
+    if (route_len >= 6 && memcmp(path, "/_mock", 6) == 0 && (route_len == 6 || path[6] == '/')) {
         tg_buf_reset(&l->ctl);
         int status = mock_control(buf + h->method.off, h->method.len, path, path_len, body,
                                   body_len, &l->ctl);
@@ -707,8 +706,7 @@ static int listen_on(const char *host, unsigned port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-        fprintf(stderr, "mock_upstream: cannot listen on %s:%u: %s\n", host, port,
-                strerror(errno));
+        fprintf(stderr, "mock_upstream: cannot listen on %s:%u: %s\n", host, port, strerror(errno));
         close(fd);
         return -1;
     }

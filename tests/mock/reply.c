@@ -19,7 +19,6 @@
 
 static const char finish_stop[] = "stop";
 
-
 bool mock_plan_seg(struct mock_plan *p, uint32_t delay_ms)
 {
     if (p->nsegs == p->segs_cap) {
@@ -54,8 +53,8 @@ static long long ceil4(size_t n)
 }
 
 /* Response head up to and including the blank line. len < 0: chunked. */
-tg_rc mock_put_head(struct tg_buf *b, const struct mock_action *a, int status,
-                      const char *ctype, long long len, bool close)
+tg_rc mock_put_head(struct tg_buf *b, const struct mock_action *a, int status, const char *ctype,
+                    long long len, bool close)
 {
     tg_rc rc = tg_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, mock_http_reason(status));
     if (rc == TG_OK && !a->headers_have_ctype)
@@ -76,8 +75,9 @@ tg_rc mock_put_head(struct tg_buf *b, const struct mock_action *a, int status,
 /* OpenAI error body for a scripted status without an explicit error. */
 static tg_rc status_error(struct tg_buf *b, int status)
 {
-    const char *type = status == 429 ? "requests" : status >= 500 ? "server_error"
-                                                                  : "invalid_request_error";
+    const char *type = status == 429   ? "requests"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
     return tg_buf_printf(b,
                          "{\"error\":{\"message\":\"mock status %d\",\"type\":\"%s\","
                          "\"param\":null,\"code\":%s}}",
@@ -86,8 +86,9 @@ static tg_rc status_error(struct tg_buf *b, int status)
 
 tg_rc mock_put_logprob(struct tg_buf *b, size_t i, double lp, bool first)
 {
-    return tg_buf_printf(b, "%s{\"token\":\"t%zu\",\"logprob\":%.15g,\"bytes\":null,"
-                            "\"top_logprobs\":[]}",
+    return tg_buf_printf(b,
+                         "%s{\"token\":\"t%zu\",\"logprob\":%.15g,\"bytes\":null,"
+                         "\"top_logprobs\":[]}",
                          first ? "" : ",", i, lp);
 }
 
@@ -131,8 +132,8 @@ static tg_rc put_completion(struct tg_buf *b, const struct mock_action *a,
     rc |= tg_buf_json_str(b, ans->model, ans->model_len);
     rc |= tg_buf_puts(b, ",\"system_fingerprint\":\"fp_mock\",\"choices\":[");
     for (int i = 0; i < ci->n && rc == TG_OK; i++) {
-        rc |= tg_buf_printf(b, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":",
-                            i ? "," : "", i);
+        rc |= tg_buf_printf(
+            b, "%s{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":", i ? "," : "", i);
         if (a->nchoice_texts && i > 0) {
             const char *t = a->choice_texts[(size_t)i % a->nchoice_texts];
             rc |= tg_buf_json_str(b, t, strlen(t));
@@ -302,8 +303,8 @@ static void sse_tool_calls(struct sse *s)
         for (size_t i = 0; i < len && s->rc == TG_OK;) {
             size_t m = mock_utf8_prefix(args + i, len - i, s->a->chunk_chars);
             tg_buf_reset(&d);
-            rc = tg_buf_printf(&d, "{\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":",
-                               t);
+            rc = tg_buf_printf(&d,
+                               "{\"tool_calls\":[{\"index\":%zu,\"function\":{\"arguments\":", t);
             rc |= tg_buf_json_str(&d, args + i, m);
             rc |= tg_buf_puts(&d, "}}]}");
             if (rc != TG_OK)
@@ -442,7 +443,7 @@ timeline:
 
 /* Non-stream response: head + body, cut in the middle if scripted. */
 tg_rc mock_build_plain(struct mock_plan *p, const struct mock_action *a, int status,
-                         const char *body, size_t len)
+                       const char *body, size_t len)
 {
     tg_rc rc = mock_put_head(&p->buf, a, status, "application/json", (long long)len, p->close);
     if (rc == TG_OK)
@@ -491,8 +492,8 @@ static void resolve_usage(struct mock_answer *ans, const struct mock_action *a,
         out += strlen(a->tool_calls[i].name) + strlen(a->tool_calls[i].arguments);
     long long c = ceil4(out);
     ans->prompt_tokens = a->has_prompt_tokens ? a->prompt_tokens : ceil4(ci->body_len);
-    ans->completion_tokens = a->has_completion_tokens ? a->completion_tokens
-                                                      : (c < 1 ? 1 : c) * ci->n;
+    ans->completion_tokens =
+        a->has_completion_tokens ? a->completion_tokens : (c < 1 ? 1 : c) * ci->n;
 }
 
 struct mock_plan *mock_plan_build(const struct mock_action *a, const struct mock_chat_info *ci,

@@ -74,15 +74,14 @@ static tg_rc put_message(struct tg_buf *b, const struct mock_action *a,
 }
 
 static tg_rc put_call(struct tg_buf *b, const struct mock_chat_info *ci,
-                      const struct mock_tool_call *t, size_t i, const char *status,
-                      bool with_args)
+                      const struct mock_tool_call *t, size_t i, const char *status, bool with_args)
 {
     tg_rc rc = tg_buf_printf(b,
                              "{\"id\":\"fc_mock_%llu_%zu\",\"type\":\"function_call\","
                              "\"status\":\"%s\",\"arguments\":",
                              (unsigned long long)ci->seq, i, status);
-    rc |= with_args ? tg_buf_json_str(b, t->arguments, strlen(t->arguments))
-                    : tg_buf_puts(b, "\"\"");
+    rc |=
+        with_args ? tg_buf_json_str(b, t->arguments, strlen(t->arguments)) : tg_buf_puts(b, "\"\"");
     rc |= tg_buf_puts(b, ",\"call_id\":");
     if (t->id)
         rc |= tg_buf_json_str(b, t->id, strlen(t->id));
@@ -103,10 +102,11 @@ static tg_rc put_response(struct tg_buf *b, const struct mock_action *a,
     bool done = strcmp(status, "in_progress") != 0;
     if (done)
         status = status_of(ans, &reason);
-    tg_rc rc = tg_buf_printf(b,
-                             "{\"id\":\"resp_mock_%llu\",\"object\":\"response\",\"created_at\":%lld,"
-                             "\"status\":\"%s\",\"error\":null,\"incomplete_details\":",
-                             (unsigned long long)ci->seq, ans->created, status);
+    tg_rc rc =
+        tg_buf_printf(b,
+                      "{\"id\":\"resp_mock_%llu\",\"object\":\"response\",\"created_at\":%lld,"
+                      "\"status\":\"%s\",\"error\":null,\"incomplete_details\":",
+                      (unsigned long long)ci->seq, ans->created, status);
     rc |= reason ? tg_buf_printf(b, "{\"reason\":\"%s\"}", reason) : tg_buf_puts(b, "null");
     rc |= tg_buf_puts(b, ",\"model\":");
     rc |= tg_buf_json_str(b, ans->model, ans->model_len);
@@ -212,22 +212,27 @@ static void message_events(struct rs *s)
         if (!text)
             continue;
         ev_open(s, &s->ev, "response.content_part.added");
-        s->rc |= tg_buf_printf(&s->ev, ",\"item_id\":\"%s\",\"output_index\":0,"
-                                       "\"content_index\":%d,\"part\":", item, part);
+        s->rc |= tg_buf_printf(&s->ev,
+                               ",\"item_id\":\"%s\",\"output_index\":0,"
+                               "\"content_index\":%d,\"part\":",
+                               item, part);
         s->rc |= r ? tg_buf_puts(&s->ev, "{\"type\":\"refusal\",\"refusal\":\"\"}")
                    : put_text_part(&s->ev, NULL, "", 0);
         ev_close(s, &s->ev);
         deltas(s, r ? "response.refusal.delta" : "response.output_text.delta", item, part, text,
                len);
         ev_open(s, &s->ev, r ? "response.refusal.done" : "response.output_text.done");
-        s->rc |= tg_buf_printf(&s->ev, ",\"item_id\":\"%s\",\"output_index\":0,"
-                                       "\"content_index\":%d,\"%s\":", item, part,
-                               r ? "refusal" : "text");
+        s->rc |= tg_buf_printf(&s->ev,
+                               ",\"item_id\":\"%s\",\"output_index\":0,"
+                               "\"content_index\":%d,\"%s\":",
+                               item, part, r ? "refusal" : "text");
         s->rc |= tg_buf_json_str(&s->ev, text, len);
         ev_close(s, &s->ev);
         ev_open(s, &s->ev, "response.content_part.done");
-        s->rc |= tg_buf_printf(&s->ev, ",\"item_id\":\"%s\",\"output_index\":0,"
-                                       "\"content_index\":%d,\"part\":", item, part);
+        s->rc |= tg_buf_printf(&s->ev,
+                               ",\"item_id\":\"%s\",\"output_index\":0,"
+                               "\"content_index\":%d,\"part\":",
+                               item, part);
         if (r) {
             s->rc |= tg_buf_puts(&s->ev, "{\"type\":\"refusal\",\"refusal\":");
             s->rc |= tg_buf_json_str(&s->ev, text, len);
@@ -340,7 +345,8 @@ static tg_rc build_rstream(struct mock_plan *p, struct rs *s)
         }
         if (a->error_after >= 0 &&
             ((long)k == a->error_after || (last && a->error_after > (long)k))) {
-            s->seq = k ? s->step_seq[k - 1] : s->open_seq; /* numbering goes on from what was sent */
+            s->seq =
+                k ? s->step_seq[k - 1] : s->open_seq; /* numbering goes on from what was sent */
             s->rc |= put_failure(s, p);
             break;
         }

@@ -25,7 +25,7 @@ struct rule {
     size_t prefix_len;
     char *body_contains; /* NULL: any body */
     size_t contains_len;
-    long long times;   /* left; -1 forever */
+    long long times; /* left; -1 forever */
     struct mock_action *act;
 };
 
@@ -637,7 +637,7 @@ static int script_list(struct tg_buf *body)
     for (size_t i = 0; i < S.nrules; i++) {
         struct rule *r = &S.rules[i];
         tg_buf_puts(body, i ? ",{\"endpoint\":" : "{\"endpoint\":");
-        tg_buf_puts(body, r->endpoint < 0                   ? "null"
+        tg_buf_puts(body, r->endpoint < 0               ? "null"
                           : r->endpoint == MOCK_EP_CHAT ? "\"chat\""
                                                         : "\"embeddings\"");
         tg_buf_puts(body, ",\"model\":");
@@ -719,7 +719,7 @@ void mock_chat_info_parse(struct mock_chat_info *ci, const char *body, size_t le
     json_t *n = json_object_get(root, "n");
     if (json_is_integer(n) && json_integer_value(n) > 1)
         ci->n = json_integer_value(n) > MOCK_MAX_CHOICES ? MOCK_MAX_CHOICES
-                                                        : (int)json_integer_value(n);
+                                                         : (int)json_integer_value(n);
     json_decref(root);
 }
 
@@ -802,8 +802,8 @@ struct mock_action *mock_chat_begin(struct mock_chat_info *ci, const char *path,
     const char *q = memchr(path, '?', path_len);
     size_t route = q ? (size_t)(q - path) : path_len;
     static const char emb[] = "/embeddings";
-    ci->ep = route >= sizeof(emb) - 1 && memcmp(path + route - (sizeof(emb) - 1), emb,
-                                                 sizeof(emb) - 1) == 0
+    ci->ep = route >= sizeof(emb) - 1 &&
+                     memcmp(path + route - (sizeof(emb) - 1), emb, sizeof(emb) - 1) == 0
                  ? MOCK_EP_EMBEDDINGS
                  : MOCK_EP_CHAT;
 
@@ -940,8 +940,7 @@ int mock_control(const char *method, size_t method_len, const char *path, size_t
                           "{\"requests\":%lld,\"embeddings\":%lld,\"active\":%lld,"
                           "\"peak_active\":%lld,\"connections\":%lld,\"aborted\":%lld}",
                           atomic_load(&st_requests), atomic_load(&st_embeddings),
-                          atomic_load(&st_active),
-                          atomic_load(&st_peak), atomic_load(&st_conns),
+                          atomic_load(&st_active), atomic_load(&st_peak), atomic_load(&st_conns),
                           atomic_load(&st_aborted));
             return 200;
         }
