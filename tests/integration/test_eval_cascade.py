@@ -12,7 +12,11 @@ import tempfile
 
 from harness import BUILD, ROOT, World, check, eq, test
 
+# The workspace's full set when it is there, else its first 40 rows,
+# committed (tests/data/README.md): a fresh clone runs this test too.
 DATA = os.path.join(ROOT, "..", "shared", "eval", "cascade_dev.jsonl")
+if not os.path.exists(DATA):
+    DATA = os.path.join(ROOT, "tests", "data", "cascade_dev_40.jsonl")
 
 
 def WORLD():
@@ -21,12 +25,10 @@ def WORLD():
 
 @test
 def self_check_on_40_rows(w):
-    if not os.path.exists(DATA):
-        check(os.environ.get("CI") is None, "missing " + DATA)
-        return
     out = os.path.join(tempfile.mkdtemp(prefix="tg-evalc-"), "r.json")
     p = subprocess.run(["python3", os.path.join(ROOT, "eval", "cascade.py"), BUILD, "--limit", "40",
-                        "--self-check", "--json", out], capture_output=True, timeout=600)
+                        "--self-check", "--json", out], capture_output=True, timeout=600,
+                       env=dict(os.environ, TG_EVAL_CASCADE=DATA))
     text = p.stdout.decode() + p.stderr.decode()
     eq(p.returncode, 0, text)
     check("self-check: ok" in text, text)
