@@ -447,7 +447,7 @@ if want cost && [ "$COST" = 1 ] && command -v valgrind >/dev/null; then
         for m in local shared; do
             printf '  limits %-6s ' "$m:"
             LIMITS=$m CALLGRIND=1 TOP=0 bench/cost_per_request.sh "$BUILD" "$COST_N" |
-                tee "$out/limits_$m.txt" | head -1
+                tee "$out/limits_$m.txt" | sed -n 1p  # (head would SIGPIPE tee: pipefail)
         done
     fi
 fi
