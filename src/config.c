@@ -98,6 +98,7 @@ enum item_type {
     T_NUM,     /* double in [lo, hi] */
     T_BOOL,    /* int: true or false */
     T_STR,     /* char *: a non-empty string without NUL, owned */
+    T_ENUM,    /* int: the index of the string in `names` (NULL-terminated) */
     T_FN,      /* parsed by fn (v present, maybe null; or NULL when `always`) */
     T_SECTION, /* an object whose keys are `sub`, landing in the same base */
 };
@@ -111,6 +112,7 @@ struct item {
     int required;   /* absent: "missing required setting" */
     int always;     /* T_FN: also called (with NULL) when absent */
     int (*fn)(struct ctx *c, void *base, const json_t *v, const char *path);
+    const char *const *names;                /* T_ENUM */
     const struct item *sub;                  /* T_SECTION */
     int (*check)(struct ctx *c, void *base); /* T_SECTION: cross checks, when present */
     int (*post)(struct ctx *c, void *base);  /* after the item, present or not */
@@ -141,6 +143,10 @@ struct item {
 #define STR(k, o)                                                                                  \
     {                                                                                              \
         .key = k, .type = T_STR, .off = o                                                          \
+    }
+#define ENUM(k, o, n)                                                                              \
+    {                                                                                              \
+        .key = k, .type = T_ENUM, .off = o, .names = n                                             \
     }
 #define FN(k, f)                                                                                   \
     {                                                                                              \
@@ -191,6 +197,31 @@ static int str_value(struct ctx *c, const json_t *v, const char *path, const cha
     return 0;
 }
 
+/* One of names (NULL-terminated): *out is its index; otherwise the error
+ * lists them: expected "a", "b" or "c". */
+static int enum_value(struct ctx *c, const json_t *v, const char *path, const char *const *names,
+                      int *out)
+{
+    const char *s;
+    if (str_value(c, v, path, &s) != 0)
+        return -1;
+    int n = 0;
+    for (; names[n]; n++)
+        if (strcmp(s, names[n]) == 0) {
+            *out = n;
+            return 0;
+        }
+    char msg[160] = "expected";
+    size_t len = strlen(msg);
+    for (int i = 0; i < n && len < sizeof(msg); i++)
+        len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s\"%s\"",
+                                i == 0       ? " "
+                                : i == n - 1 ? " or "
+                                             : ", ",
+                                names[i]);
+    return fail(c, path, "%s", msg);
+}
+
 static int parse_item(struct ctx *c, void *base, const struct item *it, const json_t *v,
                       const char *path)
 {
@@ -226,6 +257,8 @@ static int parse_item(struct ctx *c, void *base, const struct item *it, const js
         if (str_value(c, v, path, &s) != 0)
             return -1;
         return set_str(c, (char **)(void *)field, s) != 0 ? fail(c, path, "out of memory") : 0;
+    case T_ENUM:
+        return enum_value(c, v, path, it->names, (int *)(void *)field);
     case T_FN:
         return it->fn(c, base, v, path);
     case T_SECTION:
@@ -295,6 +328,7 @@ static void set_defaults(void *base, const struct item *items)
             break;
         case T_INT:
         case T_BOOL:
+        case T_ENUM:
             *(int *)(void *)field = (int)d;
             break;
         case T_NUM:
@@ -499,7 +533,6 @@ static int log_level(struct ctx *c, void *base, const json_t *v, const char *pat
 static int log_post(struct ctx *c, void *base);
 static int redis_check(struct ctx *c, void *base);
 static int redis_post(struct ctx *c, void *base);
-static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *path);
 static int cache_check(struct ctx *c, void *base);
 static int semantic_check(struct ctx *c, void *base);
 static int models_post(struct ctx *c, void *base);
@@ -513,22 +546,30 @@ static int auth_post(struct ctx *c, void *base);
 static int router_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int validation_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int breaker_section(struct ctx *c, void *base, const json_t *v, const char *path);
-static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path);
-static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path);
 static int batch_section(struct ctx *c, void *base, const json_t *v, const char *path);
 static int model_headers(struct ctx *c, void *base, const json_t *v, const char *path);
 static int verifier_model(struct ctx *c, void *base, const json_t *v, const char *path);
 static int verifier_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
 static int consistency_tiers(struct ctx *c, void *base, const json_t *v, const char *path);
-static int consistency_method(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_model(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_compare(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_judge(struct ctx *c, void *base, const json_t *v, const char *path);
 static int shadow_post(struct ctx *c, void *base);
-static int model_api(struct ctx *c, void *base, const json_t *v, const char *path);
-static int model_kind(struct ctx *c, void *base, const json_t *v, const char *path);
 
 /* --- the tables (README "Configuration" has each key's meaning) --------- */
+
+/* ENUM values, in the order of the field's enum (index 0: the default). */
+static const char *const scope_names[] = {"tenant", "shared", NULL};
+static const char *const stream_mode_names[] = {"prefix", "buffer", "live", NULL}; /* prefix.h */
+static const char *const final_invalid_names[] = {"error", "pass", NULL};
+static const char *const consistency_method_names[] = {"n", "parallel", NULL};
+static const char *const model_api_names[] = {"chat", "responses", NULL};
+static const char *const model_kind_names[] = {"chat", "embedding", NULL};
+_Static_assert(TG_STREAM__COUNT == 3 && TG_API_RESPONSES == 1 && TG_MODEL_EMBEDDING == 1,
+               "the ENUM name lists follow these enums");
+_Static_assert(sizeof(enum tg_model_api) == sizeof(int) &&
+                   sizeof(enum tg_model_kind) == sizeof(int),
+               "ENUM stores an int");
 
 static const struct item log_items[] = {
     FN("level", log_level),
@@ -591,7 +632,7 @@ static const struct item cache_items[] = {
     UINT("max_ttl_s", CFG(cache_max_ttl_s), 1, 365u * 86400, 86400),
     NUM("max_temperature", CFG(cache_max_temperature), 0, 2, 1.0),
     SIZE("max_entry_bytes", CFG(cache_max_entry_bytes), 256, 512u << 20, 1u << 20),
-    FN("scope", cache_scope),
+    ENUM("scope", CFG(cache_shared), scope_names),
     BOOL("single_flight", CFG(cache_single_flight), 1),
     UINT("single_flight_wait_ms", CFG(cache_single_flight_wait_ms), 1, 3600000, 30000),
     {.key = "semantic", .type = T_SECTION, .sub = semantic_items, .check = semantic_check},
@@ -601,10 +642,10 @@ static const struct item cache_items[] = {
 static const struct item cascade_items[] = {
     UINT("max_escalations", CFG(max_escalations), 0, 2, 2),
     BOOL("retry_with_context", CFG(retry_with_context), 1),
-    FN("stream_mode", stream_mode),
+    ENUM("stream_mode", CFG(stream_mode), stream_mode_names),
     UINT("prefix_tokens", CFG(prefix_tokens), 1, TG_PREFIX_MAX_TOKENS, 20),
     UINT("keepalive_ms", CFG(keepalive_ms), 0, 600000, 5000),
-    FN("final_invalid", final_invalid),
+    ENUM("final_invalid", CFG(final_invalid_pass), final_invalid_names),
     {0},
 };
 
@@ -631,7 +672,7 @@ static const struct item verifier_items[] = {
 static const struct item consistency_items[] = {
     UINT("samples", CFG(consistency_samples), 2, 8, 2),
     {.key = "tiers", .type = T_FN, .fn = consistency_tiers},
-    FN("method", consistency_method),
+    ENUM("method", CFG(consistency_parallel), consistency_method_names),
     {0},
 };
 
@@ -712,8 +753,8 @@ static const struct item model_items[] = {
     UINT("total_timeout_ms", MDL(total_timeout_ms), 1, 86400000, 600000),
     STR("ca_file", MDL(ca_file)),
     FN("headers", model_headers),
-    FN("api", model_api),
-    FN("kind", model_kind),
+    ENUM("api", MDL(api), model_api_names),
+    ENUM("kind", MDL(kind), model_kind_names),
     {0},
 };
 
@@ -797,49 +838,6 @@ static int redis_post(struct ctx *c, void *base)
     if (!cfg->redis_url && set_str(c, &cfg->redis_url, "redis://127.0.0.1:6379/0") != 0)
         return -1;
     return parse_redis_url(c, cfg, "redis.url");
-}
-
-static int cache_scope(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    struct tg_config *cfg = base;
-    const char *s;
-    if (json_is_null(v))
-        return 0;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    if (strcmp(s, "tenant") != 0 && strcmp(s, "shared") != 0)
-        return fail(c, path, "expected \"tenant\" or \"shared\"");
-    cfg->cache_shared = strcmp(s, "shared") == 0;
-    return 0;
-}
-
-static int stream_mode(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    struct tg_config *cfg = base;
-    const char *s;
-    if (json_is_null(v))
-        return 0;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    int m = tg_stream_mode_parse(s);
-    if (m < 0)
-        return fail(c, path, "expected \"prefix\", \"buffer\" or \"live\"");
-    cfg->stream_mode = m;
-    return 0;
-}
-
-static int final_invalid(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    struct tg_config *cfg = base;
-    const char *s;
-    if (json_is_null(v))
-        return 0;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    if (strcmp(s, "error") != 0 && strcmp(s, "pass") != 0)
-        return fail(c, path, "expected \"error\" or \"pass\"");
-    cfg->final_invalid_pass = strcmp(s, "pass") == 0;
-    return 0;
 }
 
 static int cache_check(struct ctx *c, void *base)
@@ -1011,17 +1009,6 @@ static int consistency_tiers(struct ctx *c, void *base, const json_t *v, const c
     return tier_mask(c, v, path, &((struct tg_config *)base)->consistency_tiers);
 }
 
-static int consistency_method(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    const char *s;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    if (strcmp(s, "n") != 0 && strcmp(s, "parallel") != 0)
-        return fail(c, path, "expected \"n\" or \"parallel\"");
-    ((struct tg_config *)base)->consistency_parallel = strcmp(s, "parallel") == 0;
-    return 0;
-}
-
 static int shadow_model(struct ctx *c, void *base, const json_t *v, const char *path)
 {
     struct tg_config *cfg = base;
@@ -1122,36 +1109,6 @@ static int model_headers(struct ctx *c, void *base, const json_t *v, const char 
         if (!h->name || !h->value)
             return fail(c, p, "out of memory");
     }
-    return 0;
-}
-
-/* "kind": "chat" (the default) or "embedding": what the model is for. */
-static int model_kind(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    struct tg_model *m = base;
-    const char *s;
-    if (json_is_null(v))
-        return 0;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    if (strcmp(s, "chat") != 0 && strcmp(s, "embedding") != 0)
-        return fail(c, path, "expected \"chat\" or \"embedding\"");
-    m->kind = strcmp(s, "embedding") == 0 ? TG_MODEL_EMBEDDING : TG_MODEL_CHAT;
-    return 0;
-}
-
-/* "api": "chat" (the default) or "responses": the provider's endpoint. */
-static int model_api(struct ctx *c, void *base, const json_t *v, const char *path)
-{
-    struct tg_model *m = base;
-    const char *s;
-    if (json_is_null(v))
-        return 0;
-    if (str_value(c, v, path, &s) != 0)
-        return -1;
-    if (strcmp(s, "chat") != 0 && strcmp(s, "responses") != 0)
-        return fail(c, path, "expected \"chat\" or \"responses\"");
-    m->api = strcmp(s, "responses") == 0 ? TG_API_RESPONSES : TG_API_CHAT;
     return 0;
 }
 
