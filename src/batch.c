@@ -65,10 +65,7 @@ struct bop {
 
 static void unavailable(struct tg_req *req)
 {
-    tg_req_respond_error(req, TG_ERR_UNAVAILABLE,
-                         "batch storage is unavailable (Redis is down or busy); retry shortly",
-                         NULL, "storage_unavailable");
-    tg_req_add_header(req, "retry-after", "1");
+    tg_files_unavailable(req, "batch");
 }
 
 static void not_found(struct tg_req *req, const char *id)
@@ -355,17 +352,8 @@ static void retrieve(struct tg_req *req, const char *ns, const char *id)
 static void on_list(void *ud, const struct tg_rreply *r)
 {
     struct bop *op = ud;
-    if (!op->req->closed) {
-        struct tg_buf b;
-        tg_buf_init(&b, 0);
-        if (tg_rreply_type(r) != TG_R_ARRAY || tg_rreply_len(r) != 2)
-            unavailable(op->req);
-        else if (tg_files_render_list(&b, r, tg_batch_render) == TG_OK)
-            tg_req_respond(op->req, 200, "application/json", b.data, b.len);
-        else
-            tg_req_respond_error(op->req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
-        tg_buf_free(&b);
-    }
+    if (!op->req->closed)
+        tg_files_answer_list(op->req, r, tg_batch_render, "batch");
     bop_free(op);
 }
 

@@ -90,12 +90,18 @@ void tg_files_refuse_large(struct tg_req *req)
     tg_req_respond_error(req, TG_ERR_TOO_LARGE, msg, "file", "file_too_large");
 }
 
+void tg_files_unavailable(struct tg_req *req, const char *what)
+{
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%s storage is unavailable (Redis is down or busy); retry shortly",
+             what);
+    tg_req_respond_error(req, TG_ERR_UNAVAILABLE, msg, NULL, "storage_unavailable");
+    tg_req_add_header(req, "retry-after", "1");
+}
+
 static void unavailable(struct tg_req *req)
 {
-    tg_req_respond_error(req, TG_ERR_UNAVAILABLE,
-                         "file storage is unavailable (Redis is down or busy); retry shortly", NULL,
-                         "storage_unavailable");
-    tg_req_add_header(req, "retry-after", "1");
+    tg_files_unavailable(req, "file");
 }
 
 static void not_found(struct tg_req *req, const char *id)
@@ -687,8 +693,8 @@ const char TG_FILES_LIST_LUA[] =
     "if #out > limit then more = 1; out[#out] = nil end\n"
     "return {more, out}\n";
 
-tg_rc tg_files_render_list(struct tg_buf *b, const struct tg_rreply *r,
-                           tg_rc (*render)(struct tg_buf *, tg_batch_get_fn, void *))
+static tg_rc render_list(struct tg_buf *b, const struct tg_rreply *r,
+                         tg_rc (*render)(struct tg_buf *, tg_batch_get_fn, void *))
 {
     const struct tg_rreply *items = tg_rreply_at(r, 1);
     size_t n = tg_rreply_len(items);
@@ -716,22 +722,28 @@ tg_rc tg_files_render_list(struct tg_buf *b, const struct tg_rreply *r,
     return rc;
 }
 
+void tg_files_answer_list(struct tg_req *req, const struct tg_rreply *r,
+                          tg_rc (*render)(struct tg_buf *, tg_batch_get_fn, void *),
+                          const char *what)
+{
+    if (tg_rreply_type(r) != TG_R_ARRAY || tg_rreply_len(r) != 2) {
+        tg_files_unavailable(req, what);
+        return;
+    }
+    struct tg_buf b;
+    tg_buf_init(&b, 0);
+    if (render_list(&b, r, render) == TG_OK)
+        tg_req_respond(req, 200, "application/json", b.data, b.len);
+    else
+        tg_req_respond_error(req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
+    tg_buf_free(&b);
+}
+
 static void on_list(void *ud, const struct tg_rreply *r)
 {
     struct fop *op = ud;
-    if (fop_live(op)) {
-        if (tg_rreply_type(r) != TG_R_ARRAY || tg_rreply_len(r) != 2) {
-            unavailable(op->req);
-        } else {
-            struct tg_buf b;
-            tg_buf_init(&b, 0);
-            if (tg_files_render_list(&b, r, tg_file_render) == TG_OK)
-                tg_req_respond(op->req, 200, "application/json", b.data, b.len);
-            else
-                tg_req_respond_error(op->req, TG_ERR_NOMEM, "out of memory", NULL, NULL);
-            tg_buf_free(&b);
-        }
-    }
+    if (fop_live(op))
+        tg_files_answer_list(op->req, r, tg_file_render, "file");
     fop_free(op);
 }
 

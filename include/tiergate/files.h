@@ -41,11 +41,16 @@ extern const char TG_FILES_LIST_LUA[];
 
 /* A 405 naming the methods the path takes. */
 void tg_files_method_not_allowed(struct tg_req *req, const char *allow);
-/* Renders a listing script's reply {has_more, {hash, ...}} as OpenAI's
- * list object, each item through render. */
+/* Answers a listing script's reply {has_more, {hash, ...}} with OpenAI's
+ * list object, each item through render; a reply of another shape is
+ * unavailable storage (what: "file", "batch"). */
 struct tg_rreply;
-tg_rc tg_files_render_list(struct tg_buf *b, const struct tg_rreply *r,
-                           tg_rc (*render)(struct tg_buf *, tg_batch_get_fn, void *));
+void tg_files_answer_list(struct tg_req *req, const struct tg_rreply *r,
+                          tg_rc (*render)(struct tg_buf *, tg_batch_get_fn, void *),
+                          const char *what);
+/* The 503 storage_unavailable (Retry-After: 1) of the Files and Batches
+ * APIs; what: "file", "batch". */
+void tg_files_unavailable(struct tg_req *req, const char *what);
 
 /* The owner namespace of a request's files and batches: a domain-separated
  * hash of the presented bearer token ("anon" without one). Unlike the
