@@ -27,32 +27,31 @@ static tg_rc bad(struct tg_chatbody_error *err, const char *param, const char *f
     return TG_ERR_BAD_REQUEST;
 }
 
-/* The JSON text itself: depth, syntax, an object, its member spans. */
-static tg_rc parse_text(struct tg_chatbody *b, int max_depth, struct tg_chatbody_error *err)
+tg_rc tg_chatbody_object(const char *text, size_t len, int max_depth, json_t **json,
+                         struct tg_json_member *stack, size_t n_stack, struct tg_json_member **mem,
+                         size_t *n_mem, struct tg_chatbody_error *err)
 {
-    if (b->len == 0)
+    if (len == 0)
         return bad(err, NULL, "request body is empty: expected a JSON object");
-    if (tg_json_depth(b->text, b->len, max_depth) < 0)
+    if (tg_json_depth(text, len, max_depth) < 0)
         return bad(err, NULL, "JSON nesting deeper than %d levels or unbalanced", max_depth);
     json_error_t je;
-    b->json = tg_json_parse(b->text, b->len, JSON_REJECT_DUPLICATES, &je);
-    if (!b->json)
+    *json = tg_json_parse(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!*json)
         return bad(err, NULL, "invalid JSON body: %s (line %d, column %d)", je.text, je.line,
                    je.column);
-    if (!json_is_object(b->json))
+    if (!json_is_object(*json))
         return bad(err, NULL, "request body must be a JSON object");
     size_t count = 0;
-    if (tg_json_members(b->text, b->len, b->mem_stack, TG_CHATBODY_MEMBERS_STACK, &count,
-                        max_depth + 1) != TG_OK)
+    if (tg_json_members(text, len, stack, n_stack, &count, max_depth + 1) != TG_OK)
         return bad(err, NULL, "request body must be a JSON object");
-    b->mem = b->mem_stack;
-    if (count > TG_CHATBODY_MEMBERS_STACK) {
-        b->mem = calloc(count, sizeof(*b->mem));
-        if (!b->mem ||
-            tg_json_members(b->text, b->len, b->mem, count, &count, max_depth + 1) != TG_OK)
+    *mem = stack;
+    if (count > n_stack) {
+        *mem = calloc(count, sizeof(**mem));
+        if (!*mem || tg_json_members(text, len, *mem, count, &count, max_depth + 1) != TG_OK)
             return bad(err, NULL, "request body could not be scanned");
     }
-    b->n_mem = count;
+    *n_mem = count;
     return TG_OK;
 }
 
@@ -121,7 +120,8 @@ tg_rc tg_chatbody_parse(struct tg_chatbody *b, const char *text, size_t len, int
     b->text = text;
     b->len = len;
     b->temperature = 1.0;
-    tg_rc rc = parse_text(b, max_depth, err);
+    tg_rc rc = tg_chatbody_object(b->text, b->len, max_depth, &b->json, b->mem_stack,
+                                  TG_CHATBODY_MEMBERS_STACK, &b->mem, &b->n_mem, err);
     if (rc == TG_OK)
         rc = check_required(b, max_messages, need_model, err);
     if (rc == TG_OK)

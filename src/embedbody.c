@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tiergate/chatbody.h"
 #include "tiergate/embedbody.h"
 #include "tiergate/jsonparse.h"
 
@@ -29,33 +30,17 @@ static tg_rc bad(struct tg_embedbody_error *err, const char *param, const char *
     return TG_ERR_BAD_REQUEST;
 }
 
-/* The JSON text itself: depth, syntax, an object, its member spans. */
+/* The JSON text itself (chatbody.c's check, shared by every endpoint). */
 static tg_rc parse_text(struct tg_embedbody *b, int max_depth, struct tg_embedbody_error *err)
 {
-    if (b->len == 0)
-        return bad(err, NULL, "request body is empty: expected a JSON object");
-    if (tg_json_depth(b->text, b->len, max_depth) < 0)
-        return bad(err, NULL, "JSON nesting deeper than %d levels or unbalanced", max_depth);
-    json_error_t je;
-    b->json = tg_json_parse(b->text, b->len, JSON_REJECT_DUPLICATES, &je);
-    if (!b->json)
-        return bad(err, NULL, "invalid JSON body: %s (line %d, column %d)", je.text, je.line,
-                   je.column);
-    if (!json_is_object(b->json))
-        return bad(err, NULL, "request body must be a JSON object");
-    size_t count = 0;
-    if (tg_json_members(b->text, b->len, b->mem_stack, TG_EMBEDBODY_MEMBERS_STACK, &count,
-                        max_depth + 1) != TG_OK)
-        return bad(err, NULL, "request body must be a JSON object");
-    b->mem = b->mem_stack;
-    if (count > TG_EMBEDBODY_MEMBERS_STACK) {
-        b->mem = calloc(count, sizeof(*b->mem));
-        if (!b->mem ||
-            tg_json_members(b->text, b->len, b->mem, count, &count, max_depth + 1) != TG_OK)
-            return bad(err, NULL, "request body could not be scanned");
+    struct tg_chatbody_error e = {"", ""};
+    tg_rc rc = tg_chatbody_object(b->text, b->len, max_depth, &b->json, b->mem_stack,
+                                  TG_EMBEDBODY_MEMBERS_STACK, &b->mem, &b->n_mem, &e);
+    if (rc != TG_OK) {
+        snprintf(err->param, sizeof(err->param), "%s", e.param);
+        snprintf(err->message, sizeof(err->message), "%s", e.message);
     }
-    b->n_mem = count;
-    return TG_OK;
+    return rc;
 }
 
 /* A non-empty array of token ids (integers >= 0). */

@@ -50,6 +50,16 @@ struct tg_chatbody_error {
 tg_rc tg_chatbody_parse(struct tg_chatbody *b, const char *text, size_t len, int max_depth,
                         unsigned max_messages, int need_model, struct tg_chatbody_error *err);
 
+/* The JSON text of a request body, for every endpoint's body checks:
+ * text[0..len) no deeper than max_depth, no duplicate keys, an object.
+ * *json gets the tree (owned by the caller even on failure), *mem the
+ * top-level member spans: stack[0..n_stack) when they fit, else a
+ * calloc'd array the caller frees when *mem != stack. TG_OK, or
+ * TG_ERR_BAD_REQUEST with *err filled. */
+tg_rc tg_chatbody_object(const char *text, size_t len, int max_depth, json_t **json,
+                         struct tg_json_member *stack, size_t n_stack, struct tg_json_member **mem,
+                         size_t *n_mem, struct tg_chatbody_error *err);
+
 /* Releases what parse allocated (the tree, a large member list). */
 void tg_chatbody_free(struct tg_chatbody *b);
 
