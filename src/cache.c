@@ -32,6 +32,7 @@
 #include "tiergate/log.h"
 #include "tiergate/loop.h"
 #include "tiergate/metrics.h"
+#include "tiergate/redisio.h"
 #include "tiergate/req.h"
 
 #define KEY_PREFIX "tiergate:v1:"
@@ -52,9 +53,7 @@ struct tg_cache {
     struct tg_loop *loop;
     enum role role;
     redisAsyncContext *ac;
-    struct tg_io io;
-    uint32_t events;
-    uint64_t wrote_us; /* when queued commands last went out (tg_now_us) */
+    struct tg_redisio rio; /* the context's socket on the loop */
     enum state state;
     struct tg_timer retry_timer;   /* reconnect backoff */
     struct tg_timer connect_timer; /* bound on connect + PING */
@@ -140,60 +139,6 @@ static void lost(struct tg_cache *c);
 static void on_message(redisAsyncContext *ac, void *r, void *priv);
 static void on_switch(redisAsyncContext *ac, void *r, void *priv);
 static void watch_next(struct tg_cache *w);
-
-/* --- the hiredis adapter ------------------------------------------------- */
-
-static void on_io(struct tg_loop *loop, int fd, uint32_t events, void *ud)
-{
-    struct tg_cache *c = ud;
-    /* Either handler may free the context (disconnect); re-check between. */
-    if (c->ac && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        redisAsyncHandleRead(c->ac);
-    if (c->ac && (events & (EPOLLOUT | EPOLLERR))) {
-        redisAsyncHandleWrite(c->ac);
-        c->wrote_us = tg_now_us();
-    }
-}
-
-static void update_events(struct tg_cache *c, uint32_t add, uint32_t del)
-{
-    uint32_t ev = (c->events | add) & ~del;
-    if (!c->ac)
-        return;
-    /* hiredis asks for reading again after every read and write: an
-     * epoll_ctl each time, 4 per command, when nothing changed. */
-    if (ev == c->events && (ev == 0 || (c->io.registered && c->io.fd == c->ac->c.fd)))
-        return;
-    if (ev == 0) {
-        tg_loop_io_del(c->loop, &c->io);
-    } else if (tg_loop_io_set(c->loop, &c->io, c->ac->c.fd, ev, on_io, c) != TG_OK) {
-        tg_log(TG_LOG_WARN, "redis: cannot watch socket");
-    }
-    c->events = ev;
-}
-
-static void ev_add_read(void *p)
-{
-    update_events(p, EPOLLIN, 0);
-}
-static void ev_del_read(void *p)
-{
-    update_events(p, 0, EPOLLIN);
-}
-static void ev_add_write(void *p)
-{
-    update_events(p, EPOLLOUT, 0);
-}
-static void ev_del_write(void *p)
-{
-    update_events(p, 0, EPOLLOUT);
-}
-static void ev_cleanup(void *p)
-{
-    struct tg_cache *c = p;
-    tg_loop_io_del(c->loop, &c->io);
-    c->events = 0;
-}
 
 /* --- connection life ------------------------------------------------------ */
 
@@ -425,16 +370,9 @@ static void connect_now(struct tg_cache *c)
     c->ac = ac;
     set_state(c, ST_CONNECTING);
     ac->data = c;
-    ac->ev.data = c;
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    ac->ev.cleanup = ev_cleanup;
+    tg_redisio_attach(&c->rio, c->loop, &c->ac, "cache", ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* A non-blocking connect reports through writability. */
-    update_events(c, EPOLLOUT, 0);
     handshake(c, ac);
     tg_timer_start(c->loop, &c->connect_timer, c->connect_ms, on_connect_timeout, c);
 }
@@ -857,15 +795,15 @@ static int late_but_answered(struct tg_cache_op *op)
     int rearmed = 0;
     op->busy = 1; /* either call may answer op, or drop the connection */
     redisAsyncHandleRead(c->ac);
-    if (!op->done && c->ac && (c->events & EPOLLOUT)) {
+    if (!op->done && c->ac && (c->rio.events & EPOLLOUT)) {
         redisAsyncHandleWrite(c->ac);
-        c->wrote_us = tg_now_us();
+        c->rio.wrote_us = tg_now_us();
     }
     uint64_t now = tg_now_us(), budget = (uint64_t)op->budget_ms * 1000u;
-    if (!op->done && !op->late && c->ac && c->wrote_us > op->armed_us &&
-        now - c->wrote_us < budget) {
+    if (!op->done && !op->late && c->ac && c->rio.wrote_us > op->armed_us &&
+        now - c->rio.wrote_us < budget) {
         op->late = 1;
-        rearmed = tg_timer_start_us(c->loop, &op->timer, budget - (now - c->wrote_us),
+        rearmed = tg_timer_start_us(c->loop, &op->timer, budget - (now - c->rio.wrote_us),
                                     on_lookup_deadline, op) == TG_OK;
     }
     op->busy = 0;

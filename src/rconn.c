@@ -21,6 +21,7 @@
 #include "tiergate/log.h"
 #include "tiergate/loop.h"
 #include "tiergate/rconn.h"
+#include "tiergate/redisio.h"
 
 enum state { ST_DOWN, ST_CONNECTING, ST_UP };
 
@@ -35,8 +36,7 @@ struct op {
 struct tg_rconn {
     struct tg_loop *loop;
     redisAsyncContext *ac;
-    struct tg_io io;
-    uint32_t events;
+    struct tg_redisio rio; /* the context's socket on the loop */
     enum state state;
     struct tg_timer retry_timer, deadline;
     struct op *head, *tail; /* sent, unanswered, in send order */
@@ -54,52 +54,6 @@ struct tg_rconn {
 static void connect_now(struct tg_rconn *rc);
 static void drop(struct tg_rconn *rc, const char *why);
 static void on_deadline(struct tg_loop *loop, void *ud);
-
-/* --- the adapter (as cache.c's) ----------------------------------------- */
-
-static void on_io(struct tg_loop *loop, int fd, uint32_t events, void *ud)
-{
-    struct tg_rconn *rc = ud;
-    if (rc->ac && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        redisAsyncHandleRead(rc->ac);
-    if (rc->ac && (events & (EPOLLOUT | EPOLLERR)))
-        redisAsyncHandleWrite(rc->ac);
-}
-
-static void update_events(struct tg_rconn *rc, uint32_t add, uint32_t del)
-{
-    uint32_t ev = (rc->events | add) & ~del;
-    if (!rc->ac)
-        return;
-    if (ev == 0)
-        tg_loop_io_del(rc->loop, &rc->io);
-    else if (tg_loop_io_set(rc->loop, &rc->io, rc->ac->c.fd, ev, on_io, rc) != TG_OK)
-        tg_log(TG_LOG_WARN, "%s redis: cannot watch socket", rc->name);
-    rc->events = ev;
-}
-
-static void ev_add_read(void *p)
-{
-    update_events(p, EPOLLIN, 0);
-}
-static void ev_del_read(void *p)
-{
-    update_events(p, 0, EPOLLIN);
-}
-static void ev_add_write(void *p)
-{
-    update_events(p, EPOLLOUT, 0);
-}
-static void ev_del_write(void *p)
-{
-    update_events(p, 0, EPOLLOUT);
-}
-static void ev_cleanup(void *p)
-{
-    struct tg_rconn *rc = p;
-    tg_loop_io_del(rc->loop, &rc->io);
-    rc->events = 0;
-}
 
 /* --- connection life ------------------------------------------------------ */
 
@@ -260,15 +214,9 @@ static void connect_now(struct tg_rconn *rc)
     rc->ac = ac;
     rc->state = ST_CONNECTING;
     ac->data = rc;
-    ac->ev.data = rc;
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
-    ac->ev.cleanup = ev_cleanup;
+    tg_redisio_attach(&rc->rio, rc->loop, &rc->ac, rc->name, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    update_events(rc, EPOLLOUT, 0);
     char db[16];
     snprintf(db, sizeof(db), "%u", rc->db);
     unsigned t = rc->timeout_ms;
