@@ -1335,12 +1335,6 @@ const char *tg_cache_reply_str(const struct tg_cache_reply *r, size_t *len)
     return x->str;
 }
 
-long long tg_cache_reply_int(const struct tg_cache_reply *r)
-{
-    const redisReply *x = (const redisReply *)r;
-    return x && x->type == REDIS_REPLY_INTEGER ? x->integer : 0;
-}
-
 size_t tg_cache_reply_len(const struct tg_cache_reply *r)
 {
     const redisReply *x = (const redisReply *)r;

@@ -330,11 +330,6 @@ int tg_rconn_up(const struct tg_rconn *rc)
     return rc && rc->state == ST_UP && rc->ac;
 }
 
-size_t tg_rconn_pending(const struct tg_rconn *rc)
-{
-    return rc->pending;
-}
-
 tg_rc tg_rconn_send(struct tg_rconn *rc, const struct tg_rargs *a, tg_rconn_cb cb, void *ud)
 {
     if (!tg_rconn_up(rc))

@@ -79,7 +79,6 @@ tg_rc tg_cache_command(struct tg_cache *c, int argc, const char *const *argv, co
 enum tg_cache_reply_type tg_cache_reply_type(const struct tg_cache_reply *r);
 /* STRING, STATUS, ERROR: the bytes (*len set); else NULL. */
 const char *tg_cache_reply_str(const struct tg_cache_reply *r, size_t *len);
-long long tg_cache_reply_int(const struct tg_cache_reply *r);
 /* ARRAY: element count and element i (NULL past the end). */
 size_t tg_cache_reply_len(const struct tg_cache_reply *r);
 const struct tg_cache_reply *tg_cache_reply_at(const struct tg_cache_reply *r, size_t i);

@@ -41,8 +41,6 @@ void tg_rconn_free(struct tg_rconn *rc);
 void tg_rconn_reconfigure(struct tg_rconn *rc, const struct tg_config *cfg);
 /* Connected and answering. */
 int tg_rconn_up(const struct tg_rconn *rc);
-/* Commands sent and not yet answered. */
-size_t tg_rconn_pending(const struct tg_rconn *rc);
 
 /* A command's arguments: copies of the bytes given, in one buffer. */
 struct tg_rargs {
